@@ -1,0 +1,208 @@
+"""Corpus ingestion: scan, isolated parallel workers, content-keyed cache, stable splits, CLI."""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from composer import ComposerError, corpus
+from composer.cli import main
+from composer.corpus import Corpus, CorpusConfig, prepare, run_isolated, split_of
+from composer.events import EventConfig, decode, encode, quantise
+from composer.midi import load
+
+BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
+
+
+def write_tune(path: Path, pitches: list[int], step: int = 240) -> Path:
+    """A one-track MIDI file playing ``pitches`` one after another."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for p in pitches:
+        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=p, velocity=0, time=step))
+    mid.tracks.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mid.save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "midi"
+    for i in range(6):
+        write_tune(d / f"tune{i}.mid", [60 + i, 62 + i, 64 + i])
+    write_tune(d / "sub" / "deeper" / "nested.MIDI", [50, 52])
+    (d / "empty.mid").write_bytes(b"")
+    (d / "notes.txt.mid").write_text("this is not a MIDI file\n")
+    (d / "readme.txt").write_text("ignored: not a MIDI suffix")
+    shutil.copy(d / "tune0.mid", d / "copy_of_tune0.mid")
+    return d
+
+
+def test_prepare_reads_good_files_and_skips_bad_ones_with_reasons(folder, tmp_path):
+    report = prepare(folder, tmp_path / "cache", workers=2)
+    assert report.files_found == 10
+    assert report.files_loaded == 7
+    reasons = dict(report.skipped)
+    assert reasons["empty.mid"] == "empty file"
+    assert "no MThd" in reasons["notes.txt.mid"]
+    assert reasons["tune0.mid"].startswith("duplicate of") or \
+        reasons["copy_of_tune0.mid"].startswith("duplicate of")
+    report_file = (tmp_path / "cache" / "skipped.tsv").read_text().splitlines()
+    assert report_file[0] == "path\treason" and len(report_file) == 1 + 3
+    assert report.notes == 6 * 3 + 2
+    assert sum(report.split_files.values()) == 7
+
+
+def test_cache_holds_exactly_the_encoded_files(folder, tmp_path):
+    prepare(folder, tmp_path / "cache", workers=1)
+    c = Corpus.open(tmp_path / "cache")
+    assert len(c.paths) == 7 and c.tokens.dtype == np.uint16
+    assert isinstance(c.tokens, np.memmap)
+    for i, rel in enumerate(c.paths):
+        expected = encode(load(folder / rel).notes, c.config.events)
+        np.testing.assert_array_equal(c.sequence(i), expected)
+    assert sorted(np.concatenate([c.files(s) for s in corpus.SPLITS]).tolist()) == list(range(7))
+    with pytest.raises(ComposerError, match="unknown split"):
+        c.files("training")
+
+
+def test_second_run_parses_nothing_and_changes_are_picked_up(folder, tmp_path):
+    cache = tmp_path / "cache"
+    first = prepare(folder, cache)
+    stamp = (cache / "tokens.npy").stat().st_mtime_ns
+    second = prepare(folder, cache)
+    assert second.files_parsed == 0
+    assert (second.files_loaded, second.events) == (first.files_loaded, first.events)
+    assert (cache / "tokens.npy").stat().st_mtime_ns == stamp  # nothing rewritten
+    write_tune(folder / "tune1.mid", [70, 71, 72, 73])  # changed content
+    os.utime(folder / "tune1.mid", ns=(1, 1))
+    write_tune(folder / "new.mid", [40, 41])
+    third = prepare(folder, cache)
+    assert third.files_parsed == 2
+    assert third.files_loaded == first.files_loaded + 1
+    assert third.notes == first.notes + 1 + 2
+
+
+def test_settings_change_invalidates_cached_objects(folder, tmp_path):
+    cache = tmp_path / "cache"
+    prepare(folder, cache)
+    coarse = CorpusConfig(events=EventConfig(steps_per_second=50, max_shift_steps=50))
+    report = prepare(folder, cache, coarse)
+    assert report.files_parsed == report.files_found
+    assert Corpus.open(cache).config == coarse
+
+
+def test_split_is_a_stable_function_of_content(folder, tmp_path):
+    config = CorpusConfig(valid_fraction=0.3, test_fraction=0.3)
+    prepare(folder, tmp_path / "a", config)
+    a = Corpus.open(tmp_path / "a")
+    before = {p: int(a.index["split"][i]) for i, p in enumerate(a.paths)}
+    for i in range(20):  # the corpus grows: existing files keep their split
+        write_tune(folder / f"more{i}.mid", [30 + i, 31 + i])
+    prepare(folder, tmp_path / "b", config)
+    b = Corpus.open(tmp_path / "b")
+    after = {p: int(b.index["split"][i]) for i, p in enumerate(b.paths)}
+    assert all(after[p] == s for p, s in before.items())
+    assert set(after.values()) == {0, 1, 2}  # 27 files at 40/30/30: every split is used
+    assert split_of("00000000" + "0" * 24, config) == 2
+    assert split_of("ffffffff" + "0" * 24, config) == 0
+
+
+def test_bad_split_fractions_are_an_error():
+    with pytest.raises(ComposerError, match="sum to less than 1"):
+        CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
+
+
+def test_config_round_trips_through_dict():
+    config = CorpusConfig(events=EventConfig(velocity_bins=16), valid_fraction=0.1)
+    assert CorpusConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def _crash_on_odd(job: int) -> dict:
+    if job % 2:
+        os._exit(3)
+    return {"value": job}
+
+
+def _stall_on_three(job: int) -> dict:
+    if job == 3:
+        time.sleep(60)
+    return {"value": job}
+
+
+def test_a_crashing_worker_costs_one_job_not_the_run():
+    results = dict(run_isolated(_crash_on_odd, list(range(10)), workers=2, batch=4))
+    assert sorted(results) == list(range(10))
+    for i, r in results.items():
+        if i % 2:
+            assert r["reason"] == "parser crashed (exit code 3)"
+        else:
+            assert r == {"value": i}
+
+
+def test_a_stalled_worker_is_killed_after_the_timeout():
+    start = time.monotonic()
+    results = dict(run_isolated(_stall_on_three, list(range(6)), workers=1, timeout=0.5))
+    assert time.monotonic() - start < 10
+    assert results[3]["reason"] == "parse took longer than 0.5 s"
+    assert all(results[i] == {"value": i} for i in (0, 1, 2, 4, 5))
+
+
+def test_prepare_survives_a_parser_that_crashes(folder, tmp_path, monkeypatch):
+    real = corpus.ingest_file
+
+    def crashing(path, *args):
+        if path.endswith("tune3.mid"):
+            faulthandler.disable()  # pytest's handler would print the child's stack
+            os.abort()
+        return real(path, *args)
+
+    monkeypatch.setattr(corpus, "ingest_file", crashing)
+    report = prepare(folder, tmp_path / "cache", workers=2)
+    assert dict(report.skipped)["tune3.mid"].startswith("parser crashed")
+    assert report.files_loaded == 6
+
+
+def test_cli_prepare_prints_the_summary(folder, tmp_path):
+    out = tmp_path / "cache"
+    result = CliRunner().invoke(main, ["prepare", str(folder), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "files read              7" in result.output
+    assert "files skipped           3" in result.output
+    assert "empty file" in result.output
+    assert "hours of music" in result.output
+    again = CliRunner().invoke(main, ["prepare", str(folder), "--out", str(out), "-q"])
+    assert "(0 parsed, 10 from cache)" in again.output
+
+
+def test_cli_reports_library_errors_without_traceback(folder, tmp_path):
+    result = CliRunner().invoke(
+        main, ["prepare", str(folder), "--out", str(tmp_path / "c"), "--valid", "0.6",
+               "--test", "0.6"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not BACH.is_dir(), reason="bundled corpus not built")
+def test_bundled_corpus_loads_completely_and_round_trips(tmp_path):
+    report = prepare(BACH, tmp_path / "cache", workers=2)
+    assert report.skipped == [] and report.files_loaded == report.files_found > 300
+    c = Corpus.open(tmp_path / "cache")
+    for i, rel in enumerate(c.paths):
+        notes = load(BACH / rel).notes
+        got = decode(c.sequence(i), c.config.events)
+        want = quantise(notes, c.config.events)
+        for name in want.dtype.names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{rel}: {name}")
