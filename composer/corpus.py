@@ -224,14 +224,19 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
             slot[1], slot[2] = take, time.monotonic()
             conn.send([(i, jobs[i]) for i in take])
 
-    def lose(conn, reason: str) -> tuple[int, dict]:
+    def lose(conn, stalled: bool) -> tuple[int, dict]:
         proc, outstanding, _ = slots.pop(conn)
-        proc.kill()
+        if stalled:
+            proc.kill()
         proc.join()
         conn.close()
         pending.extend(outstanding[:0:-1])  # the rest of its batch goes back on the stack
         if pending:
             start()
+        code = proc.exitcode
+        reason = (f"parse took longer than {timeout:g} s" if stalled
+                  else f"parser crashed (signal {-code})" if code and code < 0
+                  else f"parser crashed (exit code {code})")
         return outstanding[0], {"hash": None, "reason": reason}
 
     for _ in range(n):
@@ -248,15 +253,14 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
                 try:
                     i, result = conn.recv()
                 except (EOFError, OSError):
-                    code = slots[conn][0].exitcode
-                    yield lose(conn, f"parser crashed (exit code {code})")
+                    yield lose(conn, stalled=False)
                     continue
                 slots[conn][1].remove(i)
                 slots[conn][2] = time.monotonic()
                 yield i, result
             now = time.monotonic()
             for conn in [c for c, s in slots.items() if s[1] and now - s[2] > timeout]:
-                yield lose(conn, f"parse took longer than {timeout:g} s")
+                yield lose(conn, stalled=True)
     finally:
         for proc, _, _ in slots.values():
             proc.kill()
