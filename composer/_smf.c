@@ -5,11 +5,12 @@
  * tested for identical output). It never reads outside the buffer it is given; every malformed
  * input either raises ValueError with a one-line reason or is skipped with a warning.
  *
- * parse_track(data, start, end, max_notes) -> (notes, tempos, controls, programs, end_tick, warnings)
- *   notes:    bytes of int64 rows (channel, pitch, velocity, start_tick, end_tick, hanging)
+ * parse_track(data, start, end, max_notes, track=0)
+ *     -> (notes, tempos, controls, programs, end_tick, warnings)
+ *   notes:    bytes of int64 rows (track, channel, pitch, velocity, start_tick, end_tick, hanging)
  *   tempos:   bytes of int64 rows (tick, microseconds_per_quarter)  -- tempo 0 is dropped
- *   controls: bytes of int64 rows (channel, tick, value)              -- CC64 (sustain) only
- *   programs: bytes of int64 rows (channel, tick, program)
+ *   controls: bytes of int64 rows (track, channel, tick, value)       -- CC64 (sustain) only
+ *   programs: bytes of int64 rows (track, channel, tick, program)
  *   end_tick: tick of the last event read
  *   warnings: list of str (non-fatal defects in data that carries no notes)
  *
@@ -75,16 +76,16 @@ static int add_warning(PyObject *warnings, const char *msg, Py_ssize_t at) {
 
 static PyObject *parse_track(PyObject *self, PyObject *args) {
     Py_buffer view;
-    Py_ssize_t start, end, max_notes;
-    if (!PyArg_ParseTuple(args, "y*nnn", &view, &start, &end, &max_notes)) return NULL;
+    Py_ssize_t start, end, max_notes, track = 0;
+    if (!PyArg_ParseTuple(args, "y*nnn|n", &view, &start, &end, &max_notes, &track)) return NULL;
     const uint8_t *buf = (const uint8_t *)view.buf;
     if (start < 0 || end > view.len || start > end) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "track bounds outside the file");
         return NULL;
     }
-    Table notes = {NULL, 0, 0, 6}, tempos = {NULL, 0, 0, 2};
-    Table controls = {NULL, 0, 0, 3}, programs = {NULL, 0, 0, 3};
+    Table notes = {NULL, 0, 0, 7}, tempos = {NULL, 0, 0, 2};
+    Table controls = {NULL, 0, 0, 4}, programs = {NULL, 0, 0, 4};
     Py_ssize_t *next = NULL, next_cap = 0; /* FIFO links between pending notes */
     Py_ssize_t head[NKEYS], tail[NKEYS];
     for (int k = 0; k < NKEYS; k++) head[k] = tail[k] = -1;
@@ -194,7 +195,7 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
                 error = errbuf;
                 goto fail;
             }
-            int64_t row[6] = {channel, d1, d2, tick, -1, 0};
+            int64_t row[7] = {track, channel, d1, d2, tick, -1, 0};
             if (table_push(&notes, row) < 0) { nomem = 1; goto fail; }
             if (notes.len > next_cap) {
                 Py_ssize_t cap = next_cap ? next_cap * 2 : 256;
@@ -210,23 +211,23 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
         } else if (kind == 0x80 || kind == 0x90) { /* note off */
             Py_ssize_t idx = head[key];
             if (idx >= 0) {
-                notes.data[idx * 6 + 4] = tick;
+                notes.data[idx * 7 + 5] = tick;
                 head[key] = next[idx];
                 if (head[key] < 0) tail[key] = -1;
             }
         } else if (kind == 0xB0 && d1 == 64) {
-            int64_t row[3] = {channel, tick, d2};
+            int64_t row[4] = {track, channel, tick, d2};
             if (table_push(&controls, row) < 0) { nomem = 1; goto fail; }
         } else if (kind == 0xC0) {
-            int64_t row[3] = {channel, tick, d1};
+            int64_t row[4] = {track, channel, tick, d1};
             if (table_push(&programs, row) < 0) { nomem = 1; goto fail; }
         }
     }
     /* close notes still sounding at the end of the track */
     for (Py_ssize_t i = 0; i < notes.len; i++) {
-        if (notes.data[i * 6 + 4] < 0) {
-            notes.data[i * 6 + 4] = tick;
-            notes.data[i * 6 + 5] = 1;
+        if (notes.data[i * 7 + 5] < 0) {
+            notes.data[i * 7 + 5] = tick;
+            notes.data[i * 7 + 6] = 1;
         }
     }
     PyBuffer_Release(&view);
@@ -247,8 +248,8 @@ fail:
 
 static PyMethodDef methods[] = {
     {"parse_track", parse_track, METH_VARARGS,
-     "parse_track(data, start, end, max_notes) -> (notes, tempos, controls, programs, "
-     "end_tick, warnings)"},
+     "parse_track(data, start, end, max_notes, track=0) -> (notes, tempos, controls, "
+     "programs, end_tick, warnings)"},
     {NULL, NULL, 0, NULL},
 };
 

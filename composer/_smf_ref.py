@@ -34,7 +34,7 @@ def _rows(rows: list, width: int) -> bytes:
 
 
 def parse_track(
-    data: bytes, start: int, end: int, max_notes: int
+    data: bytes, start: int, end: int, max_notes: int, track: int = 0
 ) -> tuple[bytes, bytes, bytes, bytes, int, list[str]]:
     """Parse one MTrk chunk body ``data[start:end]``; see ``_smf.c`` for the result layout."""
     if start < 0 or end > len(data) or start > end:
@@ -42,8 +42,8 @@ def parse_track(
     buf = data
     notes: list[list[int]] = []
     tempos: list[tuple[int, int]] = []
-    controls: list[tuple[int, int, int]] = []
-    programs: list[tuple[int, int, int]] = []
+    controls: list[tuple[int, int, int, int]] = []
+    programs: list[tuple[int, int, int, int]] = []
     pending: dict[int, deque[int]] = {}
     warnings: list[str] = []
 
@@ -122,18 +122,18 @@ def parse_track(
         if kind == 0x90 and d2 > 0:
             if len(notes) >= max_notes:
                 raise ValueError(f"more than {max_notes} notes")
-            notes.append([channel, d1, d2, tick, -1, 0])
+            notes.append([track, channel, d1, d2, tick, -1, 0])
             pending.setdefault(key, deque()).append(len(notes) - 1)
         elif kind in (0x80, 0x90):
             queue = pending.get(key)
             if queue:
-                notes[queue.popleft()][4] = tick
+                notes[queue.popleft()][5] = tick
         elif kind == 0xB0 and d1 == 64:
-            controls.append((channel, tick, d2))
+            controls.append((track, channel, tick, d2))
         elif kind == 0xC0:
-            programs.append((channel, tick, d1))
+            programs.append((track, channel, tick, d1))
     for row in notes:
-        if row[4] < 0:
-            row[4], row[5] = tick, 1
-    return (_rows(notes, 6), _rows(tempos, 2), _rows(controls, 3), _rows(programs, 3), tick,
+        if row[5] < 0:
+            row[5], row[6] = tick, 1
+    return (_rows(notes, 7), _rows(tempos, 2), _rows(controls, 4), _rows(programs, 4), tick,
             warnings)

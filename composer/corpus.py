@@ -5,7 +5,7 @@ the new or changed ones in worker processes (a worker that crashes or stalls cos
 not the run), and writes a memory-mappable cache:
 
     CACHE_DIR/manifest.json        per-file record: size, mtime, content hash, status, reason
-    CACHE_DIR/objects/KEY/HASH.npy encoded tokens of one file, keyed by content + settings
+    CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
     CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes
     CACHE_DIR/corpus.json          settings, file list and totals
@@ -24,7 +24,7 @@ import multiprocessing as mp
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from composer import ComposerError, MidiError
-from composer.events import EventConfig, encode
-from composer.midi import MIDI_SUFFIXES, LoadConfig, parse
+from composer.events import EventConfig, encode_many
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, too_big
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -119,16 +119,36 @@ def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
 
 def scan(midi_dir: str | os.PathLike) -> list[str]:
     """Relative paths of the MIDI files below ``midi_dir`` (recursive, sorted, skips dot-dirs)."""
-    root = Path(midi_dir)
-    if not root.is_dir():
-        raise ComposerError(f"not a folder: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.lower().endswith(MIDI_SUFFIXES) and not name.startswith("."):
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
-    return sorted(found)
+    return sorted(_scan_stat(midi_dir))
+
+
+def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError]:
+    """Relative path -> stat result (or the OSError) of every MIDI file below ``midi_dir``."""
+    if not os.path.isdir(midi_dir):
+        raise ComposerError(f"not a folder: {midi_dir}")
+    found: dict[str, os.stat_result | OSError] = {}
+    stack = [("", os.fspath(midi_dir))]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # an unreadable sub-folder holds nothing we can read
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((prefix + entry.name + os.sep, entry.path))
+                    continue
+            except OSError:
+                continue
+            if entry.name.lower().endswith(MIDI_SUFFIXES):
+                try:
+                    found[prefix + entry.name] = entry.stat()
+                except OSError as e:
+                    found[prefix + entry.name] = e
+    return found
 
 
 def split_of(content_hash: str, config: CorpusConfig) -> int:
@@ -152,118 +172,122 @@ def _save_json(path: Path, obj: dict) -> None:
     _save_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1)))
 
 
-def ingest_file(path: str, config: CorpusConfig, objdir: str) -> dict:
-    """Read, hash, parse and encode one file; store its tokens under ``objdir``.
+def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
+    """Read, hash, parse and encode files (runs inside a worker process), one record each.
 
-    Returns a record: ``hash`` (None if unreadable), ``reason`` (None if loaded), and
-    ``notes``, ``events``, ``seconds``. Runs inside a worker process.
+    A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
+    (uint16), ``notes``, ``events``, ``seconds``. Files are parsed and encoded together, in
+    one vectorised pass; should that fail on an unforeseen input, they are redone one by one
+    so that the failure costs only the file that caused it.
     """
+    records: list[dict] = []
+    datas: list[bytes] = []
+    for path in paths:
+        try:
+            size = os.path.getsize(path)
+            if size > config.load.max_file_bytes:
+                records.append({"hash": None, "reason": too_big(size, config.load.max_file_bytes)})
+                continue
+            with open(path, "rb") as f:
+                datas.append(f.read())
+        except OSError as e:
+            records.append({"hash": None, "reason": f"cannot read file: {e.strerror or e}"})
+            continue
+        records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
+                        "reason": None})
+    todo = [r for r in records if r["hash"]]
     try:
-        size = os.path.getsize(path)
-        if size > config.load.max_file_bytes:
-            limit = config.load.max_file_bytes >> 20
-            return {"hash": None, "reason": f"file is {size / 2**20:.1f} MiB (limit {limit} MiB)"}
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return {"hash": None, "reason": f"cannot read file: {e.strerror or e}"}
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    record: dict = {"hash": digest, "reason": None}
-    try:
-        piece = parse(data, config.load)
-        tokens = encode(piece.notes, config.events)
-    except MidiError as e:
-        return {**record, "reason": str(e)}
+        pieces = parse_many(datas, config.load)
+        loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
+        encoded = encode_many([p.notes for _, p in loaded], config.events)
     except Exception as e:  # a bug or a pathological file must cost one file, not the run
-        return {**record, "reason": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}
-    if len(tokens) == 0:
-        what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
-        drums = "" if config.load.keep_drums else " (drums are left out)"
-        return {**record, "reason": what + drums}
-    target = Path(objdir) / f"{digest}.npy"
-    _save_atomic(target, lambda p: np.save(open(p, "wb"), tokens.astype(np.uint16)))
-    return {**record, "notes": int(len(piece.notes)), "events": int(len(tokens)),
-            "seconds": round(float(piece.duration), 3)}
+        if len(paths) > 1:
+            return [ingest_files([p], config)[0] for p in paths]
+        return [{**todo[0], "reason": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}]
+    for record, piece in zip(todo, pieces, strict=True):
+        if isinstance(piece, MidiError):
+            record["reason"] = str(piece)
+    for (record, piece), tokens in zip(loaded, encoded, strict=True):
+        if len(tokens) == 0:
+            what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
+            record["reason"] = what + ("" if config.load.keep_drums else " (drums are left out)")
+            continue
+        record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+                      events=int(len(tokens)), seconds=round(float(piece.duration), 3))
+    return records
 
 
 def _worker(conn, fn: Callable, args: tuple) -> None:
-    """Worker loop: receive a batch of (index, job), send back (index, result) one at a time."""
+    """Worker loop: receive a list of jobs, send back the list of their results."""
     try:
-        while (batch := conn.recv()) is not None:
-            for i, job in batch:
-                conn.send((i, fn(job, *args)))
+        while (jobs := conn.recv()) is not None:
+            conn.send(fn(jobs, *args))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
 
 
 def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | None = None,
-                 timeout: float = 30.0, batch: int = 8) -> Iterator[tuple[int, dict]]:
-    """Yield ``(i, fn(jobs[i], *args))`` in completion order, computed in worker processes.
+                 timeout: float = 30.0, batch: int = 32) -> Iterator[tuple[int, dict]]:
+    """Yield ``(i, result)`` for every job, computed by ``fn(list_of_jobs, *args)`` (which
+    returns one result per job) in batches in worker processes, in completion order.
 
-    A worker that dies (a crashing parser) or stays on one job longer than ``timeout`` seconds
-    is replaced, and that job yields ``{"hash": None, "reason": ...}``; the run carries on.
+    A batch whose worker dies (a crashing parser) or takes longer than ``timeout`` seconds is
+    retried one job at a time in a fresh worker; a single job that kills or stalls its worker
+    yields ``{"hash": None, "reason": ...}``. The run always carries on.
     """
     if not jobs:
         return
     n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    batch = max(1, min(batch, -(-len(jobs) // (4 * n))))  # at least 4 batches per worker
+    queue = deque(list(range(i, min(i + batch, len(jobs)))) for i in range(0, len(jobs), batch))
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pending = list(range(len(jobs)))[::-1]  # a stack: pop() gives the next job
-    slots: dict = {}  # connection -> [process, outstanding job indices, time of last news]
+    slots: dict = {}  # connection -> [process, job indices in flight, time sent]
 
     def start() -> None:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, fn, args), daemon=True)
         proc.start()
         child.close()
-        slots[parent] = [proc, [], time.monotonic()]
+        slots[parent] = [proc, [], 0.0]
 
-    def feed(conn) -> None:
-        slot = slots[conn]
-        if not slot[1] and pending:
-            take = [pending.pop() for _ in range(min(batch, len(pending)))]
-            slot[1], slot[2] = take, time.monotonic()
-            conn.send([(i, jobs[i]) for i in take])
-
-    def lose(conn, stalled: bool) -> tuple[int, dict]:
-        proc, outstanding, _ = slots.pop(conn)
-        if stalled:
-            proc.kill()
+    def lose(conn, stalled: bool) -> Iterator[tuple[int, dict]]:
+        proc, in_flight, _ = slots.pop(conn)
+        proc.kill()
         proc.join()
         conn.close()
-        pending.extend(outstanding[:0:-1])  # the rest of its batch goes back on the stack
-        if pending:
-            start()
+        start()
+        if len(in_flight) > 1:  # find the culprit: one job at a time
+            queue.extendleft([i] for i in reversed(in_flight))
+            return
         code = proc.exitcode
         reason = (f"parse took longer than {timeout:g} s" if stalled
                   else f"parser crashed (signal {-code})" if code and code < 0
                   else f"parser crashed (exit code {code})")
-        return outstanding[0], {"hash": None, "reason": reason}
+        yield in_flight[0], {"hash": None, "reason": reason}
 
     for _ in range(n):
         start()
     try:
-        while slots:
-            for conn in list(slots):
-                feed(conn)
-                if not slots[conn][1]:
-                    slots.pop(conn)[0].kill()
-                    conn.close()
-            ready = wait(list(slots), timeout=min(1.0, timeout))
-            for conn in ready:
+        while queue or any(s[1] for s in slots.values()):
+            for conn, slot in slots.items():
+                if not slot[1] and queue:
+                    slot[1], slot[2] = queue.popleft(), time.monotonic()
+                    conn.send([jobs[i] for i in slot[1]])
+            for conn in wait(list(slots), timeout=min(1.0, timeout)):
                 try:
-                    i, result = conn.recv()
+                    results = conn.recv()
                 except (EOFError, OSError):
-                    yield lose(conn, stalled=False)
+                    yield from lose(conn, stalled=False)
                     continue
-                slots[conn][1].remove(i)
-                slots[conn][2] = time.monotonic()
-                yield i, result
+                yield from zip(slots[conn][1], results, strict=True)
+                slots[conn][1] = []
             now = time.monotonic()
             for conn in [c for c, s in slots.items() if s[1] and now - s[2] > timeout]:
-                yield lose(conn, stalled=True)
+                yield from lose(conn, stalled=True)
     finally:
-        for proc, _, _ in slots.values():
+        for conn, (proc, _, _) in slots.items():
             proc.kill()
+            conn.close()
 
 
 def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
@@ -275,18 +299,23 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
-    paths = scan(midi_dir)
-    objdir = cache / "objects" / config.object_key()
-    objdir.mkdir(parents=True, exist_ok=True)
+    stats = _scan_stat(midi_dir)
+    paths = sorted(stats)
+    listing = "\n".join(f"{r}\t{st.st_size}\t{st.st_mtime_ns}" if isinstance(st, os.stat_result)
+                        else f"{r}\t{st}" for r, st in stats.items())
+    scan_stamp = _digest(f"{config.to_dict()}\n{listing}")
+    unchanged = _unchanged(cache, scan_stamp, len(paths))
+    if unchanged:
+        return unchanged  # fast path: no file was added, removed or touched
     manifest = _read_manifest(cache, config)
     old = manifest["files"]
+    known = {r["hash"]: r for r in old.values() if r.get("reason") is None and r.get("hash")}
     files: dict[str, dict] = {}
     todo = []
     for rel in paths:
-        try:
-            st = os.stat(os.path.join(midi_dir, rel))
-        except OSError as e:
-            files[rel] = {"hash": None, "reason": f"cannot read file: {e.strerror or e}"}
+        st = stats[rel]
+        if isinstance(st, OSError):
+            files[rel] = {"hash": None, "reason": f"cannot read file: {st.strerror or st}"}
             continue
         prev = old.get(rel)
         if prev and (prev.get("size"), prev.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
@@ -295,38 +324,79 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
             todo.append(rel)
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
-    if progress:
-        progress(len(paths) - len(todo), len(paths))
     done = len(paths) - len(todo)
+    if progress:
+        progress(done, len(paths))
+    pack_path = _pack_path(cache, config)
     try:
-        jobs = [os.path.join(midi_dir, rel) for rel in todo]
-        for i, record in run_isolated(ingest_file, jobs, (config, str(objdir)), workers,
-                                      config.timeout_seconds):
-            files[todo[i]].update(record)
-            done += 1
-            if progress:
-                progress(done, len(paths))
+        with open(pack_path, "ab") as pack:
+            at = pack.tell() // 2
+            jobs = [os.path.join(midi_dir, rel) for rel in todo]
+            for i, record in run_isolated(ingest_files, jobs, (config,), workers,
+                                          config.timeout_seconds):
+                tokens = record.pop("tokens", None)
+                if tokens is not None and record["hash"] in known:  # same content seen before
+                    record["at"] = known[record["hash"]]["at"]
+                elif tokens is not None:
+                    pack.write(tokens.tobytes())
+                    record["at"], at = at, at + len(tokens)
+                    known[record["hash"]] = record
+                files[todo[i]].update(record)
+                done += 1
+                if progress:
+                    progress(done, len(paths))
     finally:
-        manifest["files"] = {k: v for k, v in files.items() if "reason" in v}
-        _save_json(cache / "manifest.json", manifest)
-    _consolidate(cache, objdir, files, config, report)
+        kept = {k: v for k, v in files.items() if "reason" in v}
+        if kept != old:
+            manifest["files"] = kept
+            _save_json(cache / "manifest.json", manifest)
+    _consolidate(cache, pack_path, files, config, report, scan_stamp)
     return report
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
+    """The report of the last run if the scan is the same as then (same files, sizes, mtimes)."""
+    try:
+        meta = json.loads((cache / "corpus.json").read_text())
+        if meta.get("scan") != scan_stamp or not (cache / "tokens.npy").is_file():
+            return None
+        rows = (cache / "skipped.tsv").read_text().splitlines()[1:]
+        return PrepareReport(cache, found, meta["files_loaded"], 0,
+                             [tuple(r.split("\t", 1)) for r in rows], meta["notes"],
+                             meta["events"], meta["seconds"], meta["split_files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _pack_path(cache: Path, config: CorpusConfig) -> Path:
+    return cache / "objects" / f"{config.object_key()}.u16"
+
+
 def _read_manifest(cache: Path, config: CorpusConfig) -> dict:
+    """The manifest of the last run, or a fresh one (then the token pack starts empty)."""
     fresh = {"format_version": FORMAT_VERSION, "object_key": config.object_key(), "files": {}}
+    pack = _pack_path(cache, config)
+    pack.parent.mkdir(parents=True, exist_ok=True)
     try:
         manifest = json.loads((cache / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return fresh
-    if (manifest.get("format_version") != FORMAT_VERSION
-            or manifest.get("object_key") != config.object_key()):
-        return fresh
-    return manifest
+        ends = [r["at"] + r["events"] for r in manifest["files"].values() if "at" in r]
+        valid = (manifest.get("format_version") == FORMAT_VERSION
+                 and manifest.get("object_key") == config.object_key()
+                 and pack.stat().st_size >= 2 * max(ends, default=0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        valid = False
+    if valid:
+        return manifest
+    pack.write_bytes(b"")
+    return fresh
 
 
-def _consolidate(cache: Path, objdir: Path, files: dict[str, dict], config: CorpusConfig,
-                 report: PrepareReport) -> None:
+def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
+                 report: PrepareReport, scan_stamp: str) -> None:
     """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date."""
     seen: dict[str, str] = {}
     loaded = []
@@ -339,9 +409,21 @@ def _consolidate(cache: Path, objdir: Path, files: dict[str, dict], config: Corp
             loaded.append(rel)
         else:
             report.skipped.append((rel, rec.get("reason") or "not processed"))
-    stamp = hashlib.blake2b(json.dumps(
-        [config.to_dict(), [(r, files[r]["hash"]) for r in loaded]]).encode(),
-        digest_size=16).hexdigest()
+    listing = [f"{r}\t{files[r]['hash']}" for r in loaded]
+    listing += [f"{r}\t{why}" for r, why in report.skipped]
+    stamp = _digest(f"{config.to_dict()}\n" + "\n".join(listing))
+    meta_path = cache / "corpus.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("stamp") == stamp:  # same contents: only the scan stamp may be new
+            report.files_loaded, report.notes = meta["files_loaded"], meta["notes"]
+            report.events, report.seconds = meta["events"], meta["seconds"]
+            report.split_files = meta["split_files"]
+            if meta.get("scan") != scan_stamp:
+                _save_json(meta_path, {**meta, "scan": scan_stamp})
+            return
+    except (OSError, ValueError, KeyError):
+        pass
     index = np.zeros(len(loaded), INDEX_DTYPE)
     for i, rel in enumerate(loaded):
         rec = files[rel]
@@ -351,17 +433,13 @@ def _consolidate(cache: Path, objdir: Path, files: dict[str, dict], config: Corp
     report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())
     report.seconds = float(index["seconds"].sum())
     report.split_files = {s: int((index["split"] == k).sum()) for k, s in enumerate(SPLITS)}
-    meta_path = cache / "corpus.json"
-    try:
-        if json.loads(meta_path.read_text()).get("stamp") == stamp:
-            return  # nothing changed since the last run
-    except (OSError, ValueError):
-        pass
     tokens = np.lib.format.open_memmap(cache / ".tokens.npy.partial", mode="w+",
                                        dtype=np.uint16, shape=(report.events,))
+    pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
     for i, rel in enumerate(loaded):
-        o, n = index["offset"][i], index["length"][i]
-        tokens[o : o + n] = np.load(objdir / f"{files[rel]['hash']}.npy")
+        o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
+        tokens[o : o + n] = pack[at : at + n]
+    del pack
     tokens.flush()
     del tokens
     os.replace(cache / ".tokens.npy.partial", cache / "tokens.npy")
@@ -369,7 +447,8 @@ def _consolidate(cache: Path, objdir: Path, files: dict[str, dict], config: Corp
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in report.skipped)
     _save_atomic(cache / "skipped.tsv", lambda p: p.write_text("path\treason\n" + lines))
     _save_json(meta_path, {
-        "format_version": FORMAT_VERSION, "stamp": stamp, "config": config.to_dict(),
+        "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
+        "config": config.to_dict(),
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
     })

@@ -261,9 +261,11 @@ def canonical_order(notes: np.ndarray) -> np.ndarray:
 
 
 def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]:
-    """Notes in the pitch range as int64 arrays (n,): pitch, velocity bin, start/end step."""
+    """Notes in the pitch range as int64 arrays (n,): pitch, velocity bin, start/end step,
+    and the mask of the input notes that are kept."""
     arr = as_note_array(notes)
-    arr = arr[(arr["pitch"] >= config.min_pitch) & (arr["pitch"] <= config.max_pitch)]
+    kept = (arr["pitch"] >= config.min_pitch) & (arr["pitch"] <= config.max_pitch)
+    arr = arr[kept]
     _require(
         bool(np.isfinite(arr["start"]).all() and np.isfinite(arr["end"]).all()),
         "note times must be finite",
@@ -272,7 +274,8 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     start = np.rint(arr["start"] * sps).astype(np.int64)
     _require(not (start < 0).any(), "note start times must be >= 0")
     end = np.maximum(np.rint(arr["end"] * sps).astype(np.int64), start + 1)  # >= 1 step long
-    return arr["pitch"].astype(np.int64), velocity_to_bin(arr["velocity"], config), start, end
+    vbin = velocity_to_bin(arr["velocity"], config)
+    return arr["pitch"].astype(np.int64), vbin, start, end, kept
 
 
 def _make_notes(
@@ -302,7 +305,7 @@ def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarr
     first in, first out as a MIDI reader would: onsets sorted by (start, velocity bin), the
     i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`.
     """
-    pitch, vbin, start, end = _note_steps(notes, config)
+    pitch, vbin, start, end, _ = _note_steps(notes, config)
     onsets = np.lexsort((vbin, start, pitch))  # (n,) per pitch, by (start, bin)
     offsets = np.lexsort((end, pitch))  # (n,) per pitch, by end; same pitch at each index
     return _make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
@@ -316,23 +319,48 @@ def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray
     then the remainder) and, before a NOTE_ON, a VELOCITY token when its bin differs from
     the last one emitted (always before the first NOTE_ON).
     """
+    return encode_many([notes], config)[0]
+
+
+def _order_by(group: np.ndarray, step: np.ndarray, minor: np.ndarray,
+              config: EventConfig) -> np.ndarray:
+    """Stable argsort by (group, step, minor): one combined int64 key when it fits (the
+    common case, several times faster than np.lexsort), else two stable passes."""
+    minor_bits = (2 * config.n_pitches * config.velocity_bins - 1).bit_length()
+    step_bits = int(step.max(initial=0)).bit_length()
+    if len(group) == 0 or int(group[-1]).bit_length() + step_bits + minor_bits <= 62:
+        key = (((group << step_bits) | step) << minor_bits) | minor
+        return np.argsort(key, kind="stable")
+    first = np.argsort(minor, kind="stable")
+    return first[np.lexsort((step[first], group[first]))]
+
+
+def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFIG
+                ) -> list[np.ndarray]:
+    """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
     vocab = Vocabulary(config)
-    pitch, vbin, start, end = _note_steps(notes, config)
-    n = len(pitch)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint16)
-    # One ON and one OFF event per note; arrays (2n,) in event order.
+    arrays = [as_note_array(p) for p in pieces]
+    group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
+    notes = np.concatenate(arrays) if arrays else np.zeros(0, NOTE_DTYPE)
+    pitch, vbin, start, end, kept = _note_steps(notes, config)
+    group, n = group[kept], len(pitch)
+    # One ON and one OFF event per note; arrays (2n,) in event order, piece by piece.
     step = np.concatenate([start, end])
     is_on = np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)])
-    pitch, vbin = np.tile(pitch, 2), np.tile(vbin, 2)
-    order = np.lexsort((vbin, pitch, is_on, step))  # False (OFF) sorts before True (ON)
+    pitch, vbin, group = np.tile(pitch, 2), np.tile(vbin, 2), np.tile(group, 2)
+    minor = (is_on * config.n_pitches + pitch - config.min_pitch) * config.velocity_bins + vbin
+    order = _order_by(group, step, minor, config)  # OFF (False) before ON (True)
     step, is_on, pitch, vbin = step[order], is_on[order], pitch[order], vbin[order]
+    group = group[order]
+    first_of_piece = np.append(True, group[1:] != group[:-1])  # (2n,)
 
-    n_full, rest = np.divmod(np.diff(step, prepend=0), config.max_shift_steps)
+    gap = np.where(first_of_piece, step, np.diff(step, prepend=0))  # time starts at 0
+    n_full, rest = np.divmod(gap, config.max_shift_steps)
     n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
-    on_bins = vbin[is_on]  # (n,)
+    on_bins, on_group = vbin[is_on], group[is_on]  # (n,)
     new_bin = np.zeros(2 * n, dtype=bool)  # VELOCITY token before this event?
-    new_bin[is_on] = np.concatenate([[True], on_bins[1:] != on_bins[:-1]])
+    new_bin[is_on] = np.concatenate([[True], (on_bins[1:] != on_bins[:-1])
+                                     | (on_group[1:] != on_group[:-1])])[: len(on_bins)]
 
     count = n_shift + new_bin + 1  # (2n,) tokens per event
     first = np.cumsum(count) - count  # (2n,) position of each event's first token
@@ -345,7 +373,8 @@ def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray
     tokens[vel_at + new_bin] = np.where(
         is_on, vocab._ids(NOTE_ON, pitch), vocab._ids(NOTE_OFF, pitch)
     )
-    return tokens
+    per_piece = np.bincount(group, weights=count, minlength=len(arrays)).astype(np.int64)
+    return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
 def decode(

@@ -108,13 +108,20 @@ def load(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> Piece:
     try:
         size = os.path.getsize(path)
         if size > config.max_file_bytes:
-            limit = config.max_file_bytes >> 20
-            raise MidiError(f"file is {size / 2**20:.1f} MiB (limit {limit} MiB)")
+            raise MidiError(too_big(size, config.max_file_bytes))
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise MidiError(f"cannot read file: {e.strerror or e}") from None
     return parse(data, config)
+
+
+def too_big(size: int, limit: int) -> str:
+    """The reason given for a file over the size limit."""
+    mib = 1 << 20
+    if limit >= mib:
+        return f"file is {size / mib:.1f} MiB (limit {limit / mib:g} MiB)"
+    return f"file is {size:,} bytes (limit {limit:,} bytes)"
 
 
 def _unwrap_riff(data: bytes) -> bytes:
@@ -151,6 +158,8 @@ def _track_chunks(data: bytes) -> tuple[int, int, list[tuple[int, int]], bool]:
         raise MidiError("header declares zero tracks")
     if division == 0:
         raise MidiError("time division is 0")
+    if division & 0x8000 and not division & 0xFF:
+        raise MidiError("invalid SMPTE time division (0 ticks per frame)")
     chunks: list[tuple[int, int]] = []
     pos = 8 + hlen
     while len(chunks) < ntracks and pos + 8 <= len(data):
@@ -167,29 +176,42 @@ def _track_chunks(data: bytes) -> tuple[int, int, list[tuple[int, int]], bool]:
     return fmt, division, chunks, len(chunks) < ntracks
 
 
-def _seconds_per_tick(division: int, tempos: np.ndarray):
-    """Return a vectorised tick -> seconds function for this division and tempo map."""
-    if division & 0x8000:  # SMPTE: frames per second x ticks per frame; tempo does not apply
-        fps = 256 - (division >> 8)
-        fps = 29.97 if fps == 29 else float(fps)
-        rate = fps * (division & 0xFF)
-        if rate <= 0:
-            raise MidiError("invalid SMPTE time division")
-        return lambda ticks: ticks / rate
-    order = np.argsort(tempos[:, 0], kind="stable")
-    ticks, us = tempos[order, 0], tempos[order, 1]
-    keep = np.append(ticks[1:] != ticks[:-1], True)[: len(ticks)]  # last tempo at a tick wins
-    ticks, us = ticks[keep], us[keep]
-    if len(ticks) == 0 or ticks[0] != 0:
-        ticks, us = np.insert(ticks, 0, 0), np.insert(us, 0, 500_000)
-    sec_per_tick = us / (1e6 * division)  # (K,)
-    at = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * sec_per_tick[:-1])])  # (K,)
+def _tick_to_seconds(seg_file: np.ndarray, seg_tick: np.ndarray, seg_spt: np.ndarray):
+    """Vectorised (file, tick) -> seconds over the tempo segments of many files.
 
-    def convert(x: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(ticks, x, side="right") - 1
-        return at[i] + (x - ticks[i]) * sec_per_tick[i]
+    Segments are sorted by (file, tick); every file has one at tick 0; ``seg_spt`` is the
+    seconds per tick from that segment on.
+    """
+    first = np.append(True, seg_file[1:] != seg_file[:-1])
+    dur = np.where(first, 0.0, np.diff(seg_tick, prepend=0) * np.roll(seg_spt, 1))
+    cum = np.cumsum(dur)
+    at = cum - np.maximum.accumulate(np.where(first, cum, 0.0))  # seconds at each segment
+    seg_key = (seg_file << 41) | seg_tick
+
+    def convert(file: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(seg_key, (file << 41) | ticks, side="right") - 1
+        return at[i] + (ticks - seg_tick[i]) * seg_spt[i]
 
     return convert
+
+
+def _tempo_segments(divisions: np.ndarray, tempo_file: np.ndarray, tempos: np.ndarray):
+    """Tempo segments (file, tick, seconds per tick) of every file; see _tick_to_seconds."""
+    files = np.arange(len(divisions))
+    smpte = (divisions & 0x8000) != 0
+    fps = (256 - (divisions >> 8)).astype(np.float64)
+    rate = np.where(fps == 29, 29.97, fps) * (divisions & 0xFF)  # SMPTE ticks per second
+    keep = ~smpte[tempo_file]  # tempo events do not apply under SMPTE time
+    f = np.concatenate([files, tempo_file[keep]])
+    tick = np.concatenate([np.zeros(len(files), np.int64), tempos[keep, 0]])
+    us = np.concatenate([np.full(len(files), 500_000), tempos[keep, 1]])  # default 120 bpm
+    order = np.lexsort((np.arange(len(f)), tick, f))  # file order within a tick
+    f, tick, us = f[order], tick[order], us[order]
+    last = np.append((f[1:] != f[:-1]) | (tick[1:] != tick[:-1]), True)  # last at a tick wins
+    f, tick, us = f[last], tick[last], us[last]
+    spt = np.where(smpte[f], 1.0 / np.where(smpte[f], rate[f], 1.0),
+                   us / (1e6 * np.where(smpte[f], 1, divisions[f])))
+    return f, tick, spt
 
 
 def _last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
@@ -202,9 +224,9 @@ def _last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
     return np.where(found, order[np.maximum(i, 0)], -1)
 
 
-def _apply_sustain(n: np.ndarray, controls: np.ndarray) -> np.ndarray:
-    """End times (ticks) after the sustain pedal: a note released while the pedal is down
-    sounds until the pedal lifts, or until the same pitch is struck again (as note-seq does)."""
+def _apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) -> np.ndarray:
+    """End ticks after the sustain pedal: a note released while the pedal is down sounds
+    until the pedal lifts (or its track ends), or until its pitch is struck again (note-seq)."""
     ends = n[:, 5].copy()
     if len(controls) == 0 or len(n) == 0:
         return ends
@@ -214,10 +236,12 @@ def _apply_sustain(n: np.ndarray, controls: np.ndarray) -> np.ndarray:
     first = np.append(True, ckey[1:] != ckey[:-1])
     change = down != np.where(first, False, np.roll(down, 1))
     ckey, cticks, down = ckey[change], cticks[change], down[change]
-    # pedal-down intervals [press, lift): a press is followed by a lift in the same key or none
+    # pedal-down intervals [press, lift): the next change in the same key, else the track end
     nxt_same = np.append(ckey[1:] == ckey[:-1], False)
-    lift = np.where(nxt_same, np.roll(cticks, -1), np.iinfo(np.int64).max)
+    lift = np.where(nxt_same, np.roll(cticks, -1), track_end[ckey // 16])
     press_key, press, lift = ckey[down], cticks[down], lift[down]
+    if len(press) == 0:
+        return ends
     nkey = n[:, 0] * 16 + n[:, 1]
     i = _last_before(nkey, ends, press_key, press)
     held = (i >= 0) & (ends < lift[np.maximum(i, 0)])
@@ -242,45 +266,89 @@ def _track_parser():
 _parse_track = _track_parser()
 
 
-def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
-    """Parse the bytes of a MIDI file into a :class:`Piece` (see :func:`load`)."""
+@dataclass
+class _Raw:
+    """One file's tables straight from the track parser (global track ids)."""
+
+    fmt: int
+    division: int
+    blobs: list[bytes]  # notes, tempos, controls, programs (int64 rows, see _smf.c)
+    tempo_count: int
+    track_end: list[int]
+    warnings: list[str]
+
+
+def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
     data = _unwrap_riff(bytes(data))
     fmt, division, chunks, missing = _track_chunks(data)
-    tables: list[list[np.ndarray]] = [[], [], [], []]  # notes, tempos, controls, programs
-    widths = (6, 2, 3, 3)
-    track_ends: list[int] = []
+    blobs: list[list[bytes]] = [[], [], [], []]
     warnings = ["header declares more tracks than the file holds"] if missing else []
-    budget = config.max_notes
+    budget, ends = config.max_notes, []
     for t, (start, end) in enumerate(chunks):
         try:
-            *raw, end_tick, warns = _parse_track(data, start, end, budget + 1)
+            *raw, end_tick, warns = _parse_track(data, start, end, budget, first_track + t)
         except ValueError as e:
+            if str(e).startswith("more than"):
+                raise MidiError(f"more than {config.max_notes} notes") from None
             raise MidiError(f"track {t + 1}: {e}") from None
-        for table, blob, width in zip(tables, raw, widths, strict=True):
-            rows = np.frombuffer(blob, dtype=np.int64).reshape(-1, width)
-            if width != 2:  # tempos are global; other tables are per track
-                rows = np.column_stack([np.full(len(rows), t, np.int64), rows])
-            table.append(rows)
-        budget -= len(tables[0][-1])
-        if budget < 0:
-            raise MidiError(f"more than {config.max_notes} notes")
-        track_ends.append(end_tick)
+        for blob, b in zip(blobs, raw, strict=True):
+            blob.append(b)
+        budget -= len(raw[0]) // (7 * 8)
+        ends.append(end_tick)
         warnings += [f"track {t + 1}: {w}" for w in warns]
-    n, tempos, controls, programs = (np.concatenate(tab) for tab in tables)
+    tempos = b"".join(blobs[1])
+    return _Raw(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings)
+
+
+def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
+    """Parse the bytes of a MIDI file into a :class:`Piece` (see :func:`load`)."""
+    (result,) = parse_many([data], config)
+    if isinstance(result, MidiError):
+        raise result
+    return result
+
+
+def parse_many(datas: list[bytes], config: LoadConfig = LoadConfig()) -> list[Piece | MidiError]:
+    """Parse many MIDI files at once: a Piece, or the MidiError saying why not, for each.
+
+    The note processing (tempo maps, pedal, programs, bounds) runs vectorised over all
+    files together, which is what makes bulk ingestion fast; ``parse`` is the one-file case.
+    """
+    results: list[Piece | MidiError | None] = [None] * len(datas)
+    raws: list[tuple[int, _Raw]] = []
+    tracks = 0
+    for k, data in enumerate(datas):
+        try:
+            raw = _read_tracks(data, config, tracks)
+        except MidiError as e:
+            results[k] = e
+            continue
+        raws.append((k, raw))
+        tracks += len(raw.track_end)
+    if raws:
+        _notes_of(raws, config, results)
+    return results  # type: ignore[return-value]
+
+
+def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -> None:
+    """Turn the parsed tables of many files into Pieces (or MidiErrors) in ``results``."""
+    n, tempos, controls, programs = (
+        np.frombuffer(b"".join(r.blobs[i] for _, r in raws), np.int64).reshape(-1, w)
+        for i, w in enumerate((7, 2, 4, 4)))
+    track_file = np.repeat(np.arange(len(raws)), [len(r.track_end) for _, r in raws])
+    track_end = np.array([e for _, r in raws for e in r.track_end], np.int64)
+    tempo_file = np.repeat(np.arange(len(raws)), [r.tempo_count for _, r in raws])
+    divisions = np.array([r.division for _, r in raws], np.int64)
     # n columns: track, channel, pitch, velocity, start_tick, end_tick, hanging
-    n = n[n[:, 5] > n[:, 4]]  # zero-length notes carry no sound
+    n = n[n[:, 5] > n[:, 4]]  # zero-length notes carry no sound (also makes n writable)
     if not config.keep_drums:
         n = n[n[:, 1] != 9]
     if config.sustain:
-        n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls))
-    to_sec = _seconds_per_tick(division, tempos)
-    start, end = to_sec(n[:, 4]), to_sec(n[:, 5])
-    hanging = n[:, 6] == 1
-    end = np.where(hanging, np.minimum(end, start + config.max_hanging_seconds), end)
-    duration = float(end.max()) if len(end) else 0.0
-    if duration > config.max_seconds:
-        hours, limit = duration / 3600, config.max_seconds / 3600
-        raise MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
+        n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls, track_end))
+    file = track_file[n[:, 0]]
+    to_sec = _tick_to_seconds(*_tempo_segments(divisions, tempo_file, tempos))
+    start, end = to_sec(file, n[:, 4]), to_sec(file, n[:, 5])
+    end = np.where(n[:, 6] == 1, np.minimum(end, start + config.max_hanging_seconds), end)
     prog = np.zeros(len(n), np.int64)
     if len(programs):
         i = _last_before(n[:, 0] * 16 + n[:, 1], n[:, 4], programs[:, 0] * 16 + programs[:, 1],
@@ -290,9 +358,19 @@ def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
     notes["pitch"], notes["velocity"] = n[:, 2], n[:, 3]
     notes["start"], notes["end"] = start, end
     notes["program"], notes["is_drum"] = prog, n[:, 1] == 9
-    notes = notes[np.lexsort((notes["pitch"], notes["start"]))]
-    tpb = 0 if division & 0x8000 else division
-    return Piece(notes, duration, fmt, tpb, tuple(warnings))
+    order = np.lexsort((notes["pitch"], notes["start"], file))
+    notes, file = notes[order], file[order]
+    bounds = np.searchsorted(file, np.arange(len(raws) + 1))
+    ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
+    duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
+    for j, (k, raw) in enumerate(raws):
+        if duration[j] > config.max_seconds:
+            hours, limit = duration[j] / 3600, config.max_seconds / 3600
+            results[k] = MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
+            continue
+        tpb = 0 if raw.division & 0x8000 else raw.division
+        results[k] = Piece(notes[bounds[j] : bounds[j + 1]], float(duration[j]), raw.fmt, tpb,
+                           tuple(raw.warnings))
 
 
 SAVE_TICKS_PER_BEAT = 480

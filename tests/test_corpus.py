@@ -129,16 +129,16 @@ def test_config_round_trips_through_dict():
     assert CorpusConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-def _crash_on_odd(job: int) -> dict:
-    if job % 2:
+def _crash_on_odd(jobs: list[int]) -> list[dict]:
+    if any(job % 2 for job in jobs):
         os._exit(3)
-    return {"value": job}
+    return [{"value": job} for job in jobs]
 
 
-def _stall_on_three(job: int) -> dict:
-    if job == 3:
+def _stall_on_three(jobs: list[int]) -> list[dict]:
+    if 3 in jobs:
         time.sleep(60)
-    return {"value": job}
+    return [{"value": job} for job in jobs]
 
 
 def test_a_crashing_worker_costs_one_job_not_the_run():
@@ -153,22 +153,22 @@ def test_a_crashing_worker_costs_one_job_not_the_run():
 
 def test_a_stalled_worker_is_killed_after_the_timeout():
     start = time.monotonic()
-    results = dict(run_isolated(_stall_on_three, list(range(6)), workers=1, timeout=0.5))
+    results = dict(run_isolated(_stall_on_three, list(range(6)), workers=1, timeout=0.5, batch=3))
     assert time.monotonic() - start < 10
     assert results[3]["reason"] == "parse took longer than 0.5 s"
     assert all(results[i] == {"value": i} for i in (0, 1, 2, 4, 5))
 
 
 def test_prepare_survives_a_parser_that_crashes(folder, tmp_path, monkeypatch):
-    real = corpus.ingest_file
+    real = corpus.ingest_files
 
-    def crashing(path, *args):
-        if path.endswith("tune3.mid"):
+    def crashing(paths, *args):
+        if any(path.endswith("tune3.mid") for path in paths):
             faulthandler.disable()  # pytest's handler would print the child's stack
             os.abort()
-        return real(path, *args)
+        return real(paths, *args)
 
-    monkeypatch.setattr(corpus, "ingest_file", crashing)
+    monkeypatch.setattr(corpus, "ingest_files", crashing)
     report = prepare(folder, tmp_path / "cache", workers=2)
     assert dict(report.skipped)["tune3.mid"].startswith("parser crashed")
     assert report.files_loaded == 6
