@@ -324,15 +324,14 @@ def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray
 
 def _order_by(group: np.ndarray, step: np.ndarray, minor: np.ndarray,
               config: EventConfig) -> np.ndarray:
-    """Stable argsort by (group, step, minor): one combined int64 key when it fits (the
-    common case, several times faster than np.lexsort), else two stable passes."""
+    """Stable argsort by (group, step, minor) through one combined int64 key (several times
+    faster than np.lexsort)."""
     minor_bits = (2 * config.n_pitches * config.velocity_bins - 1).bit_length()
     step_bits = int(step.max(initial=0)).bit_length()
-    if len(group) == 0 or int(group[-1]).bit_length() + step_bits + minor_bits <= 62:
-        key = (((group << step_bits) | step) << minor_bits) | minor
-        return np.argsort(key, kind="stable")
-    first = np.argsort(minor, kind="stable")
-    return first[np.lexsort((step[first], group[first]))]
+    group_bits = int(group.max(initial=0)).bit_length()
+    _require(group_bits + step_bits + minor_bits <= 62, "notes lie too far apart in time to encode")
+    key = (((group << step_bits) | step) << minor_bits) | minor
+    return np.argsort(key, kind="stable")
 
 
 def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFIG

@@ -20,6 +20,7 @@ from composer.events import (
     canonical_order,
     decode,
     encode,
+    encode_many,
     quantise,
     velocity_to_bin,
 )
@@ -425,3 +426,29 @@ def test_decode_any_tokens(data: st.DataObject, config: EventConfig) -> None:
     reps = bin_to_velocity(np.arange(config.velocity_bins), config)
     assert np.isin(out["velocity"], reps).all()
     assert_notes_equal(canonical_order(out), out)
+
+
+def test_encode_many_equals_encoding_each_piece():
+    rng = np.random.default_rng(7)
+    pieces = []
+    for n in (5, 0, 40, 1, 12):
+        notes = np.zeros(n, dtype=NOTE_DTYPE)
+        notes["pitch"] = rng.integers(0, 128, n)
+        notes["velocity"] = rng.integers(1, 128, n)
+        notes["start"] = rng.uniform(0, 20, n)
+        notes["end"] = notes["start"] + rng.uniform(0, 3, n)
+        pieces.append(notes)
+    batch = encode_many(pieces)
+    assert len(batch) == len(pieces)
+    for notes, tokens in zip(pieces, batch, strict=True):
+        np.testing.assert_array_equal(tokens, encode(notes))
+    assert len(batch[1]) == 0
+
+
+def test_notes_absurdly_far_apart_are_refused():
+    notes = np.zeros(2, dtype=NOTE_DTYPE)
+    notes["pitch"], notes["velocity"] = 60, 80
+    notes["start"] = [0.0, 2.0**55]
+    notes["end"] = notes["start"] + 1
+    with pytest.raises(VocabularyError, match="too far apart"):
+        encode(notes)
