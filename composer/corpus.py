@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import re
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
 
 from composer import ComposerError, MidiError
+from composer._isolate import run_isolated
 from composer.events import EventConfig, encode_many
 from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, too_big
 
@@ -217,79 +215,6 @@ def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
     return records
 
 
-def _worker(conn, fn: Callable, args: tuple) -> None:
-    """Worker loop: receive a list of jobs, send back the list of their results."""
-    try:
-        while (jobs := conn.recv()) is not None:
-            conn.send(fn(jobs, *args))
-    except (EOFError, KeyboardInterrupt, BrokenPipeError):
-        pass
-
-
-def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | None = None,
-                 timeout: float = 30.0, batch: int = 32) -> Iterator[tuple[int, dict]]:
-    """Yield ``(i, result)`` for every job, computed by ``fn(list_of_jobs, *args)`` (which
-    returns one result per job) in batches in worker processes, in completion order.
-
-    A batch whose worker dies (a crashing parser) or takes longer than ``timeout`` seconds is
-    retried one job at a time in a fresh worker; a single job that kills or stalls its worker
-    yields ``{"hash": None, "reason": ...}``. The run always carries on.
-    """
-    if not jobs:
-        return
-    n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    batch = max(1, min(batch, -(-len(jobs) // (4 * n))))  # at least 4 batches per worker
-    queue = deque(list(range(i, min(i + batch, len(jobs)))) for i in range(0, len(jobs), batch))
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    slots: dict = {}  # connection -> [process, job indices in flight, time sent]
-
-    def start() -> None:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, fn, args), daemon=True)
-        proc.start()
-        child.close()
-        slots[parent] = [proc, [], 0.0]
-
-    def lose(conn, stalled: bool) -> Iterator[tuple[int, dict]]:
-        proc, in_flight, _ = slots.pop(conn)
-        proc.kill()
-        proc.join()
-        conn.close()
-        start()
-        if len(in_flight) > 1:  # find the culprit: one job at a time
-            queue.extendleft([i] for i in reversed(in_flight))
-            return
-        code = proc.exitcode
-        reason = (f"parse took longer than {timeout:g} s" if stalled
-                  else f"parser crashed (signal {-code})" if code and code < 0
-                  else f"parser crashed (exit code {code})")
-        yield in_flight[0], {"hash": None, "reason": reason}
-
-    for _ in range(n):
-        start()
-    try:
-        while queue or any(s[1] for s in slots.values()):
-            for conn, slot in slots.items():
-                if not slot[1] and queue:
-                    slot[1], slot[2] = queue.popleft(), time.monotonic()
-                    conn.send([jobs[i] for i in slot[1]])
-            for conn in wait(list(slots), timeout=min(1.0, timeout)):
-                try:
-                    results = conn.recv()
-                except (EOFError, OSError):
-                    yield from lose(conn, stalled=False)
-                    continue
-                yield from zip(slots[conn][1], results, strict=True)
-                slots[conn][1] = []
-            now = time.monotonic()
-            for conn in [c for c, s in slots.items() if s[1] and now - s[2] > timeout]:
-                yield from lose(conn, stalled=True)
-    finally:
-        for conn, (proc, _, _) in slots.items():
-            proc.kill()
-            conn.close()
-
-
 def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
             config: CorpusConfig | None = None, workers: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> PrepareReport:
@@ -332,8 +257,9 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         with open(pack_path, "ab") as pack:
             at = pack.tell() // 2
             jobs = [os.path.join(midi_dir, rel) for rel in todo]
+            sizes = [files[rel]["size"] for rel in todo]
             for i, record in run_isolated(ingest_files, jobs, (config,), workers,
-                                          config.timeout_seconds):
+                                          config.timeout_seconds, cost=sizes):
                 tokens = record.pop("tokens", None)
                 if tokens is not None and record["hash"] in known:  # same content seen before
                     record["at"] = known[record["hash"]]["at"]

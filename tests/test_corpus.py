@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from composer import ComposerError, corpus
+from composer._isolate import run_isolated
 from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig, prepare, run_isolated, split_of
+from composer.corpus import Corpus, CorpusConfig, prepare, split_of
 from composer.events import EventConfig, decode, encode, quantise
 from composer.midi import load
 
@@ -139,6 +140,32 @@ def _stall_on_three(jobs: list[int]) -> list[dict]:
     if 3 in jobs:
         time.sleep(60)
     return [{"value": job} for job in jobs]
+
+
+def _allocate(jobs: list[int]) -> list[dict]:
+    out = []
+    for job in jobs:
+        try:
+            out.append({"size": len(bytearray(job))})
+        except MemoryError:
+            out.append({"reason": "out of memory"})
+    return out
+
+
+def test_workers_cannot_eat_the_machine():
+    jobs = [1 << 20, 8 << 30, 1 << 20]  # the middle job asks for 8 GiB
+    results = dict(run_isolated(_allocate, jobs, workers=1, memory_headroom=512 << 20))
+    assert results == {0: {"size": 1 << 20}, 1: {"reason": "out of memory"}, 2: {"size": 1 << 20}}
+
+
+def _batch_sizes(jobs: list[int]) -> list[dict]:
+    return [{"batch": len(jobs)} for _ in jobs]
+
+
+def test_batches_respect_count_and_cost():
+    results = dict(run_isolated(_batch_sizes, list(range(12)), workers=1, batch=4,
+                                cost=[10] * 6 + [100] * 6, max_cost=50))
+    assert [results[i]["batch"] for i in range(12)] == [3, 3, 3, 3, 3, 3] + [1] * 6
 
 
 def test_a_crashing_worker_costs_one_job_not_the_run():
