@@ -1,0 +1,353 @@
+"""Training data: random windows over the memory-mapped token stream, with augmentation.
+
+:class:`WindowSampler` draws batches of ``seq_len + 1`` consecutive tokens of one file
+(input = ``[:, :-1]``, target = ``[:, 1:]``) straight from ``Corpus.tokens``; it never loads
+the corpus into memory and never pads. Window starts are uniform over every position where a
+whole window fits inside one file, so files are weighted by ``length - seq_len``; files
+shorter than ``seq_len + 1`` tokens are left out (``skipped_files`` counts them).
+
+Train windows can be augmented on the fly, as Magenta's Performance RNN does (transposition
+by a few semitones and a small time stretch), by :func:`augment_tokens`, which works on the
+token ids directly (no decode/encode) and is vectorised over the whole batch.
+
+:func:`eval_batches` walks a split deterministically so that every token of every file
+except the first (which has no context) is a target exactly once; padded targets are
+``IGNORE_INDEX`` (the default ``ignore_index`` of ``torch.nn.functional.cross_entropy``).
+
+Randomness: batch ``n`` of a sampler comes from its own numpy generator seeded with
+``(seed, rank, n)``, so a run is reproducible from its seed, and the sampler's whole state
+is the batch counter (see :meth:`WindowSampler.state_dict`).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from composer import ComposerError
+from composer.corpus import Corpus
+from composer.events import NOTE_OFF, NOTE_ON, TIME_SHIFT, Vocabulary, VocabularyError
+
+IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)
+_STREAM = 0xDA7A  # mixed into the sampler's seeds so they differ from other uses of `seed`
+_SLACK = 8  # raw tokens read beyond what a stretched window needs (see _raw_len)
+
+
+class DataError(ComposerError):
+    """Bad sampler or augmentation settings, or a split with nothing to draw from."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise DataError(message)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation of training windows (Magenta's Performance RNN recipe)."""
+
+    transpose: int = 3  # shift each window by k semitones, k uniform in [-3, 3]; 0 = off
+    stretch: float = 0.05  # scale its time by f uniform in [0.95, 1.05]; 0 = off
+
+    def __post_init__(self) -> None:
+        t, s = self.transpose, self.stretch
+        _require(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= 127,
+            f"augment: transpose must be an integer in 0..127, got {t!r}",
+        )
+        _require(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s < 1,
+            f"augment: stretch must be a number in [0, 1), got {s!r}",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this config changes anything."""
+        return self.transpose > 0 or self.stretch > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AugmentConfig:
+        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        _require(not unknown, f"augment: unknown keys {', '.join(map(str, unknown))}")
+        return cls(**d)
+
+
+def _is_note(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of NOTE_ON / NOTE_OFF ids and their pitch index 0..n_pitches-1 (junk elsewhere)."""
+    on, off = vocab.ranges[NOTE_ON], vocab.ranges[NOTE_OFF]
+    is_on = (ids >= on.start) & (ids < on.stop)
+    is_off = (ids >= off.start) & (ids < off.stop)
+    return is_on | is_off, ids - np.where(is_on, on.start, off.start)
+
+
+def transpose_range(tokens: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest shift k that keeps every NOTE_ON/OFF pitch of a row in range.
+
+    Works along the last axis of ``tokens`` (..., T) and returns two int64 arrays (...).
+    The range always holds 0; it is clipped to +-(n_pitches - 1), the widest that can matter
+    (a row without notes gets exactly that).
+    """
+    ids = np.asarray(tokens, dtype=np.int64)
+    top = vocab.config.n_pitches - 1
+    note, index = _is_note(ids, vocab)
+    lo = np.where(note, index, top).min(axis=-1, initial=top)  # (...,) lowest pitch index
+    hi = np.where(note, index, 0).max(axis=-1, initial=0)  # (...,) highest pitch index
+    return -lo, top - hi
+
+
+def _transpose(ids: np.ndarray, k: np.ndarray | int, vocab: Vocabulary) -> np.ndarray:
+    """``ids`` (..., T) with k (broadcast to ids) added to every NOTE_ON/OFF id; k allowed."""
+    note, _ = _is_note(ids, vocab)
+    return ids + np.where(note, k, 0)
+
+
+def _stretch_rows(
+    ids: np.ndarray, lengths: np.ndarray, factor: np.ndarray, vocab: Vocabulary
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time-stretch each row of ``ids`` (B, R) int64; row b holds ``lengths[b]`` tokens.
+
+    Every non-shift token keeps its order; if it sat at step t (the TIME_SHIFT sum from the
+    row's start) it moves to ``rint(t * factor[b])``, as does the row's end. Each new gap is
+    re-expressed as full TIME_SHIFTs then the remainder (as ``events.encode`` does). Returns
+    the stretched rows concatenated (int64) and their lengths (B,).
+    """
+    b, r = ids.shape
+    shifts, most = vocab.ranges[TIME_SHIFT], vocab.config.max_shift_steps
+    valid = np.arange(r) < lengths[:, None]  # (B, R)
+    is_shift = (ids >= shifts.start) & (ids < shifts.stop)
+    steps = np.where(is_shift & valid, ids - (shifts.start - 1), 0)  # (B, R)
+    time = np.rint(np.cumsum(steps, axis=1) * factor[:, None]).astype(np.int64)  # (B, R)
+    # Events, plus one end marker per row (token -1) so a trailing gap is kept.
+    keep = np.concatenate([valid & ~is_shift, np.ones((b, 1), bool)], axis=1)  # (B, R+1)
+    tok = np.concatenate([ids, np.full((b, 1), -1)], axis=1)
+    time = np.concatenate([time, time[:, -1:]], axis=1)
+    row, col = np.nonzero(keep)  # row-major: events of row 0 in order, then row 1, ...
+    tok, t = tok[row, col], time[row, col]  # (E,)
+    first = np.r_[True, row[1:] != row[:-1]]
+    gap = t - np.where(first, 0, np.r_[0, t[:-1]])  # >= 0: rint is monotone
+    n_full, rest = np.divmod(gap, most)
+    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
+    real = tok >= 0
+    count = n_shift + real  # output tokens per event
+    end = np.cumsum(count)
+    start = end - count
+    out = np.full(int(end[-1]), shifts.stop - 1, dtype=np.int64)  # unset slots: full shifts
+    out[(start + n_full)[rest > 0]] = shifts.start - 1 + rest[rest > 0]
+    out[(start + n_shift)[real]] = tok[real]
+    return out, np.bincount(row, weights=count, minlength=b).astype(np.int64)
+
+
+def augment_tokens(
+    tokens: np.ndarray, vocab: Vocabulary, transpose: int = 0, stretch: float = 1.0
+) -> np.ndarray:
+    """A token sequence transposed by ``transpose`` semitones and time-stretched by ``stretch``.
+
+    Transposition adds k to the pitch of every NOTE_ON/NOTE_OFF; k must lie in
+    :func:`transpose_range` (a pitch leaving the vocabulary raises DataError). Stretching
+    moves every other token that sits at step t (counted from the start of ``tokens``) to
+    step ``rint(t * stretch)`` and rewrites the TIME_SHIFTs between them as full shifts then
+    the remainder; token order is kept, so decoding gives the same notes with start and end
+    ``rint(step * stretch)`` (a note whose two ends meet lasts one step, as ``decode`` rules).
+    ``stretch == 1`` leaves the shifts untouched. Returns uint16 ids, 1-D.
+    """
+    ids = np.asarray(tokens)
+    _require(ids.ndim == 1, f"tokens must be 1-D, got shape {ids.shape}")
+    _require(ids.size == 0 or ids.dtype.kind in "iu", f"token ids must be integers: {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab.size):
+        raise VocabularyError(f"token ids must be in 0..{vocab.size - 1}")
+    k, f = operator.index(transpose), float(stretch)
+    _require(math.isfinite(f) and f > 0, f"stretch must be a finite factor > 0, got {stretch}")
+    lo, hi = (int(x) for x in transpose_range(ids, vocab))
+    _require(lo <= k <= hi, f"transposing by {k} moves pitches out of range (allowed {lo}..{hi})")
+    if f != 1.0 and ids.size:
+        ids, _ = _stretch_rows(ids[None], np.array([ids.size]), np.array([f]), vocab)
+    return _transpose(ids, k, vocab).astype(np.uint16)
+
+
+def _int(value: Any, name: str, low: int) -> int:
+    _require(
+        isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low,
+        f"{name} must be an integer >= {low}, got {value!r}",
+    )
+    return int(value)
+
+
+class WindowSampler:
+    """Endless random training batches of ``batch_size`` windows of ``seq_len + 1`` tokens.
+
+    Windows come from the files of ``split`` long enough to hold one (others are skipped and
+    counted in ``skipped_files``); a window never crosses a file boundary. Starts are uniform
+    over all valid positions. With DDP, position g (numbered over the whole split) belongs to
+    rank ``g % world_size`` only, so ranks draw disjoint sets of windows, each rank from its
+    own random stream seeded by ``(seed, rank, batch number)``.
+
+    ``augment`` (train only) transposes and stretches each window independently: a raw slice
+    a little longer than the window is read (never past its file's end), stretched by
+    :func:`augment_tokens`' rule and cropped to ``seq_len + 1`` tokens; if it comes out
+    shorter (near a file's end with factor < 1), that window is left unstretched. The shift k
+    is then drawn uniformly from ``[-transpose, transpose]`` intersected with the shifts that
+    keep every pitch of that cropped window in range (0 is always allowed).
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        split: str,
+        seq_len: int,
+        batch_size: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.seq_len = _int(seq_len, "seq_len", 1)
+        self.batch_size = _int(batch_size, "batch_size", 1)
+        self.seed = _int(seed, "seed", 0)
+        self.world_size = _int(world_size, "world_size", 1)
+        self.rank = _int(rank, "rank", 0)
+        _require(self.rank < self.world_size, f"rank {rank} is not below world_size {world_size}")
+        _require(
+            augment is None or split == "train" or not augment.enabled,
+            f"augmentation applies to the train split only, not {split!r}",
+        )
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.split = split
+        self.vocab = Vocabulary(corpus.config.events)
+        self._tokens = corpus.tokens  # (N,) uint16 memory map
+        files = corpus.files(split)
+        length = corpus.index["length"][files]
+        long = length >= self.seq_len + 1
+        self.n_files = int(long.sum())
+        self.skipped_files = int((~long).sum())  # files too short to hold one window
+        self._offset = corpus.index["offset"][files[long]]  # (F,) first token of each file
+        self._end = self._offset + length[long]  # (F,) one past its last token
+        counts = length[long] - self.seq_len  # (F,) window starts in each file
+        self._cum = np.cumsum(counts)  # (F,) positions before the end of each file
+        total = int(self._cum[-1]) if self.n_files else 0
+        self.n_positions = max(0, (total - self.rank + self.world_size - 1) // self.world_size)
+        _require(
+            self.n_positions > 0,
+            f"split {split!r} has no window of {self.seq_len + 1} tokens for rank {self.rank}"
+            f" ({self.skipped_files} files are shorter)",
+        )
+        stretch = self.augment.stretch if self.augment else 0.0
+        # Enough raw tokens that stretching by 1 - stretch still leaves a whole window.
+        self._raw_len = math.ceil((self.seq_len + 1) / (1 - stretch)) + _SLACK * (stretch > 0)
+        self.step = 0  # batches drawn so far; the whole mutable state
+
+    def _draw(self, step: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+        """Random generator of batch ``step`` after drawing its windows' starts and file ends."""
+        rng = np.random.default_rng([self.seed, self.rank, step, _STREAM])
+        g = rng.integers(0, self.n_positions, self.batch_size) * self.world_size + self.rank
+        f = np.searchsorted(self._cum, g, side="right")  # (B,) file of each window
+        before = self._cum[f] - (self._end[f] - self._offset[f] - self.seq_len)
+        return rng, self._offset[f] + (g - before), self._end[f]
+
+    def window_starts(self, step: int | None = None) -> np.ndarray:
+        """Positions in ``corpus.tokens`` (B,) of the windows of batch ``step`` (default: next)."""
+        return self._draw(self.step if step is None else step)[1]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``(inputs, targets)``: int64 tensors (B, T), targets = inputs shifted by one."""
+        rng, start, end = self._draw(self.step)
+        width = self.seq_len + 1
+        aug = self.augment
+        if aug and aug.stretch > 0:
+            idx = start[:, None] + np.arange(self._raw_len)  # (B, R)
+            raw = self._tokens[np.minimum(idx, end[:, None] - 1)].astype(np.int64)  # (B, R)
+            f = rng.uniform(1 - aug.stretch, 1 + aug.stretch, self.batch_size)  # (B,)
+            n = np.minimum(end - start, self._raw_len)  # (B,) raw tokens inside the file
+            flat, lengths = _stretch_rows(raw, n, f, self.vocab)
+            at = np.cumsum(lengths) - lengths  # (B,) where each stretched row begins in flat
+            take = np.minimum(at[:, None] + np.arange(width), flat.size - 1)  # (B, T+1)
+            whole = (lengths >= width)[:, None]
+            windows = np.where(whole, flat[take], raw[:, :width])  # (B, T+1)
+        else:
+            idx = start[:, None] + np.arange(width)  # (B, T+1)
+            windows = self._tokens[idx].astype(np.int64)
+        if aug and aug.transpose > 0:
+            lo, hi = transpose_range(windows, self.vocab)  # (B,), (B,)
+            k = rng.integers(np.maximum(lo, -aug.transpose), np.minimum(hi, aug.transpose) + 1)
+            windows = _transpose(windows, k[:, None], self.vocab)
+        self.step += 1
+        batch = torch.from_numpy(windows)  # (B, T+1)
+        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict[str, int]:
+        """Checkpointable state (plain ints, safe for ``torch.load(weights_only=True)``)."""
+        return {
+            "step": self.step,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "seq_len": self.seq_len,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next batches are exactly those that would follow.
+
+        The settings that shape the stream must match this sampler's, or DataError is raised.
+        """
+        mine = self.state_dict()
+        _require(set(state) == set(mine), f"sampler state needs keys {sorted(mine)}")
+        differ = [f"{k} {int(state[k])} != {v}" for k, v in mine.items()
+                  if k != "step" and int(state[k]) != v]
+        _require(not differ, f"sampler state is for other settings: {', '.join(differ)}")
+        self.step = _int(int(state["step"]), "step", 0)
+
+
+def eval_batches(
+    corpus: Corpus,
+    split: str,
+    seq_len: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Deterministic ``(inputs, targets)`` batches (int64, (B, T)) covering a whole split.
+
+    Each file is cut into windows of ``seq_len + 1`` tokens that overlap by one token, so
+    every token but a file's first is a target exactly once. A file's last window may be
+    short: its padding has input 0 and target ``IGNORE_INDEX`` (after the real tokens, so a
+    causal model's real predictions are unaffected). Windows go file by file in index order,
+    ``batch_size`` per batch (the last batch may be smaller); with DDP, rank r gets batches
+    r, r + world_size, ... No augmentation.
+    """
+    seq_len, batch_size = _int(seq_len, "seq_len", 1), _int(batch_size, "batch_size", 1)
+    world_size = _int(world_size, "world_size", 1)
+    rank = _int(rank, "rank", 0)
+    _require(rank < world_size, f"rank {rank} is not below world_size {world_size}")
+    files = corpus.files(split)
+    offset, length = corpus.index["offset"][files], corpus.index["length"][files]
+    n_win = -(-np.maximum(length - 1, 0) // seq_len)  # (F,) windows per file: ceil
+    file_of = np.repeat(np.arange(len(files)), n_win)  # (W,) per window
+    within = np.arange(file_of.size) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # (W,)
+    start = offset[file_of] + within * seq_len  # (W,)
+    end = np.minimum(start + seq_len + 1, offset[file_of] + length[file_of])  # (W,)
+    for first in range(rank * batch_size, start.size, world_size * batch_size):
+        s, e = start[first : first + batch_size, None], end[first : first + batch_size, None]
+        idx = s + np.arange(seq_len + 1)  # (B, T+1)
+        inside = idx < e
+        w = corpus.tokens[np.minimum(idx, e - 1)].astype(np.int64)  # (B, T+1)
+        inputs = np.where(inside, w, 0)[:, :-1]
+        targets = np.where(inside, w, IGNORE_INDEX)[:, 1:]
+        yield torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(
+            np.ascontiguousarray(targets)
+        )
