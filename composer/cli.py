@@ -114,5 +114,135 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
         click.echo(f"Skipped files and reasons: {report.cache_dir / 'skipped.tsv'}")
 
 
+def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
+    """A prepared corpus folder is opened; a MIDI folder is prepared (cached) first."""
+    from composer.corpus import Corpus
+    from composer.corpus import prepare as run_prepare
+
+    if (source / "corpus.json").is_file():
+        return Corpus.open(source)
+    bar = _Progress("ingest", "file", quiet)
+    try:
+        report = run_prepare(source, workers=workers, progress=bar)
+    finally:
+        bar.close()
+    if not quiet:
+        click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
+                   f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
+    return Corpus.open(report.cache_dir)
+
+
+@main.command()
+@click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint folder [default: checkpoints/NAME of MIDI_DIR].")
+@click.option("--preset", type=click.Choice(["default", "small", "tiny"]), default="small",
+              show_default=True, help="Model size: default 3x512, small 2x256, tiny for tests.")
+@click.option("--layers", type=click.IntRange(min=1), help="LSTM layers (overrides preset).")
+@click.option("--hidden", type=click.IntRange(min=1), help="LSTM units (overrides preset).")
+@click.option("--embed", type=click.IntRange(min=1), help="Embedding size (overrides preset).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help="Dropout between layers (overrides preset).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: 20000].")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
+              help="Train for this many passes over the train split instead of --steps.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--patience", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Stop after this many evaluations without improvement (0: never).")
+@click.option("--no-augment", is_flag=True, help="No transposition / time-stretch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
+@click.option("--init-from", type=click.Path(exists=True, path_type=Path),
+              help="Fine-tune from this checkpoint's weights.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_errors_as_messages
+def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
+          hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
+          seq_len: int, lr: float, steps: int | None, epochs: float | None, eval_every: int,
+          patience: int, no_augment: bool, device: str, resume: bool, init_from: Path | None,
+          seed: int, workers: int | None, quiet: bool) -> None:
+    """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
+    import dataclasses
+
+    from composer.data import AugmentConfig
+    from composer.events import Vocabulary
+    from composer.model import ModelConfig
+    from composer.train import TrainConfig
+    from composer.train import train as run_train
+
+    if steps and epochs:
+        raise click.UsageError("give --steps or --epochs, not both")
+    corpus = _open_or_prepare(midi_dir, quiet, workers)
+    out = out or Path("checkpoints") / midi_dir.resolve().name
+    model_config = None
+    if init_from is None and not resume:
+        sizes = {k: v for k, v in [("layers", layers), ("hidden", hidden),
+                                   ("embed_dim", embed), ("dropout", dropout)] if v is not None}
+        base = ModelConfig.preset(preset, vocab_size=Vocabulary(corpus.config.events).size)
+        model_config = dataclasses.replace(base, **sizes)
+    if epochs:
+        train_events = int(corpus.index["length"][corpus.files("train")].sum())
+        steps = max(1, round(epochs * train_events / (batch_size * seq_len)))
+    augment = AugmentConfig(0, 0.0) if no_augment else AugmentConfig()
+    config = TrainConfig(steps=steps or 20_000, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                         eval_every=eval_every, patience=patience, seed=seed, augment=augment)
+    bar = None
+
+    def progress(step: int, total: int, info: dict) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=step - 1, desc="train", unit="step",
+                       file=sys.stderr, dynamic_ncols=True)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{info['loss']:.3f}", tok_s=f"{info['tokens_per_s']:,.0f}",
+                        refresh=False)
+
+    try:
+        result = run_train(corpus, out, model_config, config, device=device, resume=resume,
+                           init_from=init_from, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
+               f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps "
+               f"skipped as non-finite.")
+    click.echo(f"Checkpoints: {out / 'best'} (best), {out / 'latest'} (latest)")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@_errors_as_messages
+def info(checkpoint: Path) -> None:
+    """Show a checkpoint's configuration, size, training and data."""
+    from composer.checkpoint import read_info
+
+    meta = read_info(checkpoint)
+    metrics = meta.get("metrics", {})
+    click.echo(f"Checkpoint: {meta['path']} (format {meta['format_version']}, "
+               f"composer {meta['composer_version']}, saved {meta['created']})")
+    click.echo(f"  model       {meta['model']}")
+    click.echo(f"  parameters  {meta['parameters']:,}")
+    click.echo(f"  events      {meta['events']}")
+    click.echo(f"  steps       {meta['step']:,}")
+    if "loss" in metrics:
+        click.echo(f"  valid loss  {metrics['loss']:.4f} nats/event (perplexity "
+                   f"{metrics.get('perplexity', float('nan')):.2f}, accuracy "
+                   f"{metrics.get('accuracy', float('nan')):.3f})")
+    click.echo(f"  data        {meta.get('data', {})}")
+    click.echo(f"  training    {meta.get('train', {})}")
+    click.echo(f"  resumable   {'yes' if meta.get('has_train_state') else 'no'}")
+
+
 if __name__ == "__main__":
     main()

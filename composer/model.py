@@ -1,0 +1,151 @@
+"""The network: a stacked LSTM that predicts the next performance event.
+
+``tokens (B, T) -> Embedding -> LSTM (layers, dropout between layers) -> Dropout -> Linear``
+gives next-token logits ``(B, T, V)`` and the final recurrent state ``(h, c)``.
+
+Dropout is applied only to the *non-recurrent* connections (Zaremba et al. 2014): between
+stacked LSTM layers (``nn.LSTM``'s own ``dropout``, which PyTorch applies to each layer's
+output sequence before the next layer, never to the state carried from step t-1 to t) and
+on the last layer's output before the projection. The recurrent ``h``/``c`` path is never
+dropped, so a state carried token by token equals the full-sequence forward exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from composer import ComposerError
+
+State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
+
+# Sizes of the named presets (vocab_size and dropout are not part of a preset).
+PRESETS: dict[str, dict[str, int]] = {
+    "default": {"embed_dim": 256, "hidden": 512, "layers": 3},  # the shipped model
+    "small": {"embed_dim": 128, "hidden": 256, "layers": 2},  # trains in hours on a CPU
+    "tiny": {"embed_dim": 16, "hidden": 32, "layers": 2},  # tests; 2 layers: dropout between
+}
+
+FORGET_BIAS = 1.0  # initial forget-gate bias: remember by default early in training
+
+
+class ModelError(ComposerError):
+    """An invalid model configuration or input."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of :class:`ComposerLSTM`; saved with every checkpoint."""
+
+    vocab_size: int = 388  # token ids 0..vocab_size-1 (Vocabulary(EventConfig()).size)
+    embed_dim: int = 256  # size of each token's embedding vector
+    hidden: int = 512  # LSTM units per layer
+    layers: int = 3  # stacked LSTM layers
+    # Dropout between LSTM layers and before the output projection. 0.2 is a placeholder:
+    # a later issue chooses it by validation loss.
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ModelError(f"model config: {name} must be a positive integer, got {value!r}")
+        d = self.dropout
+        if (
+            not isinstance(d, (int, float))
+            or isinstance(d, bool)
+            or not math.isfinite(d)
+            or not 0 <= d < 1
+        ):
+            raise ModelError(f"model config: dropout must be a number in [0, 1), got {d!r}")
+
+    @classmethod
+    def preset(cls, name: str, *, vocab_size: int = 388) -> ModelConfig:
+        """The named size preset ("default", "small" or "tiny") for ``vocab_size`` tokens."""
+        if name not in PRESETS:
+            raise ModelError(f"unknown model preset {name!r}; expected one of {', '.join(PRESETS)}")
+        return cls(vocab_size=vocab_size, **PRESETS[name])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
+        if not isinstance(d, Mapping):
+            raise ModelError(f"model config: expected a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ModelError(f"model config: unknown keys {', '.join(map(str, unknown))}")
+        return cls(**d)
+
+
+class ComposerLSTM(nn.Module):
+    """Stacked LSTM language model over event tokens (weights shared across time steps)."""
+
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, device=device)
+        # nn.LSTM drops each layer's output before the next layer only; with one layer there
+        # is nothing between layers, and PyTorch warns if dropout is set, so pass 0.
+        self.lstm = nn.LSTM(
+            config.embed_dim,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+            device=device,
+        )
+        self.drop = nn.Dropout(config.dropout)  # on the last layer's output, not on h/c
+        self.head = nn.Linear(config.hidden, config.vocab_size, device=device)
+        self._init_forget_gate()
+
+    @torch.no_grad()
+    def _init_forget_gate(self) -> None:
+        """Forget-gate bias FORGET_BIAS (Jozefowicz et al. 2015); the rest keeps PyTorch's
+        default init (embedding N(0, 1), LSTM and Linear uniform +-1/sqrt(fan_in))."""
+        h = self.config.hidden
+        for layer in range(self.config.layers):
+            # gates i, f, g, o: rows h..2h are the forget gate; the two biases add up
+            getattr(self.lstm, f"bias_ih_l{layer}")[h : 2 * h] = FORGET_BIAS  # (4H,)
+            getattr(self.lstm, f"bias_hh_l{layer}")[h : 2 * h] = 0.0  # (4H,)
+
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Next-token logits for every position, and the state after the last one.
+
+        tokens: (B, T) int64 token ids; state: ``(h, c)`` each (layers, B, hidden), or None
+        for zeros. Returns logits (B, T, V) and the new state ``(h, c)``.
+        """
+        if tokens.dim() != 2:
+            raise ModelError(f"tokens must have shape (batch, time), got {tuple(tokens.shape)}")
+        x = self.embed(tokens)  # (B, T, E)
+        out, (h, c) = self.lstm(x, state)  # out (B, T, H); h, c (L, B, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        return logits, (h, c)
+
+    def step(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """One time step: tokens (B,) -> logits (B, V) and the new state (for sampling)."""
+        logits, state = self(tokens[:, None], state)  # (B, 1, V)
+        return logits[:, 0], state
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        """Zero state ``(h, c)``, each (layers, batch, hidden), on ``device`` (default: the
+        model's)."""
+        p = next(self.parameters())
+        shape = (self.config.layers, batch, self.config.hidden)
+        h = torch.zeros(shape, dtype=p.dtype, device=device if device is not None else p.device)
+        return h, torch.zeros_like(h)
+
+    def num_parameters(self) -> int:
+        """Number of parameter scalars (weights and biases)."""
+        return sum(p.numel() for p in self.parameters())
+

@@ -1,0 +1,383 @@
+"""Training: next-event prediction on a prepared corpus, with checkpoints users can trust.
+
+``train(corpus, out_dir, model_config, config)`` runs one readable loop:
+schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
+
+- Checkpoints (see :mod:`composer.checkpoint`): ``OUT/latest`` every eval interval (with the
+  optimizer, scheduler position, RNG and data-sampler state, so ``resume`` continues exactly
+  where it stopped) and ``OUT/best`` whenever validation loss improves.
+- ``OUT/metrics.jsonl``: one JSON object per logged train step and per evaluation; also
+  TensorBoard (``OUT/tb``) when the ``tensorboard`` package is installed.
+- Ctrl-C or SIGTERM finishes the current step, saves ``latest`` and returns.
+- A non-finite loss or gradient skips the step; ``max_bad_steps`` in a row stop the run with
+  a :class:`TrainingError`, leaving the last good ``latest`` on disk.
+- Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel;
+  each rank draws its own shard of windows; only rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from composer import ComposerError
+from composer.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from composer.corpus import Corpus
+from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
+from composer.model import ComposerLSTM, ModelConfig
+
+
+class TrainingError(ComposerError):
+    """Training cannot start or cannot go on (bad settings, diverged loss, mismatched data)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; saved in every checkpoint."""
+
+    steps: int = 20_000  # optimizer steps in all (a resumed run continues to this)
+    batch_size: int = 64  # windows per step (per process under torchrun)
+    seq_len: int = 256  # events per window (Performance RNN trained on 512)
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 200  # linear warm-up from 0 to lr
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm
+    eval_every: int = 200  # steps between evaluations (and `latest` checkpoints)
+    eval_max_batches: int = 0  # cap on validation batches per evaluation (0: whole split)
+    patience: int = 10  # evaluations without improvement before stopping early (0: never)
+    max_bad_steps: int = 20  # consecutive non-finite steps that stop the run
+    log_every: int = 10  # steps between train-loss log lines
+    seed: int = 0  # seeds model init, dropout and the data sampler
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # train split only
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "log_every",
+                     "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be at least 1")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip > 0):
+            raise TrainingError("lr and grad_clip must be > 0, min_lr_ratio in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-serialisable)."""
+        return {**asdict(self), "augment": self.augment.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        d = dict(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TrainingError(f"unknown train settings: {', '.join(sorted(unknown))}")
+        augment = AugmentConfig.from_dict(d.pop("augment", {}))
+        return cls(augment=augment, **d)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate at ``step``: linear warm-up, then cosine decay to lr * min_lr_ratio."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps reached, best validation loss and why it stopped."""
+
+    step: int
+    best_valid_loss: float
+    stopped: str  # "done", "early stop", "interrupted"
+    skipped_steps: int
+    out_dir: Path
+
+
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
+          ) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy (nats) over the real targets of a batch, and their count."""
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+    with autocast:
+        logits, _ = model(x)  # (B, T, V)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum",
+                           ignore_index=IGNORE_INDEX)
+    return loss, int((y != IGNORE_INDEX).sum())
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainConfig,
+             device: torch.device, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+    """Mean loss (nats/event), perplexity and next-event accuracy on ``split``."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
+    batches = eval_batches(corpus, split, config.seq_len, config.batch_size, rank, world_size)
+    for i, (x, y) in enumerate(batches):
+        if config.eval_max_batches and i >= config.eval_max_batches:
+            break
+        x, y = x.to(device), y.to(device)
+        logits, _ = model(x)  # (B, T, V)
+        real = y != IGNORE_INDEX
+        total[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum",
+                                    ignore_index=IGNORE_INDEX)
+        total[1] += real.sum()
+        total[2] += ((logits.argmax(-1) == y) & real).sum()
+    if world_size > 1:
+        dist.all_reduce(total)
+    model.train(was_training)
+    if total[1] == 0:
+        return {"loss": float("nan"), "perplexity": float("nan"), "accuracy": float("nan"),
+                "events": 0}
+    loss = float(total[0] / total[1])
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+            "accuracy": float(total[2] / total[1]), "events": int(total[1])}
+
+
+class _Log:
+    """metrics.jsonl (and TensorBoard when installed), written by rank 0 only."""
+
+    def __init__(self, out_dir: Path, active: bool):
+        self.file = open(out_dir / "metrics.jsonl", "a") if active else None  # noqa: SIM115
+        self.tb = None
+        if active:
+            with contextlib.suppress(Exception):  # tensorboard is optional
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Turn the first SIGINT/SIGTERM into a flag checked between steps."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        flag["stop"] = True
+        signal.signal(signum, previous[signum])  # a second signal acts as usual
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
+          config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
+          init_from: str | os.PathLike | None = None,
+          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train on ``corpus``'s train split, validating on its valid split; see module docs.
+
+    ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
+    taken from ``config``); ``init_from`` starts from another checkpoint's weights (same
+    event vocabulary) with fresh optimizer state.
+
+    ``progress(step, total, info)`` is called after every step (info: loss, lr, tokens/s).
+    """
+    out = Path(out_dir)
+    rank, world = _init_distributed()
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(dev)
+        torch.backends.cudnn.enabled = True
+    vocab = corpus.config.events.to_dict()
+    start = _starting_point(out, resume, init_from, vocab, model_config, config)
+    model_config, config = start["model_config"], start["config"]
+    torch.manual_seed(config.seed)
+    model = ComposerLSTM(model_config).to(dev)
+    if start["weights"] is not None:
+        model.load_state_dict(start["weights"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
+                            config.augment if config.augment.enabled else None, config.seed,
+                            rank, world)
+    state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
+    if start["train_state"] is not None:
+        ts = start["train_state"]
+        opt.load_state_dict(ts["optimizer"])
+        sampler.load_state_dict(ts["sampler"])
+        set_rng_state(ts["rng"])
+        state.update(ts["progress"])
+    data_info = {"corpus": str(corpus.cache_dir), "files": {s: int(len(corpus.files(s)))
+                 for s in ("train", "valid", "test")}, "train_events": int(
+                 corpus.index["length"][corpus.files("train")].sum())}
+
+    def save(name: str, metrics: dict[str, float]) -> None:
+        train_state = {"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
+                       "rng": get_rng_state(), "progress": dict(state)}
+        save_checkpoint(out / name, model, model_config, vocab, train_config=config.to_dict(),
+                        step=state["step"], metrics=metrics, data=data_info,
+                        train_state=train_state)
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out, rank == 0)
+    net.train()
+    stopped, bad_run = "done", 0
+    t_last, tokens_since = time.perf_counter(), 0
+    try:
+        with _stop_on_signals() as signals:
+            while state["step"] < config.steps:
+                step = state["step"]
+                # schedule
+                lr = lr_at(step, config)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                # eval / checkpoint (not again right after a resume)
+                if step % config.eval_every == 0 and step != start["step"] or signals["stop"]:
+                    if _evaluate_and_save(net, model, corpus, config, dev, rank, world, state,
+                                          log, save, stop=signals["stop"]):
+                        stopped = "interrupted" if signals["stop"] else "early stop"
+                        break
+                # forward / backward
+                x, y = (t.to(dev, non_blocking=True) for t in sampler.next_batch())
+                loss_sum, count = _loss(net, x, y, dev)
+                loss = loss_sum / count
+                loss.backward()
+                # clip
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                bad = torch.tensor(float(not (torch.isfinite(norm) and torch.isfinite(loss))),
+                                   device=dev)
+                if world > 1:
+                    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+                # step
+                if bad.item():
+                    opt.zero_grad(set_to_none=True)
+                    state["skipped"] += 1
+                    bad_run += 1
+                    if bad_run >= config.max_bad_steps:
+                        raise TrainingError(
+                            f"loss or gradients were not finite for {bad_run} steps in a row "
+                            f"(at step {step}); try a lower --lr. The last good checkpoint "
+                            f"is {out / 'latest'}")
+                else:
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    bad_run = 0
+                state["step"] = step + 1
+                # log
+                tokens_since += count * world
+                if progress or state["step"] % config.log_every == 0:
+                    now = time.perf_counter()
+                    info = {"loss": loss.item(), "lr": lr,
+                            "tokens_per_s": tokens_since / max(now - t_last, 1e-9)}
+                    if state["step"] % config.log_every == 0:
+                        log.write({"step": state["step"], "split": "train", **info,
+                                   "grad_norm": float(norm), "skipped": state["skipped"]})
+                        t_last, tokens_since = now, 0
+                    if progress:
+                        progress(state["step"], config.steps, info)
+            else:
+                _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
+                                   save, stop=True)
+    finally:
+        log.close()
+        if world > 1:
+            dist.destroy_process_group()
+    return TrainResult(state["step"], state["best"], stopped, state["skipped"], out)
+
+
+def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log, save,
+                       stop: bool) -> bool:
+    """Validate, log, save ``latest`` (and ``best`` if improved); True if training should end
+    (asked to stop, or no improvement for ``patience`` evaluations)."""
+    metrics = evaluate(net, corpus, "valid", config, dev, rank, world)
+    improved = metrics["loss"] < state["best"]
+    if improved:
+        state["best"], state["since_best"] = metrics["loss"], 0
+    else:
+        state["since_best"] += 1
+    if rank == 0:
+        log.write({"step": state["step"], "split": "valid", **metrics})
+        save("latest", metrics)
+        if improved:
+            save("best", metrics)
+    return stop or bool(config.patience and state["since_best"] >= config.patience)
+
+
+def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_config, config
+                    ) -> dict[str, Any]:
+    """Model config, train config, weights and train state to start from."""
+    result = {"model_config": model_config, "config": config or TrainConfig(), "weights": None,
+              "train_state": None, "step": 0}
+    source = out / "latest" if resume else init_from
+    if resume and init_from is not None:
+        raise TrainingError("use either --resume or --init-from, not both")
+    if source is None:
+        if model_config is None:
+            raise TrainingError("a model config is needed to train from scratch")
+        return result
+    ckpt = load_checkpoint(source, with_train_state=resume)
+    if ckpt.event_config != vocab:
+        raise TrainingError(f"{source} was trained on another event vocabulary than this "
+                            f"corpus ({ckpt.event_config} vs {vocab})")
+    if model_config is not None and model_config != ckpt.model_config:
+        raise TrainingError(f"{source} has model {ckpt.model_config}, not {model_config}")
+    result.update(model_config=ckpt.model_config, weights=ckpt.model.state_dict())
+    if resume:
+        if ckpt.train_state is None:
+            raise TrainingError(f"{source} holds no training state to resume from")
+        saved = TrainConfig.from_dict(ckpt.train_config)  # resume keeps its settings ...
+        if config is not None:  # ... but may run to a new total of steps
+            saved = replace(saved, steps=config.steps)
+        result.update(train_state=ckpt.train_state, step=ckpt.step, config=saved)
+    return result
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), world

@@ -1,0 +1,194 @@
+"""Training loop: loss falls, exact resume, interruption, non-finite steps, DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from composer import train as train_mod
+from composer.checkpoint import load_checkpoint
+from composer.cli import main
+from composer.corpus import Corpus, CorpusConfig, prepare
+from composer.data import AugmentConfig
+from composer.events import EventConfig
+from composer.model import ComposerLSTM, ModelConfig
+from composer.train import TrainConfig, TrainingError, evaluate, lr_at, train
+
+BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
+TINY = ModelConfig.preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    root = tmp_path_factory.mktemp("train")
+    midi = root / "midi"
+    midi.mkdir()
+    for path in sorted(BACH.glob("*.mid"))[:40]:
+        shutil.copy(path, midi / path.name)
+    prepare(midi, root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
+    return Corpus.open(root / "cache")
+
+
+def fast(**kw) -> TrainConfig:
+    base = dict(steps=20, batch_size=8, seq_len=32, eval_every=10, warmup_steps=5,
+                eval_max_batches=4, log_every=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_loss_falls_and_checkpoints_are_written(corpus, tmp_path):
+    result = train(corpus, tmp_path, TINY, fast(steps=60, lr=1e-2, eval_every=30),
+                   device="cpu")
+    assert result.step == 60 and result.stopped == "done"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    valid = [r["loss"] for r in records if r["split"] == "valid"]
+    torch.manual_seed(0)
+    untrained = evaluate(ComposerLSTM(TINY), corpus, "valid", fast(), torch.device("cpu"))
+    assert untrained["loss"] == pytest.approx(math.log(388), abs=0.1)
+    assert len(valid) == 2 and valid[-1] < untrained["loss"] - 1.0
+    train_losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert train_losses[-1] < train_losses[0] - 1.0
+    best, latest = load_checkpoint(tmp_path / "best"), load_checkpoint(tmp_path / "latest")
+    assert latest.step == 60 and best.metrics["loss"] == pytest.approx(min(valid))
+    assert latest.event_config == EventConfig().to_dict()
+    assert TrainConfig.from_dict(latest.train_config) == fast(steps=60, lr=1e-2, eval_every=30)
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(corpus, tmp_path):
+    config = fast()
+    train(corpus, tmp_path / "a", TINY, config, device="cpu")
+
+    def interrupt_at_12(step, total, info):
+        if step == 12:
+            os.kill(os.getpid(), signal.SIGINT)  # like Ctrl-C: finish the step, save, stop
+
+    first = train(corpus, tmp_path / "b", TINY, config, device="cpu", progress=interrupt_at_12)
+    assert first.stopped == "interrupted" and first.step == 12
+    assert load_checkpoint(tmp_path / "b" / "latest").step == 12
+    second = train(corpus, tmp_path / "b", None, None, device="cpu", resume=True)
+    assert second.step == 20
+    a, b = weights(tmp_path / "a" / "latest"), weights(tmp_path / "b" / "latest")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_can_extend_the_run(corpus, tmp_path):
+    train(corpus, tmp_path, TINY, fast(steps=10), device="cpu")
+    result = train(corpus, tmp_path, None, fast(steps=15), device="cpu", resume=True)
+    assert result.step == 15 and load_checkpoint(tmp_path / "latest").step == 15
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
+    real = train_mod._loss
+    calls = {"n": 0}
+
+    def flaky(model, x, y, device):
+        calls["n"] += 1
+        loss, count = real(model, x, y, device)
+        return (loss * float("nan"), count) if calls["n"] in (3, 4) or calls["n"] > 14 else \
+            (loss, count)
+
+    monkeypatch.setattr(train_mod, "_loss", flaky)
+    with pytest.raises(TrainingError, match="not finite for 3 steps in a row") as e:
+        train(corpus, tmp_path, TINY, fast(max_bad_steps=3), device="cpu")
+    assert str(tmp_path / "latest") in str(e.value)
+    latest = load_checkpoint(tmp_path / "latest", with_train_state=True)
+    assert latest.step == 10  # the last good checkpoint is intact
+    assert latest.train_state["progress"]["skipped"] == 2
+    assert all(torch.isfinite(p).all() for p in latest.model.parameters())
+
+
+def test_early_stopping_with_patience(corpus, tmp_path):
+    result = train(corpus, tmp_path, TINY, fast(steps=200, lr=1e-9, eval_every=5, patience=2,
+                                                warmup_steps=0), device="cpu")
+    assert result.stopped == "early stop" and result.step < 200
+
+
+def test_init_from_needs_the_same_vocabulary(corpus, tmp_path):
+    train(corpus, tmp_path / "base", TINY, fast(steps=5, eval_every=5), device="cpu")
+    tuned = train(corpus, tmp_path / "tuned", None, fast(steps=5, eval_every=5), device="cpu",
+                  init_from=tmp_path / "base" / "latest")
+    assert tuned.step == 5
+    other = corpus.cache_dir.parent / "cache20"
+    prepare(corpus.cache_dir.parent / "midi", other,
+            CorpusConfig(events=EventConfig(steps_per_second=50, max_shift_steps=50)))
+    with pytest.raises(TrainingError, match="another event vocabulary"):
+        train(Corpus.open(other), tmp_path / "x", None, fast(steps=5), device="cpu",
+              init_from=tmp_path / "base" / "latest")
+
+
+def test_schedule_warms_up_then_decays():
+    config = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, config) == pytest.approx(0.1) and lr_at(9, config) == pytest.approx(1.0)
+    assert lr_at(10, config) == pytest.approx(1.0) and lr_at(100, config) == pytest.approx(0.1)
+    assert lr_at(55, config) == pytest.approx(0.55)
+
+
+def test_train_config_round_trips():
+    config = TrainConfig(steps=7, augment=AugmentConfig(transpose=2, stretch=0.0))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_cli_train_and_info(corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(corpus.cache_dir), "--out", str(out), "--preset", "tiny", "--steps",
+            "6", "--eval-every", "3", "--batch-size", "4", "--seq-len", "16", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Stopped (done) at step 6" in result.output
+    info = CliRunner().invoke(main, ["info", str(out / "best")])
+    assert info.exit_code == 0 and "parameters" in info.output and "valid loss" in info.output
+    bad = CliRunner().invoke(main, ["info", str(tmp_path / "nothing")])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: ")
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_sigkill_loses_at_most_one_checkpoint_interval(corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ["-m", "composer", "train", str(corpus.cache_dir), "--out", str(out), "--preset",
+            "tiny", "--steps", "100000", "--eval-every", "5", "--batch-size", "4", "--seq-len",
+            "16", "-q"]
+    proc = _run(args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "latest").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    saved = load_checkpoint(out / "latest").step
+    assert saved >= 5 and saved % 5 == 0
+    resumed = _run([*args[:-5], "--steps", str(saved + 5), "--resume", "-q"])
+    output, _ = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, output
+    assert f"at step {saved + 5}" in output
+
+
+def test_two_process_ddp_on_cpu(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    proc = _run(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                 "29517", "-m", "composer", "train", str(corpus.cache_dir), "--out", str(out),
+                 "--preset", "tiny", "--steps", "6", "--eval-every", "3", "--batch-size", "4",
+                 "--seq-len", "16", "-q"])
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "valid"] == [3, 6]  # rank 0 only
+    assert load_checkpoint(out / "latest").step == 6
