@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from composer import ComposerError
-from composer.midi import NOTE_DTYPE, Note, Piece, as_note_array
+from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
 NOTE_OFF = "NOTE_OFF"
@@ -42,7 +42,6 @@ KINDS = (NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY)  # id order of the range table
 DEFAULT_VELOCITY = 64
 MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
 
-NoteInput = np.ndarray | Sequence[Note] | Piece  # anything composer.midi.as_note_array takes
 
 
 class VocabularyError(ComposerError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -39,7 +40,7 @@ class Note:
     is_drum: bool = False
 
 
-def as_note_array(notes) -> np.ndarray:
+def as_note_array(notes: NoteInput) -> np.ndarray:
     """Return ``notes`` (a NOTE_DTYPE array, a list of Note, or a Piece) as a NOTE_DTYPE array."""
     if isinstance(notes, Piece):
         return notes.notes
@@ -51,7 +52,7 @@ def as_note_array(notes) -> np.ndarray:
     return np.array(rows, dtype=NOTE_DTYPE)
 
 
-def note_list(notes) -> list[Note]:
+def note_list(notes: NoteInput) -> list[Note]:
     """Return ``notes`` as a list of :class:`Note` (inverse of :func:`as_note_array`)."""
     arr = as_note_array(notes)
     return [
@@ -70,6 +71,9 @@ class Piece:
     format: int = 1  # SMF format of the source file
     ticks_per_beat: int = 0  # 0 for SMPTE time division
     warnings: tuple[str, ...] = ()  # non-fatal defects that were skipped (malformed meta, ...)
+
+
+NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
 
 
 @dataclass(frozen=True)
