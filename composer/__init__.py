@@ -4,6 +4,13 @@ Pipeline (data flows one way): ``midi`` -> ``events`` -> ``corpus`` -> ``data`` 
 ``model`` -> ``train`` -> ``sample`` -> back out through ``midi``.
 """
 
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
 __version__ = "0.1.0"
 
 
@@ -15,4 +22,37 @@ class MidiError(ComposerError):
     """A MIDI file cannot be read; the message is a one-line reason."""
 
 
-__all__ = ["ComposerError", "MidiError", "__version__"]
+class Config:
+    """Mixin of composer's config dataclasses: ``to_dict`` / ``from_dict``, nested configs too.
+
+    A subclass sets ``_error`` (the ComposerError subclass raised for a bad dict) and
+    ``_name`` (how messages name it) as plain class attributes.
+    """
+
+    _error: typing.ClassVar[type[ComposerError]] = ComposerError
+    _name: typing.ClassVar[str] = "settings"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
+        return {f.name: v.to_dict() if isinstance(v := getattr(self, f.name), Config) else v
+                for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
+        if not isinstance(d, Mapping):
+            raise cls._error(f"{cls._name}: expected a mapping, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise cls._error(f"{cls._name}: unknown keys {', '.join(map(str, unknown))}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: hints[k].from_dict(v) if isinstance(hints[k], type)
+                  and issubclass(hints[k], Config) else v for k, v in d.items()}
+        try:
+            return cls(**kwargs)
+        except TypeError as e:
+            raise cls._error(f"{cls._name}: {e}") from None
+
+
+__all__ = ["ComposerError", "Config", "MidiError", "__version__"]

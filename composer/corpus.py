@@ -24,12 +24,12 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from composer import ComposerError, MidiError
+from composer import ComposerError, Config, MidiError
 from composer._isolate import run_isolated
 from composer.events import EventConfig, encode_many
 from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, too_big
@@ -42,8 +42,10 @@ INDEX_DTYPE = np.dtype([("offset", np.int64), ("length", np.int64), ("split", np
 
 
 @dataclass(frozen=True)
-class CorpusConfig:
+class CorpusConfig(Config):
     """Everything that decides what the cache holds."""
+
+    _name = "corpus settings"
 
     events: EventConfig = field(default_factory=EventConfig)  # the event vocabulary
     load: LoadConfig = field(default_factory=LoadConfig)  # how files are read, and the bounds
@@ -55,23 +57,6 @@ class CorpusConfig:
         if not (0 <= self.valid_fraction and 0 <= self.test_fraction
                 and self.valid_fraction + self.test_fraction < 1):
             raise ComposerError("valid and test fractions must be >= 0 and sum to less than 1")
-
-    def to_dict(self) -> dict:
-        """Plain-dict form (JSON-serialisable)."""
-        d = asdict(self)
-        d["events"], d["load"] = self.events.to_dict(), self.load.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CorpusConfig:
-        """Inverse of :meth:`to_dict`."""
-        d = dict(d)
-        events = EventConfig.from_dict(d.pop("events", {}))
-        load = LoadConfig.from_dict(d.pop("load", {}))
-        try:
-            return cls(events=events, load=load, **d)
-        except TypeError as e:
-            raise ComposerError(f"invalid corpus settings: {e}") from None
 
     def object_key(self) -> str:
         """Key of the settings that change a file's tokens (split fractions do not)."""

@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from composer import ComposerError
+from composer import ComposerError, Config
 from composer.corpus import Corpus
 from composer.events import NOTE_OFF, NOTE_ON, TIME_SHIFT, Vocabulary, VocabularyError
 
@@ -49,8 +49,11 @@ def _require(ok: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Config):
     """On-the-fly augmentation of training windows (Magenta's Performance RNN recipe)."""
+
+    _error = DataError
+    _name = "augment"
 
     transpose: int = 3  # shift each window by k semitones, k uniform in [-3, 3]; 0 = off
     stretch: float = 0.05  # scale its time by f uniform in [0.95, 1.05]; 0 = off
@@ -70,17 +73,6 @@ class AugmentConfig:
     def enabled(self) -> bool:
         """Whether this config changes anything."""
         return self.transpose > 0 or self.stretch > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AugmentConfig:
-        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        _require(not unknown, f"augment: unknown keys {', '.join(map(str, unknown))}")
-        return cls(**d)
 
 
 def _is_note(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:

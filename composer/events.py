@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 import operator
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import ComposerError
+from composer import ComposerError, Config
 from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
@@ -70,8 +70,11 @@ def _range_table(config: EventConfig) -> tuple[_Range, ...]:
 
 
 @dataclass(frozen=True)
-class EventConfig:
+class EventConfig(Config):
     """Parameters of the event representation; saved with every corpus and model."""
+
+    _error = VocabularyError
+    _name = "event config"
 
     steps_per_second: int = 100  # time resolution: 100 steps per second = 10 ms
     max_shift_steps: int = 100  # longest single TIME_SHIFT: 100 steps = 1 s
@@ -134,17 +137,6 @@ class EventConfig:
     def max_hanging_steps(self) -> int:
         """``max_hanging_seconds`` in steps (rounded like note times, at least 1)."""
         return max(1, int(np.rint(self.max_hanging_seconds * self.steps_per_second)))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EventConfig:
-        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        _require(not unknown, f"event config: unknown keys {', '.join(map(str, unknown))}")
-        return cls(**d)
 
 
 DEFAULT_CONFIG = EventConfig()

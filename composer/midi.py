@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from composer import ComposerError, MidiError
+from composer import ComposerError, Config, MidiError
 
 # One row per note. Times in seconds; end > start for every note composer produces.
 NOTE_DTYPE = np.dtype(
@@ -77,8 +77,10 @@ NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
 
 
 @dataclass(frozen=True)
-class LoadConfig:
+class LoadConfig(Config):
     """How MIDI files are read, and the bounds past which a file is refused."""
+
+    _name = "load settings"
 
     keep_drums: bool = False  # drum notes (channel 10) are left out by default
     sustain: bool = True  # CC64 >= 64 holds released notes until the pedal lifts
@@ -86,18 +88,6 @@ class LoadConfig:
     max_file_bytes: int = 64 << 20  # larger files are refused before reading
     max_seconds: float = 4 * 3600.0  # longer pieces are refused (e.g. absurd tick values)
     max_notes: int = 1_000_000  # more notes than this are refused
-
-    def to_dict(self) -> dict:
-        """Plain-dict form (JSON-serialisable)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LoadConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ComposerError(f"unknown load settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".smf")

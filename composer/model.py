@@ -13,14 +13,12 @@ dropped, so a state carried token by token equals the full-sequence forward exac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from composer import ComposerError
+from composer import ComposerError, Config
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
 
@@ -39,8 +37,11 @@ class ModelError(ComposerError):
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Sizes of :class:`ComposerLSTM`; saved with every checkpoint."""
+
+    _error = ModelError
+    _name = "model config"
 
     vocab_size: int = 388  # token ids 0..vocab_size-1 (Vocabulary(EventConfig()).size)
     embed_dim: int = 256  # size of each token's embedding vector
@@ -70,20 +71,6 @@ class ModelConfig:
         if name not in PRESETS:
             raise ModelError(f"unknown model preset {name!r}; expected one of {', '.join(PRESETS)}")
         return cls(vocab_size=vocab_size, **PRESETS[name])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Config from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
-        if not isinstance(d, Mapping):
-            raise ModelError(f"model config: expected a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ModelError(f"model config: unknown keys {', '.join(map(str, unknown))}")
-        return cls(**d)
 
 
 class ComposerLSTM(nn.Module):

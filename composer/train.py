@@ -24,7 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from composer import ComposerError
+from composer import ComposerError, Config
 from composer.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
@@ -44,8 +44,11 @@ class TrainingError(ComposerError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """How to train; saved in every checkpoint."""
+
+    _error = TrainingError
+    _name = "train settings"
 
     steps: int = 20_000  # optimizer steps in all (a resumed run continues to this)
     batch_size: int = 64  # windows per step (per process under torchrun)
@@ -70,20 +73,6 @@ class TrainConfig:
                 raise TrainingError(f"{name} must be at least 1")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip > 0):
             raise TrainingError("lr and grad_clip must be > 0, min_lr_ratio in [0, 1]")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON-serialisable)."""
-        return {**asdict(self), "augment": self.augment.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        d = dict(d)
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TrainingError(f"unknown train settings: {', '.join(sorted(unknown))}")
-        augment = AugmentConfig.from_dict(d.pop("augment", {}))
-        return cls(augment=augment, **d)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

@@ -9,10 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import BACH, write_tune
 
 from composer import ComposerError, corpus
 from composer._isolate import run_isolated
@@ -20,21 +20,6 @@ from composer.cli import main
 from composer.corpus import Corpus, CorpusConfig, prepare, split_of
 from composer.events import EventConfig, decode, encode, quantise
 from composer.midi import load
-
-BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
-
-
-def write_tune(path: Path, pitches: list[int], step: int = 240) -> Path:
-    """A one-track MIDI file playing ``pitches`` one after another."""
-    mid = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    for p in pitches:
-        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=p, velocity=0, time=step))
-    mid.tracks.append(track)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mid.save(path)
-    return path
 
 
 @pytest.fixture

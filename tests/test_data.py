@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 import torch
+from helpers import BACH, write_tune
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +32,6 @@ from composer.events import (
     decode,
 )
 
-BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
 T, B = 32, 16  # small windows keep the tests fast
 
 
@@ -44,24 +42,13 @@ def bach(tmp_path_factory) -> Corpus:
     return Corpus.open(cache)
 
 
-def write_tune(path: Path, pitches: list[int], step: int = 120) -> None:
-    """A one-track MIDI file playing ``pitches`` one after another."""
-    mid = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    for p in pitches:
-        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=p, velocity=0, time=step))
-    mid.tracks.append(track)
-    mid.save(path)
-
-
 @pytest.fixture(scope="session")
 def extremes(tmp_path_factory) -> Corpus:
     """Train-only corpus of three tunes: at the top of the pitch range, the bottom, the middle."""
     midi = tmp_path_factory.mktemp("extremes")
-    write_tune(midi / "top.mid", [127, 126, 125, 126] * 20)
-    write_tune(midi / "bottom.mid", [0, 1, 2, 1] * 20)
-    write_tune(midi / "middle.mid", [60, 62, 64, 62] * 20)
+    write_tune(midi / "top.mid", [127, 126, 125, 126] * 20, step=120)
+    write_tune(midi / "bottom.mid", [0, 1, 2, 1] * 20, step=120)
+    write_tune(midi / "middle.mid", [60, 62, 64, 62] * 20, step=120)
     cache = midi / "cache"
     prepare(midi, cache, CorpusConfig(valid_fraction=0, test_fraction=0), workers=1)
     return Corpus.open(cache)

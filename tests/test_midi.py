@@ -14,15 +14,15 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from helpers import BACH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composer import MidiError, _smf, _smf_ref
 from composer.midi import NOTE_DTYPE, LoadConfig, Note, as_note_array, load, parse, save
 
-BACH_DIR = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
-BACH_FILES = sorted(BACH_DIR.glob("*.mid"))[:50] if BACH_DIR.is_dir() else []
-needs_bach = pytest.mark.skipif(not BACH_FILES, reason=f"no .mid files in {BACH_DIR}")
+BACH_FILES = sorted(BACH.glob("*.mid"))[:50] if BACH.is_dir() else []
+needs_bach = pytest.mark.skipif(not BACH_FILES, reason=f"no .mid files in {BACH}")
 PARSERS = {"c": _smf.parse_track, "py": _smf_ref.parse_track}
 
 # --- building inputs ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import BACH
 
 from composer import train as train_mod
 from composer.checkpoint import load_checkpoint
@@ -25,7 +26,6 @@ from composer.events import EventConfig
 from composer.model import ComposerLSTM, ModelConfig
 from composer.train import TrainConfig, TrainingError, evaluate, lr_at, train
 
-BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
 TINY = ModelConfig.preset("tiny")
 
 

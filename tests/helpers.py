@@ -1,0 +1,23 @@
+"""Shared test helpers: the bundled corpus location and a tiny MIDI writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+
+BACH = Path(__file__).resolve().parents[1] / "datasets" / "bach-chorales"
+
+
+def write_tune(path: Path, pitches: list[int], step: int = 240) -> Path:
+    """A one-track MIDI file (480 ticks per beat, 120 bpm) playing ``pitches`` one after
+    another, each ``step`` ticks long."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    for p in pitches:
+        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=p, velocity=0, time=step))
+    mid.tracks.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mid.save(path)
+    return path
