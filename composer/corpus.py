@@ -261,7 +261,7 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         if kept != old:
             manifest["files"] = kept
             _save_json(cache / "manifest.json", manifest)
-    _consolidate(cache, pack_path, files, config, report, scan_stamp)
+    _consolidate(cache, pack_path, files, config, report, scan_stamp, Path(midi_dir).resolve())
     return report
 
 
@@ -307,7 +307,7 @@ def _read_manifest(cache: Path, config: CorpusConfig) -> dict:
 
 
 def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
-                 report: PrepareReport, scan_stamp: str) -> None:
+                 report: PrepareReport, scan_stamp: str, source: Path) -> None:
     """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date."""
     seen: dict[str, str] = {}
     loaded = []
@@ -359,7 +359,7 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     _save_atomic(cache / "skipped.tsv", lambda p: p.write_text("path\treason\n" + lines))
     _save_json(meta_path, {
         "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
-        "config": config.to_dict(),
+        "source": str(source), "config": config.to_dict(),
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
     })
@@ -382,6 +382,7 @@ class Corpus:
         self.cache_dir = cache
         self.config = CorpusConfig.from_dict(meta["config"])
         self.paths: list[str] = meta["paths"]
+        self.source: str | None = meta.get("source")  # the MIDI folder it was prepared from
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike) -> Corpus:

@@ -235,7 +235,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         sampler.load_state_dict(ts["sampler"])
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
-    data_info = {"corpus": str(corpus.cache_dir), "files": {s: int(len(corpus.files(s)))
+    data_info = {"corpus": str(corpus.cache_dir), "source": corpus.source,
+                 "files": {s: int(len(corpus.files(s)))
                  for s in ("train", "valid", "test")}, "train_events": int(
                  corpus.index["length"][corpus.files("train")].sum())}
 
