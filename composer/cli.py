@@ -114,6 +114,16 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
         click.echo(f"Skipped files and reasons: {report.cache_dir / 'skipped.tsv'}")
 
 
+def _load_folder(folder: Path) -> tuple[list[str], list]:
+    """Names and note arrays of the MIDI files below ``folder``; unreadable ones are noted."""
+    from composer.corpus import load_folder
+
+    names, pieces, skipped = load_folder(folder)
+    for name, reason in skipped:
+        click.echo(f"Note: skipped {folder / name}: {reason}", err=True)
+    return names, pieces
+
+
 def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
     """A prepared corpus folder is opened; a MIDI folder is prepared (cached) first."""
     from composer.corpus import Corpus
@@ -242,6 +252,181 @@ def info(checkpoint: Path) -> None:
     click.echo(f"  data        {meta.get('data', {})}")
     click.echo(f"  training    {meta.get('train', {})}")
     click.echo(f"  resumable   {'yes' if meta.get('has_train_state') else 'no'}")
+
+
+@main.command()
+@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="WAV file to write [default: MIDI_FILE with .wav].")
+@click.option("--soundfont", type=click.Path(dir_okay=False, path_type=Path),
+              help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
+                   "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
+                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ...].")
+@_errors_as_messages
+def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
+    """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
+
+    Without FluidSynth or a soundfont (apt-get install fluidsynth fluid-soundfont-gm), or if
+    FluidSynth fails, a one-line note says so and simple sine waves are rendered instead.
+    """
+    from composer.render import render as render_file
+
+    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont)
+    if result.notice:
+        click.echo(f"Note: {result.notice}", err=True)
+    how = f"FluidSynth, {result.soundfont}" if result.soundfont else "sine waves"
+    click.echo(f"Wrote {result.wav_path} ({result.seconds:.1f} s of audio, {how}) in "
+               f"{result.elapsed:.1f} s")
+
+
+@main.command()
+@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG file to write [default: MIDI_FILE with .png].")
+@click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Shade the first S seconds as the seed the rest continues.")
+@click.option("--title", help="Title [default: the file name].")
+@_errors_as_messages
+def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
+         title: str | None) -> None:
+    """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
+    from composer.render import plot_piano_roll
+
+    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title)
+    click.echo(f"Wrote {path}")
+
+
+@main.command()
+@click.argument("midi_dir", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Mode 1: score this model (with the baselines) on MIDI_DIR or --corpus.")
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A corpus from `prepare` (or a MIDI folder, prepared first). Mode 1: "
+                   "score on its --split [default: the corpus the checkpoint trained on]. "
+                   "Mode 2: the training corpus for the copy check.")
+@click.option("--split", type=click.Choice(["train", "valid", "test", "all"]), default="test",
+              show_default=True, help="Mode 1: split of --corpus to score.")
+@click.option("--train-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mode 1: fit the baselines on this corpus's train split [default: the "
+                   "corpus the checkpoint trained on].")
+@click.option("--order", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Mode 1: order of the Kneser-Ney n-gram baseline.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Mode 1: where the LSTM runs.")
+@click.option("--generated", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mode 2: a folder of generated MIDI files to judge.")
+@click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mode 2: compare music statistics with this MIDI folder.")
+@click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
+              help="Mode 2: write the distance densities of each statistic as this PNG.")
+@click.option("--seed-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Mode 2: copy check ignores each file's first S seconds (its seed).")
+@click.option("--warn-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="Mode 2: flag copied runs at least this long.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write all results as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_errors_as_messages
+def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None, split: str,
+             train_corpus: Path | None, order: int, device: str, generated: Path | None,
+             reference: Path | None, figure: Path | None, seed_seconds: float,
+             warn_seconds: float, json_path: Path | None, quiet: bool) -> None:
+    """Judge a model or generated music. Two modes:
+
+    \b
+    1. composer evaluate --checkpoint CKPT [MIDI_DIR | --corpus CACHE [--split test]]
+       NLL (nats/event), perplexity and next-event accuracy of the LSTM, and of a unigram
+       and a Kneser-Ney 5-gram fitted on the train split of the corpus the model trained
+       on, all scored on the same events. MIDI_DIR: every file in it (prepared into its
+       default cache). Neither: the --split of the corpus the model trained on.
+    2. composer evaluate --generated DIR [--reference MIDI_DIR] [--corpus CACHE]
+       --reference: music statistics of both sets after Yang & Lerch (2018), with the
+       overlap and KL divergence of their distance distributions (--figure draws them).
+       --corpus: copy check, the longest run of each piece's events (transposition-
+       invariant) found in the corpus's train split; runs over --warn-seconds are flagged.
+    """
+    from composer.render import save_json
+
+    if (checkpoint is None) == (generated is None):
+        raise click.UsageError("give --checkpoint (score a model) or --generated (judge music)")
+    if checkpoint is not None:
+        if midi_dir and corpus:
+            raise click.UsageError("give MIDI_DIR or --corpus, not both")
+        if generated or reference or figure:
+            raise click.UsageError("--reference and --figure go with --generated")
+        result = _evaluate_model(checkpoint, midi_dir or corpus, split, train_corpus, order,
+                                 device, quiet)
+    else:
+        if midi_dir:
+            raise click.UsageError("with --generated, give --reference MIDI_DIR and/or "
+                                   "--corpus CACHE")
+        if not (reference or corpus):
+            raise click.UsageError("--generated needs --reference MIDI_DIR and/or --corpus")
+        if figure and not reference:
+            raise click.UsageError("--figure needs --reference")
+        result = _evaluate_music(generated, reference, corpus, figure, seed_seconds,
+                                 warn_seconds, quiet)
+    if json_path:
+        click.echo(f"Results: {save_json(result, json_path)}")
+
+
+def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
+                    train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
+    from composer.metrics import EvalConfig, evaluate_model
+    from composer.render import model_table
+
+    bars: dict[str, _Progress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        unit = "batch" if stage == "evaluate" else "file"
+        bars.setdefault(stage, _Progress(stage, unit, quiet))(done, total)
+
+    try:
+        result = evaluate_model(checkpoint, source, split, train_corpus=train_corpus,
+                                config=EvalConfig(order=order), device=device,
+                                progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(model_table(result))
+    return result
+
+
+def _evaluate_music(generated: Path, reference: Path | None, corpus: Path | None,
+                    figure: Path | None, seed_seconds: float, warn_seconds: float,
+                    quiet: bool) -> dict:
+    from composer.events import encode
+    from composer.metrics import CopyConfig, CopyIndex, compare_sets, copy_warning
+    from composer.render import copy_table, music_table, plot_distributions
+
+    names, pieces = _load_folder(generated)
+    if not pieces:
+        raise click.ClickException(f"no readable MIDI files in {generated}")
+    result: dict = {"generated": str(generated), "files": names}
+    if reference:
+        same = reference.resolve() == generated.resolve()
+        ref = pieces if same else _load_folder(reference)[1]
+        stats = compare_sets(pieces, ref)
+        click.echo(music_table(stats))
+        if figure:
+            click.echo(f"Figure: {plot_distributions(stats, figure)}")
+        result["music"] = {"reference": str(reference), **stats}
+    if corpus:
+        data = _open_or_prepare(corpus, quiet, None)
+        config = CopyConfig(warn_seconds=warn_seconds)
+        index = CopyIndex.from_corpus(data, ("train",), config)
+        matches = [index.longest_copy(encode(p, data.config.events), seed_seconds)
+                   for p in pieces]
+        warnings = [copy_warning(m, config) for m in matches]
+        if reference:
+            click.echo()
+        click.echo(f"Copy check against the train split of {data.cache_dir} (runs of "
+                   f"{config.ngram}+ events; COPY: {warn_seconds:g} s or longer)")
+        click.echo(copy_table(names, matches, warnings))
+        result["copies"] = [{"file": n, **vars(m), "fraction": m.fraction, "warning": w}
+                            for n, m, w in zip(names, matches, warnings, strict=True)]
+    return result
 
 
 if __name__ == "__main__":

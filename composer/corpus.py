@@ -32,7 +32,7 @@ import numpy as np
 from composer import ComposerError, Config, MidiError
 from composer._isolate import run_isolated
 from composer.events import EventConfig, encode_many
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, too_big
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, too_big
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -132,6 +132,20 @@ def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSErro
                 except OSError as e:
                     found[prefix + entry.name] = e
     return found
+
+
+def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
+                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
+    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
+    names, pieces, skipped = [], [], []
+    for rel in scan(midi_dir):
+        try:
+            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
+            names.append(rel)
+        except MidiError as e:
+            skipped.append((rel, str(e)))
+    return names, pieces, skipped
 
 
 def split_of(content_hash: str, config: CorpusConfig) -> int:

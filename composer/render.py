@@ -1,0 +1,357 @@
+"""Hear it, see it: MIDI to audio, piano-roll pictures, and the reports of the metrics.
+
+- :func:`render`: a 44.1 kHz 16-bit WAV through the ``fluidsynth`` program and a General MIDI
+  soundfont. Where FluidSynth or a soundfont is missing, or FluidSynth fails, hangs or
+  renders silence, it says so in one line (``RenderResult.notice``, logged at INFO) and
+  falls back to pretty_midi's sine-wave synthesizer (mono) instead of failing.
+- :func:`plot_piano_roll`: time x pitch, velocity as colour, a seed part shaded.
+- :func:`plot_distributions`, :func:`model_table`, :func:`music_table`,
+  :func:`copy_table`, :func:`save_json`: figures, terminal tables and JSON of
+  :mod:`composer.metrics` results.
+
+Pictures use matplotlib's Agg canvas directly (no pyplot, no display needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import subprocess
+import time
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from composer import ComposerError, Config
+from composer.midi import NoteInput, as_note_array, load
+
+log = logging.getLogger(__name__)
+
+# Where a General MIDI soundfont is looked for, in order, when none is given: the
+# COMPOSER_SOUNDFONT environment variable, then these standard install locations.
+SOUNDFONT_PATHS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # Debian/Ubuntu: fluid-soundfont-gm
+    "/usr/share/sounds/sf2/default-GM.sf2",  # Debian/Ubuntu: the default GM alternative
+    "/usr/share/soundfonts/FluidR3_GM.sf2",  # Fedora fluid-soundfont-gm, Arch soundfont-fluid
+    "/usr/share/soundfonts/default.sf2",  # Fedora/Arch default link
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",  # Debian/Ubuntu: timgm6mb-soundfont
+    "/usr/share/sounds/sf3/default-GM.sf3",  # Debian/Ubuntu: compressed GM soundfonts
+)
+INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
+SILENCE_RMS = 1e-4  # audio quieter than this (of full scale) counts as silent
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class RenderError(ComposerError):
+    """A file cannot be rendered or drawn (no notes, a --soundfont that is not a soundfont)."""
+
+
+@dataclass(frozen=True)
+class RenderConfig(Config):
+    """How :func:`render` makes audio."""
+
+    _error = RenderError
+    _name = "render settings"
+
+    sample_rate: int = 44100  # Hz
+    gain: float = 0.8  # FluidSynth master gain; peak level of the sine fallback
+    timeout_seconds: float = 60.0  # FluidSynth is stopped after this plus the piece's length
+    fluidsynth: str = "fluidsynth"  # the program to run
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render` wrote."""
+
+    wav_path: Path
+    backend: str  # "fluidsynth" or "sine" (pretty_midi's synthesizer)
+    seconds: float  # length of the audio
+    sample_rate: int
+    soundfont: Path | None  # soundfont used (None for the sine fallback)
+    notice: str | None  # one line on why the fallback was used, else None
+    elapsed: float  # seconds the rendering took
+
+
+def _is_soundfont(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
+
+
+def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
+    """The soundfont to use: ``soundfont`` if given (RenderError unless it is an SF2/SF3
+    file), else ``$COMPOSER_SOUNDFONT`` or the first of :data:`SOUNDFONT_PATHS` that is one;
+    None if there is none."""
+    if soundfont is not None:
+        path = Path(soundfont)
+        if not _is_soundfont(path):
+            why = "no such file" if not path.exists() else "not an SF2/SF3 soundfont"
+            raise RenderError(f"{path}: {why}")
+        return path
+    candidates = [os.environ.get("COMPOSER_SOUNDFONT", ""), *SOUNDFONT_PATHS]
+    return next((Path(p) for p in candidates if p and _is_soundfont(Path(p))), None)
+
+
+def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
+           soundfont: str | os.PathLike | None = None,
+           config: RenderConfig = RenderConfig()) -> RenderResult:
+    """Render a MIDI file to a WAV file (see the module docstring); the WAV is written to a
+    temporary name and renamed. Raises MidiError for an unreadable file, RenderError for a
+    file without notes or a bad ``soundfont``."""
+    began = time.perf_counter()
+    piece = load(midi_path)
+    if len(piece.notes) == 0:
+        raise RenderError(f"{midi_path}: no notes to render")
+    sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
+    out = Path(wav_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.wav")
+    notice = None
+    try:
+        if exe is None:
+            notice = f"FluidSynth is not installed ({INSTALL_HINT})"
+        elif sf is None:
+            notice = (f"no General MIDI soundfont found (give --soundfont, or {INSTALL_HINT})")
+        else:
+            notice = _fluidsynth(exe, sf, midi_path, tmp, piece.duration, config)
+        if notice is None:
+            backend = "fluidsynth"
+        else:
+            notice += "; rendered with simple sine waves instead"
+            log.info("%s", notice)
+            backend, sf = "sine", None
+            _write_wav(tmp, _sine(piece.notes, config), config.sample_rate)
+        with wave.open(str(tmp)) as w:
+            seconds = w.getnframes() / w.getframerate()
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return RenderResult(out, backend, seconds, config.sample_rate, sf, notice,
+                        time.perf_counter() - began)
+
+
+def _fluidsynth(exe: str, soundfont: Path, midi_path: str | os.PathLike, wav: Path,
+                duration: float, config: RenderConfig) -> str | None:
+    """Run FluidSynth into ``wav``; None on success, else why it failed (one line)."""
+    cmd = [exe, "-ni", "-g", str(config.gain), "-r", str(config.sample_rate), "-T", "wav",
+           "-F", str(wav), os.path.abspath(soundfont), os.path.abspath(midi_path)]
+    limit = config.timeout_seconds + duration
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace", timeout=limit)
+    except subprocess.TimeoutExpired:
+        return f"FluidSynth took longer than {limit:.0f} s and was stopped"
+    except OSError as e:
+        return f"FluidSynth could not be started ({e.strerror or e})"
+    said = [s.strip() for s in (done.stderr + done.stdout).splitlines() if s.strip()]
+    if done.returncode != 0:
+        return f"FluidSynth failed (exit code {done.returncode}: {said[-1] if said else ''})"
+    failed = [s for s in said if "failed to load" in s.lower()]
+    if failed:  # it then renders noise and exits 0
+        return f"FluidSynth failed ({failed[-1]})"
+    try:
+        audio = _read_wav(wav)
+    except (OSError, EOFError, wave.Error) as e:
+        return f"FluidSynth wrote no readable WAV ({e})"
+    if audio.size == 0 or np.sqrt(np.mean(audio ** 2)) < SILENCE_RMS:
+        return "FluidSynth rendered only silence"
+    return None
+
+
+def _sine(notes: np.ndarray, config: RenderConfig) -> np.ndarray:
+    """pretty_midi's sine synthesis of ``notes``, float in [-gain, gain] (samples,)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    groups = zip(notes["program"].tolist(), notes["is_drum"].tolist(), strict=True)
+    for program, is_drum in sorted(set(groups)):
+        inst = pretty_midi.Instrument(program, is_drum=is_drum)
+        sel = notes[(notes["program"] == program) & (notes["is_drum"] == is_drum)]
+        inst.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e))
+                      for p, v, s, e in zip(sel["pitch"], sel["velocity"], sel["start"],
+                                            sel["end"], strict=True)]
+        pm.instruments.append(inst)
+    audio = pm.synthesize(fs=config.sample_rate)  # peak-normalised to 1 (drums are silent)
+    return audio * config.gain
+
+
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float audio (samples,) in [-1, 1] as a mono 16-bit WAV."""
+    pcm = np.clip(np.rint(audio * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+
+
+def _read_wav(path: str | os.PathLike) -> np.ndarray:
+    """Samples of a 16-bit PCM WAV as float in [-1, 1], shape (frames, channels)."""
+    with wave.open(str(path)) as w:
+        if w.getsampwidth() != 2:
+            raise wave.Error(f"{w.getsampwidth() * 8}-bit samples, expected 16")
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        return data.reshape(-1, w.getnchannels()) / 32768.0
+
+
+def note_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI pitch: 60 -> 'C4'."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.PathLike,
+                    seed_seconds: float | None = None, title: str | None = None) -> Path:
+    """Draw a piano roll of a MIDI file (or notes) as a PNG and return its path.
+
+    Time (s) runs along x, pitch along y (labelled with note names at every C, a faint line
+    at each); each note is a bar coloured by velocity; drums are left out. With
+    ``seed_seconds``, the part up to it (the seed ``generate`` continued) sits on a shaded
+    band and a dashed line marks where the continuation begins.
+    """
+    from matplotlib.collections import PolyCollection
+
+    if isinstance(notes, (str, os.PathLike)):
+        title = title or Path(notes).name
+        notes = load(notes).notes
+    arr = as_note_array(notes)
+    arr = arr[~arr["is_drum"]]
+    if len(arr) == 0:
+        raise RenderError("no notes to draw")
+    end = float(arr["end"].max())
+    fig = _figure(min(max(8.0, 4 + end / 6), 24.0), 5.0)
+    ax = fig.add_subplot()
+    p, s, e = arr["pitch"].astype(float), arr["start"], arr["end"]
+    bars = np.stack([np.stack([s, p - 0.4], 1), np.stack([e, p - 0.4], 1),
+                     np.stack([e, p + 0.4], 1), np.stack([s, p + 0.4], 1)], 1)  # (n, 4, 2)
+    rolls = PolyCollection(bars, array=arr["velocity"].astype(float), cmap="viridis",
+                           clim=(0, 127), linewidths=0.3, edgecolors="black")
+    ax.add_collection(rolls)
+    lo, hi = int(p.min()) - 2, int(p.max()) + 2
+    ax.set_xlim(0, end * 1.01)
+    ax.set_ylim(lo, hi)
+    cs = [c for c in range(lo, hi + 1) if c % 12 == 0]
+    ax.set_yticks(cs, [note_name(c) for c in cs])
+    ax.set_yticks(range(lo, hi + 1), minor=True)
+    for c in cs:
+        ax.axhline(c - 0.5, color="0.85", lw=0.6, zorder=0)
+    if seed_seconds:
+        ax.axvspan(0, seed_seconds, color="tab:orange", alpha=0.15, lw=0, zorder=0)
+        ax.axvline(seed_seconds, color="tab:orange", ls="--", lw=1.2)
+        ax.text(seed_seconds / 2, hi - 0.5, "seed", ha="center", va="top", color="tab:orange")
+        ax.text(seed_seconds, hi - 0.5, "  generated", ha="left", va="top", color="tab:orange")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("pitch")
+    ax.set_title(title or "piano roll")
+    fig.colorbar(rolls, ax=ax, label="velocity", pad=0.01, fraction=0.03)
+    fig.savefig(png_path)
+    return Path(png_path)
+
+
+def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike) -> Path:
+    """Draw the distance densities of :func:`composer.metrics.compare_sets`' result, one
+    panel per feature (reference intra-set, generated intra-set, inter-set), as a PNG."""
+    feats = result["features"]
+    cols = 4
+    rows = math.ceil(len(feats) / cols)
+    fig = _figure(4.0 * cols, 2.8 * rows)
+    styles = {"intra_reference": ("reference (intra)", "tab:blue", "-"),
+              "intra_generated": ("generated (intra)", "tab:orange", "-"),
+              "inter": ("inter-set", "tab:green", "--")}
+    for k, (name, e) in enumerate(feats.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        x = np.asarray(e["kde"]["x"])
+        for key, (label, color, ls) in styles.items():
+            y = np.asarray(e["kde"][key], dtype=float)
+            if np.isfinite(y).all():
+                ax.plot(x, y, color=color, ls=ls, label=label)
+        ax.set_title(f"{name}\noverlap {e['overlap']:.2f}, KL {e['kl']:.3f}", fontsize=9)
+        ax.set_xlabel("distance", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    fig.axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result['generated_files']} generated vs {result['reference_files']} "
+                 "reference pieces: distance densities per feature")
+    fig.savefig(png_path)
+    return Path(png_path)
+
+
+def model_table(result: dict[str, Any]) -> str:
+    """The terminal table of :func:`composer.metrics.evaluate_model`'s result."""
+    lstm = result["models"]["LSTM"]
+    lines = [f"Split {result['split']!r} of {result['corpus']}: {result['files']:,} files, "
+             f"{lstm['events']:,} events; baselines fitted on {result['train_events']:,} train "
+             f"events of {result['train_corpus']}",
+             f"{'model':<12} {'NLL nats/event':>15} {'perplexity':>11} {'accuracy':>9}   "
+             "LSTM ahead by"]
+    for name, r in result["models"].items():
+        a = result["ahead"].get(name)
+        gap = (f"{a['loss']:.3f} nats/event, perplexity x{a['perplexity_ratio']:.2f}, "
+               f"accuracy {a['accuracy']:+.3f}" if a else "-")
+        lines.append(f"{name:<12} {r['loss']:>15.4f} {r['perplexity']:>11.2f} "
+                     f"{r['accuracy']:>9.3f}   {gap}")
+    return "\n".join(lines)
+
+
+def music_table(result: dict[str, Any]) -> str:
+    """The terminal table of :func:`composer.metrics.compare_sets`' result."""
+    lines = [f"{result['generated_files']} generated vs {result['reference_files']} reference "
+             "pieces; mean ± std per piece. overlap, KL: of the reference's intra-set and the",
+             "inter-set distance densities (1, 0: generated pieces lie as close to the "
+             "reference as reference pieces lie to each other)",
+             f"{'feature':<30} {'reference':>15} {'generated':>15} {'overlap':>8} {'KL':>7}"]
+    for name, e in result["features"].items():
+        cells = [f"{e[k]['mean']:.2f} ± {e[k]['std']:.2f}" if not e["shape"]
+                 else "x".join(map(str, e["shape"])) + " hist." for k in ("reference",
+                                                                          "generated")]
+        lines.append(f"{name:<30} {cells[0]:>15} {cells[1]:>15} {e['overlap']:>8.3f} "
+                     f"{e['kl']:>7.3f}")
+    return "\n".join(lines)
+
+
+def copy_table(names: Sequence[str], matches: Sequence[Any], warnings: Sequence[str | None]
+               ) -> str:
+    """The terminal table of copy-check results (:class:`composer.metrics.CopyMatch`)."""
+    lines = [f"{'file':<32} {'events':>7} {'seconds':>8} {'share':>6}  source (at s, transposed)"]
+    for name, m, warn in zip(names, matches, warnings, strict=True):
+        src = f"{m.source} ({m.source_seconds:.1f} s, {m.transpose:+d})" if m.events else "-"
+        lines.append(f"{name:<32} {m.events:>7} {m.seconds:>8.1f} {m.fraction:>6.0%}  {src}"
+                     + ("  COPY" if warn else ""))
+    return "\n".join(lines)
+
+
+def save_json(result: Any, path: str | os.PathLike) -> Path:
+    """Write a result (dicts, lists, numbers, dataclasses' ``__dict__``) as JSON; NaN and
+    infinities become null."""
+    import json
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, Path):
+            return str(x)
+        if isinstance(x, (float, np.floating)):
+            return float(x) if math.isfinite(x) else None
+        return x.item() if isinstance(x, np.generic) else x
+
+    Path(path).write_text(json.dumps(clean(result), indent=1) + "\n")
+    return Path(path)
