@@ -72,23 +72,22 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     ``progress(stage, done, total)`` reports "ingest" (files) and "evaluate" (batches).
     """
     from composer.checkpoint import load_checkpoint
-    from composer.corpus import SPLITS, Corpus, CorpusConfig, prepare
+    from composer.corpus import SPLITS, Corpus, prepare
     from composer.train import TrainConfig, evaluate, resolve_device
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location=dev)
     events = EventConfig.from_dict(ckpt.event_config)
-    trained_on = ckpt.data.get("corpus")
+    trained_on, settings = _training_corpus(ckpt.data, events)
 
     def open_source(source: Any, what: str) -> Corpus:
-        if source is None and not (trained_on and (Path(trained_on) / "corpus.json").is_file()):
-            where = trained_on or "not recorded"
-            raise MetricsError(f"the corpus {checkpoint} was trained on ({where}) is not there; "
-                               f"give the {what}")
+        if source is None and trained_on is None:
+            raise MetricsError(f"the corpus {checkpoint} was trained on is not here "
+                               f"({ckpt.data.get('corpus') or 'not recorded'}); give the {what}")
         source = trained_on if source is None else source
         if not isinstance(source, Corpus) and not (Path(source) / "corpus.json").is_file():
             tick = progress and (lambda done, total: progress("ingest", done, total))
-            source = prepare(source, config=CorpusConfig(events=events), progress=tick).cache_dir
+            source = prepare(source, config=settings, progress=tick).cache_dir
         found = source if isinstance(source, Corpus) else Corpus.open(source)
         if found.config.events != events:
             raise MetricsError(f"{found.cache_dir} has other event settings than {checkpoint}")
@@ -134,6 +133,25 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
             "files": len(sequences), "train_corpus": str(fit_on.cache_dir),
             "train_events": int(sum(len(s) for s in train_seqs)), "models": results,
             "ahead": ahead}
+
+
+def _training_corpus(data: dict[str, Any], events: EventConfig) -> tuple[str | None, Any]:
+    """Where a checkpoint's training corpus is: its cache if still there, else the MIDI folder
+    it came from (relative paths are taken from the repository root, then the current
+    folder), which gives the same splits when prepared with the recorded fractions."""
+    from composer.corpus import CorpusConfig
+
+    settings = CorpusConfig(events=events, **data.get("splits", {}))
+    cache = data.get("corpus")
+    if cache and (Path(cache) / "corpus.json").is_file():
+        return cache, settings
+    source = data.get("source")
+    roots = (Path(__file__).resolve().parents[1], Path.cwd())
+    for folder in [Path(source)] if source and Path(source).is_absolute() else \
+            [r / source for r in roots] if source else []:
+        if folder.is_dir():
+            return str(folder), settings
+    return None, settings
 
 
 # ------------------------------------------------------------------------ music statistics

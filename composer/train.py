@@ -236,6 +236,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
     data_info = {"corpus": str(corpus.cache_dir), "source": corpus.source,
+                 "splits": {"valid_fraction": corpus.config.valid_fraction,
+                            "test_fraction": corpus.config.test_fraction},
                  "files": {s: int(len(corpus.files(s)))
                  for s in ("train", "valid", "test")}, "train_events": int(
                  corpus.index["length"][corpus.files("train")].sum())}

@@ -217,13 +217,31 @@ def test_evaluate_model_needs_a_training_corpus(small, tmp_path):
     save_checkpoint(tmp_path / "ckpt", ComposerLSTM(config), config,
                     small["corpus"].config.events.to_dict(), train_config={}, step=0,
                     metrics={}, data={"corpus": str(tmp_path / "gone")})
-    with pytest.raises(MetricsError, match="is not there"):
+    with pytest.raises(MetricsError, match="is not here"):
         evaluate_model(tmp_path / "ckpt", device="cpu")
     with pytest.raises(MetricsError, match="training corpus"):
         evaluate_model(tmp_path / "ckpt", small["root"] / "cache", device="cpu")
     result = evaluate_model(tmp_path / "ckpt", small["root"] / "cache", device="cpu",
                             train_corpus=small["root"] / "cache")
     assert result["models"]["LSTM"]["events"] > 0
+
+
+def test_evaluate_model_re_prepares_the_recorded_source_folder(small, tmp_path, monkeypatch):
+    """A checkpoint whose cache is gone is evaluated on its source MIDI folder, prepared with
+    the recorded split fractions, which gives the same split and the same numbers."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    config = ModelConfig.preset("tiny")
+    corpus = small["corpus"]
+    splits = {"valid_fraction": corpus.config.valid_fraction,
+              "test_fraction": corpus.config.test_fraction}
+    save_checkpoint(tmp_path / "ckpt", ComposerLSTM(config), config,
+                    corpus.config.events.to_dict(), train_config={}, step=0, metrics={},
+                    data={"corpus": str(tmp_path / "gone"), "splits": splits,
+                          "source": str(small["root"] / "midi")})
+    cached = evaluate_model(tmp_path / "ckpt", small["root"] / "cache", device="cpu",
+                            train_corpus=small["root"] / "cache")
+    rebuilt = evaluate_model(tmp_path / "ckpt", device="cpu")
+    assert rebuilt["models"] == cached["models"]
 
 
 # ----------------------------------------------------------------------------- copy check
