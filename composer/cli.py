@@ -231,6 +231,127 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 
 
 @main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="Checkpoint folder [default: $COMPOSER_CHECKPOINT, else the shipped "
+                   "checkpoints/default].")
+@click.option("--seed", "seed_spec", metavar="MIDI|PITCHES",
+              help="A MIDI file to continue, or pitches like 60,64,67 [default: none, the "
+                   "model's start context].")
+@click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Use only the first S seconds of a MIDI seed [default: all of it].")
+@click.option("--seed-style", type=click.Choice(["chord", "arpeggio"]), default="chord",
+              show_default=True, help="How a pitch-list seed is played.")
+@click.option("--length", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds of music per continuation [default: 30].")
+@click.option("--events", type=click.IntRange(min=1),
+              help="Events per continuation (instead of --length).")
+@click.option("--num", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Continuations, drawn in one batch, one file each.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Sampling temperature (0: always the most likely event).")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Draw only among the K most likely events (0: off).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="Draw only among the most likely events holding P of "
+                                      "the probability (1: off).")
+@click.option("--max-silence", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="Longest silence (seconds) a continuation may hold.")
+@click.option("--rng-seed", type=click.IntRange(min=0),
+              help="Same seed, same files; file k uses seed+k-1 [default: random, shown].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for the .mid files.")
+@click.option("--prefix", default="composer", show_default=True,
+              help="Files are named PREFIX-001.mid, PREFIX-002.mid, ...")
+@click.option("--include-seed/--no-include-seed", default=True, show_default=True,
+              help="Whether the files start with the seed.")
+@click.option("--program", type=click.IntRange(0, 127), default=0, show_default=True,
+              help="General MIDI program (instrument) of the output.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads (more are often slower at small batches).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--render", "render_audio", is_flag=True,
+              help="Also render each file to .wav (FluidSynth, else sine waves).")
+@click.option("--plot", "plot_roll", is_flag=True, help="Also draw each file's piano roll (.png).")
+@click.option("--copy-warn", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Warn when an output repeats this many seconds of the training corpus "
+                   "(0: no check; needs the corpus or its MIDI folder).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_errors_as_messages
+def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float | None,
+             seed_style: str, length: float | None, events: int | None, num: int,
+             temperature: float, top_k: int, top_p: float, max_silence: float,
+             rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
+             device: str, threads: int, force: bool, render_audio: bool, plot_roll: bool,
+             copy_warn: float, quiet: bool) -> None:
+    """Continue a seed into new MIDI files, one per continuation.
+
+    Prints one line per file: path, duration, notes, share of time that is silence.
+    """
+    from composer.checkpoint import load_checkpoint
+    from composer.events import EventConfig
+    from composer.sample import SampleConfig, compose, find_checkpoint, resolve_seed
+    from composer.train import resolve_device
+
+    if length is not None and events is not None:
+        raise click.UsageError("give --length or --events, not both")
+    if seed_seconds is not None and seed_spec is None:
+        raise click.UsageError("--seed-seconds needs --seed")
+    config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
+                          max_silence_seconds=max_silence,
+                          seconds=30.0 if length is None else length, events=events)
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(find_checkpoint(checkpoint), map_location=dev)
+    event_config = EventConfig.from_dict(ckpt.event_config)
+    seed = resolve_seed(seed_spec, event_config, seed_seconds, seed_style)
+    bar = _Progress("generate", "event" if events else "s", quiet)
+    try:
+        outputs, gen = compose(ckpt.model, event_config, out, seed, num, config,
+                               rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
+                               program=program, force=force, threads=threads, progress=bar)
+    finally:
+        bar.close()
+    if not quiet:
+        click.echo(f"rng seed {gen.rng_seed}, {gen.engine} path", err=True)
+    for o in outputs:
+        click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
+                   f"{o.silence:6.1%} silence")
+    _after_generate(ckpt, event_config, outputs, gen, render_audio, plot_roll, copy_warn,
+                    include_seed)
+
+
+def _after_generate(ckpt, event_config, outputs: list, gen, render_audio: bool,
+                    plot_roll: bool, copy_warn: float, include_seed: bool) -> None:
+    """Render, plot and copy-check generated files, as asked."""
+    from composer.metrics import CopyConfig, copy_warning, training_copy_index
+
+    for o in outputs:
+        if render_audio:
+            from composer.render import render as render_file
+
+            result = render_file(o.path, o.path.with_suffix(".wav"))
+            click.echo(f"{result.wav_path}  ({result.seconds:.1f} s of audio)")
+            if result.notice:
+                click.echo(f"Note: {result.notice}", err=True)
+        if plot_roll:
+            from composer.render import plot_piano_roll
+
+            shade = o.seed_seconds if include_seed and o.seed_seconds else None
+            click.echo(plot_piano_roll(o.path, o.path.with_suffix(".png"), shade))
+    if copy_warn <= 0:
+        return
+    config = CopyConfig(warn_seconds=copy_warn)
+    index = training_copy_index(ckpt.data, event_config, config)
+    if index is None:
+        return
+    for o, tokens in zip(outputs, gen.tokens, strict=True):
+        warning = copy_warning(index.longest_copy(tokens, o.seed_seconds), config)
+        if warning:
+            click.echo(f"Warning: {o.path.name} {warning}", err=True)
+
+
+@main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @_errors_as_messages
 def info(checkpoint: Path) -> None:

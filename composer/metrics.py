@@ -424,3 +424,21 @@ def copy_warning(match: CopyMatch, config: CopyConfig = CopyConfig()) -> str | N
     moved = f", transposed {match.transpose:+d}" if match.transpose else ""
     return (f"copies {match.seconds:.1f} s ({match.events} events, {match.fraction:.0%} of the "
             f"piece) of {match.source} from {match.source_seconds:.1f} s{moved}")
+
+
+def training_copy_index(data: dict[str, Any], events: EventConfig,
+                        config: CopyConfig = CopyConfig()) -> CopyIndex | None:
+    """Copy index of the train split a checkpoint learned from (``Checkpoint.data``), or None
+    when neither its cache nor its source MIDI folder is here. A source folder is prepared
+    into its default cache first (once; later calls reuse it)."""
+    from composer.corpus import Corpus, prepare
+
+    where, settings = _training_corpus(data, events)
+    if where is None:
+        return None
+    if not (Path(where) / "corpus.json").is_file():
+        where = prepare(where, config=settings).cache_dir
+    corpus = Corpus.open(where)
+    return CopyIndex.from_corpus(corpus, ("train",), config) \
+        if corpus.config.events == events else None
+

@@ -1,0 +1,224 @@
+"""Generation speed and int8 fidelity: naive ``nn.LSTM`` steps vs the fused and int8 paths.
+
+Speed: steps/s and events/s (= steps/s x batch) at batch 1, 8 and 64, for the default 3x512
+size (random weights: speed does not depend on them), on CPU at each thread count asked
+for, and on CUDA when present. Two figures per path:
+
+- ``step``: the model step alone (``stepper.step`` per event, the issue's measure);
+- ``generate``: the whole loop of :func:`composer.sample.generate` (sampling filters,
+  Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph.
+
+``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ratios are
+against it. Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
+steps/s on CPU, >= 10,000 steps/s on an H100 (CUDA graph).
+
+Fidelity: KL(int8 || fp32) and KL(fp32 || int8) of the next-event distributions, teacher-
+forced over the first ``--window`` events of held-out Bach chorales, for the random 3x512
+model, a small model trained briefly here (``--train-seconds``; a random model's
+distributions are nearly uniform, which makes its KL meaninglessly small; a 3x512 model
+gets only a few dozen steps in a minute on 2 CPU cores) and any ``--checkpoint`` given.
+
+``cpu`` is the CPU time the process got per wall second while timing the step: below 1.0
+with one thread, other work had the core part of the time (the figures are wall-clock).
+
+    python benchmarks/bench_generate.py [--threads 1 2] [--train-seconds 45]
+                                        [--checkpoint checkpoints/default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from composer.checkpoint import load_checkpoint
+from composer.events import EventConfig, encode
+from composer.midi import load
+from composer.model import ComposerLSTM, ModelConfig
+from composer.sample import (
+    CHUNK,
+    INT8_IS_CPU_DEFAULT,
+    INT8_KL_THRESHOLD,
+    FusedStepper,
+    PlainStepper,
+    SampleConfig,
+    generate,
+    step_logits,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BACH = ROOT / "datasets" / "bach-chorales"
+BATCHES = (1, 8, 64)
+
+
+def rate(fn, seconds: float, min_calls: int = 3, warmup: int = 2) -> tuple[float, float]:
+    """Calls per second of ``fn()`` over about ``seconds`` (after ``warmup`` calls), and
+    the CPU time this process used per second meanwhile (1.0: one core all the time)."""
+    for _ in range(warmup):
+        fn()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    wall = time.perf_counter() - start
+    return calls / wall, (time.process_time() - cpu) / wall
+
+
+def step_rate(model: ComposerLSTM, stepper, batch: int, seconds: float) -> tuple[float, float]:
+    """Model steps per second of ``stepper`` alone, and the CPU share (see :func:`rate`)."""
+    tok = torch.zeros(batch, dtype=torch.long, device=model.head.weight.device)
+    h = model.init_state(batch)
+    state = [stepper.from_lstm(*h)]
+
+    def one() -> None:
+        _, state[0] = stepper.step(tok, state[0])
+        if tok.is_cuda:
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        return rate(one, seconds)
+
+
+def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
+                  seconds: float) -> float:
+    """Steps per second of the whole :func:`generate` loop (events per row / wall time), the
+    stepper built beforehand, at torch's current thread count."""
+    config = SampleConfig(events=events)
+    graph = stepper.name != "plain"  # on CUDA: the naive path stays a Python loop
+
+    def run() -> None:
+        generate(model, EventConfig(), None, batch, config, rng_seed=0, engine=stepper,
+                 cuda_graph=graph, threads=None)
+
+    return events * rate(run, seconds, min_calls=1, warmup=1)[0]
+
+
+def speed(model: ComposerLSTM, device: str, seconds: float) -> None:
+    """Print the speed table for ``model`` on ``device``."""
+    engines = ["naive", "fused"] + (["int8"] if device == "cpu" else [])
+    steppers = {}
+    for engine in engines:
+        start = time.perf_counter()
+        steppers[engine] = (PlainStepper(model) if engine == "naive"
+                            else FusedStepper(model, int8=engine == "int8"))
+        build = time.perf_counter() - start
+        if engine != "naive":
+            print(f"  {engine} path built in {build * 1000:.0f} ms")
+    print(f"{'batch':>5} {'path':>6} {'step/s':>9} {'x naive':>8} {'cpu':>5} "
+          f"{'gen step/s':>11} {'x naive':>8} {'gen events/s':>13}")
+    for batch in BATCHES:
+        base_step = base_gen = None
+        for engine, stepper in steppers.items():
+            s, cpu = step_rate(model, stepper, batch, seconds)
+            events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)  # ~s/2 a run
+            g = generate_rate(model, stepper, batch, events, seconds)
+            base_step, base_gen = base_step or s, base_gen or g
+            print(f"{batch:>5} {engine:>6} {s:>9,.0f} {s / base_step:>7.1f}x {cpu:>5.2f} "
+                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {g * batch:>13,.0f}", flush=True)
+
+
+def bach_tokens(config: EventConfig) -> list[np.ndarray]:
+    """Encoded Bach chorales, sorted by file name."""
+    return [encode(load(p).notes, config).astype(np.int64) for p in sorted(BACH.glob("*.mid"))]
+
+
+def train_briefly(config: ModelConfig, pieces: list[np.ndarray], seconds: float,
+                  seq_len: int = 128, batch: int = 16) -> tuple[ComposerLSTM, int, float]:
+    """A model trained for ``seconds`` on random windows (AdamW, lr 3e-3): model, steps,
+    last loss."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = ComposerLSTM(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    long = [p for p in pieces if len(p) > seq_len + 1]
+    steps, loss, start = 0, float("nan"), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        windows = []
+        for i in rng.integers(len(long), size=batch):
+            at = rng.integers(len(long[i]) - seq_len - 1)
+            windows.append(long[i][at : at + seq_len + 1])
+        x = torch.as_tensor(np.stack(windows))
+        logits, _ = model(x[:, :-1])
+        loss_t = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+        opt.zero_grad()
+        loss_t.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        steps, loss = steps + 1, loss_t.item()
+    return model.eval(), steps, loss
+
+
+def kl(model: ComposerLSTM, tokens: torch.Tensor) -> tuple[float, float, float, float]:
+    """Mean KL(int8||fp32), KL(fp32||int8), max KL(int8||fp32), agreement of argmax;
+    teacher-forced over tokens (B, T). fp32 is one full forward (exact fp32)."""
+    with torch.inference_mode():
+        ref = model(tokens)[0].log_softmax(-1)  # (B, T, V)
+    q8 = step_logits(model, FusedStepper(model, int8=True), tokens).log_softmax(-1)
+    a = (q8.exp() * (q8 - ref)).sum(-1)  # (B, T)
+    b = (ref.exp() * (ref - q8)).sum(-1)
+    agree = (q8.argmax(-1) == ref.argmax(-1)).float().mean()
+    return a.mean().item(), b.mean().item(), a.max().item(), agree.item()
+
+
+def fidelity(window: int, files: int, train_seconds: float, checkpoints: list[Path]) -> None:
+    """Print int8-vs-fp32 KL on held-out chorales for a random model, a briefly trained
+    small one (unless ``train_seconds`` is 0) and the given checkpoints."""
+    pieces = bach_tokens(EventConfig())
+    held_out = [p[:window] for p in pieces[-files:] if len(p) >= window]
+    tokens = torch.as_tensor(np.stack(held_out))  # (files, window)
+    print(f"\nKL on the first {window} events of {len(held_out)} held-out chorales "
+          f"(nats/event; threshold for int8 as CPU default: {INT8_KL_THRESHOLD}):")
+    torch.manual_seed(0)
+    models = [("default 3x512, random init", ComposerLSTM(ModelConfig()).eval(), 0, None)]
+    if train_seconds > 0:
+        model, steps, loss = train_briefly(ModelConfig.preset("small"), pieces[:-files],
+                                           train_seconds)
+        models.append((f"small 2x256, trained {train_seconds:g} s", model, steps, loss))
+    for path in checkpoints:
+        ckpt = load_checkpoint(path)
+        models.append((f"checkpoint {path} ({ckpt.step} steps)", ckpt.model, 0, None))
+    for name, model, steps, loss in models:
+        a, b, worst, agree = kl(model, tokens)
+        trained = "" if loss is None else f" ({steps} steps, train loss {loss:.2f})"
+        print(f"  {name}{trained}: KL(int8||fp32) {a:.2e} mean, {worst:.2e} max; "
+              f"KL(fp32||int8) {b:.2e}; argmax agrees {agree:.1%}")
+    print(f"  INT8_IS_CPU_DEFAULT = {INT8_IS_CPU_DEFAULT}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--seconds", type=float, default=1.0, help="timing per figure")
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--files", type=int, default=8, help="held-out chorales for KL")
+    ap.add_argument("--train-seconds", type=float, default=45.0,
+                    help="training time of the small model for the KL (0: none)")
+    ap.add_argument("--checkpoint", type=Path, nargs="*", default=[],
+                    help="also measure the KL of these checkpoints (e.g. checkpoints/default)")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    model = ComposerLSTM(ModelConfig()).eval()  # 3x512, embed 256, 388 events
+    print(f"torch {torch.__version__}; model 3x512 ({model.num_parameters():,} parameters)")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\nCPU, {torch.get_num_threads()} thread(s) (load average {load} on "
+              f"{os.cpu_count()} cores):")
+        speed(model, "cpu", args.seconds)
+    if torch.cuda.is_available():
+        print(f"\nCUDA ({torch.cuda.get_device_name()}):")
+        speed(model.cuda(), "cuda", args.seconds)
+        model.cpu()
+    torch.set_num_threads(min(args.threads))
+    fidelity(args.window, args.files, args.train_seconds, args.checkpoint)
+
+
+if __name__ == "__main__":
+    main()
