@@ -358,14 +358,18 @@ class Output:
 
 def output_paths(out_dir: str | os.PathLike[str], prefix: str, num: int,
                  force: bool = False) -> list[Path]:
-    """``OUT/PREFIX-001.mid`` ... for ``num`` outputs; GenerateError if one exists (unless
-    ``force``) or the prefix is not a plain file name."""
+    """``num`` paths ``OUT/PREFIX-NNN.mid``: from 001 on when ``force`` (overwriting), else
+    the lowest numbers not taken yet, so earlier outputs are never overwritten.
+    GenerateError if the prefix is not a plain file name."""
     if not prefix or Path(prefix).name != prefix or prefix in (".", ".."):
         raise GenerateError(f"prefix {prefix!r} must be a plain file name")
-    paths = [Path(out_dir) / f"{prefix}-{i:03d}.mid" for i in range(1, num + 1)]
-    for path in paths:
-        if path.exists() and not force:
-            raise GenerateError(f"{path} exists; pass --force to overwrite it")
+    paths: list[Path] = []
+    i = 1
+    while len(paths) < num:
+        path = Path(out_dir) / f"{prefix}-{i:03d}.mid"
+        if force or not path.exists():
+            paths.append(path)
+        i += 1
     return paths
 
 

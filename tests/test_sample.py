@@ -338,8 +338,9 @@ def test_outputs_are_valid_midi_and_never_overwritten(model, tmp_path):
         assert 0 <= o.silence <= 1 and o.tokens == len(tokens) - gen.seed_len
         assert o.seed_seconds == pytest.approx(0.75)
     before = outputs[0].path.read_bytes()
-    with pytest.raises(GenerateError, match="composer-001.mid exists"):
-        compose(model, EC, tmp_path, seed, 2, config, rng_seed=1)
+    more, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1)
+    assert [o.path.name for o in more] == ["composer-003.mid", "composer-004.mid"]
+    assert outputs[0].path.read_bytes() == before
     again, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1, program=40,
                        force=True)
     assert again[0].path.read_bytes() == before  # same rng seed, same file
@@ -477,8 +478,9 @@ def test_cli_writes_reproducible_files(ckpt, tmp_path):
     assert len(lines) == 2 and lines[0].startswith(str(out / "composer-001.mid"))
     assert "notes" in lines[0] and "silence" in lines[0]
     first = (out / "composer-002.mid").read_bytes()
-    again = run(*args)
-    assert again.exit_code == 1 and "composer-001.mid exists" in again.output
+    again = run(*args)  # earlier files are kept: the next free numbers are used
+    assert again.exit_code == 0 and again.output.startswith(str(out / "composer-003.mid"))
+    assert (out / "composer-002.mid").read_bytes() == first
     forced = run(*args, "--force")
     assert forced.exit_code == 0 and (out / "composer-002.mid").read_bytes() == first
     pitches = run("--checkpoint", str(ckpt), "--seed", "60,64,67", "--length", "2", "--out",
