@@ -7,6 +7,7 @@ code 1 and no traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -224,6 +225,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     finally:
         if bar is not None:
             bar.close()
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
                f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps "
                f"skipped as non-finite.")

@@ -310,6 +310,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
             else:
                 _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
                                    save, stop=True)
+        if world > 1:
+            dist.barrier()  # rank 0 may still be writing; leave the group together
     finally:
         log.close()
         if world > 1:
