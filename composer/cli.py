@@ -73,13 +73,15 @@ def main() -> None:
               show_default=True, help="Skip pieces longer than this.")
 @click.option("--max-notes", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Skip files with more notes than this.")
+@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+              show_default=True, help="Skip files larger than this (MiB), unread.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Skip a file whose parse takes longer than this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_errors_as_messages
 def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_fraction: float,
             test_fraction: float, keep_drums: bool, no_sustain: bool, max_seconds: float,
-            max_notes: int, timeout: float, quiet: bool) -> None:
+            max_notes: int, max_file_mb: float, timeout: float, quiet: bool) -> None:
     """Ingest every MIDI file below MIDI_DIR into a cached corpus of performance events.
 
     Unreadable files are skipped with a one-line reason (listed in CACHE/skipped.tsv); a
@@ -90,7 +92,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
     from composer.midi import LoadConfig
 
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
-                      max_notes=max_notes)
+                      max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = CorpusConfig(load=load, valid_fraction=valid_fraction, test_fraction=test_fraction,
                           timeout_seconds=timeout)
     bar = _Progress("ingest", "file", quiet)

@@ -197,20 +197,22 @@ def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
         pieces = parse_many(datas, config.load)
         loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
         encoded = encode_many([p.notes for _, p in loaded], config.events)
+        for record, piece in zip(todo, pieces, strict=True):
+            if isinstance(piece, MidiError):
+                record["reason"] = str(piece)
+        for (record, piece), tokens in zip(loaded, encoded, strict=True):
+            if len(tokens) == 0:
+                what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
+                drums = "" if config.load.keep_drums else " (drums are left out)"
+                record["reason"] = what + drums
+                continue
+            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+                          events=int(len(tokens)), seconds=round(float(piece.duration), 3))
     except Exception as e:  # a bug or a pathological file must cost one file, not the run
         if len(paths) > 1:
             return [ingest_files([p], config)[0] for p in paths]
-        return [{**todo[0], "reason": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}]
-    for record, piece in zip(todo, pieces, strict=True):
-        if isinstance(piece, MidiError):
-            record["reason"] = str(piece)
-    for (record, piece), tokens in zip(loaded, encoded, strict=True):
-        if len(tokens) == 0:
-            what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
-            record["reason"] = what + ("" if config.load.keep_drums else " (drums are left out)")
-            continue
-        record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
-                      events=int(len(tokens)), seconds=round(float(piece.duration), 3))
+        return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
+                 .splitlines()[0]}]
     return records
 
 

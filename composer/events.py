@@ -330,6 +330,8 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
     vocab = Vocabulary(config)
     arrays = [as_note_array(p) for p in pieces]
+    if not arrays:
+        return []
     group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
     notes = np.concatenate(arrays) if arrays else np.zeros(0, NOTE_DTYPE)
     pitch, vbin, start, end, kept = _note_steps(notes, config)

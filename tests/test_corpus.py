@@ -19,7 +19,7 @@ from composer._isolate import run_isolated
 from composer.cli import main
 from composer.corpus import Corpus, CorpusConfig, prepare, split_of
 from composer.events import EventConfig, decode, encode, quantise
-from composer.midi import load
+from composer.midi import LoadConfig, load
 
 
 @pytest.fixture
@@ -220,3 +220,23 @@ def test_bundled_corpus_loads_completely_and_round_trips(tmp_path):
         want = quantise(notes, c.config.events)
         for name in want.dtype.names:
             np.testing.assert_array_equal(got[name], want[name], err_msg=f"{rel}: {name}")
+
+
+def test_a_batch_of_only_unreadable_files_is_reported_file_by_file(tmp_path):
+    for i in range(3):
+        write_tune(tmp_path / "midi" / f"t{i}.mid", [60, 62])
+    config = CorpusConfig(load=LoadConfig(max_file_bytes=10))
+    report = prepare(tmp_path / "midi", tmp_path / "cache", config, workers=1)
+    assert report.files_loaded == 0
+    size = (tmp_path / "midi" / "t0.mid").stat().st_size
+    assert {r for _, r in report.skipped} == {f"file is {size} bytes (limit 10 bytes)"}
+
+
+def test_cli_prepare_bounds_the_file_size(tmp_path):
+    write_tune(tmp_path / "midi" / "ok.mid", [60, 62])
+    (tmp_path / "midi" / "huge.mid").write_bytes(b"MThd" + bytes(2 << 20))
+    result = CliRunner().invoke(main, ["prepare", str(tmp_path / "midi"), "--out",
+                                       str(tmp_path / "c"), "--max-file-mb", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "files read              1" in result.output
+    assert "file is N MiB (limit N MiB)" in result.output
