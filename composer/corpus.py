@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSErro
                 continue
             if entry.name.lower().endswith(MIDI_SUFFIXES):
                 try:
-                    found[prefix + entry.name] = entry.stat()
+                    st = entry.stat()
+                    found[prefix + entry.name] = st if stat.S_ISREG(st.st_mode) else \
+                        OSError(0, "not a regular file")
                 except OSError as e:
                     found[prefix + entry.name] = e
     return found

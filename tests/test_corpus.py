@@ -240,3 +240,16 @@ def test_cli_prepare_bounds_the_file_size(tmp_path):
     assert result.exit_code == 0, result.output
     assert "files read              1" in result.output
     assert "file is N MiB (limit N MiB)" in result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_special_files_are_skipped_without_being_opened(tmp_path):
+    write_tune(tmp_path / "midi" / "ok.mid", [60, 62])
+    os.mkfifo(tmp_path / "midi" / "pipe.mid")  # opening it would block forever
+    (tmp_path / "midi" / "folder.mid").mkdir()
+    write_tune(tmp_path / "midi" / "folder.mid" / "inside.mid", [64])
+    start = time.monotonic()
+    report = prepare(tmp_path / "midi", tmp_path / "cache", workers=1)
+    assert time.monotonic() - start < 10
+    assert report.files_loaded == 2  # ok.mid and folder.mid/inside.mid
+    assert dict(report.skipped) == {"pipe.mid": "cannot read file: not a regular file"}
