@@ -220,7 +220,12 @@ def make_stepper(model: ComposerLSTM, engine: str | Stepper = "auto") -> Stepper
         raise GenerateError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     cpu = model.head.weight.device.type == "cpu"
     if engine == "auto":
-        engine = "int8" if cpu and INT8_IS_CPU_DEFAULT else "fused"
+        if not (cpu and INT8_IS_CPU_DEFAULT):
+            return FusedStepper(model)
+        try:
+            return FusedStepper(model, int8=True)
+        except GenerateError:  # no int8 kernels in this torch build: fp32 is as correct
+            return FusedStepper(model)
     if engine == "int8" and not cpu:
         raise GenerateError("the int8 path runs on CPU only")
     return PlainStepper(model) if engine == "plain" else FusedStepper(model, engine == "int8")
