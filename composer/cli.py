@@ -149,8 +149,9 @@ def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoint folder [default: checkpoints/NAME of MIDI_DIR].")
-@click.option("--preset", type=click.Choice(["default", "small", "tiny"]), default="small",
-              show_default=True, help="Model size: default 3x512, small 2x256, tiny for tests.")
+@click.option("--preset", type=click.Choice(["auto", "default", "small", "tiny"]), default="auto",
+              show_default=True, help="Model size: default 3x512, small 2x256, tiny for tests; "
+                                      "auto: default on a GPU, small on a CPU.")
 @click.option("--layers", type=click.IntRange(min=1), help="LSTM layers (overrides preset).")
 @click.option("--hidden", type=click.IntRange(min=1), help="LSTM units (overrides preset).")
 @click.option("--embed", type=click.IntRange(min=1), help="Embedding size (overrides preset).")
@@ -187,7 +188,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     from composer.data import AugmentConfig
     from composer.events import Vocabulary
     from composer.model import ModelConfig
-    from composer.train import TrainConfig
+    from composer.train import TrainConfig, resolve_device
     from composer.train import train as run_train
 
     if steps and epochs:
@@ -198,6 +199,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     if init_from is None and not resume:
         sizes = {k: v for k, v in [("layers", layers), ("hidden", hidden),
                                    ("embed_dim", embed), ("dropout", dropout)] if v is not None}
+        if preset == "auto":
+            preset = "default" if resolve_device(device).type == "cuda" else "small"
         base = ModelConfig.preset(preset, vocab_size=Vocabulary(corpus.config.events).size)
         model_config = dataclasses.replace(base, **sizes)
     if epochs:
