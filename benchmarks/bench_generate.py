@@ -37,20 +37,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer.checkpoint import load_checkpoint
-from composer.events import EventConfig, encode
-from composer.midi import load
-from composer.model import ComposerLSTM, ModelConfig
-from composer.sample import (
+from composer._engine import (
     CHUNK,
     INT8_IS_CPU_DEFAULT,
     INT8_KL_THRESHOLD,
     FusedStepper,
     PlainStepper,
-    SampleConfig,
-    generate,
     step_logits,
 )
+from composer.checkpoint import load_checkpoint
+from composer.events import EventConfig, encode
+from composer.midi import load
+from composer.model import ComposerLSTM, ModelConfig
+from composer.sample import SampleConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BACH = ROOT / "datasets" / "bach-chorales"
