@@ -1,0 +1,52 @@
+"""The shipped default model: it loads, generates, and its model card tells the truth."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import BACH
+
+from composer.checkpoint import FORMAT_VERSION, load_checkpoint, read_info
+from composer.cli import main
+from composer.corpus import CorpusConfig, prepare
+from composer.events import EventConfig, Vocabulary
+from composer.metrics import evaluate_model
+from composer.midi import load
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "checkpoints" / "default"
+CARD = ROOT / "checkpoints" / "README.md"
+
+
+def test_shipped_checkpoint_loads_with_the_default_vocabulary():
+    info = read_info(DEFAULT)
+    assert info["format_version"] == FORMAT_VERSION
+    ckpt = load_checkpoint(DEFAULT)
+    assert ckpt.event_config == EventConfig().to_dict()
+    assert ckpt.model_config.vocab_size == Vocabulary(EventConfig()).size == 388
+    size = sum(f.stat().st_size for f in DEFAULT.iterdir())
+    assert size < 50 << 20
+
+
+def test_generate_without_arguments_uses_the_shipped_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COMPOSER_CHECKPOINT", raising=False)
+    result = CliRunner().invoke(main, ["generate", "--length", "4", "--rng-seed", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("composer-001.mid")
+    notes = load(tmp_path / "composer-001.mid").notes
+    assert len(notes) > 5 and 3.0 < notes["end"].max() < 10.0
+
+
+def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
+    card = CARD.read_text()
+    stated = float(re.search(r"Test NLL \(nats/event\)\s*\|\s*([0-9.]+)", card)[1])
+    ckpt = load_checkpoint(DEFAULT)
+    splits = ckpt.data["splits"]
+    cache = prepare(BACH, tmp_path / "cache", CorpusConfig(**splits)).cache_dir
+    result = evaluate_model(DEFAULT, cache, "test", train_corpus=cache, device="cpu")
+    assert result["models"]["LSTM"]["loss"] == pytest.approx(stated, abs=6e-4)
+    assert result["models"]["LSTM"]["loss"] < result["models"]["5-gram KN"]["loss"] - 0.3
