@@ -194,6 +194,9 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     if steps and epochs:
         raise click.UsageError("give --steps or --epochs, not both")
     corpus = _open_or_prepare(midi_dir, quiet, workers)
+    if len(corpus.paths) and not len(corpus.files("valid")):
+        click.echo("Note: no file fell in the validation split; validating on the train split "
+                   "(`composer prepare --valid` sets the share)", err=True)
     out = out or Path("checkpoints") / midi_dir.resolve().name
     model_config = None
     if init_from is None and not resume:

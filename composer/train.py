@@ -217,6 +217,9 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         torch.cuda.set_device(dev)
         torch.backends.cudnn.enabled = True
     vocab = corpus.config.events.to_dict()
+    if not len(corpus.files("train")):
+        raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
+                            f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
     model_config, config = start["model_config"], start["config"]
     torch.manual_seed(config.seed)
@@ -323,7 +326,8 @@ def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
                        stop: bool) -> bool:
     """Validate, log, save ``latest`` (and ``best`` if improved); True if training should end
     (asked to stop, or no improvement for ``patience`` evaluations)."""
-    metrics = evaluate(net, corpus, "valid", config, dev, rank, world)
+    split = "valid" if len(corpus.files("valid")) else "train"  # tiny corpora: no valid file
+    metrics = {**evaluate(net, corpus, split, config, dev, rank, world), "split_used": split}
     improved = metrics["loss"] < state["best"]
     if improved:
         state["best"], state["since_best"] = metrics["loss"], 0

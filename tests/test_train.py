@@ -192,3 +192,20 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "valid"] == [3, 6]  # rank 0 only
     assert load_checkpoint(out / "latest").step == 6
+
+
+def test_tiny_corpora_validate_on_train_and_empty_ones_are_refused(tmp_path):
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for path in sorted(BACH.glob("*.mid"))[:3]:
+        shutil.copy(path, midi / path.name)
+    prepare(midi, tmp_path / "c", CorpusConfig(valid_fraction=0.0, test_fraction=0.0))
+    result = train(Corpus.open(tmp_path / "c"), tmp_path / "run", TINY, fast(steps=4,
+                   eval_every=2), device="cpu")
+    assert result.step == 4 and load_checkpoint(tmp_path / "run" / "best").metrics[
+        "split_used"] == "train"
+    (tmp_path / "empty").mkdir()
+    prepare(tmp_path / "empty", tmp_path / "e")
+    with pytest.raises(TrainingError, match="no training data"):
+        train(Corpus.open(tmp_path / "e"), tmp_path / "run2", TINY, fast(), device="cpu")
+
