@@ -33,7 +33,7 @@ import numpy as np
 from composer import ComposerError, Config, MidiError
 from composer._isolate import run_isolated
 from composer.events import EventConfig, encode_many
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, too_big
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, read_bytes
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -184,14 +184,9 @@ def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
     datas: list[bytes] = []
     for path in paths:
         try:
-            size = os.path.getsize(path)
-            if size > config.load.max_file_bytes:
-                records.append({"hash": None, "reason": too_big(size, config.load.max_file_bytes)})
-                continue
-            with open(path, "rb") as f:
-                datas.append(f.read())
-        except OSError as e:
-            records.append({"hash": None, "reason": f"cannot read file: {e.strerror or e}"})
+            datas.append(read_bytes(path, config.load))
+        except MidiError as e:
+            records.append({"hash": None, "reason": str(e)})
             continue
         records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
                         "reason": None})

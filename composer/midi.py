@@ -98,19 +98,23 @@ def load(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> Piece:
 
     Raises :class:`MidiError` with a one-line reason when the file cannot be read.
     """
-    path = os.fspath(path)
+    return parse(read_bytes(path, config), config)
+
+
+def read_bytes(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> bytes:
+    """The bytes of a file, unless it is over ``config.max_file_bytes`` (checked before
+    reading) or unreadable: then :class:`MidiError` with a one-line reason."""
     try:
         size = os.path.getsize(path)
         if size > config.max_file_bytes:
-            raise MidiError(too_big(size, config.max_file_bytes))
+            raise MidiError(_too_big(size, config.max_file_bytes))
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
         raise MidiError(f"cannot read file: {e.strerror or e}") from None
-    return parse(data, config)
 
 
-def too_big(size: int, limit: int) -> str:
+def _too_big(size: int, limit: int) -> str:
     """The reason given for a file over the size limit."""
     mib = 1 << 20
     if limit >= mib:
