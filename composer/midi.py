@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from composer import ComposerError, Config, MidiError
+from composer.files import read_regular
 
 # One row per note. Times in seconds; end > start for every note composer produces.
 NOTE_DTYPE = np.dtype(
@@ -102,24 +103,10 @@ def load(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> Piece:
 
 
 def read_bytes(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> bytes:
-    """The bytes of a file, unless it is over ``config.max_file_bytes`` (checked before
-    reading) or unreadable: then :class:`MidiError` with a one-line reason."""
-    try:
-        size = os.path.getsize(path)
-        if size > config.max_file_bytes:
-            raise MidiError(_too_big(size, config.max_file_bytes))
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise MidiError(f"cannot read file: {e.strerror or e}") from None
-
-
-def _too_big(size: int, limit: int) -> str:
-    """The reason given for a file over the size limit."""
-    mib = 1 << 20
-    if limit >= mib:
-        return f"file is {size / mib:.1f} MiB (limit {limit / mib:g} MiB)"
-    return f"file is {size:,} bytes (limit {limit:,} bytes)"
+    """The bytes of a regular file, at most ``config.max_file_bytes`` of them (checked before
+    and while reading); otherwise :class:`MidiError` with a one-line reason. FIFOs and
+    devices are refused without blocking."""
+    return read_regular(path, config.max_file_bytes, error=MidiError)
 
 
 def _unwrap_riff(data: bytes) -> bytes:
