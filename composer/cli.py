@@ -6,15 +6,30 @@ code 1 and no traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from composer import ComposerError, __version__
+from composer.copycheck import CopyConfig
+from composer.corpus import CorpusConfig
+from composer.evaluation import EvalConfig
+from composer.generate import SampleConfig
+from composer.midi import LoadConfig
+from composer.train import TrainConfig
+
+
+def default(config: type, name: str) -> Any:
+    """The default of field ``name`` of the config dataclass ``config`` (options restate no
+    default of their own)."""
+    f = next(f for f in dataclasses.fields(config) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _errors_as_messages(fn: Callable) -> Callable:
@@ -26,6 +41,15 @@ def _errors_as_messages(fn: Callable) -> Callable:
             raise click.ClickException(str(e)) from None
 
     return wrapper
+
+
+def _note(text: str) -> None:
+    click.echo(f"Note: {text}", err=True)
+
+
+def _prepared(report: Any) -> None:
+    click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
+               f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
 
 
 class _Progress:
@@ -63,19 +87,25 @@ def main() -> None:
               help="Cache folder [default: ~/.cache/composer/corpora/NAME-HASH].")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Worker processes [default: all cores].")
-@click.option("--valid", "valid_fraction", type=click.FloatRange(0, 1), default=0.05,
+@click.option("--valid", "valid_fraction", type=click.FloatRange(0, 1),
+              default=default(CorpusConfig, "valid_fraction"),
               show_default=True, help="Share of files in the validation split.")
-@click.option("--test", "test_fraction", type=click.FloatRange(0, 1), default=0.05,
+@click.option("--test", "test_fraction", type=click.FloatRange(0, 1),
+              default=default(CorpusConfig, "test_fraction"),
               show_default=True, help="Share of files in the test split.")
 @click.option("--keep-drums", is_flag=True, help="Keep drum notes (left out by default).")
 @click.option("--no-sustain", is_flag=True, help="Ignore the sustain pedal (CC64).")
-@click.option("--max-seconds", type=click.FloatRange(min=1), default=4 * 3600.0,
+@click.option("--max-seconds", type=click.FloatRange(min=1),
+              default=default(LoadConfig, "max_seconds"),
               show_default=True, help="Skip pieces longer than this.")
-@click.option("--max-notes", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+@click.option("--max-notes", type=click.IntRange(min=1), default=default(LoadConfig, "max_notes"),
+              show_default=True,
               help="Skip files with more notes than this.")
-@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True), default=64.0,
+@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True),
+              default=default(LoadConfig, "max_file_bytes") / 2**20,
               show_default=True, help="Skip files larger than this (MiB), unread.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0.1),
+              default=default(CorpusConfig, "timeout_seconds"), show_default=True,
               help="Skip a file whose parse takes longer than this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_errors_as_messages
@@ -117,34 +147,6 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
         click.echo(f"Skipped files and reasons: {report.cache_dir / 'skipped.tsv'}")
 
 
-def _load_folder(folder: Path) -> tuple[list[str], list]:
-    """Names and note arrays of the MIDI files below ``folder``; unreadable ones are noted."""
-    from composer.corpus import load_folder
-
-    names, pieces, skipped = load_folder(folder)
-    for name, reason in skipped:
-        click.echo(f"Note: skipped {folder / name}: {reason}", err=True)
-    return names, pieces
-
-
-def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
-    """A prepared corpus folder is opened; a MIDI folder is prepared (cached) first."""
-    from composer.corpus import Corpus
-    from composer.corpus import prepare as run_prepare
-
-    if (source / "corpus.json").is_file():
-        return Corpus.open(source)
-    bar = _Progress("ingest", "file", quiet)
-    try:
-        report = run_prepare(source, workers=workers, progress=bar)
-    finally:
-        bar.close()
-    if not quiet:
-        click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
-                   f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
-    return Corpus.open(report.cache_dir)
-
-
 @main.command()
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -157,15 +159,20 @@ def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
 @click.option("--embed", type=click.IntRange(min=1), help="Embedding size (overrides preset).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout between layers (overrides preset).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+@click.option("--batch-size", type=click.IntRange(min=1),
+              default=default(TrainConfig, "batch_size"), show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=default(TrainConfig, "seq_len"),
               show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: 20000].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              default=default(TrainConfig, "lr"), show_default=True)
+@click.option("--steps", type=click.IntRange(min=1),
+              help=f"Optimizer steps [default: {default(TrainConfig, 'steps')}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
               help="Train for this many passes over the train split instead of --steps.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--patience", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--eval-every", type=click.IntRange(min=1),
+              default=default(TrainConfig, "eval_every"), show_default=True)
+@click.option("--patience", type=click.IntRange(min=0), default=default(TrainConfig, "patience"),
+              show_default=True,
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--no-augment", is_flag=True, help="No transposition / time-stretch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -173,7 +180,7 @@ def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
 @click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_errors_as_messages
@@ -183,35 +190,16 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           patience: int, no_augment: bool, device: str, resume: bool, init_from: Path | None,
           seed: int, workers: int | None, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
-    import dataclasses
-
+    from composer.commands import train_model
     from composer.data import AugmentConfig
-    from composer.events import Vocabulary
-    from composer.model import ModelConfig
-    from composer.train import TrainConfig, resolve_device
-    from composer.train import train as run_train
 
     if steps and epochs:
         raise click.UsageError("give --steps or --epochs, not both")
-    corpus = _open_or_prepare(midi_dir, quiet, workers)
-    if len(corpus.paths) and not len(corpus.files("valid")):
-        click.echo("Note: no file fell in the validation split; validating on the train split "
-                   "(`composer prepare --valid` sets the share)", err=True)
-    out = out or Path("checkpoints") / midi_dir.resolve().name
-    model_config = None
-    if init_from is None and not resume:
-        sizes = {k: v for k, v in [("layers", layers), ("hidden", hidden),
-                                   ("embed_dim", embed), ("dropout", dropout)] if v is not None}
-        if preset == "auto":
-            preset = "default" if resolve_device(device).type == "cuda" else "small"
-        base = ModelConfig.preset(preset, vocab_size=Vocabulary(corpus.config.events).size)
-        model_config = dataclasses.replace(base, **sizes)
-    if epochs:
-        train_events = int(corpus.index["length"][corpus.files("train")].sum())
-        steps = max(1, round(epochs * train_events / (batch_size * seq_len)))
     augment = AugmentConfig(0, 0.0) if no_augment else AugmentConfig()
-    config = TrainConfig(steps=steps or 20_000, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                         eval_every=eval_every, patience=patience, seed=seed, augment=augment)
+    config = TrainConfig(**({"steps": steps} if steps else {}), batch_size=batch_size,
+                         seq_len=seq_len, lr=lr, eval_every=eval_every, patience=patience,
+                         seed=seed, augment=augment)
+    sizes = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout}
     bar = None
 
     def progress(step: int, total: int, info: dict) -> None:
@@ -227,10 +215,14 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
         bar.set_postfix(loss=f"{info['loss']:.3f}", tok_s=f"{info['tokens_per_s']:,.0f}",
                         refresh=False)
 
+    ingest = _Progress("ingest", "file", quiet)
     try:
-        result = run_train(corpus, out, model_config, config, device=device, resume=resume,
-                           init_from=init_from, progress=progress)
+        result = train_model(midi_dir, out, config=config, epochs=epochs, preset=preset,
+                             sizes=sizes, device=device, resume=resume, init_from=init_from,
+                             workers=workers, notify=_note, ingest=ingest, progress=progress,
+                             prepared=None if quiet else _prepared)
     finally:
+        ingest.close()
         if bar is not None:
             bar.close()
     if os.environ.get("RANK", "0") != "0":
@@ -238,7 +230,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
                f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps "
                f"skipped as non-finite.")
-    click.echo(f"Checkpoints: {out / 'best'} (best), {out / 'latest'} (latest)")
+    click.echo(f"Checkpoints: {result.out_dir / 'best'} (best), {result.out_dir / 'latest'} "
+               "(latest)")
 
 
 @main.command()
@@ -253,19 +246,24 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("--seed-style", type=click.Choice(["chord", "arpeggio"]), default="chord",
               show_default=True, help="How a pitch-list seed is played.")
 @click.option("--length", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds of music per continuation [default: 30].")
+              help="Seconds of music per continuation [default: "
+                   f"{default(SampleConfig, 'seconds'):g}].")
 @click.option("--events", type=click.IntRange(min=1),
               help="Events per continuation (instead of --length).")
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True,
               help="Continuations, drawn in one batch, one file each.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--temperature", type=click.FloatRange(min=0),
+              default=default(SampleConfig, "temperature"), show_default=True,
               help="Sampling temperature (0: always the most likely event).")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=0), default=default(SampleConfig, "top_k"),
+              show_default=True,
               help="Draw only among the K most likely events (0: off).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              default=default(SampleConfig, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
-@click.option("--max-silence", type=click.FloatRange(min=0, min_open=True), default=2.0,
+@click.option("--max-silence", type=click.FloatRange(min=0, min_open=True),
+              default=default(SampleConfig, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
 @click.option("--rng-seed", type=click.IntRange(min=0),
               help="Same seed, same files; file k uses seed+k-1 [default: random, shown].")
@@ -285,7 +283,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("--render", "render_audio", is_flag=True,
               help="Also render each file to .wav (FluidSynth, else sine waves).")
 @click.option("--plot", "plot_roll", is_flag=True, help="Also draw each file's piano roll (.png).")
-@click.option("--copy-warn", type=click.FloatRange(min=0), default=10.0, show_default=True,
+@click.option("--copy-warn", type=click.FloatRange(min=0),
+              default=default(CopyConfig, "warn_seconds"), show_default=True,
               help="Warn when an output repeats this many seconds of the training corpus "
                    "(0: no check; needs the corpus or its MIDI folder).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -300,66 +299,43 @@ def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float
 
     Prints one line per file: path, duration, notes, share of time that is silence.
     """
-    from composer.checkpoint import load_checkpoint
-    from composer.events import EventConfig
-    from composer.sample import SampleConfig, compose, find_checkpoint, resolve_seed
-    from composer.train import resolve_device
+    from composer.commands import generate_music
 
     if length is not None and events is not None:
         raise click.UsageError("give --length or --events, not both")
     if seed_seconds is not None and seed_spec is None:
         raise click.UsageError("--seed-seconds needs --seed")
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                          max_silence_seconds=max_silence,
-                          seconds=30.0 if length is None else length, events=events)
-    dev = resolve_device(device)
-    ckpt = load_checkpoint(find_checkpoint(checkpoint), map_location=dev)
-    event_config = EventConfig.from_dict(ckpt.event_config)
-    seed = resolve_seed(seed_spec, event_config, seed_seconds, seed_style)
+                          max_silence_seconds=max_silence, events=events,
+                          **({} if length is None else {"seconds": length}))
     bar = _Progress("generate", "event" if events else "s", quiet)
     try:
-        outputs, gen = compose(ckpt.model, event_config, out, seed, num, config,
-                               rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
-                               program=program, force=force, threads=threads, progress=bar)
+        done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
+                              seed_style=seed_style, config=config, out=out, device=device,
+                              render_audio=render_audio, plot_roll=plot_roll,
+                              copy_warn=copy_warn, progress=bar, num=num, rng_seed=rng_seed,
+                              prefix=prefix, include_seed=include_seed, program=program,
+                              force=force, threads=threads)
     finally:
         bar.close()
     if not quiet:
-        click.echo(f"rng seed {gen.rng_seed}, {gen.engine} path", err=True)
-    for o in outputs:
+        click.echo(f"rng seed {done.generation.rng_seed}, {done.generation.engine} path",
+                   err=True)
+    for o in done.outputs:
         click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
                    f"{o.silence:6.1%} silence")
-    _after_generate(ckpt, event_config, outputs, gen, render_audio, plot_roll, copy_warn,
-                    include_seed)
-
-
-def _after_generate(ckpt, event_config, outputs: list, gen, render_audio: bool,
-                    plot_roll: bool, copy_warn: float, include_seed: bool) -> None:
-    """Render, plot and copy-check generated files, as asked."""
-    from composer.metrics import CopyConfig, copy_warning, training_copy_index
-
-    for o in outputs:
-        if render_audio:
-            from composer.render import render as render_file
-
-            result = render_file(o.path, o.path.with_suffix(".wav"))
-            click.echo(f"{result.wav_path}  ({result.seconds:.1f} s of audio)")
-            if result.notice:
-                click.echo(f"Note: {result.notice}", err=True)
-        if plot_roll:
-            from composer.render import plot_piano_roll
-
-            shade = o.seed_seconds if include_seed and o.seed_seconds else None
-            click.echo(plot_piano_roll(o.path, o.path.with_suffix(".png"), shade))
-    if copy_warn <= 0:
-        return
-    config = CopyConfig(warn_seconds=copy_warn)
-    index = training_copy_index(ckpt.data, event_config, config)
-    if index is None:
-        return
-    for o, tokens in zip(outputs, gen.tokens, strict=True):
-        warning = copy_warning(index.longest_copy(tokens, o.seed_seconds), config)
-        if warning:
-            click.echo(f"Warning: {o.path.name} {warning}", err=True)
+    for i in range(len(done.outputs)):
+        if done.renders:
+            r = done.renders[i]
+            click.echo(f"{r.wav_path}  ({r.seconds:.1f} s of audio)")
+            if r.notice:
+                _note(r.notice)
+        if done.plots:
+            click.echo(done.plots[i])
+    if done.copy_check:
+        _note(done.copy_check)
+    for o, warning in done.copies:
+        click.echo(f"Warning: {o.path.name} {warning}", err=True)
 
 
 @main.command()
@@ -442,7 +418,8 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 @click.option("--train-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Mode 1: fit the baselines on this corpus's train split [default: the "
                    "corpus the checkpoint trained on].")
-@click.option("--order", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--order", type=click.IntRange(min=1), default=default(EvalConfig, "order"),
+              show_default=True,
               help="Mode 1: order of the Kneser-Ney n-gram baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Mode 1: where the LSTM runs.")
@@ -454,7 +431,8 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
               help="Mode 2: write the distance densities of each statistic as this PNG.")
 @click.option("--seed-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mode 2: copy check ignores each file's first S seconds (its seed).")
-@click.option("--warn-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0,
+@click.option("--warn-seconds", type=click.FloatRange(min=0, min_open=True),
+              default=default(CopyConfig, "warn_seconds"),
               show_default=True, help="Mode 2: flag copied runs at least this long.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write all results as JSON.")
@@ -478,7 +456,7 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
        --corpus: copy check, the longest run of each piece's events (transposition-
        invariant) found in the corpus's train split; runs over --warn-seconds are flagged.
     """
-    from composer.render import save_json
+    from composer.report import save_json
 
     if (checkpoint is None) == (generated is None):
         raise click.UsageError("give --checkpoint (score a model) or --generated (judge music)")
@@ -505,8 +483,8 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
 
 def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
                     train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
-    from composer.metrics import EvalConfig, evaluate_model
-    from composer.render import model_table
+    from composer.evaluation import evaluate_model
+    from composer.report import model_table
 
     bars: dict[str, _Progress] = {}
 
@@ -528,37 +506,27 @@ def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
 def _evaluate_music(generated: Path, reference: Path | None, corpus: Path | None,
                     figure: Path | None, seed_seconds: float, warn_seconds: float,
                     quiet: bool) -> dict:
-    from composer.events import encode
-    from composer.metrics import CopyConfig, CopyIndex, compare_sets, copy_warning
-    from composer.render import copy_table, music_table, plot_distributions
+    from composer.commands import judge_music
+    from composer.report import copy_table, music_table
 
-    names, pieces = _load_folder(generated)
-    if not pieces:
-        raise click.ClickException(f"no readable MIDI files in {generated}")
-    result: dict = {"generated": str(generated), "files": names}
-    if reference:
-        same = reference.resolve() == generated.resolve()
-        ref = pieces if same else _load_folder(reference)[1]
-        stats = compare_sets(pieces, ref)
-        click.echo(music_table(stats))
-        if figure:
-            click.echo(f"Figure: {plot_distributions(stats, figure)}")
-        result["music"] = {"reference": str(reference), **stats}
-    if corpus:
-        data = _open_or_prepare(corpus, quiet, None)
-        config = CopyConfig(warn_seconds=warn_seconds)
-        index = CopyIndex.from_corpus(data, ("train",), config)
-        matches = [index.longest_copy(encode(p, data.config.events), seed_seconds)
-                   for p in pieces]
-        warnings = [copy_warning(m, config) for m in matches]
-        if reference:
+    bar = _Progress("ingest", "file", quiet)
+    try:
+        done = judge_music(generated, reference, corpus, figure=figure,
+                           seed_seconds=seed_seconds, copy=CopyConfig(warn_seconds=warn_seconds),
+                           notify=_note, ingest=bar)
+    finally:
+        bar.close()
+    if done.music is not None:
+        click.echo(music_table(done.music))
+        if done.figure:
+            click.echo(f"Figure: {done.figure}")
+    if done.corpus is not None:
+        if done.music is not None:
             click.echo()
-        click.echo(f"Copy check against the train split of {data.cache_dir} (runs of "
-                   f"{config.ngram}+ events; COPY: {warn_seconds:g} s or longer)")
-        click.echo(copy_table(names, matches, warnings))
-        result["copies"] = [{"file": n, **vars(m), "fraction": m.fraction, "warning": w}
-                            for n, m, w in zip(names, matches, warnings, strict=True)]
-    return result
+        click.echo(f"Copy check against the train split of {done.corpus} (runs of "
+                   f"{default(CopyConfig, 'ngram')}+ events; COPY: {warn_seconds:g} s or longer)")
+        click.echo(copy_table(done.result["files"], done.matches, done.warnings))
+    return done.result
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ dropped). :func:`quantise` applies exactly that loss, so ``decode(encode(x))`` e
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections import defaultdict, deque
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import ComposerError, Config
+from composer import ComposerError, Config, is_int, is_number, require
 from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
@@ -48,9 +49,7 @@ class VocabularyError(ComposerError):
     """A config, event, token id or note that the event vocabulary cannot represent."""
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise VocabularyError(message)
+_require = functools.partial(require, error=VocabularyError)
 
 
 class _Range(NamedTuple):
@@ -88,7 +87,7 @@ class EventConfig(Config):
             value = getattr(self, f.name)
             kinds = (int, float) if f.name == "max_hanging_seconds" else (int,)
             _require(
-                isinstance(value, kinds) and not isinstance(value, bool),
+                is_number(value) if float in kinds else is_int(value),
                 f"event config: {f.name} must be {'a number' if float in kinds else 'an integer'},"
                 f" got {value!r}",
             )
@@ -218,13 +217,43 @@ class Vocabulary:
         """Vectorised :meth:`encode_event` for values known to be in range."""
         return values - self._first_value[kind] + self.ranges[kind].start
 
-    def _split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
         starts = np.array([r.start for r in self.ranges.values()])  # (4,)
         firsts = np.array(list(self._first_value.values()))  # (4,)
         kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
+
+
+def shift_steps(tokens: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Steps each token id advances time by (0 unless a TIME_SHIFT), same shape as tokens."""
+    r = vocab.ranges[TIME_SHIFT]
+    return np.where((tokens >= r.start) & (tokens < r.stop), tokens - r.start + 1, 0)
+
+
+def seconds_of(tokens: np.ndarray, config: EventConfig) -> float:
+    """Music time (seconds) that token ids (T,) span."""
+    steps = shift_steps(np.asarray(tokens), Vocabulary(config)).sum()
+    return float(steps) / config.steps_per_second
+
+
+def shift_tokens(gap: np.ndarray, after: np.ndarray, vocab: Vocabulary, dtype: Any
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TIME_SHIFT gap splitting of :func:`encode` (and ``data``'s time-stretch): for each
+    event, its ``gap`` (steps since the previous one) as full shifts then the remainder,
+    followed by ``after`` (E,) free slots for the event's own tokens. Returns the token array
+    (free slots hold full shifts until filled), each event's first free slot (E,) and its
+    token count (E,)."""
+    r = vocab.ranges[TIME_SHIFT]
+    n_full, rest = np.divmod(gap, vocab.config.max_shift_steps)
+    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
+    count = n_shift + after
+    first = np.cumsum(count) - count  # (E,) position of each event's first token
+    tokens = np.full(int(count.sum()), r.stop - 1, dtype=dtype)  # unset slots: full shifts
+    has_rest = rest > 0
+    tokens[(first + n_full)[has_rest]] = r.start - 1 + rest[has_rest]
+    return tokens, first + n_shift, count
 
 
 def velocity_to_bin(velocity: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -347,20 +376,11 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     first_of_piece = np.append(True, group[1:] != group[:-1])  # (2n,)
 
     gap = np.where(first_of_piece, step, np.diff(step, prepend=0))  # time starts at 0
-    n_full, rest = np.divmod(gap, config.max_shift_steps)
-    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
     on_bins, on_group = vbin[is_on], group[is_on]  # (n,)
     new_bin = np.zeros(2 * n, dtype=bool)  # VELOCITY token before this event?
     new_bin[is_on] = np.concatenate([[True], (on_bins[1:] != on_bins[:-1])
                                      | (on_group[1:] != on_group[:-1])])[: len(on_bins)]
-
-    count = n_shift + new_bin + 1  # (2n,) tokens per event
-    first = np.cumsum(count) - count  # (2n,) position of each event's first token
-    full_shift = vocab._ids(TIME_SHIFT, config.max_shift_steps)
-    tokens = np.full(int(count.sum()), full_shift, dtype=np.uint16)  # unset slots: full shifts
-    has_rest = rest > 0
-    tokens[(first + n_full)[has_rest]] = vocab._ids(TIME_SHIFT, rest[has_rest])
-    vel_at = first + n_shift
+    tokens, vel_at, count = shift_tokens(gap, new_bin + 1, vocab, np.uint16)
     tokens[vel_at[new_bin]] = vocab._ids(VELOCITY, vbin[new_bin])
     tokens[vel_at + new_bin] = np.where(
         is_on, vocab._ids(NOTE_ON, pitch), vocab._ids(NOTE_OFF, pitch)
@@ -399,7 +419,7 @@ def decode(
             f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})"
         )
 
-    is_kind, value = vocab._split(ids)
+    is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
     vbin = np.where(last_vel >= 0, value[last_vel], velocity_to_bin(DEFAULT_VELOCITY, config))
