@@ -24,7 +24,7 @@ MAX_LINES = 420
 LAYERS = ["__init__", "files", "_smf", "_smf_ref", "midi", "events", "musicstats", "_isolate",
           "corpus", "sources", "data", "model", "device", "checkpoint", "train", "_steppers",
           "generate", "sample", "copycheck", "render", "_ngram", "evaluation", "commands",
-          "report", "cli", "__main__"]
+          "report", "cli_evaluate", "cli", "__main__"]
 OLD = {"metrics": "musicstats", "_engine": "_steppers"}
 
 

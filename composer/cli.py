@@ -1,4 +1,8 @@
-"""Command line: parses arguments, calls the library, prints. Nothing else.
+"""Command line: parses arguments, calls one library function per command, prints.
+
+Option defaults are read from the config dataclasses (:func:`composer.report.default`);
+``composer evaluate`` lives in :mod:`composer.cli_evaluate`, the terminal helpers and tables
+in :mod:`composer.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
 code 1 and no traceback.
@@ -6,73 +10,20 @@ code 1 and no traceback.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from composer import ComposerError, __version__
+from composer import __version__
+from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
 from composer.corpus import CorpusConfig
-from composer.evaluation import EvalConfig
 from composer.generate import SampleConfig
 from composer.midi import LoadConfig
+from composer.report import Progress, default, errors_as_messages, note, prepared_line
 from composer.train import TrainConfig
-
-
-def default(config: type, name: str) -> Any:
-    """The default of field ``name`` of the config dataclass ``config`` (options restate no
-    default of their own)."""
-    f = next(f for f in dataclasses.fields(config) if f.name == name)
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
-
-
-def _errors_as_messages(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ComposerError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper
-
-
-def _note(text: str) -> None:
-    click.echo(f"Note: {text}", err=True)
-
-
-def _prepared(report: Any) -> None:
-    click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
-               f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
-
-
-class _Progress:
-    """A tqdm bar on stderr fed by ``(done, total)`` callbacks; silent when ``quiet``."""
-
-    def __init__(self, desc: str, unit: str, quiet: bool):
-        self.desc, self.unit, self.quiet, self.bar = desc, unit, quiet, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            tqdm.monitor_interval = 0  # no monitor thread: workers are forked
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +59,7 @@ def main() -> None:
               default=default(CorpusConfig, "timeout_seconds"), show_default=True,
               help="Skip a file whose parse takes longer than this many seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_errors_as_messages
+@errors_as_messages
 def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_fraction: float,
             test_fraction: float, keep_drums: bool, no_sustain: bool, max_seconds: float,
             max_notes: int, max_file_mb: float, timeout: float, quiet: bool) -> None:
@@ -125,7 +76,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = CorpusConfig(load=load, valid_fraction=valid_fraction, test_fraction=test_fraction,
                           timeout_seconds=timeout)
-    bar = _Progress("ingest", "file", quiet)
+    bar = Progress("ingest", "file", quiet)
     try:
         report = run_prepare(midi_dir, cache_dir, config, workers, bar)
     finally:
@@ -183,7 +134,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_errors_as_messages
+@errors_as_messages
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
           seq_len: int, lr: float, steps: int | None, epochs: float | None, eval_every: int,
@@ -215,12 +166,12 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
         bar.set_postfix(loss=f"{info['loss']:.3f}", tok_s=f"{info['tokens_per_s']:,.0f}",
                         refresh=False)
 
-    ingest = _Progress("ingest", "file", quiet)
+    ingest = Progress("ingest", "file", quiet)
     try:
         result = train_model(midi_dir, out, config=config, epochs=epochs, preset=preset,
                              sizes=sizes, device=device, resume=resume, init_from=init_from,
-                             workers=workers, notify=_note, ingest=ingest, progress=progress,
-                             prepared=None if quiet else _prepared)
+                             workers=workers, notify=note, ingest=ingest, progress=progress,
+                             prepared=None if quiet else prepared_line)
     finally:
         ingest.close()
         if bar is not None:
@@ -288,7 +239,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               help="Warn when an output repeats this many seconds of the training corpus "
                    "(0: no check; needs the corpus or its MIDI folder).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_errors_as_messages
+@errors_as_messages
 def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float | None,
              seed_style: str, length: float | None, events: int | None, num: int,
              temperature: float, top_k: int, top_p: float, max_silence: float,
@@ -308,7 +259,7 @@ def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                           max_silence_seconds=max_silence, events=events,
                           **({} if length is None else {"seconds": length}))
-    bar = _Progress("generate", "event" if events else "s", quiet)
+    bar = Progress("generate", "event" if events else "s", quiet)
     try:
         done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
                               seed_style=seed_style, config=config, out=out, device=device,
@@ -329,18 +280,18 @@ def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float
             r = done.renders[i]
             click.echo(f"{r.wav_path}  ({r.seconds:.1f} s of audio)")
             if r.notice:
-                _note(r.notice)
+                note(r.notice)
         if done.plots:
             click.echo(done.plots[i])
     if done.copy_check:
-        _note(done.copy_check)
+        note(done.copy_check)
     for o, warning in done.copies:
         click.echo(f"Warning: {o.path.name} {warning}", err=True)
 
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@_errors_as_messages
+@errors_as_messages
 def info(checkpoint: Path) -> None:
     """Show a checkpoint's configuration, size, training and data."""
     from composer.checkpoint import read_info
@@ -370,7 +321,7 @@ def info(checkpoint: Path) -> None:
               help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
                    "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
                    "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ...].")
-@_errors_as_messages
+@errors_as_messages
 def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
     """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
 
@@ -394,7 +345,7 @@ def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
 @click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Shade the first S seconds as the seed the rest continues.")
 @click.option("--title", help="Title [default: the file name].")
-@_errors_as_messages
+@errors_as_messages
 def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
          title: str | None) -> None:
     """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
@@ -404,130 +355,7 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
     click.echo(f"Wrote {path}")
 
 
-@main.command()
-@click.argument("midi_dir", required=False,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Mode 1: score this model (with the baselines) on MIDI_DIR or --corpus.")
-@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A corpus from `prepare` (or a MIDI folder, prepared first). Mode 1: "
-                   "score on its --split [default: the corpus the checkpoint trained on]. "
-                   "Mode 2: the training corpus for the copy check.")
-@click.option("--split", type=click.Choice(["train", "valid", "test", "all"]), default="test",
-              show_default=True, help="Mode 1: split of --corpus to score.")
-@click.option("--train-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Mode 1: fit the baselines on this corpus's train split [default: the "
-                   "corpus the checkpoint trained on].")
-@click.option("--order", type=click.IntRange(min=1), default=default(EvalConfig, "order"),
-              show_default=True,
-              help="Mode 1: order of the Kneser-Ney n-gram baseline.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Mode 1: where the LSTM runs.")
-@click.option("--generated", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Mode 2: a folder of generated MIDI files to judge.")
-@click.option("--reference", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Mode 2: compare music statistics with this MIDI folder.")
-@click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
-              help="Mode 2: write the distance densities of each statistic as this PNG.")
-@click.option("--seed-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Mode 2: copy check ignores each file's first S seconds (its seed).")
-@click.option("--warn-seconds", type=click.FloatRange(min=0, min_open=True),
-              default=default(CopyConfig, "warn_seconds"),
-              show_default=True, help="Mode 2: flag copied runs at least this long.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write all results as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_errors_as_messages
-def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None, split: str,
-             train_corpus: Path | None, order: int, device: str, generated: Path | None,
-             reference: Path | None, figure: Path | None, seed_seconds: float,
-             warn_seconds: float, json_path: Path | None, quiet: bool) -> None:
-    """Judge a model or generated music. Two modes:
-
-    \b
-    1. composer evaluate --checkpoint CKPT [MIDI_DIR | --corpus CACHE [--split test]]
-       NLL (nats/event), perplexity and next-event accuracy of the LSTM, and of a unigram
-       and a Kneser-Ney 5-gram fitted on the train split of the corpus the model trained
-       on, all scored on the same events. MIDI_DIR: every file in it (prepared into its
-       default cache). Neither: the --split of the corpus the model trained on.
-    2. composer evaluate --generated DIR [--reference MIDI_DIR] [--corpus CACHE]
-       --reference: music statistics of both sets after Yang & Lerch (2018), with the
-       overlap and KL divergence of their distance distributions (--figure draws them).
-       --corpus: copy check, the longest run of each piece's events (transposition-
-       invariant) found in the corpus's train split; runs over --warn-seconds are flagged.
-    """
-    from composer.report import save_json
-
-    if (checkpoint is None) == (generated is None):
-        raise click.UsageError("give --checkpoint (score a model) or --generated (judge music)")
-    if checkpoint is not None:
-        if midi_dir and corpus:
-            raise click.UsageError("give MIDI_DIR or --corpus, not both")
-        if generated or reference or figure:
-            raise click.UsageError("--reference and --figure go with --generated")
-        result = _evaluate_model(checkpoint, midi_dir or corpus, split, train_corpus, order,
-                                 device, quiet)
-    else:
-        if midi_dir:
-            raise click.UsageError("with --generated, give --reference MIDI_DIR and/or "
-                                   "--corpus CACHE")
-        if not (reference or corpus):
-            raise click.UsageError("--generated needs --reference MIDI_DIR and/or --corpus")
-        if figure and not reference:
-            raise click.UsageError("--figure needs --reference")
-        result = _evaluate_music(generated, reference, corpus, figure, seed_seconds,
-                                 warn_seconds, quiet)
-    if json_path:
-        click.echo(f"Results: {save_json(result, json_path)}")
-
-
-def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
-                    train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
-    from composer.evaluation import evaluate_model
-    from composer.report import model_table
-
-    bars: dict[str, _Progress] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        unit = "batch" if stage == "evaluate" else "file"
-        bars.setdefault(stage, _Progress(stage, unit, quiet))(done, total)
-
-    try:
-        result = evaluate_model(checkpoint, source, split, train_corpus=train_corpus,
-                                config=EvalConfig(order=order), device=device,
-                                progress=progress)
-    finally:
-        for bar in bars.values():
-            bar.close()
-    click.echo(model_table(result))
-    return result
-
-
-def _evaluate_music(generated: Path, reference: Path | None, corpus: Path | None,
-                    figure: Path | None, seed_seconds: float, warn_seconds: float,
-                    quiet: bool) -> dict:
-    from composer.commands import judge_music
-    from composer.report import copy_table, music_table
-
-    bar = _Progress("ingest", "file", quiet)
-    try:
-        done = judge_music(generated, reference, corpus, figure=figure,
-                           seed_seconds=seed_seconds, copy=CopyConfig(warn_seconds=warn_seconds),
-                           notify=_note, ingest=bar)
-    finally:
-        bar.close()
-    if done.music is not None:
-        click.echo(music_table(done.music))
-        if done.figure:
-            click.echo(f"Figure: {done.figure}")
-    if done.corpus is not None:
-        if done.music is not None:
-            click.echo()
-        click.echo(f"Copy check against the train split of {done.corpus} (runs of "
-                   f"{default(CopyConfig, 'ngram')}+ events; COPY: {warn_seconds:g} s or longer)")
-        click.echo(copy_table(done.result["files"], done.matches, done.warnings))
-    return done.result
-
+main.add_command(evaluate)
 
 if __name__ == "__main__":
     main()

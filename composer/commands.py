@@ -26,7 +26,7 @@ from composer.copycheck import (
     copy_warning,
     training_copy_index,
 )
-from composer.corpus import PrepareReport, load_folder
+from composer.corpus import PrepareReport
 from composer.device import resolve_device
 from composer.events import EventConfig, Vocabulary, encode
 from composer.generate import Generation, SampleConfig
@@ -34,7 +34,7 @@ from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
 from composer.sample import Output, compose, find_checkpoint, resolve_seed
-from composer.sources import missing_corpus, open_or_prepare
+from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.train import TrainConfig, TrainResult, train, validation_split
 
 Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
@@ -135,7 +135,7 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
         index = training_copy_index(ckpt.data, events, copy)
         if index is None and (ckpt.data.get("corpus") or ckpt.data.get("source")):
             done.copy_check = (f"copy check skipped: the training corpus "
-                               f"{missing_corpus(ckpt.data)} is not here")
+                               f"({missing_corpus(ckpt.data)}) is not here")
         for o, row in zip(outputs, gen.tokens, strict=True) if index else ():
             warning = copy_warning(index.longest_copy(row, o.seed_seconds), copy)
             if warning:

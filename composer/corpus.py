@@ -19,7 +19,6 @@ run and a piece (or an exact copy of it) never sits in two splits.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -35,13 +34,13 @@ from composer import ComposerError, Config, MidiError
 from composer._isolate import describe_failure, run_isolated
 from composer.events import EventConfig, encode_many
 from composer.files import (
-    atomic_write_bytes,
     atomic_write_json,
+    atomic_write_npy,
     atomic_write_text,
     fsync_dir,
     fsync_file,
 )
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, read_bytes
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -145,20 +144,6 @@ def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSErro
     return found
 
 
-def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
-                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
-    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
-    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
-    names, pieces, skipped = [], [], []
-    for rel in scan(midi_dir):
-        try:
-            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
-            names.append(rel)
-        except MidiError as e:
-            skipped.append((rel, str(e)))
-    return names, pieces, skipped
-
-
 def split_of(content_hash: str, config: CorpusConfig) -> int:
     """0 train, 1 valid, 2 test: a fixed function of the file's content hash."""
     u = int(content_hash[:8], 16) / 2**32
@@ -170,12 +155,6 @@ def split_of(content_hash: str, config: CorpusConfig) -> int:
 def is_prepared(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is a prepared corpus cache (it holds corpus.json)."""
     return (Path(folder) / "corpus.json").is_file()
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def parse_failure(stalled: bool, code: int | None, timeout: float) -> dict:
@@ -382,7 +361,7 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     fsync_file(cache / ".tokens.npy.partial")  # the memmap: too big for one atomic_write
     os.replace(cache / ".tokens.npy.partial", cache / "tokens.npy")
     fsync_dir(cache)
-    atomic_write_bytes(cache / "index.npy", _npy_bytes(index))
+    atomic_write_npy(cache / "index.npy", index)
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in report.skipped)
     atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
     atomic_write_json(meta_path, {

@@ -21,7 +21,7 @@ from composer.checkpoint import load_checkpoint
 from composer.corpus import SPLITS, Corpus, is_prepared
 from composer.device import resolve_device
 from composer.events import EventConfig, Vocabulary
-from composer.sources import open_or_prepare, training_corpus
+from composer.sources import missing_corpus, open_or_prepare, training_corpus
 from composer.train import TrainConfig, evaluate
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -61,7 +61,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     def open_source(source: Any, what: str) -> Corpus:
         if source is None and trained_on is None:
             raise MetricsError(f"the corpus {checkpoint} was trained on is not here "
-                               f"({ckpt.data.get('corpus') or 'not recorded'}); give the {what}")
+                               f"({missing_corpus(ckpt.data)}); give the {what}")
         source = trained_on if source is None else source
         tick = progress and (lambda done, total: progress("ingest", done, total))
         found = open_or_prepare(source, settings, progress=tick)

@@ -44,7 +44,6 @@ DEFAULT_VELOCITY = 64
 MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
 
 
-
 class VocabularyError(ComposerError):
     """A config, event, token id or note that the event vocabulary cannot represent."""
 
@@ -84,43 +83,27 @@ class EventConfig(Config):
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            kinds = (int, float) if f.name == "max_hanging_seconds" else (int,)
-            _require(
-                is_number(value) if float in kinds else is_int(value),
-                f"event config: {f.name} must be {'a number' if float in kinds else 'an integer'},"
-                f" got {value!r}",
-            )
+            value, number = getattr(self, f.name), f.name == "max_hanging_seconds"
+            _require(is_number(value) if number else is_int(value), f"event config: {f.name} "
+                     f"must be {'a number' if number else 'an integer'}, got {value!r}")
         _require(self.steps_per_second >= 1, "event config: steps_per_second must be >= 1")
         _require(self.max_shift_steps >= 1, "event config: max_shift_steps must be >= 1")
-        _require(
-            1 <= self.velocity_bins <= 127,
-            f"event config: velocity_bins must be in 1..127, got {self.velocity_bins}",
-        )
+        _require(1 <= self.velocity_bins <= 127,
+                 f"event config: velocity_bins must be in 1..127, got {self.velocity_bins}")
         # Every bin must hold some velocity, or bin(representative(b)) != b for the top bins.
         used = math.ceil(127 / self.velocity_bin_size)
-        _require(
-            self.velocity_bins == used,
-            f"event config: velocity_bins={self.velocity_bins} gives bins of"
-            f" {self.velocity_bin_size} velocities, which fill only {used} bins; use {used}",
-        )
-        _require(
-            0 <= self.min_pitch <= 127 and 0 <= self.max_pitch <= 127,
-            f"event config: pitches must be in 0..127, got {self.min_pitch}..{self.max_pitch}",
-        )
-        _require(
-            self.min_pitch <= self.max_pitch,
-            f"event config: min_pitch ({self.min_pitch}) is above max_pitch ({self.max_pitch})",
-        )
-        _require(
-            math.isfinite(self.max_hanging_seconds) and self.max_hanging_seconds > 0,
-            f"event config: max_hanging_seconds must be > 0, got {self.max_hanging_seconds}",
-        )
+        _require(self.velocity_bins == used,
+                 f"event config: velocity_bins={self.velocity_bins} gives bins of"
+                 f" {self.velocity_bin_size} velocities, which fill only {used} bins; use {used}")
+        _require(0 <= self.min_pitch <= 127 and 0 <= self.max_pitch <= 127,
+                 f"event config: pitches must be in 0..127, got {self.min_pitch}..{self.max_pitch}")
+        _require(self.min_pitch <= self.max_pitch, f"event config: min_pitch ({self.min_pitch})"
+                 f" is above max_pitch ({self.max_pitch})")
+        _require(math.isfinite(self.max_hanging_seconds) and self.max_hanging_seconds > 0,
+                 f"event config: max_hanging_seconds must be > 0, got {self.max_hanging_seconds}")
         n_tokens = sum(r.count for r in _range_table(self))
-        _require(
-            n_tokens <= MAX_VOCAB_SIZE,
-            f"event config: vocabulary of {n_tokens} tokens does not fit uint16 ids",
-        )
+        _require(n_tokens <= MAX_VOCAB_SIZE,
+                 f"event config: vocabulary of {n_tokens} tokens does not fit uint16 ids")
 
     @property
     def n_pitches(self) -> int:
@@ -286,10 +269,8 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     arr = as_note_array(notes)
     kept = (arr["pitch"] >= config.min_pitch) & (arr["pitch"] <= config.max_pitch)
     arr = arr[kept]
-    _require(
-        bool(np.isfinite(arr["start"]).all() and np.isfinite(arr["end"]).all()),
-        "note times must be finite",
-    )
+    _require(bool(np.isfinite(arr["start"]).all() and np.isfinite(arr["end"]).all()),
+             "note times must be finite")
     sps = config.steps_per_second
     start = np.rint(arr["start"] * sps).astype(np.int64)
     _require(not (start < 0).any(), "note start times must be >= 0")
@@ -298,14 +279,8 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     return arr["pitch"].astype(np.int64), vbin, start, end, kept
 
 
-def _make_notes(
-    pitch: np.ndarray,
-    vbin: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    config: EventConfig,
-    program: int = 0,
-) -> np.ndarray:
+def _make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+                config: EventConfig, program: int = 0) -> np.ndarray:
     """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps."""
     notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)  # is_drum stays False
     notes["pitch"] = pitch
@@ -389,11 +364,8 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
-def decode(
-    tokens: Sequence[int] | np.ndarray,
-    config: EventConfig = DEFAULT_CONFIG,
-    program: int = 0,
-) -> np.ndarray:
+def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
+           program: int = 0) -> np.ndarray:
     """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
 
     Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
@@ -415,9 +387,8 @@ def decode(
     bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
     if bad.size:
         i = int(bad[0])
-        raise VocabularyError(
-            f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})"
-        )
+        raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
+                              f"(0..{vocab.size - 1})")
 
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
@@ -427,13 +398,8 @@ def decode(
     at = np.flatnonzero(is_kind[NOTE_ON] | is_kind[NOTE_OFF])  # the only events looped over
     sounding: defaultdict[int, deque[tuple[int, int]]] = defaultdict(deque)  # (start, bin)
     rows: list[tuple[int, int, int, int]] = []  # (pitch, bin, start step, end step)
-    for on, p, s, b in zip(
-        is_kind[NOTE_ON][at].tolist(),
-        value[at].tolist(),
-        step[at].tolist(),
-        vbin[at].tolist(),
-        strict=True,
-    ):
+    for on, p, s, b in zip(is_kind[NOTE_ON][at].tolist(), value[at].tolist(),
+                           step[at].tolist(), vbin[at].tolist(), strict=True):
         if on:
             sounding[p].append((s, b))
         elif sounding[p]:

@@ -1,20 +1,81 @@
-"""Terminal tables and JSON of results, for the CLI: how composer's results are shown.
+"""The terminal side of the CLI: option defaults, errors, notes, progress bars, the tables
+of results and their JSON.
 
-Used only by :mod:`composer.cli`; the library returns plain dicts and dataclasses.
+Used only by :mod:`composer.cli` (and :mod:`composer.cli_evaluate`); the library returns
+plain dicts and dataclasses.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
+from composer import ComposerError
 from composer.files import atomic_write_text
+
+
+def default(config: type, name: str) -> Any:
+    """The default of field ``name`` of the config dataclass ``config`` (options restate no
+    default of their own)."""
+    f = next(f for f in dataclasses.fields(config) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def errors_as_messages(fn: Callable) -> Callable:
+    """A click command that shows a ComposerError as ``Error: ...`` (exit 1, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ComposerError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def note(text: str) -> None:
+    """A ``Note: ...`` line on stderr."""
+    click.echo(f"Note: {text}", err=True)
+
+
+def prepared_line(report: Any) -> None:
+    """The one line on stderr about a MIDI folder just prepared (a ``PrepareReport``)."""
+    click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
+               f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
+
+
+class Progress:
+    """A tqdm bar on stderr fed by ``(done, total)`` callbacks; silent when ``quiet``."""
+
+    def __init__(self, desc: str, unit: str, quiet: bool):
+        self.desc, self.unit, self.quiet, self.bar = desc, unit, quiet, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0  # no monitor thread: workers are forked
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
+                            dynamic_ncols=True, leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def model_table(result: dict[str, Any]) -> str:

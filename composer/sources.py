@@ -1,5 +1,5 @@
 """Where corpora come from: open a prepared cache or prepare a MIDI folder, in one call, and
-find the corpus a checkpoint was trained on.
+find the corpus a checkpoint was trained on; :func:`load_folder` reads a small folder whole.
 
 Checkpoints record their corpus as absolute paths (``data.corpus``: the cache,
 ``data.source``: the MIDI folder it was prepared from) and its content key (``data.key``),
@@ -13,8 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare
+import numpy as np
+
+from composer import MidiError
+from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare, scan
 from composer.events import EventConfig
+from composer.midi import LoadConfig, load
 
 
 def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | None = None,
@@ -32,6 +36,20 @@ def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | N
     if report is not None:
         report(done)
     return Corpus.open(done.cache_dir)
+
+
+def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
+                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
+    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
+    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
+    names, pieces, skipped = [], [], []
+    for rel in scan(midi_dir):
+        try:
+            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
+            names.append(rel)
+        except MidiError as e:
+            skipped.append((rel, str(e)))
+    return names, pieces, skipped
 
 
 def corpus_record(corpus: Corpus) -> dict[str, Any]:
@@ -64,4 +82,4 @@ def training_corpus(data: dict[str, Any], events: EventConfig
 def missing_corpus(data: dict[str, Any]) -> str:
     """One line naming the recorded training corpus that is not here."""
     where = [p for p in (data.get("corpus"), data.get("source")) if p]
-    return " or ".join(where) + " (gone)" if where else "not recorded"
+    return " or ".join(where) if where else "not recorded"

@@ -33,7 +33,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from composer import ComposerError, Config, perplexity
-from composer.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from composer.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    to_safe,
+)
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
@@ -272,8 +278,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     data_info = corpus_record(corpus)
 
     def save(name: str, metrics: dict[str, float]) -> None:
-        train_state = {"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                       "rng": get_rng_state(), "progress": dict(state)}
+        train_state = to_safe({"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
+                               "rng": get_rng_state(), "progress": dict(state)})
         save_checkpoint(out / name, model, model_config, vocab, train_config=config.to_dict(),
                         step=state["step"], metrics=metrics, data=data_info,
                         train_state=train_state)
