@@ -11,18 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import BACH
 
 import composer
 from composer import check_int, is_int, perplexity
 from composer.checkpoint import load_checkpoint
 from composer.cli import main
+from composer.corpus import Corpus, CorpusConfig
 from composer.generate import SampleConfig
 from composer.midi import NOTE_DTYPE
 from composer.model import ComposerLSTM, ModelConfig
 from composer.musicstats import compare_sets
 from composer.report import default
 from composer.sample import default_checkpoint, find_checkpoint
-from composer.train import TrainConfig, param_groups
+from composer.sources import corpus_record, missing_corpus, open_or_prepare, training_corpus
+from composer.train import TrainConfig, _regroup, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -118,3 +121,34 @@ def test_shared_helpers():
     assert is_int(3) and is_int(np.int64(3)) and not is_int(True) and not is_int(3.0)
     with pytest.raises(composer.GenerateError, match="n must be an integer >= 1, got True"):
         check_int(True, "n", 1, composer.GenerateError)
+
+
+def test_an_optimizer_state_of_one_group_resumes_into_the_new_groups():
+    model = ComposerLSTM(ModelConfig.preset("tiny"))
+    old = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    model(torch.randint(0, 388, (2, 8)))[0].sum().backward()
+    old.step()
+    new = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
+    new.load_state_dict(_regroup(old.state_dict(), model, new))
+    assert [g["weight_decay"] for g in new.param_groups] == [0.01, 0.0]
+    for p in model.parameters():
+        assert torch.equal(old.state[p]["exp_avg"], new.state[p]["exp_avg"])
+
+
+def test_checkpoints_record_the_corpus_by_absolute_path_and_key(tmp_path, monkeypatch):
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for path in sorted(BACH.glob("*.mid"))[:3]:
+        (midi / path.name).write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    corpus = open_or_prepare(Path("midi"), CorpusConfig(valid_fraction=0, test_fraction=0))
+    assert open_or_prepare(corpus) is corpus
+    record = corpus_record(corpus)
+    assert Path(record["corpus"]).is_absolute() and Path(record["source"]).is_absolute()
+    assert record["key"] and record["key"] == Corpus.open(record["corpus"]).key
+    found, _ = training_corpus(record, corpus.config.events)
+    assert found == record["corpus"]
+    gone = {**record, "corpus": str(tmp_path / "gone"), "source": str(tmp_path / "gone2")}
+    assert training_corpus(gone, corpus.config.events)[0] is None
+    assert str(tmp_path / "gone") in missing_corpus(gone)
