@@ -20,10 +20,11 @@ from composer import __version__
 from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
 from composer.corpus import CorpusConfig
-from composer.generate import SampleConfig
 from composer.midi import LoadConfig
 from composer.report import Progress, default, errors_as_messages, note, prepared_line
-from composer.train import TrainConfig
+
+# Read by name, so that parsing (and --help) does not import torch.
+TRAIN, SAMPLE = "composer.train:TrainConfig", "composer.generate:SampleConfig"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,18 +112,18 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
               help="Dropout between layers (overrides preset).")
 @click.option("--batch-size", type=click.IntRange(min=1),
-              default=default(TrainConfig, "batch_size"), show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=1), default=default(TrainConfig, "seq_len"),
+              default=default(TRAIN, "batch_size"), show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=default(TRAIN, "seq_len"),
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              default=default(TrainConfig, "lr"), show_default=True)
+              default=default(TRAIN, "lr"), show_default=True)
 @click.option("--steps", type=click.IntRange(min=1),
-              help=f"Optimizer steps [default: {default(TrainConfig, 'steps')}].")
+              help=f"Optimizer steps [default: {default(TRAIN, 'steps')}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
               help="Train for this many passes over the train split instead of --steps.")
 @click.option("--eval-every", type=click.IntRange(min=1),
-              default=default(TrainConfig, "eval_every"), show_default=True)
-@click.option("--patience", type=click.IntRange(min=0), default=default(TrainConfig, "patience"),
+              default=default(TRAIN, "eval_every"), show_default=True)
+@click.option("--patience", type=click.IntRange(min=0), default=default(TRAIN, "patience"),
               show_default=True,
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--no-augment", is_flag=True, help="No transposition / time-stretch.")
@@ -131,7 +132,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
-@click.option("--seed", type=int, default=default(TrainConfig, "seed"), show_default=True)
+@click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
@@ -143,6 +144,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
     from composer.data import AugmentConfig
+    from composer.train import TrainConfig
 
     if steps and epochs:
         raise click.UsageError("give --steps or --epochs, not both")
@@ -198,23 +200,23 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               show_default=True, help="How a pitch-list seed is played.")
 @click.option("--length", type=click.FloatRange(min=0, min_open=True),
               help="Seconds of music per continuation [default: "
-                   f"{default(SampleConfig, 'seconds'):g}].")
+                   f"{default(SAMPLE, 'seconds'):g}].")
 @click.option("--events", type=click.IntRange(min=1),
               help="Events per continuation (instead of --length).")
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True,
               help="Continuations, drawn in one batch, one file each.")
 @click.option("--temperature", type=click.FloatRange(min=0),
-              default=default(SampleConfig, "temperature"), show_default=True,
+              default=default(SAMPLE, "temperature"), show_default=True,
               help="Sampling temperature (0: always the most likely event).")
-@click.option("--top-k", type=click.IntRange(min=0), default=default(SampleConfig, "top_k"),
+@click.option("--top-k", type=click.IntRange(min=0), default=default(SAMPLE, "top_k"),
               show_default=True,
               help="Draw only among the K most likely events (0: off).")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
-              default=default(SampleConfig, "top_p"),
+              default=default(SAMPLE, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
 @click.option("--max-silence", type=click.FloatRange(min=0, min_open=True),
-              default=default(SampleConfig, "max_silence_seconds"),
+              default=default(SAMPLE, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
 @click.option("--rng-seed", type=click.IntRange(min=0),
               help="Same seed, same files; file k uses seed+k-1 [default: random, shown].")
@@ -251,6 +253,7 @@ def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float
     Prints one line per file: path, duration, notes, share of time that is silence.
     """
     from composer.commands import generate_music
+    from composer.generate import SampleConfig
 
     if length is not None and events is not None:
         raise click.UsageError("give --length or --events, not both")

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from composer.copycheck import CopyConfig
-from composer.evaluation import EvalConfig
 from composer.report import Progress, default, errors_as_messages, note
 
 
@@ -27,7 +26,8 @@ from composer.report import Progress, default, errors_as_messages, note
 @click.option("--train-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Mode 1: fit the baselines on this corpus's train split [default: the "
                    "corpus the checkpoint trained on].")
-@click.option("--order", type=click.IntRange(min=1), default=default(EvalConfig, "order"),
+@click.option("--order", type=click.IntRange(min=1),
+              default=default("composer.evaluation:EvalConfig", "order"),
               show_default=True,
               help="Mode 1: order of the Kneser-Ney n-gram baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -92,7 +92,7 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
 
 def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
                     train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
-    from composer.evaluation import evaluate_model
+    from composer.evaluation import EvalConfig, evaluate_model
     from composer.report import model_table
 
     bars: dict[str, Progress] = {}

@@ -4,6 +4,7 @@ option defaults, and what the shared helpers promise."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,15 @@ def test_the_default_model_is_package_data_equal_to_checkpoints_default():
 
 def test_cli_defaults_are_the_dataclass_defaults():
     assert default(TrainConfig, "steps") == TrainConfig().steps
+    for name in ("steps", "batch_size", "seq_len", "lr", "eval_every", "patience", "seed"):
+        assert default("composer.train:TrainConfig", name) == getattr(TrainConfig(), name)
+    for name in ("seconds", "temperature", "top_k", "top_p", "max_silence_seconds"):
+        assert default("composer.generate:SampleConfig", name) == getattr(SampleConfig(), name)
+    assert default("composer.midi:LoadConfig", "max_seconds") == 4 * 3600.0  # not a literal
+    help_imports = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                                   "import composer.cli"], capture_output=True, text=True)
+    assert re.search(r"\|\s+composer\.cli$", help_imports.stderr, re.M)
+    assert not re.search(r"\|\s+torch$", help_imports.stderr, re.M)  # options need no torch
     assert default(SampleConfig, "temperature") == SampleConfig().temperature
     params = {p.name: p for p in main.commands["train"].params}
     assert params["batch_size"].default == TrainConfig().batch_size
