@@ -18,13 +18,15 @@ run and a piece (or an exact copy of it) never sits in two splits.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import numpy as np
 from composer import ComposerError, Config, MidiError
 from composer._isolate import run_isolated
 from composer.events import EventConfig, encode_many
+from composer.files import atomic_write, atomic_write_json, atomic_write_text, write_error
 from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, read_bytes
 
 FORMAT_VERSION = 1
@@ -79,6 +82,7 @@ class PrepareReport:
     events: int = 0
     seconds: float = 0.0
     split_files: dict[str, int] = field(default_factory=dict)
+    repaired: str | None = None  # what was wrong with the cache found, if it was rebuilt
 
     def skipped_by_reason(self) -> Counter:
         """Skipped files counted by kind of reason (numbers and positions stripped)."""
@@ -97,7 +101,7 @@ def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
     """Where ``prepare`` caches a folder when no ``--out`` is given (under XDG_CACHE_HOME)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "composer"
     src = Path(midi_dir).resolve()
-    tag = hashlib.blake2b(str(src).encode(), digest_size=4).hexdigest()
+    tag = _digest(str(src))[:8]
     return root / "corpora" / f"{src.name or 'root'}-{tag}"
 
 
@@ -159,17 +163,28 @@ def split_of(content_hash: str, config: CorpusConfig) -> int:
     return 1 if u < config.test_fraction + config.valid_fraction else 0
 
 
-def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+def display_name(name: str) -> str:
+    """``name`` fit to print or write as UTF-8 text: bytes of a file name that are not valid
+    UTF-8 (kept in ``str`` paths as surrogates) become U+FFFD, tabs and newlines spaces. The
+    real name, for opening the file, is ``name`` itself."""
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return shown.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+@contextlib.contextmanager
+def _locked(cache: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``cache`` (a lock file in it): concurrent prepares of one
+    cache wait for each other instead of mixing their writes."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        cache.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise write_error(e, cache / ".lock", "create") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, or the process dies
+        yield
     finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _save_json(path: Path, obj: dict) -> None:
-    _save_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1)))
+        os.close(fd)
 
 
 def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
@@ -200,9 +215,7 @@ def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
                 record["reason"] = str(piece)
         for (record, piece), tokens in zip(loaded, encoded, strict=True):
             if len(tokens) == 0:
-                what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
-                drums = "" if config.load.keep_drums else " (drums are left out)"
-                record["reason"] = what + drums
+                record["reason"] = no_notes_reason(piece)
                 continue
             record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
                           events=int(len(tokens)), seconds=round(float(piece.duration), 3))
@@ -212,6 +225,15 @@ def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
         return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
                  .splitlines()[0]}]
     return records
+
+
+def no_notes_reason(piece: Piece) -> str:
+    """Why a piece gave no tokens: no notes at all, none in the pitch range, and whether
+    drum notes were left out."""
+    what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
+    if piece.drums_left_out:
+        what += f" ({piece.drums_left_out} drum notes left out; --keep-drums keeps them)"
+    return what
 
 
 def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
@@ -224,6 +246,17 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
     stats = _scan_stat(midi_dir)
+    if not stats:
+        raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
+                            f"(looked for {' '.join(MIDI_SUFFIXES)})")
+    with _locked(cache):
+        return _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+
+
+def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
+                    stats: dict[str, os.stat_result | OSError], workers: int | None,
+                    progress: Callable[[int, int], None] | None) -> PrepareReport:
+    """:func:`prepare` once the cache's lock is held."""
     paths = sorted(stats)
     listing = "\n".join(f"{r}\t{st.st_size}\t{st.st_mtime_ns}" if isinstance(st, os.stat_result)
                         else f"{r}\t{st}" for r, st in stats.items())
@@ -248,6 +281,7 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
             todo.append(rel)
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
+    report.repaired = _cache_problem(cache)
     done = len(paths) - len(todo)
     if progress:
         progress(done, len(paths))
@@ -270,26 +304,30 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
                 done += 1
                 if progress:
                     progress(done, len(paths))
+    except OSError as e:
+        raise write_error(e, pack_path) from None
     finally:
         kept = {k: v for k, v in files.items() if "reason" in v}
         if kept != old:
             manifest["files"] = kept
-            _save_json(cache / "manifest.json", manifest)
+            with contextlib.suppress(ComposerError):  # a full disk is reported already
+                atomic_write_json(cache / "manifest.json", manifest)
     _consolidate(cache, pack_path, files, config, report, scan_stamp, Path(midi_dir).resolve())
     return report
 
 
 def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """Hash of ``text``; file names that are not valid UTF-8 (surrogates) hash by their bytes."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
     """The report of the last run if the scan is the same as then (same files, sizes, mtimes)."""
     try:
         meta = json.loads((cache / "corpus.json").read_text())
-        if meta.get("scan") != scan_stamp or not (cache / "tokens.npy").is_file():
+        if meta.get("scan") != scan_stamp or _cache_problem(cache, meta):
             return None
-        rows = (cache / "skipped.tsv").read_text().splitlines()[1:]
+        rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]
         return PrepareReport(cache, found, meta["files_loaded"], 0,
                              [tuple(r.split("\t", 1)) for r in rows], meta["notes"],
                              meta["events"], meta["seconds"], meta["split_files"])
@@ -316,8 +354,39 @@ def _read_manifest(cache: Path, config: CorpusConfig) -> dict:
         valid = False
     if valid:
         return manifest
-    pack.write_bytes(b"")
+    try:
+        pack.write_bytes(b"")
+    except OSError as e:
+        raise write_error(e, pack) from None
     return fresh
+
+
+def _cache_problem(cache: Path, meta: dict | None = None) -> str | None:
+    """None if tokens.npy and index.npy match what corpus.json records (byte sizes, shapes);
+    otherwise a one-line description of the mismatch. No corpus.json yet: None."""
+    try:
+        meta = meta if meta is not None else json.loads((cache / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(recorded, dict):
+        return "corpus.json records no file sizes (written by an older composer)"
+    for name, want in recorded.items():
+        try:
+            size = (cache / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != want:
+            return f"{name} is {size:,} bytes, corpus.json records {want:,}"
+    try:
+        tokens = np.load(cache / "tokens.npy", mmap_mode="r")
+        index = np.load(cache / "index.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:
+        return f"tokens.npy or index.npy is unreadable ({e})"
+    if tokens.shape != (meta.get("events"),) or index.shape != (meta.get("files_loaded"),) \
+            or tokens.dtype != np.uint16 or index.dtype != INDEX_DTYPE:
+        return "tokens.npy or index.npy does not have the shape corpus.json records"
+    return None
 
 
 def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
@@ -340,12 +409,12 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     meta_path = cache / "corpus.json"
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("stamp") == stamp:  # same contents: only the scan stamp may be new
+        if meta.get("stamp") == stamp and not _cache_problem(cache, meta):  # same contents
             report.files_loaded, report.notes = meta["files_loaded"], meta["notes"]
             report.events, report.seconds = meta["events"], meta["seconds"]
             report.split_files = meta["split_files"]
             if meta.get("scan") != scan_stamp:
-                _save_json(meta_path, {**meta, "scan": scan_stamp})
+                atomic_write_json(meta_path, {**meta, "scan": scan_stamp})
             return
     except (OSError, ValueError, KeyError):
         pass
@@ -358,22 +427,30 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())
     report.seconds = float(index["seconds"].sum())
     report.split_files = {s: int((index["split"] == k).sum()) for k, s in enumerate(SPLITS)}
-    tokens = np.lib.format.open_memmap(cache / ".tokens.npy.partial", mode="w+",
-                                       dtype=np.uint16, shape=(report.events,))
-    pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
-    for i, rel in enumerate(loaded):
-        o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
-        tokens[o : o + n] = pack[at : at + n]
-    del pack
-    tokens.flush()
-    del tokens
-    os.replace(cache / ".tokens.npy.partial", cache / "tokens.npy")
-    _save_atomic(cache / "index.npy", lambda p: np.save(open(p, "wb"), index))
-    lines = "".join(f"{rel}\t{reason}\n" for rel, reason in report.skipped)
-    _save_atomic(cache / "skipped.tsv", lambda p: p.write_text("path\treason\n" + lines))
-    _save_json(meta_path, {
+    def write_tokens(tmp: Path) -> None:
+        tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
+                                           shape=(report.events,))  # (N,)
+        pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
+        for i, rel in enumerate(loaded):
+            o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
+            tokens[o : o + n] = pack[at : at + n]
+        del pack
+        tokens.flush()
+        del tokens
+
+    def write_index(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, index)
+
+    atomic_write(cache / "tokens.npy", write_tokens)
+    atomic_write(cache / "index.npy", write_index)
+    lines = "".join(f"{display_name(rel)}\t{display_name(reason)}\n"
+                    for rel, reason in report.skipped)
+    atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
+    sizes = {name: (cache / name).stat().st_size for name in ("tokens.npy", "index.npy")}
+    atomic_write_json(meta_path, {
         "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
-        "source": str(source), "config": config.to_dict(),
+        "source": str(source), "config": config.to_dict(), "files": sizes,
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
     })
@@ -386,13 +463,19 @@ class Corpus:
         cache = Path(cache_dir)
         try:
             meta = json.loads((cache / "corpus.json").read_text())
-            self.tokens = np.load(cache / "tokens.npy", mmap_mode="r")  # (N,) uint16
-            self.index = np.load(cache / "index.npy")  # (F,) INDEX_DTYPE
+            if not isinstance(meta, dict):
+                raise ValueError("corpus.json is not a JSON object")
         except (OSError, ValueError) as e:
             raise ComposerError(f"{cache} is not a prepared corpus ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ComposerError(f"{cache}: corpus cache format {meta.get('format_version')} "
                                 f"is not {FORMAT_VERSION}; run `composer prepare` again")
+        problem = _cache_problem(cache, meta)
+        if problem:
+            raise ComposerError(f"{cache}: the corpus cache is damaged ({problem}); run "
+                                "`composer prepare` again to rebuild it")
+        self.tokens = np.load(cache / "tokens.npy", mmap_mode="r")  # (N,) uint16
+        self.index = np.load(cache / "index.npy")  # (F,) INDEX_DTYPE
         self.cache_dir = cache
         self.config = CorpusConfig.from_dict(meta["config"])
         self.paths: list[str] = meta["paths"]

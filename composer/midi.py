@@ -72,6 +72,7 @@ class Piece:
     format: int = 1  # SMF format of the source file
     ticks_per_beat: int = 0  # 0 for SMPTE time division
     warnings: tuple[str, ...] = ()  # non-fatal defects that were skipped (malformed meta, ...)
+    drums_left_out: int = 0  # drum notes (channel 10) dropped because keep_drums was off
 
 
 NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
@@ -326,7 +327,9 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     divisions = np.array([r.division for _, r in raws], np.int64)
     # n columns: track, channel, pitch, velocity, start_tick, end_tick, hanging
     n = n[n[:, 5] > n[:, 4]]  # zero-length notes carry no sound (also makes n writable)
+    drums = np.zeros(len(raws), np.int64)  # per file: drum notes left out
     if not config.keep_drums:
+        drums = np.bincount(track_file[n[n[:, 1] == 9, 0]], minlength=len(raws))
         n = n[n[:, 1] != 9]
     if config.sustain:
         n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls, track_end))
@@ -355,7 +358,7 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
         results[k] = Piece(notes[bounds[j] : bounds[j + 1]], float(duration[j]), raw.fmt, tpb,
-                           tuple(raw.warnings))
+                           tuple(raw.warnings), int(drums[j]))
 
 
 SAVE_TICKS_PER_BEAT = 480

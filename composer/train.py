@@ -33,10 +33,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from composer import ComposerError, Config
-from composer.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from composer.checkpoint import (
+    check_seed,
+    get_rng_state,
+    load_checkpoint,
+    read_info,
+    save_checkpoint,
+    set_rng_state,
+)
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
-from composer.model import ComposerLSTM, ModelConfig
+from composer.files import atomic_write_text, write_error
+from composer.model import ComposerLSTM, ModelConfig, check_fits
+
+RUN_FILES = ("latest", "best", ".latest.bak", ".best.bak", "metrics.jsonl", "tb")  # one run
 
 
 class TrainingError(ComposerError):
@@ -67,12 +77,32 @@ class TrainConfig(Config):
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # train split only
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_len", "eval_every", "log_every",
-                     "max_bad_steps"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} must be at least 1")
-        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip > 0):
-            raise TrainingError("lr and grad_clip must be > 0, min_lr_ratio in [0, 1]")
+        for name, top in _INT_BOUNDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise TrainingError(f"{name} must be a whole number from 1 to {top:,}, "
+                                    f"got {value!r}")
+        for name in ("warmup_steps", "eval_max_batches", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise TrainingError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name, low, high in (("lr", 0, 10.0), ("grad_clip", 0, math.inf),
+                                ("weight_decay", None, 1.0), ("min_lr_ratio", None, 1.0)):
+            value = getattr(self, name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and (value > low if low is not None else value >= 0)
+                  and value <= high)
+            if not ok:
+                bound = f"> {low}" if low is not None else ">= 0"
+                top = "" if high == math.inf else f" and <= {high:g}"
+                raise TrainingError(f"{name} must be a finite number {bound}{top}, "
+                                    f"got {value!r}")
+        check_seed(self.seed, TrainingError)
+
+
+# Upper bounds of the whole-number settings: far past useful, low enough to catch typos.
+_INT_BOUNDS = {"steps": 10**9, "batch_size": 1 << 16, "seq_len": 1 << 16,
+               "eval_every": 10**9, "log_every": 10**9, "max_bad_steps": 10**6}
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -150,7 +180,11 @@ class _Log:
     """metrics.jsonl (and TensorBoard when installed), written by rank 0 only."""
 
     def __init__(self, out_dir: Path, active: bool):
-        self.file = open(out_dir / "metrics.jsonl", "a") if active else None  # noqa: SIM115
+        self.path = out_dir / "metrics.jsonl"
+        try:
+            self.file = open(self.path, "a") if active else None  # noqa: SIM115
+        except OSError as e:
+            raise write_error(e, self.path) from None
         self.tb = None
         if active:
             with contextlib.suppress(Exception):  # tensorboard is optional
@@ -161,8 +195,11 @@ class _Log:
     def write(self, record: dict[str, Any]) -> None:
         if self.file is None:
             return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise write_error(e, self.path) from None
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -170,7 +207,8 @@ class _Log:
 
     def close(self) -> None:
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):  # a full disk was reported already
+                self.file.close()
         if self.tb is not None:
             self.tb.close()
 
@@ -199,13 +237,15 @@ def _stop_on_signals():
 
 def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
-          init_from: str | os.PathLike | None = None,
+          init_from: str | os.PathLike | None = None, force: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train on ``corpus``'s train split, validating on its valid split; see module docs.
 
     ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
     taken from ``config``); ``init_from`` starts from another checkpoint's weights (same
-    event vocabulary) with fresh optimizer state.
+    event vocabulary) with fresh optimizer state. A new run into an ``out_dir`` that already
+    holds one is refused unless ``force``, which moves the old run into ``OUT/previous-N``
+    (nothing is deleted).
 
     ``progress(step, total, info)`` is called after every step (info: loss, lr, tokens/s).
     """
@@ -220,8 +260,19 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if not len(corpus.files("train")):
         raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} is a file, not a folder for the training run")
+    if not resume and rank == 0:
+        _make_room(out, force)
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
     model_config, config = start["model_config"], start["config"]
+    try:
+        check_fits(model_config, config.batch_size, config.seq_len, training=True,
+                   device=dev, what="training this model at this batch size")
+    except ComposerError as e:
+        raise TrainingError(str(e)) from None
+    if resume and rank == 0:
+        _truncate_metrics(out / "metrics.jsonl", start["step"])
     torch.manual_seed(config.seed)
     model = ComposerLSTM(model_config).to(dev)
     if start["weights"] is not None:
@@ -368,6 +419,67 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             saved = replace(saved, steps=config.steps)
         result.update(train_state=ckpt.train_state, step=ckpt.step, config=saved)
     return result
+
+
+def find_run(out: Path) -> str | None:
+    """A one-line description of the training run held in ``out`` (step and best validation
+    loss), or None if there is none."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return None
+    facts = []
+    for name, key in (("latest", "step"), ("best", "loss")):
+        with contextlib.suppress(ComposerError):
+            info = read_info(out / name)
+            if key == "step":
+                facts.append(f"step {info['step']}")
+            elif isinstance(info["metrics"].get("loss"), (int, float)):
+                facts.append(f"best validation loss {info['metrics']['loss']:.4f}")
+    return f"a training run ({', '.join(facts) or 'files ' + ', '.join(found)})"
+
+
+def _make_room(out: Path, force: bool) -> None:
+    """Refuse to start over a run in ``out``, or (``force``) move it into OUT/previous-N."""
+    run = find_run(out)
+    if run is None:
+        return
+    if not force:
+        raise TrainingError(f"{out} already holds {run}; use --resume to continue it, or "
+                            "--force to start over (the old run is moved to "
+                            f"{out / 'previous-N'}, not deleted)")
+    n = 1
+    while (out / f"previous-{n}").exists():
+        n += 1
+    aside = out / f"previous-{n}"
+    try:
+        aside.mkdir()
+        for name in RUN_FILES:
+            if (out / name).exists():
+                os.rename(out / name, aside / name)
+    except OSError as e:
+        raise write_error(e, aside, "move the old run to") from None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines of metrics.jsonl past ``step`` (written after the checkpoint a run
+    resumes from) and any half-written line, so a resumed run repeats none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainingError(f"cannot read {path}: {e}") from None
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) \
+                and record["step"] <= step:
+            kept.append(line)
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _init_distributed() -> tuple[int, int]:
