@@ -19,24 +19,36 @@ run and a piece (or an exact copy of it) never sits in two splits.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
-import stat
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from composer import ComposerError, Config, MidiError
+from composer import ComposerError, Config
 from composer._isolate import run_isolated
-from composer.events import EventConfig, encode_many
-from composer.files import atomic_write, atomic_write_json, atomic_write_text, write_error
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, read_bytes
+from composer.events import EventConfig
+from composer.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    locked_folder,
+    write_error,
+)
+from composer.midi import MIDI_SUFFIXES, LoadConfig
+from composer.scan import (  # noqa: F401 (load_folder, scan, no_notes_reason: re-exported)
+    display_name,
+    ingest_files,
+    load_folder,
+    no_notes_reason,
+    scan,
+    scan_stat,
+)
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -105,135 +117,12 @@ def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
     return root / "corpora" / f"{src.name or 'root'}-{tag}"
 
 
-def scan(midi_dir: str | os.PathLike) -> list[str]:
-    """Relative paths of the MIDI files below ``midi_dir`` (recursive, sorted, skips dot-dirs)."""
-    return sorted(_scan_stat(midi_dir))
-
-
-def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError]:
-    """Relative path -> stat result (or the OSError) of every MIDI file below ``midi_dir``."""
-    if not os.path.isdir(midi_dir):
-        raise ComposerError(f"not a folder: {midi_dir}")
-    found: dict[str, os.stat_result | OSError] = {}
-    stack = [("", os.fspath(midi_dir))]
-    while stack:
-        prefix, folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue  # an unreadable sub-folder holds nothing we can read
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((prefix + entry.name + os.sep, entry.path))
-                    continue
-            except OSError:
-                continue
-            if entry.name.lower().endswith(MIDI_SUFFIXES):
-                try:
-                    st = entry.stat()
-                    found[prefix + entry.name] = st if stat.S_ISREG(st.st_mode) else \
-                        OSError(0, "not a regular file")
-                except OSError as e:
-                    found[prefix + entry.name] = e
-    return found
-
-
-def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
-                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
-    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
-    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
-    names, pieces, skipped = [], [], []
-    for rel in scan(midi_dir):
-        try:
-            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
-            names.append(rel)
-        except MidiError as e:
-            skipped.append((rel, str(e)))
-    return names, pieces, skipped
-
-
 def split_of(content_hash: str, config: CorpusConfig) -> int:
     """0 train, 1 valid, 2 test: a fixed function of the file's content hash."""
     u = int(content_hash[:8], 16) / 2**32
     if u < config.test_fraction:
         return 2
     return 1 if u < config.test_fraction + config.valid_fraction else 0
-
-
-def display_name(name: str) -> str:
-    """``name`` fit to print or write as UTF-8 text: bytes of a file name that are not valid
-    UTF-8 (kept in ``str`` paths as surrogates) become U+FFFD, tabs and newlines spaces. The
-    real name, for opening the file, is ``name`` itself."""
-    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return shown.replace("\t", " ").replace("\n", " ").replace("\r", " ")
-
-
-@contextlib.contextmanager
-def _locked(cache: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``cache`` (a lock file in it): concurrent prepares of one
-    cache wait for each other instead of mixing their writes."""
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd = os.open(cache / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise write_error(e, cache / ".lock", "create") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, or the process dies
-        yield
-    finally:
-        os.close(fd)
-
-
-def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
-    """Read, hash, parse and encode files (runs inside a worker process), one record each.
-
-    A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
-    (uint16), ``notes``, ``events``, ``seconds``. Files are parsed and encoded together, in
-    one vectorised pass; should that fail on an unforeseen input, they are redone one by one
-    so that the failure costs only the file that caused it.
-    """
-    records: list[dict] = []
-    datas: list[bytes] = []
-    for path in paths:
-        try:
-            datas.append(read_bytes(path, config.load))
-        except MidiError as e:
-            records.append({"hash": None, "reason": str(e)})
-            continue
-        records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
-                        "reason": None})
-    todo = [r for r in records if r["hash"]]
-    try:
-        pieces = parse_many(datas, config.load)
-        loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
-        encoded = encode_many([p.notes for _, p in loaded], config.events)
-        for record, piece in zip(todo, pieces, strict=True):
-            if isinstance(piece, MidiError):
-                record["reason"] = str(piece)
-        for (record, piece), tokens in zip(loaded, encoded, strict=True):
-            if len(tokens) == 0:
-                record["reason"] = no_notes_reason(piece)
-                continue
-            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
-                          events=int(len(tokens)), seconds=round(float(piece.duration), 3))
-    except Exception as e:  # a bug or a pathological file must cost one file, not the run
-        if len(paths) > 1:
-            return [ingest_files([p], config)[0] for p in paths]
-        return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
-                 .splitlines()[0]}]
-    return records
-
-
-def no_notes_reason(piece: Piece) -> str:
-    """Why a piece gave no tokens: no notes at all, none in the pitch range, and whether
-    drum notes were left out."""
-    what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
-    if piece.drums_left_out:
-        what += f" ({piece.drums_left_out} drum notes left out; --keep-drums keeps them)"
-    return what
 
 
 def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
@@ -245,11 +134,11 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
-    stats = _scan_stat(midi_dir)
+    stats = scan_stat(midi_dir)
     if not stats:
         raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
                             f"(looked for {' '.join(MIDI_SUFFIXES)})")
-    with _locked(cache):
+    with locked_folder(cache):
         return _prepare_locked(midi_dir, cache, config, stats, workers, progress)
 
 
@@ -291,7 +180,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
             at = pack.tell() // 2
             jobs = [os.path.join(midi_dir, rel) for rel in todo]
             sizes = [files[rel]["size"] for rel in todo]
-            for i, record in run_isolated(ingest_files, jobs, (config,), workers,
+            for i, record in run_isolated(ingest_files, jobs, (config.load, config.events), workers,
                                           config.timeout_seconds, cost=sizes):
                 tokens = record.pop("tokens", None)
                 if tokens is not None and record["hash"] in known:  # same content seen before

@@ -18,7 +18,6 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -33,20 +32,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from composer import ComposerError, Config
-from composer.checkpoint import (
-    check_seed,
-    get_rng_state,
-    load_checkpoint,
-    read_info,
-    save_checkpoint,
-    set_rng_state,
-)
+from composer.checkpoint import load_checkpoint, save_checkpoint
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
-from composer.files import atomic_write_text, write_error
 from composer.model import ComposerLSTM, ModelConfig, check_fits
-
-RUN_FILES = ("latest", "best", ".latest.bak", ".best.bak", "metrics.jsonl", "tb")  # one run
+from composer.rng import check_seed, get_rng_state, set_rng_state
+from composer.runs import MetricsLog, set_aside_run, truncate_metrics
 
 
 class TrainingError(ComposerError):
@@ -176,43 +167,6 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
             "accuracy": float(total[2] / total[1]), "events": int(total[1])}
 
 
-class _Log:
-    """metrics.jsonl (and TensorBoard when installed), written by rank 0 only."""
-
-    def __init__(self, out_dir: Path, active: bool):
-        self.path = out_dir / "metrics.jsonl"
-        try:
-            self.file = open(self.path, "a") if active else None  # noqa: SIM115
-        except OSError as e:
-            raise write_error(e, self.path) from None
-        self.tb = None
-        if active:
-            with contextlib.suppress(Exception):  # tensorboard is optional
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out_dir / "tb"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file is None:
-            return
-        try:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-        except OSError as e:
-            raise write_error(e, self.path) from None
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, record["step"])
-
-    def close(self) -> None:
-        if self.file is not None:
-            with contextlib.suppress(OSError):  # a full disk was reported already
-                self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 @contextlib.contextmanager
 def _stop_on_signals():
     """Turn the first SIGINT/SIGTERM into a flag checked between steps."""
@@ -263,7 +217,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file, not a folder for the training run")
     if not resume and rank == 0:
-        _make_room(out, force)
+        set_aside_run(out, force, TrainingError)
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
     model_config, config = start["model_config"], start["config"]
     try:
@@ -272,7 +226,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     except ComposerError as e:
         raise TrainingError(str(e)) from None
     if resume and rank == 0:
-        _truncate_metrics(out / "metrics.jsonl", start["step"])
+        truncate_metrics(out / "metrics.jsonl", start["step"])
     torch.manual_seed(config.seed)
     model = ComposerLSTM(model_config).to(dev)
     if start["weights"] is not None:
@@ -305,7 +259,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    log = _Log(out, rank == 0)
+    log = MetricsLog(out, rank == 0)
     net.train()
     stopped, bad_run = "done", 0
     t_last, tokens_since = time.perf_counter(), 0
@@ -419,67 +373,6 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             saved = replace(saved, steps=config.steps)
         result.update(train_state=ckpt.train_state, step=ckpt.step, config=saved)
     return result
-
-
-def find_run(out: Path) -> str | None:
-    """A one-line description of the training run held in ``out`` (step and best validation
-    loss), or None if there is none."""
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if not found:
-        return None
-    facts = []
-    for name, key in (("latest", "step"), ("best", "loss")):
-        with contextlib.suppress(ComposerError):
-            info = read_info(out / name)
-            if key == "step":
-                facts.append(f"step {info['step']}")
-            elif isinstance(info["metrics"].get("loss"), (int, float)):
-                facts.append(f"best validation loss {info['metrics']['loss']:.4f}")
-    return f"a training run ({', '.join(facts) or 'files ' + ', '.join(found)})"
-
-
-def _make_room(out: Path, force: bool) -> None:
-    """Refuse to start over a run in ``out``, or (``force``) move it into OUT/previous-N."""
-    run = find_run(out)
-    if run is None:
-        return
-    if not force:
-        raise TrainingError(f"{out} already holds {run}; use --resume to continue it, or "
-                            "--force to start over (the old run is moved to "
-                            f"{out / 'previous-N'}, not deleted)")
-    n = 1
-    while (out / f"previous-{n}").exists():
-        n += 1
-    aside = out / f"previous-{n}"
-    try:
-        aside.mkdir()
-        for name in RUN_FILES:
-            if (out / name).exists():
-                os.rename(out / name, aside / name)
-    except OSError as e:
-        raise write_error(e, aside, "move the old run to") from None
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop the lines of metrics.jsonl past ``step`` (written after the checkpoint a run
-    resumes from) and any half-written line, so a resumed run repeats none."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return
-    except (OSError, UnicodeDecodeError) as e:
-        raise TrainingError(f"cannot read {path}: {e}") from None
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) \
-                and record["step"] <= step:
-            kept.append(line)
-    if len(kept) != len(lines):
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _init_distributed() -> tuple[int, int]:

@@ -17,15 +17,14 @@ import composer.checkpoint as ckpt
 from composer import ComposerError
 from composer.checkpoint import (
     CheckpointError,
-    get_rng_state,
     load_checkpoint,
     read_info,
     save_checkpoint,
-    set_rng_state,
     to_safe,
 )
 from composer.events import EventConfig
 from composer.model import ComposerLSTM, ModelConfig
+from composer.rng import get_rng_state, set_rng_state
 
 EVENTS = EventConfig().to_dict()
 TRAIN = {"lr": 0.001, "batch_size": 8, "betas": [0.9, 0.999], "schedule": {"kind": "cosine"}}

@@ -27,7 +27,6 @@ from composer import checkpoint as ckpt
 from composer import corpus as corpus_mod
 from composer.checkpoint import (
     CheckpointError,
-    check_seed,
     load_checkpoint,
     read_info,
     resolve_checkpoint_path,
@@ -38,6 +37,7 @@ from composer.events import EventConfig
 from composer.files import DiskFullError
 from composer.midi import LoadConfig, load, read_bytes
 from composer.model import ComposerLSTM, ModelConfig, ModelError, check_fits, estimate_bytes
+from composer.rng import check_seed
 from composer.train import TrainConfig, TrainingError, train
 
 TINY = ModelConfig.preset("tiny")
