@@ -14,6 +14,12 @@ Loading never runs code from the files: safetensors for weights, JSON for metada
 ``weights_only=True`` for the train state. Any defect (missing, truncated, corrupted or
 foreign file, unsupported version, weights that do not fit the config) raises one
 :class:`CheckpointError` whose one-line message names the file and the problem.
+Before any tensor is read or a model built, checkpoint.json is read with a size bound, the
+weights file's size and SHA-256 are checked, its header's tensor shapes are compared with
+the config, and the memory the model needs is compared with what is free; weights that are
+not finite (a diverged run) are refused. A full disk while saving raises
+:class:`CheckpointDiskFullError` ("disk full: ...") and leaves the old checkpoint as it was.
+:func:`resolve_checkpoint_path` lets a training folder stand for its ``best`` checkpoint.
 
 Saving is atomic. Everything is written into ``.NAME.tmp-PID`` next to NAME, each file and
 the folder are fsynced, then:

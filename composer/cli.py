@@ -171,6 +171,8 @@ def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
+@click.option("--force", is_flag=True,
+              help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -180,8 +182,8 @@ def _open_or_prepare(source: Path, quiet: bool, workers: int | None):
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
           seq_len: int, lr: float, steps: int | None, epochs: float | None, eval_every: int,
-          patience: int, no_augment: bool, device: str, resume: bool, init_from: Path | None,
-          seed: int, workers: int | None, quiet: bool) -> None:
+          patience: int, no_augment: bool, device: str, resume: bool, force: bool,
+          init_from: Path | None, seed: int, workers: int | None, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     import dataclasses
 
@@ -229,7 +231,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 
     try:
         result = run_train(corpus, out, model_config, config, device=device, resume=resume,
-                           init_from=init_from, progress=progress)
+                           force=force, init_from=init_from, progress=progress)
     finally:
         if bar is not None:
             bar.close()

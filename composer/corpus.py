@@ -11,6 +11,11 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/corpus.json          settings, file list and totals
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
+Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
+is written atomically under a unique temporary name. corpus.json records the byte sizes of
+tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpus.open``
+(one line) and rebuilt by the next ``prepare`` (``PrepareReport.repaired`` says why).
+
 ``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
 assigned to train/valid/test by a hash of their content, so a split never changes from run to
 run and a piece (or an exact copy of it) never sits in two splits.

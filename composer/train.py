@@ -8,6 +8,10 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
   where it stopped) and ``OUT/best`` whenever validation loss improves.
 - ``OUT/metrics.jsonl``: one JSON object per logged train step and per evaluation; also
   TensorBoard (``OUT/tb``) when the ``tensorboard`` package is installed.
+- A new run into an OUT that already holds one is refused (``force`` moves the old run to
+  ``OUT/previous-N``); a resume drops metrics lines past its checkpoint (:mod:`composer.runs`).
+- Settings are checked when a :class:`TrainConfig` is made (finite, in range), and the
+  memory a step needs is estimated before the model is built (:func:`model.check_fits`).
 - Ctrl-C or SIGTERM finishes the current step, saves ``latest`` and returns.
 - A non-finite loss or gradient skips the step; ``max_bad_steps`` in a row stop the run with
   a :class:`TrainingError`, leaving the last good ``latest`` on disk.
