@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,6 +94,28 @@ class LoadConfig(Config):
 
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".smf")
+
+_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_PITCH_NAME = re.compile(r"([a-g])([#♯b♭]{0,2})(-?\d+)", re.IGNORECASE)
+
+
+def parse_pitch(text: str) -> int:
+    """A MIDI pitch from a note name or a number: "C4" -> 60 (middle C), "F#3" -> 54,
+    "Bb2" -> 46, "60" -> 60. Sharps are ``#``/``♯``, flats ``b``/``♭`` (up to two); octaves
+    run from -1 to 9. Anything else, or a pitch outside 0..127, raises :class:`MidiError`."""
+    word = text.strip()
+    if re.fullmatch(r"\d+", word):
+        pitch = int(word)
+    else:
+        found = _PITCH_NAME.fullmatch(word)
+        if not found:
+            raise MidiError(f"{text!r} is not a note name or MIDI pitch (e.g. C4, F#3, Bb2, 60)")
+        letter, accidentals, octave = found.groups()
+        shift = sum(1 if a in "#♯" else -1 for a in accidentals)
+        pitch = 12 * (int(octave) + 1) + _STEPS[letter.lower()] + shift
+    if not 0 <= pitch <= 127:
+        raise MidiError(f"{text!r} is pitch {pitch}, outside MIDI's 0..127 (C-1..G9)")
+    return pitch
 
 
 def load(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> Piece:

@@ -35,7 +35,7 @@ from composer.checkpoint import (
 from composer.corpus import Corpus, CorpusConfig, prepare
 from composer.events import EventConfig
 from composer.files import DiskFullError
-from composer.midi import LoadConfig, load, read_bytes
+from composer.midi import LoadConfig, load, parse_pitch, read_bytes
 from composer.model import ComposerLSTM, ModelConfig, ModelError, check_fits, estimate_bytes
 from composer.rng import check_seed
 from composer.train import TrainConfig, TrainingError, train
@@ -434,3 +434,12 @@ def test_info_says_resumable_only_when_the_train_state_checks_out(tmp_path):
     assert info["has_train_state"] and not info["resumable"]
     assert "train_state.pt" in info["resume_problem"]
     assert read_info(save_tiny(tmp_path / "ck2"))["resume_problem"] == "no training state saved"
+
+
+def test_note_names_parse_to_midi_pitches():
+    assert [parse_pitch(n) for n in ("C4", "c4", "F#3", "Bb2", "B♭2", "E#4", "Cb4", "C-1",
+                                       "G9", "60", " A4 ", "F##3")] == \
+        [60, 60, 54, 46, 46, 65, 59, 0, 127, 60, 69, 55]
+    for bad in ("H2", "C", "C#", "Cbbb4", "G#9", "128", "", "/dev/zero"):
+        with pytest.raises(MidiError):
+            parse_pitch(bad)
