@@ -397,7 +397,8 @@ def _check_configs(model: dict[str, Any], events: dict[str, Any], where: str) ->
 
 def _require_file(file: Path) -> None:
     if not file.is_file():
-        raise CheckpointError(f"{file}: missing")
+        what = "not a regular file" if file.exists() else "missing"
+        raise CheckpointError(f"{file}: {what}")
 
 
 def _verify_file(file: Path, meta: dict[str, Any]) -> None:

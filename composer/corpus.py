@@ -118,7 +118,7 @@ def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
     """Where ``prepare`` caches a folder when no ``--out`` is given (under XDG_CACHE_HOME)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "composer"
     src = Path(midi_dir).resolve()
-    tag = _digest(str(src))[:8]
+    tag = hashlib.blake2b(os.fsencode(src), digest_size=4).hexdigest()
     return root / "corpora" / f"{src.name or 'root'}-{tag}"
 
 

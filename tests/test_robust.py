@@ -216,7 +216,7 @@ def test_a_named_pipe_is_refused_without_hanging(tmp_path):
         load(fifo)
     (tmp_path / "ck").mkdir()
     os.mkfifo(tmp_path / "ck" / "checkpoint.json")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="checkpoint.json: not a regular file"):
         load_checkpoint(tmp_path / "ck")
     assert time.monotonic() - start < 2
 
