@@ -220,7 +220,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out} is a file, not a folder for the training run")
-    if not resume and rank == 0:
+    if not resume and (rank == 0 or not force):  # every rank refuses alike; rank 0 moves
         set_aside_run(out, force, TrainingError)
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
     model_config, config = start["model_config"], start["config"]
