@@ -443,3 +443,19 @@ def test_note_names_parse_to_midi_pitches():
     for bad in ("H2", "C", "C#", "Cbbb4", "G#9", "128", "", "/dev/zero"):
         with pytest.raises(MidiError):
             parse_pitch(bad)
+
+
+def test_a_checkpoint_too_big_for_free_memory_is_refused_before_building(tmp_path,
+                                                                          monkeypatch):
+    import composer.model as model_mod
+
+    path = save_tiny(tmp_path / "ck")
+    monkeypatch.setattr(model_mod, "available_memory", lambda device="cpu": 1000)
+
+    def meta_only(config, device=None):
+        assert device == "meta", "a real model was built"
+        return ComposerLSTM(config, device=device)
+
+    monkeypatch.setattr(ckpt, "ComposerLSTM", meta_only)
+    with pytest.raises(CheckpointError, match=r"the model in .*ck needs about .* but only"):
+        load_checkpoint(path)
