@@ -14,6 +14,12 @@ Loading never runs code from the files: safetensors for weights, JSON for metada
 ``weights_only=True`` for the train state. Any defect (missing, truncated, corrupted or
 foreign file, unsupported version, weights that do not fit the config) raises one
 :class:`CheckpointError` whose one-line message names the file and the problem.
+Before any tensor is read or a model built, checkpoint.json is read with a size bound, the
+weights file's size and SHA-256 are checked, its header's tensor shapes are compared with
+the config, and the memory the model needs is compared with what is free; weights that are
+not finite (a diverged run) are refused. A full disk while saving raises
+:class:`CheckpointDiskFullError` ("disk full: ...") and leaves the old checkpoint as it was.
+:func:`resolve_checkpoint_path` lets a training folder stand for its ``best`` checkpoint.
 
 Saving is atomic. Everything is written into ``.NAME.tmp-PID`` next to NAME, each file and
 the folder are fsynced, then:
@@ -34,11 +40,11 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import json
 import math
 import os
 import pickle
-import random
 import re
 import shutil
 from collections import OrderedDict
@@ -51,12 +57,13 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from composer import ComposerError, __version__, is_int
 from composer.events import EventConfig, Vocabulary
-from composer.files import fsync_dir, fsync_file
-from composer.model import ComposerLSTM, ModelConfig
+from composer.files import DiskFullError, fsync_dir, read_regular, write_error
+from composer.model import ComposerLSTM, ModelConfig, check_fits
 
 FORMAT = "composer-checkpoint"  # marker that tells our checkpoint.json from other JSON
 FORMAT_VERSION = 1
@@ -64,6 +71,8 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 TRAIN_STATE_FILE = "train_state.pt"
 CHECKPOINT_FILES = (WEIGHTS_FILE, META_FILE, TRAIN_STATE_FILE)
+MAX_META_BYTES = 16 << 20  # checkpoint.json larger than this is refused unread
+FILE_MODE = 0o644  # every file of a checkpoint
 
 # checkpoint.json keys other than format/format_version, with their JSON types
 _META_TYPES: dict[str, type] = {
@@ -76,6 +85,10 @@ _TENSORS = (torch.Tensor, torch.nn.Parameter)
 
 class CheckpointError(ComposerError):
     """A checkpoint cannot be written or read; the message names the file and the problem."""
+
+
+class CheckpointDiskFullError(CheckpointError, DiskFullError):
+    """Saving a checkpoint ran out of disk space; the old checkpoint is left as it was."""
 
 
 @dataclass
@@ -144,18 +157,24 @@ def save_checkpoint(
         for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):  # crashed saves
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
+        # Serialised in memory, then written by Python: a full disk is then an OSError
+        # with its errno, not a library's own error (or a torch zip-writer position error).
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
-        meta["files"] = {WEIGHTS_FILE: _sync_and_describe(tmp / WEIGHTS_FILE)}
+        meta["files"] = {WEIGHTS_FILE: _write_file(
+            tmp / WEIGHTS_FILE, safetensors_bytes(weights, metadata={"format": FORMAT}))}
         if train_state is not None:
-            with open(tmp / TRAIN_STATE_FILE, "wb") as f:
-                torch.save(train_state, f)
-            meta["files"][TRAIN_STATE_FILE] = _sync_and_describe(tmp / TRAIN_STATE_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        fsync_file(tmp / META_FILE)
+            buffer = io.BytesIO()
+            torch.save(train_state, buffer)
+            meta["files"][TRAIN_STATE_FILE] = _write_file(tmp / TRAIN_STATE_FILE,
+                                                          buffer.getvalue())
+        _write_file(tmp / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
         fsync_dir(tmp)
         _swap_into_place(tmp, path)
     except OSError as e:
+        error = write_error(e, path, "write checkpoint")
+        if isinstance(error, DiskFullError):
+            raise CheckpointDiskFullError(f"{error} (the previous checkpoint is intact)") \
+                from None
         raise CheckpointError(f"{path}: cannot write checkpoint ({e})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful swap
@@ -192,12 +211,16 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def _sync_and_describe(file: Path) -> dict[str, Any]:
-    """fsync ``file`` and return its size and SHA-256."""
-    fsync_file(file)
-    with open(file, "rb") as f:
-        digest = _sha256(f)
-        return {"bytes": f.tell(), "sha256": digest}
+def _write_file(file: Path, data: bytes) -> dict[str, Any]:
+    """Write ``data`` to the new file ``file`` (mode FILE_MODE), fsync it; its size and
+    SHA-256."""
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with open(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fchmod(f.fileno(), FILE_MODE)  # whatever the umask
+        os.fsync(f.fileno())
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _sha256(f: BinaryIO) -> str:
@@ -228,20 +251,20 @@ def load_checkpoint(
     meta, model_config = _read_meta(folder)
     file = folder / WEIGHTS_FILE
     _verify_file(file, meta)
+    _check_header(file, meta, model_config)  # before reading tensors or building the model
+    try:
+        check_fits(model_config, device=map_location, what=f"the model in {folder}")
+    except ComposerError as e:
+        raise CheckpointError(str(e)) from None
     try:
         tensors = load_file(file, device="cpu")
     except Exception as e:
         raise CheckpointError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
+    for name, tensor in tensors.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{file}: tensor {name} holds non-finite values (NaN or "
+                                  "infinity); the training run that wrote it diverged")
     model = ComposerLSTM(model_config)
-    expected = model.state_dict()
-    if set(tensors) != set(expected):
-        names = ", ".join(sorted(set(tensors) ^ set(expected))[:4])
-        raise CheckpointError(f"{file}: tensor names do not fit the model config ({names})")
-    for name, want in expected.items():
-        got = tensors[name]  # must be float and of the shape the config implies
-        if got.shape != want.shape or not got.is_floating_point():
-            raise CheckpointError(f"{file}: tensor {name} is {got.dtype} {tuple(got.shape)},"
-                                  f" the model config needs float {tuple(want.shape)}")
     model.load_state_dict(tensors)
     train_state = None
     if with_train_state and TRAIN_STATE_FILE in meta["files"]:
@@ -256,18 +279,64 @@ def load_checkpoint(
 
 def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """checkpoint.json's contents plus ``path`` (folder read), ``parameters`` (from the
-    weights file's header; tensors are not read) and ``has_train_state``."""
+    weights file's header; tensors are not read), ``has_train_state`` (one is recorded) and
+    ``resumable`` / ``resume_problem``: whether that train state is present, matches its
+    recorded size and SHA-256 and loads (None, or the one-line reason why not)."""
     folder = _resolve(path)
-    meta, _ = _read_meta(folder)
-    file = folder / WEIGHTS_FILE
+    meta, model_config = _read_meta(folder)
+    shapes = _check_header(folder / WEIGHTS_FILE, meta, model_config)
+    has_train_state = TRAIN_STATE_FILE in meta["files"]
+    problem = None if has_train_state else "no training state saved"
+    if has_train_state:
+        try:
+            _load_train_state(folder / TRAIN_STATE_FILE, meta, "cpu")
+        except CheckpointError as e:
+            problem = str(e)
+    return {**meta, "path": str(folder), "parameters": sum(map(math.prod, shapes.values())),
+            "has_train_state": has_train_state, "resumable": problem is None,
+            "resume_problem": problem}
+
+
+def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """The checkpoint folder ``path`` names, and a note for the user when it is not ``path``
+    itself: a training output folder (holding ``best/``, or only ``latest/``) stands for its
+    best checkpoint."""
+    path = Path(path)
+    if (path / META_FILE).exists() or not path.is_dir():
+        return path, None
+    for name in ("best", "latest"):
+        if (path / name / META_FILE).is_file() or _backup_path(path / name).is_dir():
+            return path / name, f"{path} is a training folder; using its {name} checkpoint " \
+                                f"{path / name}"
+    return path, None
+
+
+def _check_header(file: Path, meta: dict[str, Any], model_config: ModelConfig
+                  ) -> dict[str, tuple[int, ...]]:
+    """Check the weights file's header (names, dtypes, shapes) against the model config,
+    reading only the header and allocating no model; returns the shapes."""
     _require_file(file)
+    expected = ComposerLSTM(model_config, device="meta").state_dict()  # shapes only
     try:
         with safe_open(file, "pt") as f:
-            n = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+            names = set(f.keys())
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in names}
+            dtypes = {k: f.get_slice(k).get_dtype() for k in names}
     except Exception as e:
         raise CheckpointError(f"{file}: not a readable safetensors file ({_one_line(e)})") from None
-    has_train_state = TRAIN_STATE_FILE in meta["files"]
-    return {**meta, "path": str(folder), "parameters": n, "has_train_state": has_train_state}
+    if names != set(expected):
+        different = ", ".join(sorted(names ^ set(expected))[:4])
+        raise CheckpointError(f"{file}: tensor names do not fit the model config ({different})")
+    for name, want in expected.items():
+        got, dtype = shapes[name], dtypes[name]  # must be float and of the config's shape
+        if got != tuple(want.shape) or dtype not in ("F16", "BF16", "F32", "F64"):
+            raise CheckpointError(f"{file}: tensor {name} is {dtype} {got}, the model config "
+                                  f"({_sizes(model_config)}) needs float {tuple(want.shape)}")
+    return shapes
+
+
+def _sizes(config: ModelConfig) -> str:
+    return f"hidden {config.hidden}, layers {config.layers}, embed_dim {config.embed_dim}"
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
@@ -287,9 +356,11 @@ def _read_meta(folder: Path) -> tuple[dict[str, Any], ModelConfig]:
     file = folder / META_FILE
     _require_file(file)
     try:
-        meta = json.loads(file.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise CheckpointError(f"{file}: cannot be read ({e.strerror})") from None
+        data = read_regular(file, MAX_META_BYTES)
+    except ComposerError as e:
+        raise CheckpointError(f"{file}: {e}") from None
+    try:
+        meta = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{file}: not valid JSON ({_one_line(e)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -326,7 +397,8 @@ def _check_configs(model: dict[str, Any], events: dict[str, Any], where: str) ->
 
 def _require_file(file: Path) -> None:
     if not file.is_file():
-        raise CheckpointError(f"{file}: missing")
+        what = "not a regular file" if file.exists() else "missing"
+        raise CheckpointError(f"{file}: {what}")
 
 
 def _verify_file(file: Path, meta: dict[str, Any]) -> None:
@@ -409,40 +481,3 @@ def _check_safe(obj: Any, where: str) -> None:
         f"{where} is a {kind.__module__}.{kind.__qualname__}, which torch.load(weights_only=True)"
         " refuses; convert it with composer.checkpoint.to_safe()"
     )
-
-
-def get_rng_state() -> dict[str, Any]:
-    """Python, NumPy (global) and torch (CPU, and CUDA if present) RNG states as plain data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state: dict[str, Any] = {
-        "python": random.getstate(),  # (version, tuple of 625 ints, gauss_next): plain already
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(keys.astype(np.int64)),  # (624,) uint32 values
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the RNG states :func:`get_rng_state` captured (CUDA only where present)."""
-    try:
-        version, internal, gauss_next = state["python"]
-        random.setstate((version, tuple(internal), gauss_next))
-        np_state = state["numpy"]
-        np.random.set_state((
-            np_state["kind"], np_state["keys"].cpu().numpy().astype(np.uint32), np_state["pos"],
-            np_state["has_gauss"], np_state["cached_gaussian"],
-        ))
-        torch.set_rng_state(state["torch"].cpu())
-        if "cuda" in state and torch.cuda.is_available():
-            for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(cuda_state.cpu(), device)
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        raise CheckpointError(f"train state: malformed RNG state ({_one_line(e)})") from None

@@ -130,6 +130,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
+@click.option("--force", is_flag=True,
+              help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
@@ -139,8 +141,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
           seq_len: int, lr: float, steps: int | None, epochs: float | None, eval_every: int,
-          patience: int, no_augment: bool, device: str, resume: bool, init_from: Path | None,
-          seed: int, workers: int | None, quiet: bool) -> None:
+          patience: int, no_augment: bool, device: str, resume: bool, force: bool,
+          init_from: Path | None, seed: int, workers: int | None, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
     from composer.data import AugmentConfig
@@ -171,9 +173,9 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     ingest = Progress("ingest", "file", quiet)
     try:
         result = train_model(midi_dir, out, config=config, epochs=epochs, preset=preset,
-                             sizes=sizes, device=device, resume=resume, init_from=init_from,
-                             workers=workers, notify=note, ingest=ingest, progress=progress,
-                             prepared=None if quiet else prepared_line)
+                             sizes=sizes, device=device, resume=resume, force=force,
+                             init_from=init_from, workers=workers, notify=note, ingest=ingest,
+                             progress=progress, prepared=None if quiet else prepared_line)
     finally:
         ingest.close()
         if bar is not None:

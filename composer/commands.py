@@ -65,7 +65,7 @@ def choose_model(preset: str, device: str, vocab_size: int, **sizes: Any) -> Mod
 def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None, *,
                 config: TrainConfig = TrainConfig(), epochs: float | None = None,
                 preset: str = "auto", sizes: dict[str, Any] | None = None,
-                device: str = "auto", resume: bool = False,
+                device: str = "auto", resume: bool = False, force: bool = False,
                 init_from: str | os.PathLike | None = None, workers: int | None = None,
                 notify: Notify = _quiet, ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
@@ -87,7 +87,7 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
         config = dataclasses.replace(config, steps=steps_for_epochs(epochs, train_events, config))
     return train(corpus, out, model_config, config, device=device, resume=resume,
-                 init_from=init_from, progress=progress)
+                 force=force, init_from=init_from, progress=progress)
 
 
 # ------------------------------------------------------------------------------- generate

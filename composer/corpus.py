@@ -11,6 +11,11 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/corpus.json          settings, file list and totals
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
+Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
+is written atomically under a unique temporary name. corpus.json records the byte sizes of
+tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpus.open``
+(one line) and rebuilt by the next ``prepare`` (``PrepareReport.repaired`` says why).
+
 ``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
 assigned to train/valid/test by a hash of their content, so a split never changes from run to
 run and a piece (or an exact copy of it) never sits in two splits.
@@ -18,29 +23,36 @@ run and a piece (or an exact copy of it) never sits in two splits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import stat
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from composer import ComposerError, Config, MidiError
+from composer import ComposerError, Config
 from composer._isolate import describe_failure, run_isolated
-from composer.events import EventConfig, encode_many
+from composer.events import EventConfig
 from composer.files import (
+    atomic_write,
     atomic_write_json,
-    atomic_write_npy,
     atomic_write_text,
-    fsync_dir,
-    fsync_file,
+    locked_folder,
+    write_error,
 )
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
+from composer.midi import MIDI_SUFFIXES, LoadConfig
+from composer.scan import (  # noqa: F401 (scan, no_notes_reason: re-exported)
+    display_name,
+    ingest_files,
+    no_notes_reason,
+    scan,
+    scan_stat,
+)
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -86,6 +98,7 @@ class PrepareReport:
     events: int = 0
     seconds: float = 0.0
     split_files: dict[str, int] = field(default_factory=dict)
+    repaired: str | None = None  # what was wrong with the cache found, if it was rebuilt
 
     def skipped_by_reason(self) -> Counter:
         """Skipped files counted by kind of reason (numbers and positions stripped)."""
@@ -104,44 +117,8 @@ def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
     """Where ``prepare`` caches a folder when no ``--out`` is given (under XDG_CACHE_HOME)."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "composer"
     src = Path(midi_dir).resolve()
-    tag = hashlib.blake2b(str(src).encode(), digest_size=4).hexdigest()
+    tag = hashlib.blake2b(os.fsencode(src), digest_size=4).hexdigest()
     return root / "corpora" / f"{src.name or 'root'}-{tag}"
-
-
-def scan(midi_dir: str | os.PathLike) -> list[str]:
-    """Relative paths of the MIDI files below ``midi_dir`` (recursive, sorted, skips dot-dirs)."""
-    return sorted(_scan_stat(midi_dir))
-
-
-def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError]:
-    """Relative path -> stat result (or the OSError) of every MIDI file below ``midi_dir``."""
-    if not os.path.isdir(midi_dir):
-        raise ComposerError(f"not a folder: {midi_dir}")
-    found: dict[str, os.stat_result | OSError] = {}
-    stack = [("", os.fspath(midi_dir))]
-    while stack:
-        prefix, folder = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue  # an unreadable sub-folder holds nothing we can read
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((prefix + entry.name + os.sep, entry.path))
-                    continue
-            except OSError:
-                continue
-            if entry.name.lower().endswith(MIDI_SUFFIXES):
-                try:
-                    st = entry.stat()
-                    found[prefix + entry.name] = st if stat.S_ISREG(st.st_mode) else \
-                        OSError(0, "not a regular file")
-                except OSError as e:
-                    found[prefix + entry.name] = e
-    return found
 
 
 def split_of(content_hash: str, config: CorpusConfig) -> int:
@@ -162,48 +139,6 @@ def parse_failure(stalled: bool, code: int | None, timeout: float) -> dict:
     return {"hash": None, "reason": describe_failure(stalled, code, timeout, "parse", "parser")}
 
 
-def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
-    """Read, hash, parse and encode files (runs inside a worker process), one record each.
-
-    A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
-    (uint16), ``notes``, ``events``, ``seconds``. Files are parsed and encoded together, in
-    one vectorised pass; should that fail on an unforeseen input, they are redone one by one
-    so that the failure costs only the file that caused it.
-    """
-    records: list[dict] = []
-    datas: list[bytes] = []
-    for path in paths:
-        try:
-            datas.append(read_bytes(path, config.load))
-        except MidiError as e:
-            records.append({"hash": None, "reason": str(e)})
-            continue
-        records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
-                        "reason": None})
-    todo = [r for r in records if r["hash"]]
-    try:
-        pieces = parse_many(datas, config.load)
-        loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
-        encoded = encode_many([p.notes for _, p in loaded], config.events)
-        for record, piece in zip(todo, pieces, strict=True):
-            if isinstance(piece, MidiError):
-                record["reason"] = str(piece)
-        for (record, piece), tokens in zip(loaded, encoded, strict=True):
-            if len(tokens) == 0:
-                what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
-                drums = "" if config.load.keep_drums else " (drums are left out)"
-                record["reason"] = what + drums
-                continue
-            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
-                          events=int(len(tokens)), seconds=round(float(piece.duration), 3))
-    except Exception as e:  # a bug or a pathological file must cost one file, not the run
-        if len(paths) > 1:
-            return [ingest_files([p], config)[0] for p in paths]
-        return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
-                 .splitlines()[0]}]
-    return records
-
-
 def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
             config: CorpusConfig | None = None, workers: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> PrepareReport:
@@ -213,7 +148,18 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
-    stats = _scan_stat(midi_dir)
+    stats = scan_stat(midi_dir)
+    if not stats:
+        raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
+                            f"(looked for {' '.join(MIDI_SUFFIXES)})")
+    with locked_folder(cache):
+        return _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+
+
+def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
+                    stats: dict[str, os.stat_result | OSError], workers: int | None,
+                    progress: Callable[[int, int], None] | None) -> PrepareReport:
+    """:func:`prepare` once the cache's lock is held."""
     paths = sorted(stats)
     listing = "\n".join(f"{r}\t{st.st_size}\t{st.st_mtime_ns}" if isinstance(st, os.stat_result)
                         else f"{r}\t{st}" for r, st in stats.items())
@@ -238,6 +184,7 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
             todo.append(rel)
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
+    report.repaired = _cache_problem(cache)
     done = len(paths) - len(todo)
     if progress:
         progress(done, len(paths))
@@ -247,8 +194,8 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             at = pack.tell() // 2
             jobs = [os.path.join(midi_dir, rel) for rel in todo]
             sizes = [files[rel]["size"] for rel in todo]
-            for i, record in run_isolated(ingest_files, jobs, (config,), workers,
-                                          config.timeout_seconds, cost=sizes,
+            for i, record in run_isolated(ingest_files, jobs, (config.load, config.events),
+                                          workers, config.timeout_seconds, cost=sizes,
                                           failure=parse_failure):
                 tokens = record.pop("tokens", None)
                 if tokens is not None and record["hash"] in known:  # same content seen before
@@ -261,26 +208,30 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
                 done += 1
                 if progress:
                     progress(done, len(paths))
+    except OSError as e:
+        raise write_error(e, pack_path) from None
     finally:
         kept = {k: v for k, v in files.items() if "reason" in v}
         if kept != old:
             manifest["files"] = kept
-            atomic_write_json(cache / "manifest.json", manifest)
+            with contextlib.suppress(ComposerError):  # a full disk is reported already
+                atomic_write_json(cache / "manifest.json", manifest)
     _consolidate(cache, pack_path, files, config, report, scan_stamp, Path(midi_dir).resolve())
     return report
 
 
 def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    """Hash of ``text``; file names that are not valid UTF-8 (surrogates) hash by their bytes."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
     """The report of the last run if the scan is the same as then (same files, sizes, mtimes)."""
     try:
         meta = json.loads((cache / "corpus.json").read_text())
-        if meta.get("scan") != scan_stamp or not (cache / "tokens.npy").is_file():
+        if meta.get("scan") != scan_stamp or _cache_problem(cache, meta):
             return None
-        rows = (cache / "skipped.tsv").read_text().splitlines()[1:]
+        rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]
         return PrepareReport(cache, found, meta["files_loaded"], 0,
                              [tuple(r.split("\t", 1)) for r in rows], meta["notes"],
                              meta["events"], meta["seconds"], meta["split_files"])
@@ -307,8 +258,39 @@ def _read_manifest(cache: Path, config: CorpusConfig) -> dict:
         valid = False
     if valid:
         return manifest
-    pack.write_bytes(b"")
+    try:
+        pack.write_bytes(b"")
+    except OSError as e:
+        raise write_error(e, pack) from None
     return fresh
+
+
+def _cache_problem(cache: Path, meta: dict | None = None) -> str | None:
+    """None if tokens.npy and index.npy match what corpus.json records (byte sizes, shapes);
+    otherwise a one-line description of the mismatch. No corpus.json yet: None."""
+    try:
+        meta = meta if meta is not None else json.loads((cache / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(recorded, dict):
+        return "corpus.json records no file sizes (written by an older composer)"
+    for name, want in recorded.items():
+        try:
+            size = (cache / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != want:
+            return f"{name} is {size:,} bytes, corpus.json records {want:,}"
+    try:
+        tokens = np.load(cache / "tokens.npy", mmap_mode="r")
+        index = np.load(cache / "index.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:
+        return f"tokens.npy or index.npy is unreadable ({e})"
+    if tokens.shape != (meta.get("events"),) or index.shape != (meta.get("files_loaded"),) \
+            or tokens.dtype != np.uint16 or index.dtype != INDEX_DTYPE:
+        return "tokens.npy or index.npy does not have the shape corpus.json records"
+    return None
 
 
 def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
@@ -331,7 +313,7 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     meta_path = cache / "corpus.json"
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("stamp") == stamp:  # same contents: only the scan stamp may be new
+        if meta.get("stamp") == stamp and not _cache_problem(cache, meta):  # same contents
             report.files_loaded, report.notes = meta["files_loaded"], meta["notes"]
             report.events, report.seconds = meta["events"], meta["seconds"]
             report.split_files = meta["split_files"]
@@ -349,24 +331,30 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())
     report.seconds = float(index["seconds"].sum())
     report.split_files = {s: int((index["split"] == k).sum()) for k, s in enumerate(SPLITS)}
-    tokens = np.lib.format.open_memmap(cache / ".tokens.npy.partial", mode="w+",
-                                       dtype=np.uint16, shape=(report.events,))
-    pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
-    for i, rel in enumerate(loaded):
-        o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
-        tokens[o : o + n] = pack[at : at + n]
-    del pack
-    tokens.flush()
-    del tokens
-    fsync_file(cache / ".tokens.npy.partial")  # the memmap: too big for one atomic_write
-    os.replace(cache / ".tokens.npy.partial", cache / "tokens.npy")
-    fsync_dir(cache)
-    atomic_write_npy(cache / "index.npy", index)
-    lines = "".join(f"{rel}\t{reason}\n" for rel, reason in report.skipped)
+    def write_tokens(tmp: Path) -> None:
+        tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
+                                           shape=(report.events,))  # (N,)
+        pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
+        for i, rel in enumerate(loaded):
+            o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
+            tokens[o : o + n] = pack[at : at + n]
+        del pack
+        tokens.flush()
+        del tokens
+
+    def write_index(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, index)
+
+    atomic_write(cache / "tokens.npy", write_tokens)
+    atomic_write(cache / "index.npy", write_index)
+    lines = "".join(f"{display_name(rel)}\t{display_name(reason)}\n"
+                    for rel, reason in report.skipped)
     atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
+    sizes = {name: (cache / name).stat().st_size for name in ("tokens.npy", "index.npy")}
     atomic_write_json(meta_path, {
         "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
-        "source": str(source), "config": config.to_dict(),
+        "source": str(source), "config": config.to_dict(), "files": sizes,
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
     })
@@ -379,13 +367,19 @@ class Corpus:
         cache = Path(cache_dir)
         try:
             meta = json.loads((cache / "corpus.json").read_text())
-            self.tokens = np.load(cache / "tokens.npy", mmap_mode="r")  # (N,) uint16
-            self.index = np.load(cache / "index.npy")  # (F,) INDEX_DTYPE
+            if not isinstance(meta, dict):
+                raise ValueError("corpus.json is not a JSON object")
         except (OSError, ValueError) as e:
             raise ComposerError(f"{cache} is not a prepared corpus ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ComposerError(f"{cache}: corpus cache format {meta.get('format_version')} "
                                 f"is not {FORMAT_VERSION}; run `composer prepare` again")
+        problem = _cache_problem(cache, meta)
+        if problem:
+            raise ComposerError(f"{cache}: the corpus cache is damaged ({problem}); run "
+                                "`composer prepare` again to rebuild it")
+        self.tokens = np.load(cache / "tokens.npy", mmap_mode="r")  # (N,) uint16
+        self.index = np.load(cache / "index.npy")  # (F,) INDEX_DTYPE
         self.cache_dir = cache
         self.config = CorpusConfig.from_dict(meta["config"])
         self.paths: list[str] = meta["paths"]

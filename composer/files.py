@@ -11,22 +11,30 @@ through :func:`read_regular`: it must be a regular file (a FIFO, a device such a
 ``/dev/zero``, or a folder is refused without blocking), and at most ``max_bytes`` are read
 whatever the file claims its size is.
 
+:func:`locked_folder` makes writers of one folder (a corpus cache) take turns.
+
 An ``OSError`` while writing becomes a one-line :class:`ComposerError` from
 :func:`write_error`; a full disk says so and names the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from composer import ComposerError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not locked
+    fcntl = None  # type: ignore[assignment]
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -169,3 +177,22 @@ def too_big(size: int, limit: int, at_least: bool = False) -> str:
     if limit >= mib:
         return f"file is {more}{size / mib:.1f} MiB (limit {limit / mib:g} MiB)"
     return f"file is {more}{size:,} bytes (limit {limit:,} bytes)"
+
+
+@contextlib.contextmanager
+def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``flock`` on a ``.lock`` file in it, created
+    with the folder if need be) for the ``with`` block: writers that take it wait for each
+    other. The lock goes when the block ends or the process dies."""
+    cache = Path(folder)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise write_error(e, cache / ".lock", "create") from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, or the process dies
+        yield
+    finally:
+        os.close(fd)

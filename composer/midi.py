@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class Piece:
     format: int = 1  # SMF format of the source file
     ticks_per_beat: int = 0  # 0 for SMPTE time division
     warnings: tuple[str, ...] = ()  # non-fatal defects that were skipped (malformed meta, ...)
+    drums_left_out: int = 0  # drum notes (channel 10) dropped because keep_drums was off
 
 
 NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
@@ -82,6 +84,28 @@ class LoadConfig(Config):
 
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".smf")
+
+_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_PITCH_NAME = re.compile(r"([a-g])([#♯b♭]{0,2})(-?\d+)", re.IGNORECASE)
+
+
+def parse_pitch(text: str) -> int:
+    """A MIDI pitch from a note name or a number: "C4" -> 60 (middle C), "F#3" -> 54,
+    "Bb2" -> 46, "60" -> 60. Sharps are ``#``/``♯``, flats ``b``/``♭`` (up to two); octaves
+    run from -1 to 9. Anything else, or a pitch outside 0..127, raises :class:`MidiError`."""
+    word = text.strip()
+    if re.fullmatch(r"\d+", word):
+        pitch = int(word)
+    else:
+        found = _PITCH_NAME.fullmatch(word)
+        if not found:
+            raise MidiError(f"{text!r} is not a note name or MIDI pitch (e.g. C4, F#3, Bb2, 60)")
+        letter, accidentals, octave = found.groups()
+        shift = sum(1 if a in "#♯" else -1 for a in accidentals)
+        pitch = 12 * (int(octave) + 1) + _STEPS[letter.lower()] + shift
+    if not 0 <= pitch <= 127:
+        raise MidiError(f"{text!r} is pitch {pitch}, outside MIDI's 0..127 (C-1..G9)")
+    return pitch
 
 
 def load(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> Piece:
@@ -316,7 +340,9 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     divisions = np.array([r.division for _, r in raws], np.int64)
     # n columns: track, channel, pitch, velocity, start_tick, end_tick, hanging
     n = n[n[:, 5] > n[:, 4]]  # zero-length notes carry no sound (also makes n writable)
+    drums = np.zeros(len(raws), np.int64)  # per file: drum notes left out
     if not config.keep_drums:
+        drums = np.bincount(track_file[n[n[:, 1] == 9, 0]], minlength=len(raws))
         n = n[n[:, 1] != 9]
     if config.sustain:
         n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls, track_end))
@@ -345,7 +371,7 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
         results[k] = Piece(notes[bounds[j] : bounds[j + 1]], float(duration[j]), raw.fmt, tpb,
-                           tuple(raw.warnings))
+                           tuple(raw.warnings), int(drums[j]))
 
 
 SAVE_TICKS_PER_BEAT = 480

@@ -13,6 +13,7 @@ dropped, so a state carried token by token equals the full-sequence forward exac
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,12 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 FORGET_BIAS = 1.0  # initial forget-gate bias: remember by default early in training
+
+# Upper bounds on a model's sizes: far past anything useful, low enough that a typo (an
+# extra zero, 1e9) is refused before a byte is allocated. Memory is checked separately.
+MAX_SIZES: dict[str, int] = {"vocab_size": 1 << 16, "embed_dim": 1 << 15, "hidden": 1 << 15,
+                             "layers": 64}
+MEMORY_SHARE = 0.8  # refuse work estimated to need more than this share of free memory
 
 
 class ModelError(ComposerError):
@@ -56,9 +63,18 @@ class ModelConfig(Config):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise ModelError(f"model config: {name} must be a positive integer, got {value!r}")
+            if value > MAX_SIZES[name]:
+                raise ModelError(f"model config: {name} {value} is over the limit of "
+                                 f"{MAX_SIZES[name]}")
         d = self.dropout
         if not is_number(d) or not math.isfinite(d) or not 0 <= d < 1:
             raise ModelError(f"model config: dropout must be a number in [0, 1), got {d!r}")
+
+    def num_parameters(self) -> int:
+        """Parameter scalars of a :class:`ComposerLSTM` of this config (nothing allocated)."""
+        v, e, h, layers = self.vocab_size, self.embed_dim, self.hidden, self.layers
+        lstm = 4 * h * (e + h + 2) + (layers - 1) * 4 * h * (2 * h + 2)
+        return v * e + lstm + h * v + v
 
     @classmethod
     def preset(cls, name: str, *, vocab_size: int = 388) -> ModelConfig:
@@ -131,3 +147,49 @@ class ComposerLSTM(nn.Module):
         """Number of parameter scalars (weights and biases)."""
         return sum(p.numel() for p in self.parameters())
 
+
+
+def estimate_bytes(config: ModelConfig, batch: int = 1, seq_len: int = 1,
+                   training: bool = False) -> int:
+    """Rough float32 memory a model of ``config`` needs for a (batch, seq_len) forward pass
+    (and, if ``training``, gradients, AdamW moments and the activations kept for backward)."""
+    weights = 4 * config.num_parameters()
+    per_token = config.embed_dim + config.layers * config.hidden * (6 if training else 2) \
+        + config.vocab_size * (3 if training else 1)  # embeddings, LSTM gates/cells, logits
+    return weights * (4 if training else 1) + 4 * batch * seq_len * per_token
+
+
+def available_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes free for new allocations on ``device`` (None if unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(config: ModelConfig, batch: int = 1, seq_len: int = 1, training: bool = False,
+               device: torch.device | str = "cpu", what: str = "this model") -> int:
+    """Refuse (:class:`ModelError`, one line) work estimated to need more than
+    ``MEMORY_SHARE`` of the memory free on ``device``; returns the estimate in bytes."""
+    need = estimate_bytes(config, batch, seq_len, training)
+    free = available_memory(device)
+    if free is not None and need > MEMORY_SHARE * free:
+        gib = 1 << 30
+        raise ModelError(f"{what} needs about {need / gib:.1f} GiB of memory "
+                         f"({config.num_parameters():,} parameters), but only "
+                         f"{free / gib:.1f} GiB is free on {torch.device(device).type}; "
+                         "use a smaller model, batch size or sequence length")
+    return need

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from composer import MidiError
-from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare, scan
+from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare
 from composer.events import EventConfig
 from composer.midi import LoadConfig, load
+from composer.scan import scan
 
 
 def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | None = None,

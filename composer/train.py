@@ -8,6 +8,10 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
   where it stopped) and ``OUT/best`` whenever validation loss improves.
 - ``OUT/metrics.jsonl``: one JSON object per logged train step and per evaluation; also
   TensorBoard (``OUT/tb``) when the ``tensorboard`` package is installed.
+- A new run into an OUT that already holds one is refused (``force`` moves the old run to
+  ``OUT/previous-N``); a resume drops metrics lines past its checkpoint (:mod:`composer.runs`).
+- Settings are checked when a :class:`TrainConfig` is made (finite, in range), and the
+  memory a step needs is estimated before the model is built (:func:`model.check_fits`).
 - Ctrl-C or SIGTERM finishes the current step, saves ``latest`` and returns.
 - A non-finite loss or gradient skips the step; ``max_bad_steps`` in a row stop the run with
   a :class:`TrainingError`, leaving the last good ``latest`` on disk.
@@ -18,7 +22,6 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -33,17 +36,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from composer import ComposerError, Config, perplexity
-from composer.checkpoint import (
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-    to_safe,
-)
+from composer.checkpoint import load_checkpoint, save_checkpoint, to_safe
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
-from composer.model import ComposerLSTM, ModelConfig
+from composer.model import ComposerLSTM, ModelConfig, check_fits
+from composer.rng import check_seed, get_rng_state, set_rng_state
+from composer.runs import MetricsLog, set_aside_run, truncate_metrics
 from composer.sources import corpus_record
 
 
@@ -75,12 +74,32 @@ class TrainConfig(Config):
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # train split only
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_len", "eval_every", "log_every",
-                     "max_bad_steps"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} must be at least 1")
-        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.grad_clip > 0):
-            raise TrainingError("lr and grad_clip must be > 0, min_lr_ratio in [0, 1]")
+        for name, top in _INT_BOUNDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise TrainingError(f"{name} must be a whole number from 1 to {top:,}, "
+                                    f"got {value!r}")
+        for name in ("warmup_steps", "eval_max_batches", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise TrainingError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name, low, high in (("lr", 0, 10.0), ("grad_clip", 0, math.inf),
+                                ("weight_decay", None, 1.0), ("min_lr_ratio", None, 1.0)):
+            value = getattr(self, name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and (value > low if low is not None else value >= 0)
+                  and value <= high)
+            if not ok:
+                bound = f"> {low}" if low is not None else ">= 0"
+                top = "" if high == math.inf else f" and <= {high:g}"
+                raise TrainingError(f"{name} must be a finite number {bound}{top}, "
+                                    f"got {value!r}")
+        check_seed(self.seed, TrainingError)
+
+
+# Upper bounds of the whole-number settings: far past useful, low enough to catch typos.
+_INT_BOUNDS = {"steps": 10**9, "batch_size": 1 << 16, "seq_len": 1 << 16,
+               "eval_every": 10**9, "log_every": 10**9, "max_bad_steps": 10**6}
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -183,35 +202,6 @@ def _regroup(saved: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Opt
     return {"state": state, "param_groups": groups}
 
 
-class _Log:
-    """metrics.jsonl (and TensorBoard when installed), written by rank 0 only."""
-
-    def __init__(self, out_dir: Path, active: bool):
-        self.file = open(out_dir / "metrics.jsonl", "a") if active else None  # noqa: SIM115
-        self.tb = None
-        if active:
-            with contextlib.suppress(Exception):  # tensorboard is optional
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out_dir / "tb"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file is None:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, record["step"])
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 @contextlib.contextmanager
 def _stop_on_signals():
     """Turn the first SIGINT/SIGTERM into a flag checked between steps."""
@@ -236,13 +226,15 @@ def _stop_on_signals():
 
 def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
-          init_from: str | os.PathLike | None = None,
+          init_from: str | os.PathLike | None = None, force: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train on ``corpus``'s train split, validating on its valid split; see module docs.
 
     ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
     taken from ``config``); ``init_from`` starts from another checkpoint's weights (same
-    event vocabulary) with fresh optimizer state.
+    event vocabulary) with fresh optimizer state. A new run into an ``out_dir`` that already
+    holds one is refused unless ``force``, which moves the old run into ``OUT/previous-N``
+    (nothing is deleted).
 
     ``progress(step, total, info)`` is called after every step (info: loss, lr, tokens/s).
     """
@@ -257,8 +249,19 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if not len(corpus.files("train")):
         raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out} is a file, not a folder for the training run")
+    if not resume and (rank == 0 or not force):  # every rank refuses alike; rank 0 moves
+        set_aside_run(out, force, TrainingError)
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
     model_config, config = start["model_config"], start["config"]
+    try:
+        check_fits(model_config, config.batch_size, config.seq_len, training=True,
+                   device=dev, what="training this model at this batch size")
+    except ComposerError as e:
+        raise TrainingError(str(e)) from None
+    if resume and rank == 0:
+        truncate_metrics(out / "metrics.jsonl", start["step"])
     torch.manual_seed(config.seed)
     model = ComposerLSTM(model_config).to(dev)
     if start["weights"] is not None:
@@ -286,7 +289,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    log = _Log(out, rank == 0)
+    log = MetricsLog(out, rank == 0)
     net.train()
     stopped, bad_run = "done", 0
     t_last, tokens_since = time.perf_counter(), 0

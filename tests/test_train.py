@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH, free_port
+from helpers import BACH, free_port, write_tune
 
 from composer import train as train_mod
 from composer.checkpoint import load_checkpoint
@@ -214,7 +214,7 @@ def test_tiny_corpora_validate_on_train_and_empty_ones_are_refused(tmp_path):
                    eval_every=2), device="cpu")
     assert result.step == 4 and load_checkpoint(tmp_path / "run" / "best").metrics[
         "split_used"] == "train"
-    (tmp_path / "empty").mkdir()
+    write_tune(tmp_path / "empty" / "silent.mid", [])  # loads nothing: no notes
     prepare(tmp_path / "empty", tmp_path / "e")
     with pytest.raises(TrainingError, match="no training data"):
         train(Corpus.open(tmp_path / "e"), tmp_path / "run2", TINY, fast(), device="cpu")

@@ -1,0 +1,115 @@
+"""Finding MIDI files in a folder, reading them, and showing their names.
+
+``scan(midi_dir)`` lists the MIDI files below a folder (recursive, regular files only, dot
+folders skipped); ``load_folder`` loads a small folder in-process; ``ingest_files`` reads,
+hashes, parses and encodes a batch of files (what corpus workers run). File names are kept as
+``str`` the way :mod:`os` gives them, so a name that is not valid UTF-8 holds surrogates and
+opens as it is; :func:`display_name` is the form to print or write to a text file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+
+import numpy as np
+
+from composer import ComposerError, MidiError
+from composer.events import EventConfig, encode_many
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
+
+
+def display_name(name: str) -> str:
+    """``name`` fit to print or write as UTF-8 text: bytes of a file name that are not valid
+    UTF-8 (kept in ``str`` paths as surrogates) become U+FFFD, tabs and newlines spaces. The
+    real name, for opening the file, is ``name`` itself."""
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return shown.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def scan(midi_dir: str | os.PathLike) -> list[str]:
+    """Relative paths of the MIDI files below ``midi_dir`` (recursive, sorted, skips dot-dirs)."""
+    return sorted(scan_stat(midi_dir))
+
+
+def scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError]:
+    """Relative path -> stat result (or the OSError) of every MIDI file below ``midi_dir``."""
+    if not os.path.isdir(midi_dir):
+        raise ComposerError(f"not a folder: {display_name(os.fspath(midi_dir))}")
+    found: dict[str, os.stat_result | OSError] = {}
+    stack = [("", os.fspath(midi_dir))]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # an unreadable sub-folder holds nothing we can read
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((prefix + entry.name + os.sep, entry.path))
+                    continue
+            except OSError:
+                continue
+            if entry.name.lower().endswith(MIDI_SUFFIXES):
+                try:
+                    st = entry.stat()
+                    found[prefix + entry.name] = st if stat.S_ISREG(st.st_mode) else \
+                        OSError(0, "not a regular file")
+                except OSError as e:
+                    found[prefix + entry.name] = e
+    return found
+
+
+def ingest_files(paths: Sequence[str], load_config: LoadConfig, event_config: EventConfig
+                 ) -> list[dict]:
+    """Read, hash, parse and encode files (runs inside a worker process), one record each.
+
+    A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
+    (uint16), ``notes``, ``events``, ``seconds``. Files are parsed and encoded together, in
+    one vectorised pass; should that fail on an unforeseen input, they are redone one by one
+    so that the failure costs only the file that caused it.
+    """
+    records: list[dict] = []
+    datas: list[bytes] = []
+    for path in paths:
+        try:
+            datas.append(read_bytes(path, load_config))
+        except MidiError as e:
+            records.append({"hash": None, "reason": str(e)})
+            continue
+        records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
+                        "reason": None})
+    todo = [r for r in records if r["hash"]]
+    try:
+        pieces = parse_many(datas, load_config)
+        loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
+        encoded = encode_many([p.notes for _, p in loaded], event_config)
+        for record, piece in zip(todo, pieces, strict=True):
+            if isinstance(piece, MidiError):
+                record["reason"] = str(piece)
+        for (record, piece), tokens in zip(loaded, encoded, strict=True):
+            if len(tokens) == 0:
+                record["reason"] = no_notes_reason(piece)
+                continue
+            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+                          events=int(len(tokens)), seconds=round(float(piece.duration), 3))
+    except Exception as e:  # a bug or a pathological file must cost one file, not the run
+        if len(paths) > 1:
+            return [ingest_files([p], load_config, event_config)[0] for p in paths]
+        return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
+                 .splitlines()[0]}]
+    return records
+
+
+def no_notes_reason(piece: Piece) -> str:
+    """Why a piece gave no tokens: no notes at all, none in the pitch range, and whether
+    drum notes were left out."""
+    what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
+    if piece.drums_left_out:
+        what += f" ({piece.drums_left_out} drum notes left out; --keep-drums keeps them)"
+    return what
