@@ -47,25 +47,31 @@ MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
 class VocabularyError(ComposerError):
     """A config, event, token id or note that the event vocabulary cannot represent."""
 
+    @classmethod
+    def check(cls, ok: bool, message: str) -> None:
+        """Raise ``cls(message)`` unless ``ok``."""
+        if not ok:
+            raise cls(message)
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise VocabularyError(message)
+
+_require = VocabularyError.check
 
 
-class _Range(NamedTuple):
+class KindRange(NamedTuple):
+    """One row of a range table: ``count`` ids of ``kind``, the first of value ``first_value``."""
+
     kind: str
     count: int  # number of ids of this kind
     first_value: int  # Event.value of the kind's first id
 
 
-def _range_table(config: EventConfig) -> tuple[_Range, ...]:
+def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
     """The one ordered table that lays out token ids (order = KINDS)."""
     return (
-        _Range(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
-        _Range(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
-        _Range(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
-        _Range(VELOCITY, config.velocity_bins, 0),  # value: bin index
+        KindRange(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
+        KindRange(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
+        KindRange(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
+        KindRange(VELOCITY, config.velocity_bins, 0),  # value: bin index
     )
 
 
@@ -169,7 +175,7 @@ class Vocabulary:
 
     def __init__(self, config: EventConfig = DEFAULT_CONFIG) -> None:
         self.config = config
-        table = _range_table(config)
+        table = self._table(config)
         starts = np.cumsum([0] + [r.count for r in table])  # (5,) first id of each kind, size
         # kind -> its ids, in id order
         self.ranges: dict[str, range] = {
@@ -179,6 +185,15 @@ class Vocabulary:
         self.size = int(starts[-1])
         self._first_value = {r.kind: r.first_value for r in table}
 
+    @staticmethod
+    def _table(config: Any) -> tuple[KindRange, ...]:
+        """The range table of ``config`` (a subclass with another vocabulary overrides it)."""
+        return _range_table(config)
+
+    def _event(self, kind: str, value: int) -> Any:
+        """The event object of (kind, value) (a subclass overrides it with its own events)."""
+        return Event(kind, value, self.config.steps_per_second)
+
     def __len__(self) -> int:
         return self.size
 
@@ -187,10 +202,11 @@ class Vocabulary:
 
     def offset(self, kind: str) -> int:
         """Id of the first event of ``kind``."""
-        _require(kind in self.ranges, f"unknown event kind {kind!r}; expected one of {KINDS}")
+        _require(kind in self.ranges,
+                 f"unknown event kind {kind!r}; expected one of {tuple(self.ranges)}")
         return self.ranges[kind].start
 
-    def encode_event(self, event: Event) -> int:
+    def encode_event(self, event: Any) -> int:
         """Token id of ``event``; VocabularyError if its value is out of range."""
         ids, first = self.ranges[event.kind], self._first_value[event.kind]
         index = event.value - first
@@ -207,7 +223,7 @@ class Vocabulary:
         for kind, ids in self.ranges.items():
             if token in ids:
                 value = token - ids.start + self._first_value[kind]
-                return Event(kind, value, self.config.steps_per_second)
+                return self._event(kind, value)
         raise VocabularyError(f"token id {token} is outside the vocabulary (0..{self.size - 1})")
 
     def token_str(self, token: int) -> str:
@@ -220,9 +236,9 @@ class Vocabulary:
 
     def _split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
-        starts = np.array([r.start for r in self.ranges.values()])  # (4,)
-        firsts = np.array(list(self._first_value.values()))  # (4,)
-        kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
+        starts = np.array([r.start for r in self.ranges.values()])  # (K,)
+        firsts = np.array(list(self._first_value.values()))  # (K,)
+        kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into the kinds
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
 

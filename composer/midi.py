@@ -1,7 +1,14 @@
 """MIDI in and out: the only module that touches MIDI parsers and writers.
 
 ``load(path) -> Piece`` reads a Standard MIDI File into composer's own note arrays
-(seconds, tempo map applied); ``save(notes, path)`` writes notes back out.
+(seconds, tempo map applied), with each note's place in beats (quarter notes), the tempo
+map and the time signatures beside them; ``save(notes, path)`` writes notes back out.
+
+Beats: a note's start and end in beats are its ticks divided by the file's ticks per
+quarter note, exactly (no tempo involved). A never-released note capped at
+``max_hanging_seconds`` ends at the beat of its capped end. Under SMPTE time division
+(no quarter notes in the file) beats are derived from seconds at 120 bpm, and the tempo map
+is that one tempo; ``Piece.ticks_per_beat == 0`` says so.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +34,66 @@ NOTE_DTYPE = np.dtype(
         ("is_drum", np.bool_),  # True for channel 10 (index 9)
     ]
 )
+
+
+# One row per note, beside NOTE_DTYPE rows: times in beats (quarter notes) from the start.
+BEAT_DTYPE = np.dtype([("start", np.float64), ("end", np.float64)])
+# The tempo map: one row per tempo change, first row at beat 0, sorted by beat.
+TEMPO_DTYPE = np.dtype(
+    [
+        ("beat", np.float64),  # quarter notes from the start (tick / ticks per quarter)
+        ("seconds", np.float64),  # the same instant in seconds
+        ("us_per_quarter", np.int64),  # microseconds per quarter note from here on
+    ]
+)
+# Time signatures as written in the file (MIDI's default 4/4 applies when there are none).
+TIMESIG_DTYPE = np.dtype(
+    [("beat", np.float64), ("numerator", np.int16), ("denominator", np.int16)]
+)
+DEFAULT_US_PER_QUARTER = 500_000  # 120 bpm, MIDI's default tempo
+
+
+def constant_tempo(us_per_quarter: int = DEFAULT_US_PER_QUARTER) -> np.ndarray:
+    """A tempo map (TEMPO_DTYPE) of one tempo from beat 0."""
+    if not 0 < us_per_quarter < 1 << 24:
+        raise ComposerError(f"tempo must be 1..16777215 us per quarter, got {us_per_quarter}")
+    return np.array([(0.0, 0.0, us_per_quarter)], dtype=TEMPO_DTYPE)
+
+
+def bpm_to_us(bpm: float) -> int:
+    """Microseconds per quarter note of a tempo in beats per minute (rounded, as MIDI stores it)."""
+    if not (np.isfinite(bpm) and 0.5 <= bpm <= 60e6):
+        raise ComposerError(f"tempo must be a finite number of bpm >= 0.5, got {bpm}")
+    return int(round(60e6 / bpm))
+
+
+def beats_to_seconds(beats: np.ndarray, tempos: np.ndarray) -> np.ndarray:
+    """Seconds of positions in beats under a tempo map (TEMPO_DTYPE, first row at beat 0)."""
+    beats = np.asarray(beats, dtype=np.float64)
+    i = np.maximum(np.searchsorted(tempos["beat"], beats, side="right") - 1, 0)
+    return tempos["seconds"][i] + (beats - tempos["beat"][i]) * tempos["us_per_quarter"][i] / 1e6
+
+
+def seconds_to_beats(seconds: np.ndarray, tempos: np.ndarray) -> np.ndarray:
+    """Beats of times in seconds under a tempo map (inverse of :func:`beats_to_seconds`)."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    i = np.maximum(np.searchsorted(tempos["seconds"], seconds, side="right") - 1, 0)
+    return tempos["beat"][i] + (seconds - tempos["seconds"][i]) * 1e6 / tempos["us_per_quarter"][i]
+
+
+def dominant_tempo(piece: Piece) -> int:
+    """The tempo (us per quarter) that lasts the most beats up to the piece's last note end."""
+    tempos = piece.tempos
+    if len(tempos) == 0:
+        return DEFAULT_US_PER_QUARTER
+    end = float(piece.beats["end"].max()) if piece.beats is not None and len(piece.beats) else 0.0
+    spans = np.diff(np.append(tempos["beat"], max(end, float(tempos["beat"][-1]))))
+    if not (spans > 0).any():
+        return int(tempos["us_per_quarter"][0])
+    total: dict[int, float] = {}
+    for us, span in zip(tempos["us_per_quarter"].tolist(), spans.tolist(), strict=True):
+        total[us] = total.get(us, 0.0) + span
+    return max(total, key=lambda us: (total[us], -us))
 
 
 @dataclass(frozen=True)
@@ -72,6 +139,26 @@ class Piece:
     format: int = 1  # SMF format of the source file
     ticks_per_beat: int = 0  # 0 for SMPTE time division
     warnings: tuple[str, ...] = ()  # non-fatal defects that were skipped (malformed meta, ...)
+    beats: np.ndarray | None = None  # BEAT_DTYPE, one row per note (None: unknown)
+    tempos: np.ndarray = field(default_factory=constant_tempo)  # TEMPO_DTYPE tempo map
+    time_signatures: np.ndarray = field(  # TIMESIG_DTYPE, as written in the file
+        default_factory=lambda: np.zeros(0, TIMESIG_DTYPE))
+
+
+def piece_from_beats(notes: NoteInput, beats: np.ndarray, tempos: np.ndarray | None = None,
+                     time_signatures: np.ndarray | None = None) -> Piece:
+    """A Piece whose note times are given in beats (BEAT_DTYPE, one row per note); the
+    seconds of ``notes`` are replaced by the beats under ``tempos`` (default 120 bpm)."""
+    arr = as_note_array(notes).copy()
+    beats = np.asarray(beats, dtype=BEAT_DTYPE)
+    if beats.shape != arr.shape:
+        raise ComposerError(f"{len(beats)} beat rows for {len(arr)} notes")
+    tempos = constant_tempo() if tempos is None else tempos
+    arr["start"] = beats_to_seconds(beats["start"], tempos)
+    arr["end"] = beats_to_seconds(beats["end"], tempos)
+    sigs = np.zeros(0, TIMESIG_DTYPE) if time_signatures is None else time_signatures
+    duration = float(arr["end"].max()) if len(arr) else 0.0
+    return Piece(arr, duration, 1, SAVE_TICKS_PER_BEAT, (), beats, tempos, sigs)
 
 
 NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
@@ -181,7 +268,8 @@ def _tick_to_seconds(seg_file: np.ndarray, seg_tick: np.ndarray, seg_spt: np.nda
 
 
 def _tempo_segments(divisions: np.ndarray, tempo_file: np.ndarray, tempos: np.ndarray):
-    """Tempo segments (file, tick, seconds per tick) of every file; see _tick_to_seconds."""
+    """Tempo segments (file, tick, seconds per tick, us per quarter) of every file; see
+    _tick_to_seconds (SMPTE files: one segment, us per quarter 500000 by the 120 bpm rule)."""
     files = np.arange(len(divisions))
     smpte = (divisions & 0x8000) != 0
     fps = (256 - (divisions >> 8)).astype(np.float64)
@@ -196,7 +284,7 @@ def _tempo_segments(divisions: np.ndarray, tempo_file: np.ndarray, tempos: np.nd
     f, tick, us = f[last], tick[last], us[last]
     spt = np.where(smpte[f], 1.0 / np.where(smpte[f], rate[f], 1.0),
                    us / (1e6 * np.where(smpte[f], 1, divisions[f])))
-    return f, tick, spt
+    return f, tick, spt, us
 
 
 def _last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
@@ -261,6 +349,7 @@ class _Raw:
     tempo_count: int
     track_end: list[int]
     warnings: list[str]
+    timesigs: np.ndarray  # (k, 3) int64 rows: tick, numerator, denominator
 
 
 def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
@@ -268,10 +357,11 @@ def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
     fmt, division, chunks, missing = _track_chunks(data)
     blobs: list[list[bytes]] = [[], [], [], []]
     warnings = ["header declares more tracks than the file holds"] if missing else []
-    budget, ends = config.max_notes, []
+    budget, ends, sigs = config.max_notes, [], []
     for t, (start, end) in enumerate(chunks):
         try:
-            *raw, end_tick, warns = _parse_track(data, start, end, budget, first_track + t)
+            *raw, end_tick, warns, timesigs = _parse_track(data, start, end, budget,
+                                                            first_track + t)
         except ValueError as e:
             if str(e).startswith("more than"):
                 raise MidiError(f"more than {config.max_notes} notes") from None
@@ -280,9 +370,12 @@ def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
             blob.append(b)
         budget -= len(raw[0]) // (7 * 8)
         ends.append(end_tick)
+        sigs.append(timesigs)
         warnings += [f"track {t + 1}: {w}" for w in warns]
     tempos = b"".join(blobs[1])
-    return _Raw(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings)
+    timesig_rows = np.frombuffer(b"".join(sigs), np.int64).reshape(-1, 3)
+    return _Raw(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings,
+                timesig_rows)
 
 
 def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
@@ -331,9 +424,17 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     if config.sustain:
         n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls, track_end))
     file = track_file[n[:, 0]]
-    to_sec = _tick_to_seconds(*_tempo_segments(divisions, tempo_file, tempos))
+    *segments, seg_us = _tempo_segments(divisions, tempo_file, tempos)
+    to_sec = _tick_to_seconds(*segments)
     start, end = to_sec(file, n[:, 4]), to_sec(file, n[:, 5])
-    end = np.where(n[:, 6] == 1, np.minimum(end, start + config.max_hanging_seconds), end)
+    capped = (n[:, 6] == 1) & (end > start + config.max_hanging_seconds)
+    end = np.where(capped, start + config.max_hanging_seconds, end)
+    maps = _tempo_maps(raws, segments, seg_us, to_sec)
+    smpte = (divisions & 0x8000) != 0
+    tpq = np.where(smpte, 1, divisions)[file].astype(np.float64)
+    beats = np.empty(len(n), BEAT_DTYPE)
+    beats["start"], beats["end"] = n[:, 4] / tpq, n[:, 5] / tpq
+
     prog = np.zeros(len(n), np.int64)
     if len(programs):
         i = _last_before(n[:, 0] * 16 + n[:, 1], n[:, 4], programs[:, 0] * 16 + programs[:, 1],
@@ -344,8 +445,14 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     notes["start"], notes["end"] = start, end
     notes["program"], notes["is_drum"] = prog, n[:, 1] == 9
     order = np.lexsort((notes["pitch"], notes["start"], file))
-    notes, file = notes[order], file[order]
+    notes, file, beats, capped = notes[order], file[order], beats[order], capped[order]
     bounds = np.searchsorted(file, np.arange(len(raws) + 1))
+    for j in sorted(set(np.flatnonzero(smpte).tolist()) | set(file[capped].tolist())):
+        part = slice(bounds[j], bounds[j + 1])  # beats from seconds: SMPTE, capped ends
+        at = np.flatnonzero(capped[part] | smpte[j]) + bounds[j]
+        if smpte[j]:
+            beats["start"][at] = seconds_to_beats(notes["start"][at], maps[j])
+        beats["end"][at] = seconds_to_beats(notes["end"][at], maps[j])
     ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
     duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
     for j, (k, raw) in enumerate(raws):
@@ -354,8 +461,40 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
             results[k] = MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
-        results[k] = Piece(notes[bounds[j] : bounds[j + 1]], float(duration[j]), raw.fmt, tpb,
-                           tuple(raw.warnings))
+        part = slice(bounds[j], bounds[j + 1])
+        results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
+                           beats[part], maps[j], _time_signatures(raw, j, to_sec, maps[j]))
+
+
+def _tempo_maps(raws: list[tuple[int, _Raw]], segments: tuple, seg_us: np.ndarray,
+                to_sec) -> list[np.ndarray]:
+    """The tempo map (TEMPO_DTYPE) of each file from the tempo segments of all files."""
+    seg_file, seg_tick, _ = segments
+    bounds = np.searchsorted(seg_file, np.arange(len(raws) + 1))
+    maps = []
+    for j, (_, raw) in enumerate(raws):
+        part = slice(bounds[j], bounds[j + 1])
+        ticks = seg_tick[part]
+        m = np.empty(len(ticks), TEMPO_DTYPE)
+        smpte = bool(raw.division & 0x8000)
+        m["beat"] = 0.0 if smpte else ticks / raw.division
+        m["seconds"] = to_sec(np.full(len(ticks), j), ticks)
+        m["us_per_quarter"] = DEFAULT_US_PER_QUARTER if smpte else seg_us[part]
+        maps.append(m)
+    return maps
+
+
+def _time_signatures(raw: _Raw, j: int, to_sec, tempos: np.ndarray) -> np.ndarray:
+    """The time signatures (TIMESIG_DTYPE) of file ``j``; the last one at a tick wins."""
+    rows = raw.timesigs[np.lexsort((np.arange(len(raw.timesigs)), raw.timesigs[:, 0]))]
+    rows = rows[np.append(rows[1:, 0] != rows[:-1, 0], True)] if len(rows) else rows
+    sigs = np.empty(len(rows), TIMESIG_DTYPE)
+    if raw.division & 0x8000:  # frames: place them by their seconds
+        sigs["beat"] = seconds_to_beats(to_sec(np.full(len(rows), j), rows[:, 0]), tempos)
+    else:
+        sigs["beat"] = rows[:, 0] / raw.division
+    sigs["numerator"], sigs["denominator"] = rows[:, 1], rows[:, 2]
+    return sigs
 
 
 SAVE_TICKS_PER_BEAT = 480
@@ -366,6 +505,12 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
          tempo: int = SAVE_TEMPO) -> None:
     """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File.
 
+    A Piece that knows its beats (``Piece.beats``, e.g. from :func:`load` or
+    :func:`piece_from_beats`) is written on its own clock: its tempo map and time signatures
+    become meta events and every note sits at tick = beat * ``ticks_per_beat`` (rounded;
+    exact for beats on a grid that divides ``ticks_per_beat``); ``tempo`` is not used. Other
+    notes are written from their seconds at ``tempo`` (microseconds per quarter).
+
     One track per (program, is_drum) pair, each on its own channel (drums on channel 10);
     at equal times note-offs come before note-ons, so a repeated pitch is re-struck. The
     file is written to a temporary name and renamed, so a crash never leaves half a file.
@@ -373,9 +518,26 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
     import mido
 
     arr = as_note_array(notes)
-    to_tick = ticks_per_beat * 1e6 / tempo  # ticks per second
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo, time=0)])
+    if isinstance(notes, Piece) and notes.beats is not None:
+        note_ticks = np.rint(notes.beats["start"] * ticks_per_beat).astype(np.int64)
+        end_ticks = np.rint(notes.beats["end"] * ticks_per_beat).astype(np.int64)
+        metas = [(int(np.rint(r["beat"] * ticks_per_beat)),
+                  mido.MetaMessage("set_tempo", tempo=int(r["us_per_quarter"])))
+                 for r in notes.tempos]
+        metas += [(int(np.rint(r["beat"] * ticks_per_beat)),
+                   mido.MetaMessage("time_signature", numerator=int(r["numerator"]),
+                                    denominator=int(r["denominator"])))
+                  for r in notes.time_signatures]
+    else:
+        to_tick = ticks_per_beat * 1e6 / tempo  # ticks per second
+        note_ticks = np.rint(arr["start"] * to_tick).astype(np.int64)
+        end_ticks = np.rint(arr["end"] * to_tick).astype(np.int64)
+        metas = [(0, mido.MetaMessage("set_tempo", tempo=tempo))]
+    meta, now = mido.MidiTrack(), 0
+    for tick, msg in sorted(metas, key=lambda m: m[0]):  # stable: tempo first at a tick
+        meta.append(msg.copy(time=tick - now))
+        now = tick
     mid.tracks.append(meta)
     pairs = zip(arr["program"].tolist(), arr["is_drum"].tolist(), strict=True)
     groups = sorted(set(pairs), key=lambda g: (g[1], g[0]))
@@ -385,9 +547,9 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         raise ComposerError(f"{len(melodic)} instruments do not fit in 15 MIDI channels")
     for program, is_drum in groups:
         channel = 9 if is_drum else channels[melodic.index((program, is_drum))]
-        sel = arr[(arr["program"] == program) & (arr["is_drum"] == is_drum)]
-        on = np.rint(sel["start"] * to_tick).astype(np.int64)
-        off = np.maximum(np.rint(sel["end"] * to_tick).astype(np.int64), on + 1)
+        mask = (arr["program"] == program) & (arr["is_drum"] == is_drum)
+        sel, on = arr[mask], note_ticks[mask]
+        off = np.maximum(end_ticks[mask], on + 1)
         ticks = np.concatenate([off, on])
         kinds = np.concatenate([np.zeros(len(sel), int), np.ones(len(sel), int)])  # offs first
         pitches = np.concatenate([sel["pitch"], sel["pitch"]])
