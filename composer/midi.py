@@ -22,6 +22,15 @@ import numpy as np
 
 from composer import ComposerError, Config, MidiError
 from composer.files import read_regular
+from composer.timing import (
+    BEAT_DTYPE,
+    DEFAULT_US_PER_QUARTER,
+    TEMPO_DTYPE,
+    TIMESIG_DTYPE,
+    beats_to_seconds,
+    constant_tempo,
+    seconds_to_beats,
+)
 
 # One row per note. Times in seconds; end > start for every note composer produces.
 NOTE_DTYPE = np.dtype(
@@ -34,66 +43,6 @@ NOTE_DTYPE = np.dtype(
         ("is_drum", np.bool_),  # True for channel 10 (index 9)
     ]
 )
-
-
-# One row per note, beside NOTE_DTYPE rows: times in beats (quarter notes) from the start.
-BEAT_DTYPE = np.dtype([("start", np.float64), ("end", np.float64)])
-# The tempo map: one row per tempo change, first row at beat 0, sorted by beat.
-TEMPO_DTYPE = np.dtype(
-    [
-        ("beat", np.float64),  # quarter notes from the start (tick / ticks per quarter)
-        ("seconds", np.float64),  # the same instant in seconds
-        ("us_per_quarter", np.int64),  # microseconds per quarter note from here on
-    ]
-)
-# Time signatures as written in the file (MIDI's default 4/4 applies when there are none).
-TIMESIG_DTYPE = np.dtype(
-    [("beat", np.float64), ("numerator", np.int16), ("denominator", np.int16)]
-)
-DEFAULT_US_PER_QUARTER = 500_000  # 120 bpm, MIDI's default tempo
-
-
-def constant_tempo(us_per_quarter: int = DEFAULT_US_PER_QUARTER) -> np.ndarray:
-    """A tempo map (TEMPO_DTYPE) of one tempo from beat 0."""
-    if not 0 < us_per_quarter < 1 << 24:
-        raise ComposerError(f"tempo must be 1..16777215 us per quarter, got {us_per_quarter}")
-    return np.array([(0.0, 0.0, us_per_quarter)], dtype=TEMPO_DTYPE)
-
-
-def bpm_to_us(bpm: float) -> int:
-    """Microseconds per quarter note of a tempo in beats per minute (rounded, as MIDI stores it)."""
-    if not (np.isfinite(bpm) and 0.5 <= bpm <= 60e6):
-        raise ComposerError(f"tempo must be a finite number of bpm >= 0.5, got {bpm}")
-    return int(round(60e6 / bpm))
-
-
-def beats_to_seconds(beats: np.ndarray, tempos: np.ndarray) -> np.ndarray:
-    """Seconds of positions in beats under a tempo map (TEMPO_DTYPE, first row at beat 0)."""
-    beats = np.asarray(beats, dtype=np.float64)
-    i = np.maximum(np.searchsorted(tempos["beat"], beats, side="right") - 1, 0)
-    return tempos["seconds"][i] + (beats - tempos["beat"][i]) * tempos["us_per_quarter"][i] / 1e6
-
-
-def seconds_to_beats(seconds: np.ndarray, tempos: np.ndarray) -> np.ndarray:
-    """Beats of times in seconds under a tempo map (inverse of :func:`beats_to_seconds`)."""
-    seconds = np.asarray(seconds, dtype=np.float64)
-    i = np.maximum(np.searchsorted(tempos["seconds"], seconds, side="right") - 1, 0)
-    return tempos["beat"][i] + (seconds - tempos["seconds"][i]) * 1e6 / tempos["us_per_quarter"][i]
-
-
-def dominant_tempo(piece: Piece) -> int:
-    """The tempo (us per quarter) that lasts the most beats up to the piece's last note end."""
-    tempos = piece.tempos
-    if len(tempos) == 0:
-        return DEFAULT_US_PER_QUARTER
-    end = float(piece.beats["end"].max()) if piece.beats is not None and len(piece.beats) else 0.0
-    spans = np.diff(np.append(tempos["beat"], max(end, float(tempos["beat"][-1]))))
-    if not (spans > 0).any():
-        return int(tempos["us_per_quarter"][0])
-    total: dict[int, float] = {}
-    for us, span in zip(tempos["us_per_quarter"].tolist(), spans.tolist(), strict=True):
-        total[us] = total.get(us, 0.0) + span
-    return max(total, key=lambda us: (total[us], -us))
 
 
 @dataclass(frozen=True)
@@ -349,7 +298,7 @@ class _Raw:
     tempo_count: int
     track_end: list[int]
     warnings: list[str]
-    timesigs: np.ndarray  # (k, 3) int64 rows: tick, numerator, denominator
+    timesigs: bytes  # int64 rows: tick, numerator, denominator
 
 
 def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
@@ -373,9 +322,8 @@ def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
         sigs.append(timesigs)
         warnings += [f"track {t + 1}: {w}" for w in warns]
     tempos = b"".join(blobs[1])
-    timesig_rows = np.frombuffer(b"".join(sigs), np.int64).reshape(-1, 3)
     return _Raw(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings,
-                timesig_rows)
+                b"".join(sigs))
 
 
 def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
@@ -429,12 +377,15 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     start, end = to_sec(file, n[:, 4]), to_sec(file, n[:, 5])
     capped = (n[:, 6] == 1) & (end > start + config.max_hanging_seconds)
     end = np.where(capped, start + config.max_hanging_seconds, end)
-    maps = _tempo_maps(raws, segments, seg_us, to_sec)
     smpte = (divisions & 0x8000) != 0
-    tpq = np.where(smpte, 1, divisions)[file].astype(np.float64)
+    tpq = np.where(smpte, 1, divisions).astype(np.float64)  # (files,)
+    maps, map_bounds = _tempo_maps(segments, seg_us, to_sec, tpq, smpte)
+    sigs, sig_bounds = _time_signatures(raws, to_sec, tpq, smpte)
     beats = np.empty(len(n), BEAT_DTYPE)
-    beats["start"], beats["end"] = n[:, 4] / tpq, n[:, 5] / tpq
-
+    beats["start"], beats["end"] = n[:, 4] / tpq[file], n[:, 5] / tpq[file]
+    at = smpte[file]  # no quarter notes in the file: beats from seconds at 120 bpm
+    beats["start"][at] = seconds_to_beats(start[at], constant_tempo())
+    beats["end"][at] = seconds_to_beats(end[at], constant_tempo())
     prog = np.zeros(len(n), np.int64)
     if len(programs):
         i = _last_before(n[:, 0] * 16 + n[:, 1], n[:, 4], programs[:, 0] * 16 + programs[:, 1],
@@ -447,12 +398,10 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     order = np.lexsort((notes["pitch"], notes["start"], file))
     notes, file, beats, capped = notes[order], file[order], beats[order], capped[order]
     bounds = np.searchsorted(file, np.arange(len(raws) + 1))
-    for j in sorted(set(np.flatnonzero(smpte).tolist()) | set(file[capped].tolist())):
-        part = slice(bounds[j], bounds[j + 1])  # beats from seconds: SMPTE, capped ends
-        at = np.flatnonzero(capped[part] | smpte[j]) + bounds[j]
-        if smpte[j]:
-            beats["start"][at] = seconds_to_beats(notes["start"][at], maps[j])
-        beats["end"][at] = seconds_to_beats(notes["end"][at], maps[j])
+    for j in np.unique(file[capped]).tolist():  # a capped end's beat: from its seconds
+        at = np.flatnonzero(capped[bounds[j] : bounds[j + 1]]) + bounds[j]
+        tempo_map = maps[map_bounds[j] : map_bounds[j + 1]]
+        beats["end"][at] = seconds_to_beats(notes["end"][at], tempo_map)
     ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
     duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
     for j, (k, raw) in enumerate(raws):
@@ -463,38 +412,37 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
         tpb = 0 if raw.division & 0x8000 else raw.division
         part = slice(bounds[j], bounds[j + 1])
         results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
-                           beats[part], maps[j], _time_signatures(raw, j, to_sec, maps[j]))
+                           beats[part], maps[map_bounds[j] : map_bounds[j + 1]],
+                           sigs[sig_bounds[j] : sig_bounds[j + 1]])
 
 
-def _tempo_maps(raws: list[tuple[int, _Raw]], segments: tuple, seg_us: np.ndarray,
-                to_sec) -> list[np.ndarray]:
-    """The tempo map (TEMPO_DTYPE) of each file from the tempo segments of all files."""
+def _tempo_maps(segments: tuple, seg_us: np.ndarray, to_sec, tpq: np.ndarray,
+                smpte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tempo maps (TEMPO_DTYPE) of all files, file after file, and each file's bounds."""
     seg_file, seg_tick, _ = segments
-    bounds = np.searchsorted(seg_file, np.arange(len(raws) + 1))
-    maps = []
-    for j, (_, raw) in enumerate(raws):
-        part = slice(bounds[j], bounds[j + 1])
-        ticks = seg_tick[part]
-        m = np.empty(len(ticks), TEMPO_DTYPE)
-        smpte = bool(raw.division & 0x8000)
-        m["beat"] = 0.0 if smpte else ticks / raw.division
-        m["seconds"] = to_sec(np.full(len(ticks), j), ticks)
-        m["us_per_quarter"] = DEFAULT_US_PER_QUARTER if smpte else seg_us[part]
-        maps.append(m)
-    return maps
+    maps = np.empty(len(seg_tick), TEMPO_DTYPE)
+    maps["beat"] = seg_tick / tpq[seg_file]  # SMPTE files: one segment, at tick 0
+    maps["seconds"] = to_sec(seg_file, seg_tick)
+    maps["us_per_quarter"] = np.where(smpte[seg_file], DEFAULT_US_PER_QUARTER, seg_us)
+    return maps, np.searchsorted(seg_file, np.arange(len(tpq) + 1))
 
 
-def _time_signatures(raw: _Raw, j: int, to_sec, tempos: np.ndarray) -> np.ndarray:
-    """The time signatures (TIMESIG_DTYPE) of file ``j``; the last one at a tick wins."""
-    rows = raw.timesigs[np.lexsort((np.arange(len(raw.timesigs)), raw.timesigs[:, 0]))]
-    rows = rows[np.append(rows[1:, 0] != rows[:-1, 0], True)] if len(rows) else rows
+def _time_signatures(raws: list[tuple[int, _Raw]], to_sec, tpq: np.ndarray,
+                     smpte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The time signatures (TIMESIG_DTYPE) of all files, file after file, and each file's
+    bounds; of several at one tick, the last one read wins."""
+    rows = np.frombuffer(b"".join(r.timesigs for _, r in raws), np.int64).reshape(-1, 3)
+    file = np.repeat(np.arange(len(raws)), [len(r.timesigs) // 24 for _, r in raws])
+    order = np.lexsort((np.arange(len(rows)), rows[:, 0], file))
+    rows, file = rows[order], file[order]
+    last = np.append((file[1:] != file[:-1]) | (rows[1:, 0] != rows[:-1, 0]), True)[: len(rows)]
+    rows, file = rows[last], file[last]
     sigs = np.empty(len(rows), TIMESIG_DTYPE)
-    if raw.division & 0x8000:  # frames: place them by their seconds
-        sigs["beat"] = seconds_to_beats(to_sec(np.full(len(rows), j), rows[:, 0]), tempos)
-    else:
-        sigs["beat"] = rows[:, 0] / raw.division
+    sigs["beat"] = np.where(smpte[file],  # SMPTE: the beat of its seconds at 120 bpm
+                            seconds_to_beats(to_sec(file, rows[:, 0]), constant_tempo()),
+                            rows[:, 0] / tpq[file])
     sigs["numerator"], sigs["denominator"] = rows[:, 1], rows[:, 2]
-    return sigs
+    return sigs, np.searchsorted(file, np.arange(len(raws) + 1))
 
 
 SAVE_TICKS_PER_BEAT = 480

@@ -21,7 +21,7 @@ index of its step value (see :meth:`NoteEventConfig.step_values`). The default l
 
 Tempo and time signature are not tokens: they are per-piece values (a :class:`Clock`) kept
 beside the tokens, so that decoding writes notes in beats and in seconds at the piece's own
-tempo. Encoding is lossy only as :func:`quantise` says, so ``decode(encode(x), clock_of(x))``
+tempo. Encoding is lossy only as :func:`quantise` says, so ``decode(encode(x), clock=clock_of(x))``
 equals ``quantise(x)`` exactly (notes, beats, tempo, time signature).
 """
 
@@ -47,16 +47,18 @@ from composer.events import (
     velocity_to_bin,
 )
 from composer.midi import (
-    BEAT_DTYPE,
     NOTE_DTYPE,
     SAVE_TICKS_PER_BEAT,
-    TIMESIG_DTYPE,
     NoteInput,
     Piece,
     as_note_array,
+    piece_from_beats,
+)
+from composer.timing import (
+    BEAT_DTYPE,
+    TIMESIG_DTYPE,
     constant_tempo,
     dominant_tempo,
-    piece_from_beats,
     seconds_to_beats,
 )
 
@@ -193,7 +195,8 @@ def clock_of(piece: NoteInput) -> Clock:
         return Clock()
     sigs = piece.time_signatures
     num, den = (int(sigs["numerator"][0]), int(sigs["denominator"][0])) if len(sigs) else (4, 4)
-    return Clock(dominant_tempo(piece), num, den)
+    end = float(beats_of(piece)["end"].max()) if len(piece.notes) else 0.0
+    return Clock(dominant_tempo(piece.tempos, end), num, den)
 
 
 def beats_of(piece: NoteInput) -> np.ndarray:
@@ -253,7 +256,7 @@ def _make_piece(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, dbin: np
 
 
 def quantise(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> Piece:
-    """The piece :func:`encode` represents: exactly what ``decode(encode(p), clock_of(p))``
+    """The piece :func:`encode` represents: exactly what ``decode(encode(p), clock=clock_of(p))``
     returns.
 
     Starts and ends snap to the nearest grid step (``np.rint``, halves to even); a note
@@ -328,8 +331,8 @@ def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_N
     return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
-def decode(tokens: Sequence[int] | np.ndarray, clock: Clock = DEFAULT_CLOCK,
-           config: NoteEventConfig = DEFAULT_NOTE_CONFIG, program: int = 0) -> Piece:
+def decode(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig = DEFAULT_NOTE_CONFIG,
+           clock: Clock = DEFAULT_CLOCK, program: int = 0) -> Piece:
     """The piece (notes in seconds, beats, tempo, time signature) of any token sequence.
 
     A PITCH directly followed by a DURATION is a note; a PITCH not followed by a DURATION

@@ -16,20 +16,14 @@ from hypothesis import strategies as st
 from composer import _smf, _smf_ref
 from composer.events import VocabularyError
 from composer.midi import (
-    BEAT_DTYPE,
     NOTE_DTYPE,
-    TEMPO_DTYPE,
     LoadConfig,
     Note,
     as_note_array,
-    beats_to_seconds,
-    constant_tempo,
-    dominant_tempo,
     load,
     parse,
     piece_from_beats,
     save,
-    seconds_to_beats,
 )
 from composer.notes import (
     Clock,
@@ -44,6 +38,14 @@ from composer.notes import (
     grid_fraction,
     is_quantised,
     quantise,
+)
+from composer.timing import (
+    BEAT_DTYPE,
+    TEMPO_DTYPE,
+    beats_to_seconds,
+    constant_tempo,
+    dominant_tempo,
+    seconds_to_beats,
 )
 
 BACH_FILES = sorted(BACH.glob("*.mid")) if BACH.is_dir() else []
@@ -175,7 +177,7 @@ def test_encode_hand_made_piece() -> None:
         256, 60, 139, 64, 133, 183, 246, 67, 131, 184, 256, 72, 130, 217, 182, 48, 159, 231,
         207, 50, 152]  # fmt: skip
     assert clock_of(PIECE) == Clock(666_667, 3, 4)
-    back = decode(tokens, clock_of(PIECE))
+    back = decode(tokens, clock=clock_of(PIECE))
     assert_pieces_equal(back, quantise(PIECE))
     # everything here is on the grid: only velocities change (to their bins' representatives)
     assert np.array_equal(back.beats, PIECE.beats[np.lexsort((PIECE.notes["pitch"],
@@ -262,7 +264,7 @@ def test_decode_grammar() -> None:
         "PITCH_63", "VELOCITY_1", "DURATION_1",  # a VELOCITY between: the note is dropped
         "SHIFT_16", "SHIFT_16", "PITCH_64",  # dangling at the end
     ]]
-    out = decode(tokens, Clock(1_000_000, 6, 8), program=5)
+    out = decode(tokens, clock=Clock(1_000_000, 6, 8), program=5)
     assert out.notes["pitch"].tolist() == [60, 62]
     assert out.notes["velocity"].tolist() == [63, 3]
     assert out.beats.tolist() == [(0.0, 1.0), (0.5, 16.5)]
@@ -313,7 +315,7 @@ def test_decode_encode_equals_quantise(x, config: NoteEventConfig) -> None:
     tokens = encode(x, config)
     assert tokens.dtype == np.uint16 and (tokens < len(NoteVocabulary(config))).all()
     q = quantise(x, config)
-    assert_pieces_equal(decode(tokens, clock_of(x), config), q)
+    assert_pieces_equal(decode(tokens, config, clock_of(x)), q)
     assert_pieces_equal(quantise(q, config), q)
     assert np.array_equal(encode(q, config), tokens)
     assert (q.beats["end"] > q.beats["start"]).all()
@@ -341,7 +343,7 @@ def test_every_bundled_chorale_is_on_the_grid_and_round_trips() -> None:
     assert all(grid_fraction(p, steps_per_quarter=24) == 1.0 for p in pieces_)
     assert all(is_quantised(p) for p in pieces_)
     for piece, tokens in zip(pieces_, encode_many(pieces_), strict=True):
-        assert_pieces_equal(decode(tokens, clock_of(piece)), quantise(piece))
+        assert_pieces_equal(decode(tokens, clock=clock_of(piece)), quantise(piece))
         assert len(tokens) < 3 * len(piece.notes)
 
 
@@ -371,9 +373,10 @@ def test_dominant_tempo_and_conversions() -> None:
     notes = as_note_array([Note(60, 80, 0, 1)])
     piece = piece_from_beats(notes, np.array([(0.0, 10.0)], BEAT_DTYPE), tempos)
     assert piece.notes["end"].tolist() == [6.0] and piece.duration == 6.0
-    assert dominant_tempo(piece) == 500_000  # 8 of 10 beats
-    piece.beats["end"] = 5.0
-    assert dominant_tempo(piece) == 500_000  # a tie of 4 beats each: the faster tempo
+    assert dominant_tempo(tempos, 10.0) == 500_000  # 8 of 10 beats
+    assert dominant_tempo(tempos, 5.0) == 500_000  # a tie of 4 beats each: the faster tempo
+    assert dominant_tempo(tempos[:2], 9.0) == 1_000_000  # 5 beats against 4
+    assert clock_of(piece).us_per_quarter == 500_000
     assert Clock(400_000).bpm == 150.0
 
 
@@ -434,7 +437,7 @@ def test_malformed_time_signature_is_skipped_by_both_parsers() -> None:
 
 def test_save_writes_tempo_time_signature_and_notes_on_the_grid(tmp_path) -> None:
     tokens = encode(PIECE)
-    piece = decode(tokens, Clock(666_667, 3, 4))
+    piece = decode(tokens, clock=Clock(666_667, 3, 4))
     path = tmp_path / "beats.mid"
     save(piece, path)
     back = load(path)
@@ -456,7 +459,7 @@ def test_decoded_file_reads_as_music_in_music21(tmp_path) -> None:
             (69, 80, Fraction(8, 3), 3), (65, 80, 3, Fraction(13, 4)), (64, 80, Fraction(13, 4),
                                                                        Fraction(7, 2)),
             (62, 80, Fraction(7, 2), 4), (60, 80, 4, 6)]
-    piece = decode(encode(beat_piece(rows)), Clock(750_000, 4, 4))
+    piece = decode(encode(beat_piece(rows)), clock=Clock(750_000, 4, 4))
     path = tmp_path / "melody.mid"
     save(piece, path)
     score = music21.converter.parse(path)
