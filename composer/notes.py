@@ -188,11 +188,12 @@ class Clock(NamedTuple):
 
 DEFAULT_CLOCK = Clock()
 
+
 def clock_of(piece: NoteInput) -> Clock:
     """A piece's dominant tempo (the one lasting the most beats) and first time signature
     (4/4 when it has none). A bare note array: 120 bpm, 4/4."""
     if not isinstance(piece, Piece):
-        return Clock()
+        return DEFAULT_CLOCK
     sigs = piece.time_signatures
     num, den = (int(sigs["numerator"][0]), int(sigs["denominator"][0])) if len(sigs) else (4, 4)
     end = float(beats_of(piece)["end"].max()) if len(piece.notes) else 0.0

@@ -13,7 +13,7 @@ from helpers import BACH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import _smf, _smf_ref
+from composer import ComposerError, _smf, _smf_ref
 from composer.events import VocabularyError
 from composer.midi import (
     NOTE_DTYPE,
@@ -43,6 +43,7 @@ from composer.timing import (
     BEAT_DTYPE,
     TEMPO_DTYPE,
     beats_to_seconds,
+    bpm_to_us,
     constant_tempo,
     dominant_tempo,
     seconds_to_beats,
@@ -378,6 +379,13 @@ def test_dominant_tempo_and_conversions() -> None:
     assert dominant_tempo(tempos[:2], 9.0) == 1_000_000  # 5 beats against 4
     assert clock_of(piece).us_per_quarter == 500_000
     assert Clock(400_000).bpm == 150.0
+    assert bpm_to_us(120) == 500_000 and bpm_to_us(90) == 666_667
+    assert bpm_to_us(Clock(666_667).bpm) == 666_667
+    for bad in (0.0, float("nan"), -5.0):
+        with pytest.raises(ComposerError, match="tempo"):
+            bpm_to_us(bad)
+    with pytest.raises(ComposerError, match="tempo"):
+        constant_tempo(0)
 
 
 # --- midi: beats, tempo map and time signatures -------------------------------------------
