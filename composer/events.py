@@ -47,14 +47,10 @@ MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
 class VocabularyError(ComposerError):
     """A config, event, token id or note that the event vocabulary cannot represent."""
 
-    @classmethod
-    def check(cls, ok: bool, message: str) -> None:
-        """Raise ``cls(message)`` unless ``ok``."""
-        if not ok:
-            raise cls(message)
 
-
-_require = VocabularyError.check
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise VocabularyError(message)
 
 
 class KindRange(NamedTuple):
@@ -236,9 +232,9 @@ class Vocabulary:
 
     def _split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
-        starts = np.array([r.start for r in self.ranges.values()])  # (K,)
-        firsts = np.array(list(self._first_value.values()))  # (K,)
-        kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into the kinds
+        starts = np.array([r.start for r in self.ranges.values()])  # (4,)
+        firsts = np.array(list(self._first_value.values()))  # (4,)
+        kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
 

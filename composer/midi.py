@@ -107,7 +107,8 @@ def piece_from_beats(notes: NoteInput, beats: np.ndarray, tempos: np.ndarray | N
     arr["end"] = beats_to_seconds(beats["end"], tempos)
     sigs = np.zeros(0, TIMESIG_DTYPE) if time_signatures is None else time_signatures
     duration = float(arr["end"].max()) if len(arr) else 0.0
-    return Piece(arr, duration, 1, SAVE_TICKS_PER_BEAT, (), beats, tempos, sigs)
+    return Piece(arr, duration, 1, SAVE_TICKS_PER_BEAT, beats=beats, tempos=tempos,
+                 time_signatures=sigs)
 
 
 NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
@@ -412,8 +413,8 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
         tpb = 0 if raw.division & 0x8000 else raw.division
         part = slice(bounds[j], bounds[j + 1])
         results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
-                           beats[part], maps[map_bounds[j] : map_bounds[j + 1]],
-                           sigs[sig_bounds[j] : sig_bounds[j + 1]])
+                           beats=beats[part], tempos=maps[map_bounds[j] : map_bounds[j + 1]],
+                           time_signatures=sigs[sig_bounds[j] : sig_bounds[j + 1]])
 
 
 def _tempo_maps(segments: tuple, seg_us: np.ndarray, to_sec, tpq: np.ndarray,

@@ -67,7 +67,6 @@ DURATION = "DURATION"
 SHIFT = "SHIFT"
 VELOCITY = "VELOCITY"
 KINDS = (PITCH, DURATION, SHIFT, VELOCITY)  # id order of the range table
-_require = VocabularyError.check
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,11 @@ def _range_table(config: NoteEventConfig) -> tuple[KindRange, ...]:
         KindRange(SHIFT, n_bins, 0),  # value: index into step_values()
         KindRange(VELOCITY, config.velocity_bins, 0),  # value: velocity bin
     )
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise VocabularyError(message)
 
 
 DEFAULT_NOTE_CONFIG = NoteEventConfig()
