@@ -54,8 +54,6 @@ def _require(ok: bool, message: str) -> None:
 
 
 class KindRange(NamedTuple):
-    """One row of a range table: ``count`` ids of ``kind``, the first of value ``first_value``."""
-
     kind: str
     count: int  # number of ids of this kind
     first_value: int  # Event.value of the kind's first id
@@ -169,6 +167,8 @@ class Event:
 class Vocabulary:
     """The bijection between events and token ids ``0 .. size-1`` for one :class:`EventConfig`."""
 
+    _table = staticmethod(_range_table)  # config -> range table (a subclass: its own layout)
+
     def __init__(self, config: EventConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         table = self._table(config)
@@ -181,15 +181,6 @@ class Vocabulary:
         self.size = int(starts[-1])
         self._first_value = {r.kind: r.first_value for r in table}
 
-    @staticmethod
-    def _table(config: Any) -> tuple[KindRange, ...]:
-        """The range table of ``config`` (a subclass with another vocabulary overrides it)."""
-        return _range_table(config)
-
-    def _event(self, kind: str, value: int) -> Any:
-        """The event object of (kind, value) (a subclass overrides it with its own events)."""
-        return Event(kind, value, self.config.steps_per_second)
-
     def __len__(self) -> int:
         return self.size
 
@@ -198,8 +189,7 @@ class Vocabulary:
 
     def offset(self, kind: str) -> int:
         """Id of the first event of ``kind``."""
-        _require(kind in self.ranges,
-                 f"unknown event kind {kind!r}; expected one of {tuple(self.ranges)}")
+        _require(kind in self.ranges, f"unknown event kind {kind!r}; expected {[*self.ranges]}")
         return self.ranges[kind].start
 
     def encode_event(self, event: Any) -> int:
@@ -219,7 +209,7 @@ class Vocabulary:
         for kind, ids in self.ranges.items():
             if token in ids:
                 value = token - ids.start + self._first_value[kind]
-                return self._event(kind, value)
+                return Event(kind, value, self.config.steps_per_second)
         raise VocabularyError(f"token id {token} is outside the vocabulary (0..{self.size - 1})")
 
     def token_str(self, token: int) -> str:

@@ -163,15 +163,19 @@ class NoteVocabulary(Vocabulary):
         super().__init__(config)  # type: ignore[arg-type]
         self.steps = config.step_values()  # (n_bins,) steps of each DURATION / SHIFT value
 
-    @staticmethod
-    def _table(config: NoteEventConfig) -> tuple[KindRange, ...]:  # type: ignore[override]
-        return _range_table(config)
+    _table = staticmethod(_range_table)
 
-    def _event(self, kind: str, value: int) -> NoteEvent:
+    def decode_event(self, token: int) -> NoteEvent:  # type: ignore[override]
+        """The event of token id ``token``; VocabularyError outside ``0 .. size-1``."""
+        token = operator.index(token)
+        _require(0 <= token < self.size,
+                 f"token id {token} is outside the vocabulary (0..{self.size - 1})")
+        is_kind, value = self._split(np.array([token]))
+        kind, v = next(k for k, mask in is_kind.items() if mask[0]), int(value[0])
         if kind in (DURATION, SHIFT):
-            return NoteEvent(kind, value, str(Fraction(int(self.steps[value]),
-                                                       self.config.steps_per_quarter)))
-        return NoteEvent(kind, value)
+            steps = Fraction(int(self.steps[v]), self.config.steps_per_quarter)
+            return NoteEvent(kind, v, str(steps))
+        return NoteEvent(kind, v)
 
     def __repr__(self) -> str:
         return f"NoteVocabulary(size={self.size}, config={self.config!r})"
