@@ -30,8 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from composer.corpus import Corpus, CorpusConfig, prepare
+from composer.device import resolve_device
 from composer.model import ModelConfig
-from composer.train import TrainConfig, resolve_device, train
+from composer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BACH = ROOT / "datasets" / "bach-chorales"

@@ -1,11 +1,13 @@
 """composer: learn music from MIDI files and compose new music.
 
 Pipeline (data flows one way): ``midi`` -> ``events`` -> ``corpus`` -> ``data`` ->
-``model`` -> ``train`` -> ``sample`` -> back out through ``midi``.
+``model`` -> ``train`` -> ``generate`` -> ``sample`` -> back out through ``midi``;
+evaluation, the copy check and the CLI sit on top (``benchmarks/import_graph.py`` checks it).
 """
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import fields
@@ -20,6 +22,44 @@ class ComposerError(Exception):
 
 class MidiError(ComposerError):
     """A MIDI file cannot be read; the message is a one-line reason."""
+
+
+class GenerateError(ComposerError):
+    """A generation request that cannot be met (bad seed, config, checkpoint or output)."""
+
+
+class MetricsError(ComposerError):
+    """Inputs that a metric cannot be computed on (too few pieces, mismatched vocabularies)."""
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy) and not a bool."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (int or float) and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(value: Any, name: str, least: int, error: type[ComposerError]) -> int:
+    """``value`` as an int; ``error`` unless it is an integer (not a bool) >= ``least``."""
+    if not is_int(value) or value < least:
+        raise error(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def require(ok: bool, message: str, error: type[ComposerError]) -> None:
+    """Raise ``error(message)`` unless ``ok``."""
+    if not ok:
+        raise error(message)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean loss in nats, capped at exp(50) instead of overflowing."""
+    return math.exp(min(loss, 50.0))
 
 
 class Config:
@@ -55,4 +95,5 @@ class Config:
             raise cls._error(f"{cls._name}: {e}") from None
 
 
-__all__ = ["ComposerError", "Config", "MidiError", "__version__"]
+__all__ = ["ComposerError", "Config", "GenerateError", "MetricsError", "MidiError",
+           "__version__", "check_int", "is_int", "is_number", "perplexity", "require"]

@@ -1,8 +1,8 @@
 """Run jobs in worker processes where a crash or a hang costs one job, not the run.
 
-Used by :mod:`composer.corpus` to parse untrusted MIDI files: the compiled parser runs in
-workers, batches of files go out, and a batch whose worker dies or stalls is retried one file
-at a time so that exactly the culprit is reported.
+Generic: jobs go out in batches, and a batch whose worker dies or stalls is retried one job
+at a time so that exactly the culprit is reported, as a result built by ``failure``.
+:mod:`composer.corpus` runs its MIDI parser this way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
+from typing import Any
 
 
 def _limit_memory(headroom: int) -> None:
@@ -37,16 +38,27 @@ def _worker(conn, fn: Callable, args: tuple, memory_headroom: int) -> None:
         pass
 
 
+def describe_failure(stalled: bool, code: int | None, timeout: float,
+                     job: str = "job", worker: str = "worker") -> str:
+    """One line on why a job was lost: it stalled past ``timeout`` or its worker died."""
+    if stalled:
+        return f"{job} took longer than {timeout:g} s"
+    how = f"signal {-code}" if code and code < 0 else f"exit code {code}"
+    return f"{worker} crashed ({how})"
+
+
 def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | None = None,
                  timeout: float = 30.0, batch: int = 32, cost: Sequence[int] | None = None,
-                 max_cost: int = 16 << 20, memory_headroom: int = 4 << 30
-                 ) -> Iterator[tuple[int, dict]]:
+                 max_cost: int = 16 << 20, memory_headroom: int = 4 << 30,
+                 failure: Callable[[bool, int | None, float], Any] | None = None
+                 ) -> Iterator[tuple[int, Any]]:
     """Yield ``(i, result)`` for every job, computed by ``fn(list_of_jobs, *args)`` (which
     returns one result per job) in batches in worker processes, in completion order.
 
     A batch whose worker dies (a crashing parser) or takes longer than ``timeout`` seconds is
     retried one job at a time in a fresh worker; a single job that kills or stalls its worker
-    yields ``{"hash": None, "reason": ...}``. The run always carries on.
+    yields ``failure(stalled, exitcode, timeout)`` (default: :func:`describe_failure`, a
+    one-line reason). The run always carries on.
 
     A batch holds at most ``batch`` jobs and, past its first job, at most ``max_cost`` of
     ``cost`` (e.g. file sizes in bytes). Each worker's address space may grow by at most
@@ -76,7 +88,9 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
         child.close()
         slots[parent] = [proc, [], 0.0]
 
-    def lose(conn, stalled: bool) -> Iterator[tuple[int, dict]]:
+    failure = failure or describe_failure
+
+    def lose(conn, stalled: bool) -> Iterator[tuple[int, Any]]:
         proc, in_flight, _ = slots.pop(conn)
         proc.kill()
         proc.join()
@@ -85,11 +99,7 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
         if len(in_flight) > 1:  # find the culprit: one job at a time
             queue.extendleft([i] for i in reversed(in_flight))
             return
-        code = proc.exitcode
-        reason = (f"parse took longer than {timeout:g} s" if stalled
-                  else f"parser crashed (signal {-code})" if code and code < 0
-                  else f"parser crashed (exit code {code})")
-        yield in_flight[0], {"hash": None, "reason": reason}
+        yield in_flight[0], failure(stalled, proc.exitcode, timeout)
 
     for _ in range(n):
         start()

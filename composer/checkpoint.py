@@ -53,8 +53,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer import ComposerError, __version__
+from composer import ComposerError, __version__, is_int
 from composer.events import EventConfig, Vocabulary
+from composer.files import fsync_dir, fsync_file
 from composer.model import ComposerLSTM, ModelConfig
 
 FORMAT = "composer-checkpoint"  # marker that tells our checkpoint.json from other JSON
@@ -118,7 +119,7 @@ def save_checkpoint(
     if getattr(model, "config", None) != model_config:
         raise CheckpointError(f"{path}: model_config does not match the model's own config")
     _check_configs(model_config.to_dict(), dict(event_config_dict), "event config")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+    if not is_int(step) or step < 0:
         raise CheckpointError(f"{path}: step must be a non-negative integer, got {step!r}")
     named = ("train_config", train_config), ("metrics", metrics), ("data", data)
     for name, value in (*named, ("train_state", {} if train_state is None else train_state)):
@@ -150,10 +151,9 @@ def save_checkpoint(
             with open(tmp / TRAIN_STATE_FILE, "wb") as f:
                 torch.save(train_state, f)
             meta["files"][TRAIN_STATE_FILE] = _sync_and_describe(tmp / TRAIN_STATE_FILE)
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            f.write(json.dumps(meta, indent=2) + "\n")
-        _sync_and_describe(tmp / META_FILE)
-        _fsync_dir(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        fsync_file(tmp / META_FILE)
+        fsync_dir(tmp)
         _swap_into_place(tmp, path)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write checkpoint ({e})") from e
@@ -181,22 +181,22 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     if path.exists():
         shutil.rmtree(backup, ignore_errors=True)  # stale: NAME is complete
         os.rename(path, backup)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     try:
         os.rename(tmp, path)
     except BaseException:
         if backup.is_dir() and not path.exists():
             os.rename(backup, path)  # roll back to the old checkpoint
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     shutil.rmtree(backup, ignore_errors=True)
 
 
 def _sync_and_describe(file: Path) -> dict[str, Any]:
     """fsync ``file`` and return its size and SHA-256."""
-    with open(file, "r+b") as f:
+    fsync_file(file)
+    with open(file, "rb") as f:
         digest = _sha256(f)
-        os.fsync(f.fileno())
         return {"bytes": f.tell(), "sha256": digest}
 
 
@@ -205,17 +205,6 @@ def _sha256(f: BinaryIO) -> str:
     for chunk in iter(lambda: f.read(1 << 20), b""):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make renames and new entries in ``folder`` durable (no-op where unsupported)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _backup_path(path: Path) -> Path:

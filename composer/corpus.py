@@ -31,9 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from composer import ComposerError, Config, MidiError
-from composer._isolate import run_isolated
+from composer._isolate import describe_failure, run_isolated
 from composer.events import EventConfig, encode_many
-from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, load, parse_many, read_bytes
+from composer.files import (
+    atomic_write_json,
+    atomic_write_npy,
+    atomic_write_text,
+    fsync_dir,
+    fsync_file,
+)
+from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
 
 FORMAT_VERSION = 1
 PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
@@ -137,20 +144,6 @@ def _scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSErro
     return found
 
 
-def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
-                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
-    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
-    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
-    names, pieces, skipped = [], [], []
-    for rel in scan(midi_dir):
-        try:
-            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
-            names.append(rel)
-        except MidiError as e:
-            skipped.append((rel, str(e)))
-    return names, pieces, skipped
-
-
 def split_of(content_hash: str, config: CorpusConfig) -> int:
     """0 train, 1 valid, 2 test: a fixed function of the file's content hash."""
     u = int(content_hash[:8], 16) / 2**32
@@ -159,17 +152,14 @@ def split_of(content_hash: str, config: CorpusConfig) -> int:
     return 1 if u < config.test_fraction + config.valid_fraction else 0
 
 
-def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def is_prepared(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a prepared corpus cache (it holds corpus.json)."""
+    return (Path(folder) / "corpus.json").is_file()
 
 
-def _save_json(path: Path, obj: dict) -> None:
-    _save_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1)))
+def parse_failure(stalled: bool, code: int | None, timeout: float) -> dict:
+    """The record of a file whose parser stalled or crashed (``run_isolated``'s failure)."""
+    return {"hash": None, "reason": describe_failure(stalled, code, timeout, "parse", "parser")}
 
 
 def ingest_files(paths: Sequence[str], config: CorpusConfig) -> list[dict]:
@@ -258,7 +248,8 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             jobs = [os.path.join(midi_dir, rel) for rel in todo]
             sizes = [files[rel]["size"] for rel in todo]
             for i, record in run_isolated(ingest_files, jobs, (config,), workers,
-                                          config.timeout_seconds, cost=sizes):
+                                          config.timeout_seconds, cost=sizes,
+                                          failure=parse_failure):
                 tokens = record.pop("tokens", None)
                 if tokens is not None and record["hash"] in known:  # same content seen before
                     record["at"] = known[record["hash"]]["at"]
@@ -274,7 +265,7 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         kept = {k: v for k, v in files.items() if "reason" in v}
         if kept != old:
             manifest["files"] = kept
-            _save_json(cache / "manifest.json", manifest)
+            atomic_write_json(cache / "manifest.json", manifest)
     _consolidate(cache, pack_path, files, config, report, scan_stamp, Path(midi_dir).resolve())
     return report
 
@@ -345,7 +336,7 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
             report.events, report.seconds = meta["events"], meta["seconds"]
             report.split_files = meta["split_files"]
             if meta.get("scan") != scan_stamp:
-                _save_json(meta_path, {**meta, "scan": scan_stamp})
+                atomic_write_json(meta_path, {**meta, "scan": scan_stamp})
             return
     except (OSError, ValueError, KeyError):
         pass
@@ -367,11 +358,13 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     del pack
     tokens.flush()
     del tokens
+    fsync_file(cache / ".tokens.npy.partial")  # the memmap: too big for one atomic_write
     os.replace(cache / ".tokens.npy.partial", cache / "tokens.npy")
-    _save_atomic(cache / "index.npy", lambda p: np.save(open(p, "wb"), index))
+    fsync_dir(cache)
+    atomic_write_npy(cache / "index.npy", index)
     lines = "".join(f"{rel}\t{reason}\n" for rel, reason in report.skipped)
-    _save_atomic(cache / "skipped.tsv", lambda p: p.write_text("path\treason\n" + lines))
-    _save_json(meta_path, {
+    atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
+    atomic_write_json(meta_path, {
         "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
         "source": str(source), "config": config.to_dict(),
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
@@ -397,6 +390,7 @@ class Corpus:
         self.config = CorpusConfig.from_dict(meta["config"])
         self.paths: list[str] = meta["paths"]
         self.source: str | None = meta.get("source")  # the MIDI folder it was prepared from
+        self.key: str | None = meta.get("stamp")  # content key: settings and file hashes
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike) -> Corpus:

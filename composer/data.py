@@ -21,6 +21,7 @@ is the batch counter (see :meth:`WindowSampler.state_dict`).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Iterator, Mapping
@@ -30,9 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from composer import ComposerError, Config
+from composer import ComposerError, Config, check_int, is_int, is_number, require
 from composer.corpus import Corpus
-from composer.events import NOTE_OFF, NOTE_ON, TIME_SHIFT, Vocabulary, VocabularyError
+from composer.events import (
+    NOTE_OFF,
+    NOTE_ON,
+    TIME_SHIFT,
+    Vocabulary,
+    VocabularyError,
+    shift_tokens,
+)
 
 IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)
 _STREAM = 0xDA7A  # mixed into the sampler's seeds so they differ from other uses of `seed`
@@ -43,9 +51,7 @@ class DataError(ComposerError):
     """Bad sampler or augmentation settings, or a split with nothing to draw from."""
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise DataError(message)
+_require = functools.partial(require, error=DataError)
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,11 @@ class AugmentConfig(Config):
     def __post_init__(self) -> None:
         t, s = self.transpose, self.stretch
         _require(
-            isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= 127,
+            is_int(t) and 0 <= t <= 127,
             f"augment: transpose must be an integer in 0..127, got {t!r}",
         )
         _require(
-            isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s < 1,
+            is_number(s) and 0 <= s < 1,
             f"augment: stretch must be a number in [0, 1), got {s!r}",
         )
 
@@ -115,7 +121,7 @@ def _stretch_rows(
     the stretched rows concatenated (int64) and their lengths (B,).
     """
     b, r = ids.shape
-    shifts, most = vocab.ranges[TIME_SHIFT], vocab.config.max_shift_steps
+    shifts = vocab.ranges[TIME_SHIFT]
     valid = np.arange(r) < lengths[:, None]  # (B, R)
     is_shift = (ids >= shifts.start) & (ids < shifts.stop)
     steps = np.where(is_shift & valid, ids - (shifts.start - 1), 0)  # (B, R)
@@ -128,15 +134,9 @@ def _stretch_rows(
     tok, t = tok[row, col], time[row, col]  # (E,)
     first = np.r_[True, row[1:] != row[:-1]]
     gap = t - np.where(first, 0, np.r_[0, t[:-1]])  # >= 0: rint is monotone
-    n_full, rest = np.divmod(gap, most)
-    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
     real = tok >= 0
-    count = n_shift + real  # output tokens per event
-    end = np.cumsum(count)
-    start = end - count
-    out = np.full(int(end[-1]), shifts.stop - 1, dtype=np.int64)  # unset slots: full shifts
-    out[(start + n_full)[rest > 0]] = shifts.start - 1 + rest[rest > 0]
-    out[(start + n_shift)[real]] = tok[real]
+    out, at, count = shift_tokens(gap, real.astype(np.int64), vocab, np.int64)
+    out[at[real]] = tok[real]
     return out, np.bincount(row, weights=count, minlength=b).astype(np.int64)
 
 
@@ -169,11 +169,7 @@ def augment_tokens(
 
 
 def _int(value: Any, name: str, low: int) -> int:
-    _require(
-        isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low,
-        f"{name} must be an integer >= {low}, got {value!r}",
-    )
-    return int(value)
+    return check_int(value, name, low, DataError)
 
 
 class WindowSampler:

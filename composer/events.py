@@ -19,6 +19,7 @@ dropped). :func:`quantise` applies exactly that loss, so ``decode(encode(x))`` e
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections import defaultdict, deque
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import ComposerError, Config
+from composer import ComposerError, Config, is_int, is_number, require
 from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
@@ -43,14 +44,11 @@ DEFAULT_VELOCITY = 64
 MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
 
 
-
 class VocabularyError(ComposerError):
     """A config, event, token id or note that the event vocabulary cannot represent."""
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise VocabularyError(message)
+_require = functools.partial(require, error=VocabularyError)
 
 
 class KindRange(NamedTuple):
@@ -85,43 +83,27 @@ class EventConfig(Config):
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            kinds = (int, float) if f.name == "max_hanging_seconds" else (int,)
-            _require(
-                isinstance(value, kinds) and not isinstance(value, bool),
-                f"event config: {f.name} must be {'a number' if float in kinds else 'an integer'},"
-                f" got {value!r}",
-            )
+            value, number = getattr(self, f.name), f.name == "max_hanging_seconds"
+            _require(is_number(value) if number else is_int(value), f"event config: {f.name} "
+                     f"must be {'a number' if number else 'an integer'}, got {value!r}")
         _require(self.steps_per_second >= 1, "event config: steps_per_second must be >= 1")
         _require(self.max_shift_steps >= 1, "event config: max_shift_steps must be >= 1")
-        _require(
-            1 <= self.velocity_bins <= 127,
-            f"event config: velocity_bins must be in 1..127, got {self.velocity_bins}",
-        )
+        _require(1 <= self.velocity_bins <= 127,
+                 f"event config: velocity_bins must be in 1..127, got {self.velocity_bins}")
         # Every bin must hold some velocity, or bin(representative(b)) != b for the top bins.
         used = math.ceil(127 / self.velocity_bin_size)
-        _require(
-            self.velocity_bins == used,
-            f"event config: velocity_bins={self.velocity_bins} gives bins of"
-            f" {self.velocity_bin_size} velocities, which fill only {used} bins; use {used}",
-        )
-        _require(
-            0 <= self.min_pitch <= 127 and 0 <= self.max_pitch <= 127,
-            f"event config: pitches must be in 0..127, got {self.min_pitch}..{self.max_pitch}",
-        )
-        _require(
-            self.min_pitch <= self.max_pitch,
-            f"event config: min_pitch ({self.min_pitch}) is above max_pitch ({self.max_pitch})",
-        )
-        _require(
-            math.isfinite(self.max_hanging_seconds) and self.max_hanging_seconds > 0,
-            f"event config: max_hanging_seconds must be > 0, got {self.max_hanging_seconds}",
-        )
+        _require(self.velocity_bins == used,
+                 f"event config: velocity_bins={self.velocity_bins} gives bins of"
+                 f" {self.velocity_bin_size} velocities, which fill only {used} bins; use {used}")
+        _require(0 <= self.min_pitch <= 127 and 0 <= self.max_pitch <= 127,
+                 f"event config: pitches must be in 0..127, got {self.min_pitch}..{self.max_pitch}")
+        _require(self.min_pitch <= self.max_pitch, f"event config: min_pitch ({self.min_pitch})"
+                 f" is above max_pitch ({self.max_pitch})")
+        _require(math.isfinite(self.max_hanging_seconds) and self.max_hanging_seconds > 0,
+                 f"event config: max_hanging_seconds must be > 0, got {self.max_hanging_seconds}")
         n_tokens = sum(r.count for r in _range_table(self))
-        _require(
-            n_tokens <= MAX_VOCAB_SIZE,
-            f"event config: vocabulary of {n_tokens} tokens does not fit uint16 ids",
-        )
+        _require(n_tokens <= MAX_VOCAB_SIZE,
+                 f"event config: vocabulary of {n_tokens} tokens does not fit uint16 ids")
 
     @property
     def n_pitches(self) -> int:
@@ -220,13 +202,43 @@ class Vocabulary:
         """Vectorised :meth:`encode_event` for values known to be in range."""
         return values - self._first_value[kind] + self.ranges[kind].start
 
-    def _split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
         starts = np.array([r.start for r in self.ranges.values()])  # (4,)
         firsts = np.array(list(self._first_value.values()))  # (4,)
         kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
+
+
+def shift_steps(tokens: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Steps each token id advances time by (0 unless a TIME_SHIFT), same shape as tokens."""
+    r = vocab.ranges[TIME_SHIFT]
+    return np.where((tokens >= r.start) & (tokens < r.stop), tokens - r.start + 1, 0)
+
+
+def seconds_of(tokens: np.ndarray, config: EventConfig) -> float:
+    """Music time (seconds) that token ids (T,) span."""
+    steps = shift_steps(np.asarray(tokens), Vocabulary(config)).sum()
+    return float(steps) / config.steps_per_second
+
+
+def shift_tokens(gap: np.ndarray, after: np.ndarray, vocab: Vocabulary, dtype: Any
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TIME_SHIFT gap splitting of :func:`encode` (and ``data``'s time-stretch): for each
+    event, its ``gap`` (steps since the previous one) as full shifts then the remainder,
+    followed by ``after`` (E,) free slots for the event's own tokens. Returns the token array
+    (free slots hold full shifts until filled), each event's first free slot (E,) and its
+    token count (E,)."""
+    r = vocab.ranges[TIME_SHIFT]
+    n_full, rest = np.divmod(gap, vocab.config.max_shift_steps)
+    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
+    count = n_shift + after
+    first = np.cumsum(count) - count  # (E,) position of each event's first token
+    tokens = np.full(int(count.sum()), r.stop - 1, dtype=dtype)  # unset slots: full shifts
+    has_rest = rest > 0
+    tokens[(first + n_full)[has_rest]] = r.start - 1 + rest[has_rest]
+    return tokens, first + n_shift, count
 
 
 def velocity_to_bin(velocity: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -259,10 +271,8 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     arr = as_note_array(notes)
     kept = (arr["pitch"] >= config.min_pitch) & (arr["pitch"] <= config.max_pitch)
     arr = arr[kept]
-    _require(
-        bool(np.isfinite(arr["start"]).all() and np.isfinite(arr["end"]).all()),
-        "note times must be finite",
-    )
+    _require(bool(np.isfinite(arr["start"]).all() and np.isfinite(arr["end"]).all()),
+             "note times must be finite")
     sps = config.steps_per_second
     start = np.rint(arr["start"] * sps).astype(np.int64)
     _require(not (start < 0).any(), "note start times must be >= 0")
@@ -271,14 +281,8 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     return arr["pitch"].astype(np.int64), vbin, start, end, kept
 
 
-def _make_notes(
-    pitch: np.ndarray,
-    vbin: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    config: EventConfig,
-    program: int = 0,
-) -> np.ndarray:
+def _make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+                config: EventConfig, program: int = 0) -> np.ndarray:
     """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps."""
     notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)  # is_drum stays False
     notes["pitch"] = pitch
@@ -349,20 +353,11 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     first_of_piece = np.append(True, group[1:] != group[:-1])  # (2n,)
 
     gap = np.where(first_of_piece, step, np.diff(step, prepend=0))  # time starts at 0
-    n_full, rest = np.divmod(gap, config.max_shift_steps)
-    n_shift = n_full + (rest > 0)  # TIME_SHIFT tokens before each event
     on_bins, on_group = vbin[is_on], group[is_on]  # (n,)
     new_bin = np.zeros(2 * n, dtype=bool)  # VELOCITY token before this event?
     new_bin[is_on] = np.concatenate([[True], (on_bins[1:] != on_bins[:-1])
                                      | (on_group[1:] != on_group[:-1])])[: len(on_bins)]
-
-    count = n_shift + new_bin + 1  # (2n,) tokens per event
-    first = np.cumsum(count) - count  # (2n,) position of each event's first token
-    full_shift = vocab._ids(TIME_SHIFT, config.max_shift_steps)
-    tokens = np.full(int(count.sum()), full_shift, dtype=np.uint16)  # unset slots: full shifts
-    has_rest = rest > 0
-    tokens[(first + n_full)[has_rest]] = vocab._ids(TIME_SHIFT, rest[has_rest])
-    vel_at = first + n_shift
+    tokens, vel_at, count = shift_tokens(gap, new_bin + 1, vocab, np.uint16)
     tokens[vel_at[new_bin]] = vocab._ids(VELOCITY, vbin[new_bin])
     tokens[vel_at + new_bin] = np.where(
         is_on, vocab._ids(NOTE_ON, pitch), vocab._ids(NOTE_OFF, pitch)
@@ -371,11 +366,8 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
-def decode(
-    tokens: Sequence[int] | np.ndarray,
-    config: EventConfig = DEFAULT_CONFIG,
-    program: int = 0,
-) -> np.ndarray:
+def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
+           program: int = 0) -> np.ndarray:
     """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
 
     Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
@@ -397,11 +389,10 @@ def decode(
     bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
     if bad.size:
         i = int(bad[0])
-        raise VocabularyError(
-            f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})"
-        )
+        raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
+                              f"(0..{vocab.size - 1})")
 
-    is_kind, value = vocab._split(ids)
+    is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
     vbin = np.where(last_vel >= 0, value[last_vel], velocity_to_bin(DEFAULT_VELOCITY, config))
@@ -409,13 +400,8 @@ def decode(
     at = np.flatnonzero(is_kind[NOTE_ON] | is_kind[NOTE_OFF])  # the only events looped over
     sounding: defaultdict[int, deque[tuple[int, int]]] = defaultdict(deque)  # (start, bin)
     rows: list[tuple[int, int, int, int]] = []  # (pitch, bin, start step, end step)
-    for on, p, s, b in zip(
-        is_kind[NOTE_ON][at].tolist(),
-        value[at].tolist(),
-        step[at].tolist(),
-        vbin[at].tolist(),
-        strict=True,
-    ):
+    for on, p, s, b in zip(is_kind[NOTE_ON][at].tolist(), value[at].tolist(),
+                           step[at].tolist(), vbin[at].tolist(), strict=True):
         if on:
             sounding[p].append((s, b))
         elif sounding[p]:

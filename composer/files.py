@@ -113,6 +113,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
+def atomic_write_npy(path: str | os.PathLike, array: Any) -> Path:
+    """:func:`atomic_write` of a NumPy array in ``.npy`` format."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    return atomic_write(path, write)
+
+
 def read_regular(path: str | os.PathLike, max_bytes: int,
                  error: type[ComposerError] = ComposerError) -> bytes:
     """The bytes of the regular file ``path``, read without blocking and without bound

@@ -30,7 +30,7 @@ from composer._tracks import (
     tick_to_seconds,
     time_signatures,
 )
-from composer.files import read_regular
+from composer.files import atomic_write, read_regular
 from composer.timing import (
     BEAT_DTYPE,
     TIMESIG_DTYPE,
@@ -74,16 +74,6 @@ def as_note_array(notes: NoteInput) -> np.ndarray:
         return notes
     rows = [(n.pitch, n.velocity, n.start, n.end, n.program, n.is_drum) for n in notes]
     return np.array(rows, dtype=NOTE_DTYPE)
-
-
-def note_list(notes: NoteInput) -> list[Note]:
-    """Return ``notes`` as a list of :class:`Note` (inverse of :func:`as_note_array`)."""
-    arr = as_note_array(notes)
-    return [
-        Note(int(r["pitch"]), int(r["velocity"]), float(r["start"]), float(r["end"]),
-             int(r["program"]), bool(r["is_drum"]))
-        for r in arr
-    ]
 
 
 @dataclass
@@ -311,11 +301,20 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
                                       channel=channel, time=int(ticks[i] - now)))
             now = int(ticks[i])
         mid.tracks.append(track)
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        mid.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: mid.save(os.fspath(tmp)))
+
+
+def synthesize(notes: NoteInput, sample_rate: int) -> np.ndarray:
+    """Sine-wave audio (samples,) of ``notes`` by pretty_midi's synthesizer, peak-normalised
+    to 1 (drums are silent): the fallback of ``composer.render``."""
+    import pretty_midi
+
+    arr, pm = as_note_array(notes), pretty_midi.PrettyMIDI()
+    for program, is_drum in sorted(set(zip(arr["program"].tolist(), arr["is_drum"].tolist(),
+                                           strict=True))):
+        inst = pretty_midi.Instrument(program, is_drum=is_drum)
+        sel = arr[(arr["program"] == program) & (arr["is_drum"] == is_drum)]
+        inst.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e)) for p, v, s, e in
+                      zip(sel["pitch"], sel["velocity"], sel["start"], sel["end"], strict=True)]
+        pm.instruments.append(inst)
+    return pm.synthesize(fs=sample_rate)

@@ -27,6 +27,7 @@ equals ``quantise(x)`` exactly (notes, beats, tempo, time signature).
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -35,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from composer import Config
+from composer import Config, is_int, require
 from composer.events import (
     DEFAULT_VELOCITY,
     MAX_VOCAB_SIZE,
@@ -67,6 +68,7 @@ DURATION = "DURATION"
 SHIFT = "SHIFT"
 VELOCITY = "VELOCITY"
 KINDS = (PITCH, DURATION, SHIFT, VELOCITY)  # id order of the range table
+_require = functools.partial(require, error=VocabularyError)
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ class NoteEventConfig(Config):
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            _require(isinstance(value, int) and not isinstance(value, bool),
-                     f"note event config: {f.name} must be an integer, got {value!r}")
+            _require(is_int(value), f"note event config: {f.name} must be an integer, got"
+                     f" {value!r}")
         _require(self.steps_per_quarter >= 1, "note event config: steps_per_quarter must be >= 1")
         _require(1 <= self.coarse_steps <= self.fine_steps <= self.max_steps,
                  "note event config: need 1 <= coarse_steps <= fine_steps <= max_steps")
@@ -131,11 +133,6 @@ def _range_table(config: NoteEventConfig) -> tuple[KindRange, ...]:
     )
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise VocabularyError(message)
-
-
 DEFAULT_NOTE_CONFIG = NoteEventConfig()
 
 
@@ -170,7 +167,7 @@ class NoteVocabulary(Vocabulary):
         token = operator.index(token)
         _require(0 <= token < self.size,
                  f"token id {token} is outside the vocabulary (0..{self.size - 1})")
-        is_kind, value = self._split(np.array([token]))
+        is_kind, value = self.split(np.array([token]))
         kind, v = next(k for k, mask in is_kind.items() if mask[0]), int(value[0])
         if kind in (DURATION, SHIFT):
             steps = Fraction(int(self.steps[v]), self.config.steps_per_quarter)
@@ -363,7 +360,7 @@ def decode(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig = DEFAULT
         i = int(bad[0])
         raise VocabularyError(
             f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})")
-    is_kind, value = vocab._split(ids)
+    is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[SHIFT], vocab.steps[np.where(is_kind[SHIFT], value, 0)], 0))
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
     default_bin = velocity_to_bin(DEFAULT_VELOCITY, config.velocity_config())

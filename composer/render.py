@@ -3,11 +3,11 @@
 - :func:`render`: a 44.1 kHz 16-bit WAV through the ``fluidsynth`` program and a General MIDI
   soundfont. Where FluidSynth or a soundfont is missing, or FluidSynth fails, hangs or
   renders silence, it says so in one line (``RenderResult.notice``, logged at INFO) and
-  falls back to pretty_midi's sine-wave synthesizer (mono) instead of failing.
+  falls back to sine waves (mono, :func:`composer.midi.synthesize`) instead of failing.
 - :func:`plot_piano_roll`: time x pitch, velocity as colour, a seed part shaded.
-- :func:`plot_distributions`, :func:`model_table`, :func:`music_table`,
-  :func:`copy_table`, :func:`save_json`: figures, terminal tables and JSON of
-  :mod:`composer.metrics` results.
+- :func:`plot_distributions`: the distance densities of
+  :func:`composer.musicstats.compare_sets` (the terminal tables are in
+  :mod:`composer.report`, beside the CLI).
 
 Pictures use matplotlib's Agg canvas directly (no pyplot, no display needed).
 """
@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import time
 import wave
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from composer import ComposerError, Config
-from composer.midi import NoteInput, as_note_array, load
+from composer.files import atomic_write
+from composer.midi import NoteInput, as_note_array, load, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -112,29 +112,27 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
     if len(piece.notes) == 0:
         raise RenderError(f"{midi_path}: no notes to render")
     sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
-    out = Path(wav_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.wav")
-    notice = None
-    try:
+    out, done = Path(wav_path), {}
+
+    def write(tmp: Path) -> None:
+        notice, used = None, sf
         if exe is None:
             notice = f"FluidSynth is not installed ({INSTALL_HINT})"
         elif sf is None:
             notice = (f"no General MIDI soundfont found (give --soundfont, or {INSTALL_HINT})")
         else:
             notice = _fluidsynth(exe, sf, midi_path, tmp, piece.duration, config)
-        if notice is None:
-            backend = "fluidsynth"
-        else:
+        if notice is not None:
             notice += "; rendered with simple sine waves instead"
             log.info("%s", notice)
-            backend, sf = "sine", None
+            used = None
             _write_wav(tmp, _sine(piece.notes, config), config.sample_rate)
         with wave.open(str(tmp)) as w:
-            seconds = w.getnframes() / w.getframerate()
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+            done.update(seconds=w.getnframes() / w.getframerate(), notice=notice, sf=used)
+
+    atomic_write(out, write)
+    notice, seconds, sf = done["notice"], done["seconds"], done["sf"]
+    backend = "fluidsynth" if notice is None else "sine"
     return RenderResult(out, backend, seconds, config.sample_rate, sf, notice,
                         time.perf_counter() - began)
 
@@ -168,20 +166,8 @@ def _fluidsynth(exe: str, soundfont: Path, midi_path: str | os.PathLike, wav: Pa
 
 
 def _sine(notes: np.ndarray, config: RenderConfig) -> np.ndarray:
-    """pretty_midi's sine synthesis of ``notes``, float in [-gain, gain] (samples,)."""
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI()
-    groups = zip(notes["program"].tolist(), notes["is_drum"].tolist(), strict=True)
-    for program, is_drum in sorted(set(groups)):
-        inst = pretty_midi.Instrument(program, is_drum=is_drum)
-        sel = notes[(notes["program"] == program) & (notes["is_drum"] == is_drum)]
-        inst.notes = [pretty_midi.Note(int(v), int(p), float(s), float(e))
-                      for p, v, s, e in zip(sel["pitch"], sel["velocity"], sel["start"],
-                                            sel["end"], strict=True)]
-        pm.instruments.append(inst)
-    audio = pm.synthesize(fs=config.sample_rate)  # peak-normalised to 1 (drums are silent)
-    return audio * config.gain
+    """Sine synthesis of ``notes`` (:func:`composer.midi.synthesize`), float in [-gain, gain]."""
+    return synthesize(notes, config.sample_rate) * config.gain
 
 
 def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -261,12 +247,12 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     ax.set_ylabel("pitch")
     ax.set_title(title or "piano roll")
     fig.colorbar(rolls, ax=ax, label="velocity", pad=0.01, fraction=0.03)
-    fig.savefig(png_path)
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
     return Path(png_path)
 
 
 def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike) -> Path:
-    """Draw the distance densities of :func:`composer.metrics.compare_sets`' result, one
+    """Draw the distance densities of :func:`composer.musicstats.compare_sets`' result, one
     panel per feature (reference intra-set, generated intra-set, inter-set), as a PNG."""
     feats = result["features"]
     cols = 4
@@ -289,69 +275,5 @@ def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike) -> P
     fig.axes[0].legend(fontsize=7)
     fig.suptitle(f"{result['generated_files']} generated vs {result['reference_files']} "
                  "reference pieces: distance densities per feature")
-    fig.savefig(png_path)
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
     return Path(png_path)
-
-
-def model_table(result: dict[str, Any]) -> str:
-    """The terminal table of :func:`composer.metrics.evaluate_model`'s result."""
-    lstm = result["models"]["LSTM"]
-    lines = [f"Split {result['split']!r} of {result['corpus']}: {result['files']:,} files, "
-             f"{lstm['events']:,} events; baselines fitted on {result['train_events']:,} train "
-             f"events of {result['train_corpus']}",
-             f"{'model':<12} {'NLL nats/event':>15} {'perplexity':>11} {'accuracy':>9}   "
-             "LSTM ahead by"]
-    for name, r in result["models"].items():
-        a = result["ahead"].get(name)
-        gap = (f"{a['loss']:.3f} nats/event, perplexity x{a['perplexity_ratio']:.2f}, "
-               f"accuracy {a['accuracy']:+.3f}" if a else "-")
-        lines.append(f"{name:<12} {r['loss']:>15.4f} {r['perplexity']:>11.2f} "
-                     f"{r['accuracy']:>9.3f}   {gap}")
-    return "\n".join(lines)
-
-
-def music_table(result: dict[str, Any]) -> str:
-    """The terminal table of :func:`composer.metrics.compare_sets`' result."""
-    lines = [f"{result['generated_files']} generated vs {result['reference_files']} reference "
-             "pieces; mean ± std per piece. overlap, KL: of the reference's intra-set and the",
-             "inter-set distance densities (1, 0: generated pieces lie as close to the "
-             "reference as reference pieces lie to each other)",
-             f"{'feature':<30} {'reference':>15} {'generated':>15} {'overlap':>8} {'KL':>7}"]
-    for name, e in result["features"].items():
-        cells = [f"{e[k]['mean']:.2f} ± {e[k]['std']:.2f}" if not e["shape"]
-                 else "x".join(map(str, e["shape"])) + " hist." for k in ("reference",
-                                                                          "generated")]
-        lines.append(f"{name:<30} {cells[0]:>15} {cells[1]:>15} {e['overlap']:>8.3f} "
-                     f"{e['kl']:>7.3f}")
-    return "\n".join(lines)
-
-
-def copy_table(names: Sequence[str], matches: Sequence[Any], warnings: Sequence[str | None]
-               ) -> str:
-    """The terminal table of copy-check results (:class:`composer.metrics.CopyMatch`)."""
-    lines = [f"{'file':<32} {'events':>7} {'seconds':>8} {'share':>6}  source (at s, transposed)"]
-    for name, m, warn in zip(names, matches, warnings, strict=True):
-        src = f"{m.source} ({m.source_seconds:.1f} s, {m.transpose:+d})" if m.events else "-"
-        lines.append(f"{name:<32} {m.events:>7} {m.seconds:>8.1f} {m.fraction:>6.0%}  {src}"
-                     + ("  COPY" if warn else ""))
-    return "\n".join(lines)
-
-
-def save_json(result: Any, path: str | os.PathLike) -> Path:
-    """Write a result (dicts, lists, numbers, dataclasses' ``__dict__``) as JSON; NaN and
-    infinities become null."""
-    import json
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if isinstance(x, Path):
-            return str(x)
-        if isinstance(x, (float, np.floating)):
-            return float(x) if math.isfinite(x) else None
-        return x.item() if isinstance(x, np.generic) else x
-
-    Path(path).write_text(json.dumps(clean(result), indent=1) + "\n")
-    return Path(path)

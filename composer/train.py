@@ -32,11 +32,19 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from composer import ComposerError, Config
-from composer.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from composer import ComposerError, Config, perplexity
+from composer.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    to_safe,
+)
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
+from composer.device import resolve_device
 from composer.model import ComposerLSTM, ModelConfig
+from composer.sources import corpus_record
 
 
 class TrainingError(ComposerError):
@@ -85,15 +93,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda asked for, but no CUDA GPU is available")
-    return torch.device(name)
-
-
 @dataclass
 class TrainResult:
     """What a run did: steps reached, best validation loss and why it stopped."""
@@ -105,6 +104,18 @@ class TrainResult:
     out_dir: Path
 
 
+def summed_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (nats) of logits (B, T, V) over the real targets of y (B, T)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum",
+                           ignore_index=IGNORE_INDEX)
+
+
+def validation_split(corpus: Corpus) -> str:
+    """The split to validate on: ``valid``, or ``train`` when no file fell in valid (tiny
+    corpora; ``composer prepare --valid`` sets the share)."""
+    return "valid" if len(corpus.files("valid")) else "train"
+
+
 def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
           ) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy (nats) over the real targets of a batch, and their count."""
@@ -112,9 +123,7 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
                 else contextlib.nullcontext())
     with autocast:
         logits, _ = model(x)  # (B, T, V)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum",
-                           ignore_index=IGNORE_INDEX)
-    return loss, int((y != IGNORE_INDEX).sum())
+    return summed_cross_entropy(logits, y), int((y != IGNORE_INDEX).sum())
 
 
 @torch.no_grad()
@@ -131,8 +140,7 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
         x, y = x.to(device), y.to(device)
         logits, _ = model(x)  # (B, T, V)
         real = y != IGNORE_INDEX
-        total[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum",
-                                    ignore_index=IGNORE_INDEX)
+        total[0] += summed_cross_entropy(logits, y)
         total[1] += real.sum()
         total[2] += ((logits.argmax(-1) == y) & real).sum()
     if world_size > 1:
@@ -142,8 +150,37 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
         return {"loss": float("nan"), "perplexity": float("nan"), "accuracy": float("nan"),
                 "events": 0}
     loss = float(total[0] / total[1])
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)),
+    return {"loss": loss, "perplexity": perplexity(loss),
             "accuracy": float(total[2] / total[1]), "events": int(total[1])}
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on the weight matrices only; biases (the LSTM's forget-gate
+    bias among them) and the embedding table are not decayed."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decay, rest = [], []
+    for p in model.parameters():
+        (decay if p.dim() >= 2 and id(p) not in embeddings else rest).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0}]
+
+
+def _regroup(saved: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer
+             ) -> dict[str, Any]:
+    """An optimizer state saved with one parameter group (before :func:`param_groups`) mapped
+    onto this optimizer's groups; any other state is returned as it is."""
+    if len(saved["param_groups"]) != 1 or len(opt.param_groups) == 1:
+        return saved
+    position = {id(p): i for i, p in enumerate(model.parameters())}  # the old numbering
+    old, groups, state, n = saved["param_groups"][0], [], {}, 0
+    for group in opt.param_groups:
+        ids = list(range(n, n + len(group["params"])))
+        for new, p in zip(ids, group["params"], strict=True):
+            if position[id(p)] in saved["state"]:
+                state[new] = saved["state"][position[id(p)]]
+        groups.append({**old, "weight_decay": group["weight_decay"], "params": ids})
+        n += len(ids)
+    return {"state": state, "param_groups": groups}
 
 
 class _Log:
@@ -227,27 +264,22 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if start["weights"] is not None:
         model.load_state_dict(start["weights"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
                             config.augment if config.augment.enabled else None, config.seed,
                             rank, world)
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
-        opt.load_state_dict(ts["optimizer"])
+        opt.load_state_dict(_regroup(ts["optimizer"], model, opt))
         sampler.load_state_dict(ts["sampler"])
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
-    data_info = {"corpus": str(corpus.cache_dir), "source": corpus.source,
-                 "splits": {"valid_fraction": corpus.config.valid_fraction,
-                            "test_fraction": corpus.config.test_fraction},
-                 "files": {s: int(len(corpus.files(s)))
-                 for s in ("train", "valid", "test")}, "train_events": int(
-                 corpus.index["length"][corpus.files("train")].sum())}
+    data_info = corpus_record(corpus)
 
     def save(name: str, metrics: dict[str, float]) -> None:
-        train_state = {"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                       "rng": get_rng_state(), "progress": dict(state)}
+        train_state = to_safe({"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
+                               "rng": get_rng_state(), "progress": dict(state)})
         save_checkpoint(out / name, model, model_config, vocab, train_config=config.to_dict(),
                         step=state["step"], metrics=metrics, data=data_info,
                         train_state=train_state)
@@ -326,7 +358,7 @@ def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
                        stop: bool) -> bool:
     """Validate, log, save ``latest`` (and ``best`` if improved); True if training should end
     (asked to stop, or no improvement for ``patience`` evaluations)."""
-    split = "valid" if len(corpus.files("valid")) else "train"  # tiny corpora: no valid file
+    split = validation_split(corpus)
     metrics = {**evaluate(net, corpus, split, config, dev, rank, world), "split_used": split}
     improved = metrics["loss"] < state["best"]
     if improved:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import mido
@@ -21,3 +22,10 @@ def write_tune(path: Path, pitches: list[int], step: int = 240) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     mid.save(path)
     return path
+
+
+def free_port() -> int:
+    """A TCP port no one listens on now (for tests that start a server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

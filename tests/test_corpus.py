@@ -154,7 +154,8 @@ def test_batches_respect_count_and_cost():
 
 
 def test_a_crashing_worker_costs_one_job_not_the_run():
-    results = dict(run_isolated(_crash_on_odd, list(range(10)), workers=2, batch=4))
+    results = dict(run_isolated(_crash_on_odd, list(range(10)), workers=2, batch=4,
+                                failure=corpus.parse_failure))
     assert sorted(results) == list(range(10))
     for i, r in results.items():
         if i % 2:
@@ -165,7 +166,8 @@ def test_a_crashing_worker_costs_one_job_not_the_run():
 
 def test_a_stalled_worker_is_killed_after_the_timeout():
     start = time.monotonic()
-    results = dict(run_isolated(_stall_on_three, list(range(6)), workers=1, timeout=0.5, batch=3))
+    results = dict(run_isolated(_stall_on_three, list(range(6)), workers=1, timeout=0.5, batch=3,
+                                failure=corpus.parse_failure))
     assert time.monotonic() - start < 10
     assert results[3]["reason"] == "parse took longer than 0.5 s"
     assert all(results[i] == {"value": i} for i in (0, 1, 2, 4, 5))

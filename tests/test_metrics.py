@@ -13,25 +13,16 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH
 
+from composer import MetricsError
 from composer.checkpoint import save_checkpoint
 from composer.cli import main
+from composer.copycheck import CopyConfig, CopyIndex, copy_warning
 from composer.corpus import Corpus, CorpusConfig, prepare
+from composer.evaluation import NGram, Unigram, evaluate_model, score
 from composer.events import encode
-from composer.metrics import (
-    CopyConfig,
-    CopyIndex,
-    MetricsError,
-    NGram,
-    Unigram,
-    compare_sets,
-    copy_warning,
-    evaluate_model,
-    piece_features,
-    score,
-    silence_fraction,
-)
 from composer.midi import Note, as_note_array, load, save
 from composer.model import ComposerLSTM, ModelConfig
+from composer.musicstats import compare_sets, piece_features, silence_fraction
 from composer.train import TrainConfig, evaluate
 
 

@@ -15,17 +15,9 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH as BACH_DIR
 
-import composer
-import composer._engine as engine
-from composer._engine import (
-    CHUNK,
-    FusedStepper,
-    PlainStepper,
-    draw,
-    filter_logits,
-    gumbel_noise,
-    step_logits,
-)
+import composer.generate as generate_mod
+import composer.sample as sample_mod
+from composer._steppers import FusedStepper, PlainStepper, step_logits
 from composer.checkpoint import save_checkpoint
 from composer.cli import main
 from composer.events import (
@@ -39,19 +31,25 @@ from composer.events import (
     decode,
     quantise,
 )
+from composer.generate import (
+    CHUNK,
+    MAX_EVENTS_PER_SECOND,
+    GenerateError,
+    SampleConfig,
+    draw,
+    filter_logits,
+    generate,
+    gumbel_noise,
+    start_tokens,
+)
 from composer.midi import NOTE_DTYPE, load
 from composer.midi import save as save_midi
 from composer.model import ComposerLSTM, ModelConfig
 from composer.sample import (
-    MAX_EVENTS_PER_SECOND,
-    GenerateError,
-    SampleConfig,
     compose,
     find_checkpoint,
-    generate,
     seed_from_midi,
     seed_from_pitches,
-    start_tokens,
     to_notes,
 )
 
@@ -177,7 +175,7 @@ def test_graph_runner_logic_on_cpu(model, bach_seed, monkeypatch):
     config = SampleConfig(seconds=3.0, top_k=50)
     eager = generate(model, EC, bach_seed, 3, config, rng_seed=9, engine="fused",
                      keep_logits=True)
-    monkeypatch.setattr(engine, "_cuda_graph", eager_graph)
+    monkeypatch.setattr(generate_mod, "cuda_graph", eager_graph)
     graph = generate(model, EC, bach_seed, 3, config, rng_seed=9, engine="fused",
                      cuda_graph=True, keep_logits=True)
     assert calls and graph.engine == "fused+cuda-graph"
@@ -445,11 +443,13 @@ def test_generate_rejects_what_does_not_fit(model):
 def test_find_checkpoint(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPOSER_CHECKPOINT", raising=False)
     assert find_checkpoint(tmp_path) == tmp_path
-    monkeypatch.setattr(composer, "__file__", str(tmp_path / "composer" / "__init__.py"))
+    packaged = tmp_path / "composer" / "models" / "default"
+    monkeypatch.setattr(sample_mod, "default_checkpoint", lambda: packaged)
     with pytest.raises(GenerateError, match="no default model is installed"):
         find_checkpoint()
-    (tmp_path / "checkpoints" / "default").mkdir(parents=True)
-    assert find_checkpoint() == tmp_path / "checkpoints" / "default"
+    packaged.mkdir(parents=True)
+    (packaged / "checkpoint.json").write_text("{}")
+    assert find_checkpoint() == packaged
     monkeypatch.setenv("COMPOSER_CHECKPOINT", "/somewhere")
     assert find_checkpoint() == Path("/somewhere")
 
@@ -512,7 +512,7 @@ def test_cli_bad_inputs(ckpt, tmp_path, monkeypatch):
     meta["events"]["min_pitch"] = 21  # vocabulary no longer fits the model
     meta_file.write_text(json.dumps(meta))
     monkeypatch.delenv("COMPOSER_CHECKPOINT", raising=False)
-    monkeypatch.setattr(composer, "__file__", str(tmp_path / "nowhere" / "__init__.py"))
+    monkeypatch.setattr(sample_mod, "default_checkpoint", lambda: tmp_path / "nowhere")
     cases = [
         (["--checkpoint", str(tmp_path / "none")], "no such checkpoint"),
         ([], "no default model is installed"),

@@ -12,8 +12,8 @@ from helpers import BACH
 from composer.checkpoint import FORMAT_VERSION, load_checkpoint, read_info
 from composer.cli import main
 from composer.corpus import CorpusConfig, prepare
+from composer.evaluation import evaluate_model
 from composer.events import EventConfig, Vocabulary
-from composer.metrics import evaluate_model
 from composer.midi import load
 
 ROOT = Path(__file__).resolve().parents[1]

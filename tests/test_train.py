@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH
+from helpers import BACH, free_port
 
 from composer import train as train_mod
 from composer.checkpoint import load_checkpoint
@@ -161,6 +161,16 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def _evaluations(out) -> int:
+    """Validation records written to OUT/metrics.jsonl so far (complete lines only)."""
+    try:
+        text = (out / "metrics.jsonl").read_text()
+    except OSError:
+        return 0
+    return sum('"split": "valid"' in line for line in text.splitlines(keepends=True)
+               if line.endswith("\n"))
+
+
 def test_sigkill_loses_at_most_one_checkpoint_interval(corpus, tmp_path):
     out = tmp_path / "run"
     args = ["-m", "composer", "train", str(corpus.cache_dir), "--out", str(out), "--preset",
@@ -168,9 +178,8 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(corpus, tmp_path):
             "16", "-q"]
     proc = _run(args)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out / "latest").exists():
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while time.monotonic() < deadline and _evaluations(out) < 2:  # training is under way
+        time.sleep(0.05)
     proc.kill()
     proc.wait()
     saved = load_checkpoint(out / "latest").step
@@ -184,7 +193,8 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(corpus, tmp_path):
 def test_two_process_ddp_on_cpu(corpus, tmp_path):
     out = tmp_path / "ddp"
     proc = _run(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                 "29517", "-m", "composer", "train", str(corpus.cache_dir), "--out", str(out),
+                 str(free_port()), "-m", "composer", "train", str(corpus.cache_dir), "--out",
+                 str(out),
                  "--preset", "tiny", "--steps", "6", "--eval-every", "3", "--batch-size", "4",
                  "--seq-len", "16", "-q"])
     output, _ = proc.communicate(timeout=120)

@@ -1,22 +1,117 @@
-"""Count-based baseline language models over event tokens, for :mod:`composer.metrics`.
+"""Model evaluation: how well a trained LSTM predicts held-out music, next to baselines.
 
-An add-alpha :class:`Unigram` and an interpolated Kneser-Ney :class:`NGram` (Chen & Goodman
-1998), both fitted on token sequences and scored by :func:`score` on exactly the targets the
-LSTM is scored on (every event of a file but its first). Every probability is > 0.
+:func:`evaluate_model` scores the LSTM's negative log-likelihood (nats/event), perplexity and
+next-event accuracy on a split, next to two baselines fitted on the train split in the same
+run and scored on exactly the same targets (every event of a file but its first): an
+add-alpha :class:`Unigram` and an interpolated Kneser-Ney :class:`NGram` (order 5; Chen &
+Goodman 1998), whose probabilities are all > 0. It sits at the top, beside the CLI.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from composer import ComposerError
+from composer import Config, MetricsError, perplexity
+from composer.checkpoint import load_checkpoint
+from composer.corpus import SPLITS, Corpus, is_prepared
+from composer.device import resolve_device
+from composer.events import EventConfig, Vocabulary
+from composer.sources import missing_corpus, open_or_prepare, training_corpus
+from composer.train import TrainConfig, evaluate
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class MetricsError(ComposerError):
-    """Inputs that a metric cannot be computed on (too few pieces, mismatched vocabularies)."""
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """Settings of :func:`evaluate_model`."""
+
+    _error = MetricsError
+    _name = "evaluation settings"
+
+    order: int = 5  # n-gram baseline order
+    unigram_alpha: float = 1.0  # add-alpha smoothing of the unigram baseline
+    seq_len: int = 0  # LSTM evaluation window (0: the checkpoint's training seq_len)
+    batch_size: int = 0  # LSTM evaluation batch (0: the checkpoint's)
+
+
+def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str = "test", *,
+                   train_corpus: Any = None, config: EvalConfig = EvalConfig(),
+                   device: str = "auto", progress: Progress | None = None) -> dict[str, Any]:
+    """LSTM vs unigram vs n-gram on the same events: ``{"models": {name: {loss, perplexity,
+    accuracy, events}}, "ahead": {baseline: {loss, perplexity_ratio, accuracy}}, ...}``.
+
+    ``corpus``: a :class:`~composer.corpus.Corpus` or prepared cache folder (its ``split``,
+    or ``"all"``); a MIDI folder (prepared with the checkpoint's event settings into its
+    default cache; all its files are evaluated); None: the corpus the checkpoint trained on
+    (``data.corpus`` in checkpoint.json). The baselines are fitted on the train split of
+    ``train_corpus``, by default that training corpus, so they see what the LSTM saw.
+    ``progress(stage, done, total)`` reports "ingest" (files) and "evaluate" (batches).
+    """
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint, map_location=dev)
+    events = EventConfig.from_dict(ckpt.event_config)
+    trained_on, settings = training_corpus(ckpt.data, events)
+
+    def open_source(source: Any, what: str) -> Corpus:
+        if source is None and trained_on is None:
+            raise MetricsError(f"the corpus {checkpoint} was trained on is not here "
+                               f"({missing_corpus(ckpt.data)}); give the {what}")
+        source = trained_on if source is None else source
+        tick = progress and (lambda done, total: progress("ingest", done, total))
+        found = open_or_prepare(source, settings, progress=tick)
+        if found.config.events != events:
+            raise MetricsError(f"{found.cache_dir} has other event settings than {checkpoint}")
+        return found
+
+    if corpus is not None and not isinstance(corpus, Corpus):
+        split = split if is_prepared(corpus) else "all"  # a MIDI folder: all its files
+    data = open_source(corpus, "corpus to evaluate on")
+    fit_on = open_source(train_corpus, "training corpus for the baselines")
+    splits = list(SPLITS) if split == "all" else [split]
+    sequences = [s for name in splits for s in data.sequences(name)]
+    if not sum(len(s) > 1 for s in sequences):
+        raise MetricsError(f"no events to evaluate in split {split!r} of {data.cache_dir}")
+    cfg = replace(TrainConfig.from_dict(ckpt.train_config), eval_max_batches=0)
+    cfg = replace(cfg, seq_len=config.seq_len or cfg.seq_len,
+                  batch_size=config.batch_size or cfg.batch_size)
+    windows = [sum(-(-max(len(s) - 1, 0) // cfg.seq_len) for s in data.sequences(name))
+               for name in splits]
+    total, done, sums = sum(-(-w // cfg.batch_size) for w in windows), [0], np.zeros(3)
+
+    def tick(*_: Any) -> None:  # a forward hook: one call per evaluation batch
+        done[0] += 1
+        if progress:
+            progress("evaluate", done[0], total)
+
+    hook = ckpt.model.register_forward_hook(tick)
+    for name in splits:  # sums: loss sum, events, correct predictions
+        m = evaluate(ckpt.model, data, name, cfg, dev)
+        sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
+            if m["events"] else 0
+    hook.remove()
+    train_seqs, vocab = fit_on.sequences("train"), Vocabulary(events).size
+    loss = sums[0] / sums[1]
+    results = {"LSTM": {"loss": loss, "perplexity": perplexity(loss),
+                        "accuracy": sums[2] / sums[1], "events": int(sums[1])},
+               f"{config.order}-gram KN": score(NGram(train_seqs, vocab, config.order), sequences),
+               "unigram": score(Unigram(train_seqs, vocab, config.unigram_alpha), sequences)}
+    lstm = results["LSTM"]
+    ahead = {name: {"loss": r["loss"] - lstm["loss"], "accuracy": lstm["accuracy"] - r["accuracy"],
+                    "perplexity_ratio": r["perplexity"] / lstm["perplexity"]}
+             for name, r in results.items() if name != "LSTM"}
+    return {"checkpoint": str(ckpt.path), "corpus": str(data.cache_dir), "split": split,
+            "files": len(sequences), "train_corpus": str(fit_on.cache_dir),
+            "train_events": int(sum(len(s) for s in train_seqs)), "models": results,
+            "ahead": ahead}
+
+
+# ------------------------------------------------------------------ n-gram baselines
 
 
 class Unigram:
@@ -128,5 +223,5 @@ def score(model: Unigram | NGram, sequences: Sequence[np.ndarray]) -> dict[str, 
         correct += (p.argmax(1) == t).sum()
         events += len(t)
     loss = nll / events if events else float("nan")
-    return {"loss": float(loss), "perplexity": math.exp(min(loss, 50.0)),
+    return {"loss": float(loss), "perplexity": perplexity(loss),
             "accuracy": float(correct / events) if events else float("nan"), "events": events}

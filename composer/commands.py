@@ -1,0 +1,195 @@
+"""One library function per CLI command that is more than one call: the top of the package.
+
+:mod:`composer.cli` parses options, calls one of these (or a module's own function), and
+prints what comes back. Everything here is usable without click:
+
+- :func:`train_model`: open or prepare a corpus, pick the model size, train.
+- :func:`generate_music`: load a model, seed, generate, write, render, plot, copy-check.
+- :func:`judge_music`: music statistics against a reference and the copy check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer import ComposerError, MetricsError
+from composer.checkpoint import load_checkpoint
+from composer.copycheck import (
+    CopyConfig,
+    CopyIndex,
+    CopyMatch,
+    copy_warning,
+    training_copy_index,
+)
+from composer.corpus import PrepareReport
+from composer.device import resolve_device
+from composer.events import EventConfig, Vocabulary, encode
+from composer.generate import Generation, SampleConfig
+from composer.model import ModelConfig
+from composer.musicstats import MusicConfig, compare_sets
+from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
+from composer.sample import Output, compose, find_checkpoint, resolve_seed
+from composer.sources import load_folder, missing_corpus, open_or_prepare
+from composer.train import TrainConfig, TrainResult, train, validation_split
+
+Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
+Progress = Callable[[int, int], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------------- train
+
+
+def steps_for_epochs(epochs: float, train_events: int, config: TrainConfig) -> int:
+    """Optimizer steps that make ``epochs`` passes over ``train_events`` events."""
+    return max(1, round(epochs * train_events / (config.batch_size * config.seq_len)))
+
+
+def choose_model(preset: str, device: str, vocab_size: int, **sizes: Any) -> ModelConfig:
+    """The preset's model config (``auto``: ``default`` on a GPU, ``small`` on a CPU) with
+    the given sizes (layers, hidden, embed_dim, dropout; None: the preset's) replaced."""
+    if preset == "auto":
+        preset = "default" if resolve_device(device).type == "cuda" else "small"
+    base = ModelConfig.preset(preset, vocab_size=vocab_size)
+    return dataclasses.replace(base, **{k: v for k, v in sizes.items() if v is not None})
+
+
+def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                config: TrainConfig = TrainConfig(), epochs: float | None = None,
+                preset: str = "auto", sizes: dict[str, Any] | None = None,
+                device: str = "auto", resume: bool = False,
+                init_from: str | os.PathLike | None = None, workers: int | None = None,
+                notify: Notify = _quiet, ingest: Progress | None = None,
+                prepared: Callable[[PrepareReport], None] | None = None,
+                progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+    """``composer train``: train on ``source`` (a MIDI folder, prepared first, or a prepared
+    corpus) into ``out`` (default ``checkpoints/NAME`` of the source). ``epochs`` replaces
+    ``config.steps``; ``preset``/``sizes`` choose the model of a fresh run; ``prepared`` is
+    called with the report when a MIDI folder was prepared first."""
+    corpus = open_or_prepare(source, workers=workers, progress=ingest, report=prepared)
+    if len(corpus.paths) and validation_split(corpus) == "train":
+        notify("no file fell in the validation split; validating on the train split "
+               "(`composer prepare --valid` sets the share)")
+    out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
+    model_config = None
+    if init_from is None and not resume:
+        model_config = choose_model(preset, device, Vocabulary(corpus.config.events).size,
+                                    **(sizes or {}))
+    if epochs:
+        train_events = int(corpus.index["length"][corpus.files("train")].sum())
+        config = dataclasses.replace(config, steps=steps_for_epochs(epochs, train_events, config))
+    return train(corpus, out, model_config, config, device=device, resume=resume,
+                 init_from=init_from, progress=progress)
+
+
+# ------------------------------------------------------------------------------- generate
+
+
+@dataclass
+class Composed:
+    """What :func:`generate_music` did."""
+
+    outputs: list[Output]
+    generation: Generation
+    renders: list[RenderResult] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    copies: list[tuple[Output, str]] = field(default_factory=list)  # (file, warning)
+    copy_check: str | None = None  # why the copy check did not run, when it was asked for
+
+
+def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None = None, *,
+                   seed_seconds: float | None = None, seed_style: str = "chord",
+                   config: SampleConfig = SampleConfig(), out: str | os.PathLike = ".",
+                   device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
+                   copy_warn: float = CopyConfig.warn_seconds,
+                   progress: Progress | None = None, **compose_args: Any) -> Composed:
+    """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`),
+    resolve the seed, :func:`~composer.sample.compose` the files (``compose_args``: num,
+    rng_seed, prefix, include_seed, program, force, threads), then render, plot and
+    copy-check them as asked."""
+    if seed_seconds is not None and seed is None:
+        raise ComposerError("--seed-seconds needs --seed")
+    ckpt = load_checkpoint(find_checkpoint(checkpoint), map_location=resolve_device(device))
+    events = EventConfig.from_dict(ckpt.event_config)
+    tokens = resolve_seed(seed, events, seed_seconds, seed_style)
+    outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
+                           **compose_args)
+    done = Composed(outputs, gen)
+    for o in outputs:
+        if render_audio:
+            done.renders.append(render(o.path, o.path.with_suffix(".wav")))
+        if plot_roll:
+            shade = o.seed_seconds if compose_args.get("include_seed", True) else 0
+            done.plots.append(plot_piano_roll(o.path, o.path.with_suffix(".png"),
+                                              shade or None))
+    if copy_warn > 0:
+        copy = CopyConfig(warn_seconds=copy_warn)
+        index = training_copy_index(ckpt.data, events, copy)
+        if index is None and (ckpt.data.get("corpus") or ckpt.data.get("source")):
+            done.copy_check = (f"copy check skipped: the training corpus "
+                               f"({missing_corpus(ckpt.data)}) is not here")
+        for o, row in zip(outputs, gen.tokens, strict=True) if index else ():
+            warning = copy_warning(index.longest_copy(row, o.seed_seconds), copy)
+            if warning:
+                done.copies.append((o, warning))
+    return done
+
+
+# -------------------------------------------------------------------------------- judge
+
+
+@dataclass
+class Judged:
+    """What :func:`judge_music` found (``result``: everything, JSON-ready)."""
+
+    result: dict[str, Any]
+    music: dict[str, Any] | None = None  # compare_sets' result
+    corpus: Path | None = None  # the corpus of the copy check
+    matches: list[CopyMatch] = field(default_factory=list)
+    warnings: list[str | None] = field(default_factory=list)
+    figure: Path | None = None
+
+
+def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | None = None,
+                corpus: str | os.PathLike | None = None, *, figure: str | os.PathLike | None
+                = None, seed_seconds: float = 0.0, copy: CopyConfig = CopyConfig(),
+                music: MusicConfig = MusicConfig(), notify: Notify = _quiet,
+                ingest: Progress | None = None) -> Judged:
+    """``composer evaluate --generated``: music statistics of the MIDI files in ``generated``
+    against ``reference`` (:func:`~composer.musicstats.compare_sets`, ``figure``: their
+    densities) and/or the copy check against the train split of ``corpus`` (a prepared
+    corpus or a MIDI folder, prepared first), ignoring each file's first ``seed_seconds``."""
+    def pieces_of(folder: str | os.PathLike) -> tuple[list[str], list]:
+        names, pieces, skipped = load_folder(folder)
+        for name, reason in skipped:
+            notify(f"skipped {Path(folder) / name}: {reason}")
+        return names, pieces
+
+    names, pieces = pieces_of(generated)
+    if not pieces:
+        raise MetricsError(f"no readable MIDI files in {generated}")
+    done = Judged({"generated": str(generated), "files": names})
+    if reference:
+        done.music = compare_sets(pieces, pieces_of(reference)[1], music)
+        if figure:
+            done.figure = plot_distributions(done.music, figure)
+        done.result["music"] = {"reference": str(reference), **done.music}
+    if corpus:
+        data = open_or_prepare(corpus, progress=ingest)
+        index = CopyIndex.from_corpus(data, ("train",), copy)
+        done.corpus = data.cache_dir
+        done.matches = [index.longest_copy(encode(p, data.config.events), seed_seconds)
+                        for p in pieces]
+        done.warnings = [copy_warning(m, copy) for m in done.matches]
+        done.result["copies"] = [{"file": n, **vars(m), "fraction": m.fraction, "warning": w}
+                                 for n, m, w in zip(names, done.matches, done.warnings,
+                                                    strict=True)]
+    return done

@@ -1,0 +1,379 @@
+"""Generation: continue a seed with a trained model, token ids in and token ids out.
+
+The seed (a MIDI file's opening, a pitch list, or the start context) goes through the LSTM
+once, in one forward call, to set the recurrent state; then events are drawn one at a time
+for all ``num`` continuations in one batch, carrying ``(h, c)`` forward. The prefix is
+never re-run.
+
+**Sampling.** Every path draws through :func:`filter_logits` (silence guard, temperature,
+top-k, top-p) and :func:`draw` (Gumbel-max). The Gumbel noise is counter-based: a hash of
+(row seed, step, token id), so row ``i`` of ``rng_seed=S`` draws exactly what a single run
+with ``rng_seed=S+i`` draws, on any device and inside a CUDA graph.
+
+**Guards.** ``max_silence_seconds``: while nothing sounds, a TIME_SHIFT that would stretch
+the running silence past the limit is masked out, so the model must play. A pitch "sounds"
+from a NOTE_ON until the next NOTE_OFF of that pitch or ``max_note_seconds``, whichever
+comes first (a pitch struck again before release counts as silent at its first NOTE_OFF:
+the guard then errs towards forcing notes, never towards longer silences).
+``max_note_seconds``: on decoding, a note left hanging is closed after at most that long and
+every note is clipped to it. NOTE_OFFs with nothing sounding are ignored (``events.decode``).
+
+**Paths** (``engine``): ``plain`` calls ``model.step`` (``nn.LSTM``) once per event;
+``fused`` is a hand-written cell: the embedding and layer 0's input weights folded into one
+``(V, 4H)`` table, then one ``addmm`` per layer on pre-concatenated ``[W_ih | W_hh]``;
+``int8`` is the fused cell with its matrices quantized by ``quantize_dynamic``. On CUDA the
+fused step, sampling and guards are captured in a CUDA graph, ``CHUNK`` steps per replay.
+The steppers are in the private :mod:`composer._steppers`; seeds and files in
+:mod:`composer.sample`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import secrets
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from composer import Config, GenerateError, check_int, is_number
+from composer._steppers import Stepper, cuda_graph, inference, make_stepper
+from composer.events import (
+    DEFAULT_VELOCITY,
+    NOTE_OFF,
+    NOTE_ON,
+    TIME_SHIFT,
+    VELOCITY,
+    EventConfig,
+    Vocabulary,
+    shift_steps,
+    velocity_to_bin,
+)
+from composer.model import ComposerLSTM
+
+MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
+CHUNK = 16  # steps per loop iteration (per CUDA graph replay)
+MASK32 = 0xFFFFFFFF
+
+__all__ = ["CHUNK", "MAX_EVENTS_PER_SECOND", "GenerateError", "Generation", "SampleConfig",
+           "draw", "filter_logits", "generate", "gumbel_noise", "start_tokens"]
+
+
+@dataclass(frozen=True)
+class SampleConfig(Config):
+    """How events are drawn and how long a continuation is."""
+
+    _error = GenerateError
+    _name = "sample config"
+
+    temperature: float = 1.0  # logits / temperature; 0 = greedy (argmax)
+    top_k: int = 0  # keep the k most likely events (0: off)
+    top_p: float = 1.0  # keep the smallest set of events holding this much mass (1: off)
+    max_silence_seconds: float = 2.0  # longest run of silence the guard lets through
+    max_note_seconds: float = 5.0  # no generated note lasts longer
+    seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
+    events: int | None = None  # ... or, when set, exactly this many events instead
+
+    def __post_init__(self) -> None:
+        rules = {"temperature": ("a number >= 0", lambda v: v >= 0),
+                 "top_p": ("a number in (0, 1]", lambda v: 0 < v <= 1)}
+        for name in ("temperature", "top_p", "max_silence_seconds", "max_note_seconds",
+                     "seconds"):
+            rule, ok = rules.get(name, ("a number > 0", lambda v: v > 0))
+            v = getattr(self, name)
+            if not (is_number(v) and math.isfinite(v) and ok(v)):
+                raise GenerateError(f"sample config: {name} must be {rule}, got {v!r}")
+        for name, least in (("top_k", 0), ("events", 1)):
+            v = getattr(self, name)
+            if v is not None or name == "top_k":
+                check_int(v, f"sample config: {name}", least, GenerateError)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def start_tokens(event_config: EventConfig) -> np.ndarray:
+    """The context of an unseeded continuation: one VELOCITY token, the bin of
+    DEFAULT_VELOCITY (a mid bin; encoded pieces carry one before their first note)."""
+    vocab = Vocabulary(event_config)
+    return np.array([vocab.ranges[VELOCITY][int(velocity_to_bin(DEFAULT_VELOCITY,
+                                                                event_config))]], np.int64)
+
+
+def filter_logits(logits: torch.Tensor, config: SampleConfig,
+                  banned: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (B, V) / temperature with removed events at -inf (``logits`` itself is never
+    modified): ``banned`` (B, V) bool, then all but the top-k (ties with the k-th are kept),
+    then top-p (the most likely events whose mass before each is < top_p; the first stays)."""
+    t = config.temperature
+    out = logits / t if t not in (0, 1) else logits  # (B, V)
+    if banned is not None:
+        out = out.masked_fill(banned, -math.inf)
+    if 0 < config.top_k < out.shape[1]:
+        kth = out.topk(config.top_k, dim=1).values[:, -1:]  # (B, 1)
+        out = out.masked_fill(out < kth, -math.inf)
+    if config.top_p < 1:
+        ranked, order = out.sort(dim=1, descending=True)  # (B, V)
+        probs = ranked.softmax(dim=1)
+        drop = probs.cumsum(dim=1) - probs >= config.top_p  # mass before >= p
+        out = out.scatter(1, order, ranked.masked_fill(drop, -math.inf))
+    return out
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash of int64 tensors in [0, 2**32) (no overflow)."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    return (x >> 16) ^ x
+
+
+@functools.lru_cache(maxsize=16)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _token_hash(vocab_size: int, device: torch.device) -> torch.Tensor:
+    return _mix32(_arange(vocab_size, device) + 0x3C6EF372)
+
+
+def gumbel_noise(keys: torch.Tensor, step: torch.Tensor | int, count: int,
+                 vocab_size: int) -> torch.Tensor:
+    """Gumbel(0, 1) noise (B, count, V) for steps ``step .. step+count-1``: a pure function
+    of row key (B,) int64 in [0, 2**32), step and token id, so the same on any device, in
+    any batch, and inside a CUDA graph (``step`` may be a (1,) tensor). Each (row, step) gets
+    a full hash; token ids are folded in by one xor-multiply round (the costly part)."""
+    ids = _token_hash(vocab_size, keys.device)  # (V,)
+    steps = _arange(count, keys.device) + step  # (S,)
+    row = _mix32((_mix32(keys)[:, None] + steps) & MASK32)  # (B, S)
+    bits = (((row[:, :, None] ^ ids) * 0x6C8E9CF5) & MASK32) >> 8  # (B, S, V), 24 bits
+    u = bits.float().add_(0.5).mul_(2.0**-24)  # uniform in (0, 1)
+    return u.log_().neg_().log_().neg_()  # -log(-log(u))
+
+
+def draw(filtered: torch.Tensor, noise: torch.Tensor | None, config: SampleConfig
+         ) -> torch.Tensor:
+    """Token ids (B,) from :func:`filter_logits` output by Gumbel-max with ``noise`` (B, V);
+    argmax when the temperature is 0."""
+    if config.temperature == 0 or noise is None:
+        return filtered.argmax(dim=1)
+    return (filtered + noise).argmax(dim=1)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+class _Track(NamedTuple):
+    """Music time per row: ``now`` (B,) steps, and per pitch ``until`` (B, P): the step at
+    which the pitch falls silent (an upper bound while it sounds)."""
+
+    now: torch.Tensor
+    until: torch.Tensor
+
+
+class _Loop(NamedTuple):
+    logits: torch.Tensor  # (B, V) for the next draw
+    state: tuple[torch.Tensor, ...]  # the stepper's
+    track: _Track
+    step: torch.Tensor  # (1,) int64: events drawn so far
+
+
+class _Rules:
+    """Everything constant during one generation: sampling config, row keys, guards (in
+    steps) and per-token tables."""
+
+    def __init__(self, config: SampleConfig, vocab: Vocabulary, keys: torch.Tensor,
+                 max_note: int, max_silence: int) -> None:
+        self.config, self.keys = config, keys
+        self.max_note, self.max_silence = max_note, max_silence
+        r, dev, B = vocab.ranges, keys.device, keys.shape[0]
+        self.n_pitches = len(r[NOTE_ON])
+        table = np.zeros((vocab.size, 3), np.int64)  # per token: pitch index, +-1 notes, steps
+        for kind, sign in ((NOTE_ON, 1), (NOTE_OFF, -1)):
+            table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
+        self.shifts = torch.arange(1, len(r[TIME_SHIFT]) + 1, device=dev)  # (S,)
+        table[r[TIME_SHIFT], 2] = self.shifts.cpu().numpy()
+        self.table = torch.as_tensor(table, device=dev)  # (V, 3)
+        self.pad = (torch.zeros(B, r[TIME_SHIFT].start, dtype=torch.bool, device=dev),
+                    torch.zeros(B, vocab.size - r[TIME_SHIFT].stop, dtype=torch.bool, device=dev))
+
+    def update(self, tr: _Track, tok: torch.Tensor) -> _Track:
+        """The track after token ids (B,)."""
+        p, d, k = self.table.index_select(0, tok).unbind(1)  # (B,) each
+        p = p[:, None]
+        u = tr.until.gather(1, p)[:, 0]  # (B,)
+        u = torch.where(d > 0, tr.now + self.max_note,  # NOTE_ON: sounds max_note at most
+                        torch.where(d < 0, torch.minimum(u, tr.now), u))  # NOTE_OFF: silent
+        return _Track(tr.now + k, tr.until.scatter(1, p, u[:, None]))
+
+    def banned(self, tr: _Track) -> torch.Tensor:
+        """(B, V) bool: the TIME_SHIFTs that would stretch the silence past the limit."""
+        silence = (tr.now - tr.until.amax(1))[:, None] + self.shifts  # (B, S) after each
+        return torch.cat([self.pad[0], silence > self.max_silence, self.pad[1]], 1)
+
+    def advance(self, stepper: Stepper, lp: _Loop,
+                noise: torch.Tensor | None) -> tuple[_Loop, torch.Tensor]:
+        """Draw one event per row with ``noise`` (B, V), step the model: (loop, tokens (B,))."""
+        tok = draw(filter_logits(lp.logits, self.config, self.banned(lp.track)), noise,
+                   self.config)  # (B,)
+        logits, state = stepper.step(tok, lp.state)
+        return _Loop(logits, state, self.update(lp.track, tok), lp.step), tok
+
+
+def _flat(lp: _Loop) -> list[torch.Tensor]:
+    return [lp.logits, *lp.state, *lp.track, lp.step]
+
+
+def _unflat(like: _Loop, ts: list[torch.Tensor]) -> _Loop:
+    n = len(like.state)
+    return _Loop(ts[0], tuple(ts[1 : 1 + n]), _Track(*ts[1 + n : 3 + n]), ts[3 + n])
+
+
+class _Runner:
+    """Draws CHUNK events per :meth:`run` into ``tokens`` (B, CHUNK) (and the logits they
+    were drawn from into ``logits`` (B, CHUNK, V) when kept). With ``capture`` the chunk is
+    recorded once as a CUDA graph over static buffers and replayed; otherwise the same
+    code runs eagerly."""
+
+    def __init__(self, rules: _Rules, stepper: Stepper, lp: _Loop,
+                 keep_logits: bool, capture: bool) -> None:
+        self.rules, self.stepper, self.replay = rules, stepper, None
+        self.lp = _unflat(lp, [t.clone() for t in _flat(lp)])  # buffers of our own
+        B, V = lp.logits.shape
+        self.tokens = torch.zeros(B, CHUNK, dtype=torch.long, device=lp.logits.device)
+        self.logits = torch.zeros(B, CHUNK, V, device=lp.logits.device) if keep_logits else None
+        if capture:
+            self.replay = cuda_graph(self._chunk_in_place, _flat(self.lp))
+
+    def _chunk(self, lp: _Loop) -> _Loop:
+        noise = None
+        if self.rules.config.temperature > 0:
+            noise = gumbel_noise(self.rules.keys, lp.step, CHUNK, lp.logits.shape[1])
+        tokens, logits = [], []
+        for j in range(CHUNK):
+            logits.append(lp.logits)
+            lp, tok = self.rules.advance(self.stepper, lp, None if noise is None else noise[:, j])
+            tokens.append(tok)
+        self.tokens.copy_(torch.stack(tokens, 1))
+        if self.logits is not None:
+            self.logits.copy_(torch.stack(logits, 1))
+        return lp._replace(step=lp.step + CHUNK)
+
+    def _chunk_in_place(self) -> None:
+        for dst, src in zip(_flat(self.lp), _flat(self._chunk(self.lp)), strict=True):
+            dst.copy_(src)
+
+    def run(self) -> None:
+        """Draw the next CHUNK events of every row."""
+        if self.replay is None:
+            self.lp = self._chunk(self.lp)
+        else:
+            self.replay()
+
+
+@dataclass
+class Generation:
+    """Token ids drawn by :func:`generate`."""
+
+    tokens: list[np.ndarray]  # per row: seed + continuation (int64); rows may differ in length
+    seed_len: int  # tokens of the seed (start context included) at the front of each row
+    rng_seed: int  # row i used rng_seed + i
+    engine: str  # path that drew them, e.g. "int8" or "fused+cuda-graph"
+    logits: torch.Tensor | None  # (B, T, V) logits of each drawn event, when asked for
+
+
+def _steps(seconds: float, event_config: EventConfig) -> int:
+    return max(0, round(seconds * event_config.steps_per_second))
+
+
+def generate(model: ComposerLSTM, event_config: EventConfig,
+             seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
+             config: SampleConfig = SampleConfig(), rng_seed: int | None = None,
+             engine: str | Stepper = "auto", cuda_graph: bool | None = None,
+             keep_logits: bool = False, threads: int | None = 1,
+             progress: Callable[[int, int], None] | None = None) -> Generation:
+    """Draw ``num`` continuations of ``seed`` (token ids; None: :func:`start_tokens`) in one
+    batch; row i uses ``rng_seed + i`` (None: a random seed). ``cuda_graph``: capture the
+    loop as a CUDA graph (None: when the model is on CUDA; without CUDA it warns and runs
+    eagerly). ``threads``: torch's CPU threads meanwhile (None: unchanged; more than one is
+    many times slower when other work shares the cores). ``progress(done, total)`` counts
+    events (``config.events``) or whole seconds of music."""
+    vocab = Vocabulary(event_config)
+    V = vocab.size
+    if V != model.config.vocab_size:
+        raise GenerateError(f"vocabulary mismatch: the event config has {V} tokens, the "
+                            f"model {model.config.vocab_size}")
+    seed = start_tokens(event_config) if seed is None else np.asarray(seed, dtype=np.int64)
+    if seed.ndim != 1 or seed.size == 0:
+        raise GenerateError("the seed is empty")
+    bad = seed[(seed < 0) | (seed >= V)]
+    if bad.size:
+        raise GenerateError(f"vocabulary mismatch: seed token id {bad[0]} is outside the "
+                            f"model's vocabulary (0..{V - 1})")
+    check_int(num, "num", 1, GenerateError)
+    rng_seed = secrets.randbelow(2**31) if rng_seed is None else int(rng_seed)
+    target = max(1, _steps(config.seconds, event_config))  # music steps per continuation
+    limit = config.events or math.ceil(config.seconds * MAX_EVENTS_PER_SECOND) + CHUNK
+    with inference(model, threads):
+        device = model.head.weight.device
+        stepper = make_stepper(model, engine)
+        keys = (torch.arange(num, device=device) + rng_seed) & MASK32  # (B,)
+        rules = _Rules(config, vocab, keys, max(1, _steps(config.max_note_seconds, event_config)),
+                       _steps(config.max_silence_seconds, event_config))
+        lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num)
+        now0 = int(lp.track.now[0])
+        capture = device.type == "cuda" if cuda_graph is None else cuda_graph
+        try:
+            runner = _Runner(rules, stepper, lp, keep_logits, capture)
+        except (RuntimeError, AssertionError) as e:  # no graph here: the same steps eagerly
+            warnings.warn(f"CUDA graph capture failed ({e}); generating without it",
+                          stacklevel=2)
+            runner, capture = _Runner(rules, stepper, lp, keep_logits, False), False
+        chunks, logit_chunks = [], []
+        while True:
+            runner.run()
+            chunks.append(runner.tokens.clone())
+            if keep_logits:
+                logit_chunks.append(runner.logits.clone())
+            drawn = len(chunks) * CHUNK
+            if config.events:
+                finished, done, total = drawn >= limit, min(drawn, limit), limit
+            else:  # whole seconds of music of the slowest row
+                reached = int(runner.lp.track.now.min()) - now0
+                finished, total = reached >= target or drawn >= limit, math.ceil(config.seconds)
+                done = total if finished else reached // event_config.steps_per_second
+            if progress is not None:
+                progress(done, total)
+            if finished:
+                break
+    out = []
+    for row in torch.cat(chunks, 1).cpu().numpy():  # (drawn,) per row
+        if config.events:
+            row = row[: config.events]
+        else:  # up to the event that reaches the length
+            reached = np.flatnonzero(np.cumsum(shift_steps(row, vocab)) >= target)
+            row = row[: reached[0] + 1 if reached.size else limit]
+        out.append(np.concatenate([seed, row]))
+    kept = torch.cat(logit_chunks, 1).cpu() if keep_logits else None
+    return Generation(out, len(seed), rng_seed, stepper.name + "+cuda-graph" * capture, kept)
+
+
+def _prime(model: ComposerLSTM, stepper: Stepper, rules: _Rules, seed: torch.Tensor,
+           num: int) -> _Loop:
+    """Loop state after the seed (T,): one forward for the LSTM state and the logits of the
+    first draw, the track replayed token by token, all repeated for ``num`` rows."""
+    logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
+    zeros = torch.zeros(1, rules.n_pitches, dtype=torch.long, device=seed.device)
+    track = _Track(torch.zeros(1, dtype=torch.long, device=seed.device), zeros)
+    for tok in seed.split(1):
+        track = rules.update(track, tok)
+
+    def rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:  # size 1 -> num along dim
+        return t.expand(*t.shape[:dim], num, *t.shape[dim + 1 :]).contiguous()
+
+    return _Loop(rows(logits[:, -1]), stepper.from_lstm(rows(h, 1), rows(c, 1)),
+                 _Track(*map(rows, track)), torch.zeros(1, dtype=torch.long, device=seed.device))
