@@ -6,13 +6,15 @@
  * input either raises ValueError with a one-line reason or is skipped with a warning.
  *
  * parse_track(data, start, end, max_notes, track=0)
- *     -> (notes, tempos, controls, programs, end_tick, warnings)
+ *     -> (notes, tempos, controls, programs, end_tick, warnings, timesigs)
  *   notes:    bytes of int64 rows (track, channel, pitch, velocity, start_tick, end_tick, hanging)
  *   tempos:   bytes of int64 rows (tick, microseconds_per_quarter)  -- tempo 0 is dropped
  *   controls: bytes of int64 rows (track, channel, tick, value)       -- CC64 (sustain) only
  *   programs: bytes of int64 rows (track, channel, tick, program)
  *   end_tick: tick of the last event read
  *   warnings: list of str (non-fatal defects in data that carries no notes)
+ *   timesigs: bytes of int64 rows (tick, numerator, denominator)   -- denominator = 2^dd;
+ *             a time signature that is not 4 bytes, has numerator 0 or dd > 6 is dropped
  *
  * Rules: note-on with velocity 0 is a note-off; notes of the same channel and pitch pair
  * first-in-first-out; a note-off with nothing sounding is ignored; a note still sounding at
@@ -85,7 +87,7 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
         return NULL;
     }
     Table notes = {NULL, 0, 0, 7}, tempos = {NULL, 0, 0, 2};
-    Table controls = {NULL, 0, 0, 4}, programs = {NULL, 0, 0, 4};
+    Table controls = {NULL, 0, 0, 4}, programs = {NULL, 0, 0, 4}, timesigs = {NULL, 0, 0, 3};
     Py_ssize_t *next = NULL, next_cap = 0; /* FIFO links between pending notes */
     Py_ssize_t head[NKEYS], tail[NKEYS];
     for (int k = 0; k < NKEYS; k++) head[k] = tail[k] = -1;
@@ -143,6 +145,13 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
                         goto fail;
                     }
                 } else if (add_warning(warnings, "malformed tempo ignored", at) < 0) {
+                    goto fail;
+                }
+            } else if (type == 0x58) {
+                if (len == 4 && buf[pos] > 0 && buf[pos + 1] <= 6) {
+                    int64_t row[3] = {tick, buf[pos], (int64_t)1 << buf[pos + 1]};
+                    if (table_push(&timesigs, row) < 0) { nomem = 1; goto fail; }
+                } else if (add_warning(warnings, "malformed time signature ignored", at) < 0) {
                     goto fail;
                 }
             }
@@ -231,15 +240,17 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
         }
     }
     PyBuffer_Release(&view);
-    PyObject *result = Py_BuildValue("(NNNNLN)", table_bytes(&notes), table_bytes(&tempos),
+    PyObject *result = Py_BuildValue("(NNNNLNN)", table_bytes(&notes), table_bytes(&tempos),
                                      table_bytes(&controls), table_bytes(&programs),
-                                     (long long)tick, warnings);
-    free(notes.data); free(tempos.data); free(controls.data); free(programs.data); free(next);
+                                     (long long)tick, warnings, table_bytes(&timesigs));
+    free(notes.data); free(tempos.data); free(controls.data); free(programs.data);
+    free(timesigs.data); free(next);
     return result;
 
 fail:
     PyBuffer_Release(&view);
-    free(notes.data); free(tempos.data); free(controls.data); free(programs.data); free(next);
+    free(notes.data); free(tempos.data); free(controls.data); free(programs.data);
+    free(timesigs.data); free(next);
     Py_XDECREF(warnings);
     if (nomem) return PyErr_NoMemory();
     if (error) PyErr_SetString(PyExc_ValueError, error);
@@ -249,7 +260,7 @@ fail:
 static PyMethodDef methods[] = {
     {"parse_track", parse_track, METH_VARARGS,
      "parse_track(data, start, end, max_notes, track=0) -> (notes, tempos, controls, "
-     "programs, end_tick, warnings)"},
+     "programs, end_tick, warnings, timesigs)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -35,7 +35,7 @@ def _rows(rows: list, width: int) -> bytes:
 
 def parse_track(
     data: bytes, start: int, end: int, max_notes: int, track: int = 0
-) -> tuple[bytes, bytes, bytes, bytes, int, list[str]]:
+) -> tuple[bytes, bytes, bytes, bytes, int, list[str], bytes]:
     """Parse one MTrk chunk body ``data[start:end]``; see ``_smf.c`` for the result layout."""
     if start < 0 or end > len(data) or start > end:
         raise ValueError("track bounds outside the file")
@@ -44,6 +44,7 @@ def parse_track(
     tempos: list[tuple[int, int]] = []
     controls: list[tuple[int, int, int, int]] = []
     programs: list[tuple[int, int, int, int]] = []
+    timesigs: list[tuple[int, int, int]] = []
     pending: dict[int, deque[int]] = {}
     warnings: list[str] = []
 
@@ -87,6 +88,11 @@ def parse_track(
                         warn("tempo 0 ignored", at)
                 else:
                     warn("malformed tempo ignored", at)
+            elif mtype == 0x58:
+                if length == 4 and buf[pos] > 0 and buf[pos + 1] <= 6:
+                    timesigs.append((tick, buf[pos], 1 << buf[pos + 1]))
+                else:
+                    warn("malformed time signature ignored", at)
             pos += length
             continue
         if status in (0xF0, 0xF7):
@@ -136,4 +142,4 @@ def parse_track(
         if row[5] < 0:
             row[5], row[6] = tick, 1
     return (_rows(notes, 7), _rows(tempos, 2), _rows(controls, 4), _rows(programs, 4), tick,
-            warnings)
+            warnings, _rows(timesigs, 3))

@@ -51,19 +51,19 @@ class VocabularyError(ComposerError):
 _require = functools.partial(require, error=VocabularyError)
 
 
-class _Range(NamedTuple):
+class KindRange(NamedTuple):
     kind: str
     count: int  # number of ids of this kind
     first_value: int  # Event.value of the kind's first id
 
 
-def _range_table(config: EventConfig) -> tuple[_Range, ...]:
+def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
     """The one ordered table that lays out token ids (order = KINDS)."""
     return (
-        _Range(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
-        _Range(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
-        _Range(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
-        _Range(VELOCITY, config.velocity_bins, 0),  # value: bin index
+        KindRange(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
+        KindRange(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
+        KindRange(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
+        KindRange(VELOCITY, config.velocity_bins, 0),  # value: bin index
     )
 
 
@@ -149,9 +149,11 @@ class Event:
 class Vocabulary:
     """The bijection between events and token ids ``0 .. size-1`` for one :class:`EventConfig`."""
 
+    _table = staticmethod(_range_table)  # config -> range table (a subclass: its own layout)
+
     def __init__(self, config: EventConfig = DEFAULT_CONFIG) -> None:
         self.config = config
-        table = _range_table(config)
+        table = self._table(config)
         starts = np.cumsum([0] + [r.count for r in table])  # (5,) first id of each kind, size
         # kind -> its ids, in id order
         self.ranges: dict[str, range] = {
@@ -169,10 +171,10 @@ class Vocabulary:
 
     def offset(self, kind: str) -> int:
         """Id of the first event of ``kind``."""
-        _require(kind in self.ranges, f"unknown event kind {kind!r}; expected one of {KINDS}")
+        _require(kind in self.ranges, f"unknown event kind {kind!r}; expected {[*self.ranges]}")
         return self.ranges[kind].start
 
-    def encode_event(self, event: Event) -> int:
+    def encode_event(self, event: Any) -> int:
         """Token id of ``event``; VocabularyError if its value is out of range."""
         ids, first = self.ranges[event.kind], self._first_value[event.kind]
         index = event.value - first

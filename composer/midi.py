@@ -1,21 +1,44 @@
-"""MIDI in and out: the only module that touches MIDI parsers and writers.
+"""MIDI in and out: the only module that touches MIDI parsers (through ``_tracks``) and writers.
 
 ``load(path) -> Piece`` reads a Standard MIDI File into composer's own note arrays
-(seconds, tempo map applied); ``save(notes, path)`` writes notes back out.
+(seconds, tempo map applied), with each note's place in beats (quarter notes), the tempo
+map and the time signatures beside them; ``save(notes, path)`` writes notes back out.
+
+Beats: a note's start and end in beats are its ticks divided by the file's ticks per
+quarter note, exactly (no tempo involved). A never-released note capped at
+``max_hanging_seconds`` ends at the beat of its capped end. Under SMPTE time division
+(no quarter notes in the file) beats are derived from seconds at 120 bpm, and the tempo map
+is that one tempo; ``Piece.ticks_per_beat == 0`` says so.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from composer import ComposerError, Config, MidiError
+from composer._tracks import (
+    RawFile,
+    apply_sustain,
+    last_before,
+    read_tracks,
+    tempo_maps,
+    tempo_segments,
+    tick_to_seconds,
+    time_signatures,
+)
 from composer.files import atomic_write, read_regular
+from composer.timing import (
+    BEAT_DTYPE,
+    TIMESIG_DTYPE,
+    beats_to_seconds,
+    constant_tempo,
+    seconds_to_beats,
+)
 
 # One row per note. Times in seconds; end > start for every note composer produces.
 NOTE_DTYPE = np.dtype(
@@ -64,6 +87,27 @@ class Piece:
     ticks_per_beat: int = 0  # 0 for SMPTE time division
     warnings: tuple[str, ...] = ()  # non-fatal defects that were skipped (malformed meta, ...)
     drums_left_out: int = 0  # drum notes (channel 10) dropped because keep_drums was off
+    beats: np.ndarray | None = None  # BEAT_DTYPE, one row per note (None: unknown)
+    tempos: np.ndarray = field(default_factory=constant_tempo)  # TEMPO_DTYPE tempo map
+    time_signatures: np.ndarray = field(  # TIMESIG_DTYPE, as written in the file
+        default_factory=lambda: np.zeros(0, TIMESIG_DTYPE))
+
+
+def piece_from_beats(notes: NoteInput, beats: np.ndarray, tempos: np.ndarray | None = None,
+                     time_signatures: np.ndarray | None = None) -> Piece:
+    """A Piece whose note times are given in beats (BEAT_DTYPE, one row per note); the
+    seconds of ``notes`` are replaced by the beats under ``tempos`` (default 120 bpm)."""
+    arr = as_note_array(notes).copy()
+    beats = np.asarray(beats, dtype=BEAT_DTYPE)
+    if beats.shape != arr.shape:
+        raise ComposerError(f"{len(beats)} beat rows for {len(arr)} notes")
+    tempos = constant_tempo() if tempos is None else tempos
+    arr["start"] = beats_to_seconds(beats["start"], tempos)
+    arr["end"] = beats_to_seconds(beats["end"], tempos)
+    sigs = np.zeros(0, TIMESIG_DTYPE) if time_signatures is None else time_signatures
+    duration = float(arr["end"].max()) if len(arr) else 0.0
+    return Piece(arr, duration, 1, SAVE_TICKS_PER_BEAT, beats=beats, tempos=tempos,
+                 time_signatures=sigs)
 
 
 NoteInput = np.ndarray | Sequence[Note] | Piece  # anything as_note_array takes
@@ -123,182 +167,6 @@ def read_bytes(path: str | os.PathLike, config: LoadConfig = LoadConfig()) -> by
     return read_regular(path, config.max_file_bytes, error=MidiError)
 
 
-def _unwrap_riff(data: bytes) -> bytes:
-    """Return the SMF inside a RIFF RMID file (the 'data' chunk), or ``data`` unchanged."""
-    if data[:4] != b"RIFF":
-        return data
-    if data[8:12] != b"RMID":
-        raise MidiError("RIFF file that is not RMID (not a MIDI file)")
-    pos = 12
-    while pos + 8 <= len(data):
-        size = struct.unpack_from("<I", data, pos + 4)[0]
-        if data[pos : pos + 4] == b"data":
-            return data[pos + 8 : pos + 8 + size]
-        pos += 8 + size + (size & 1)
-    raise MidiError("RMID file without a data chunk")
-
-
-def _track_chunks(data: bytes) -> tuple[int, int, list[tuple[int, int]], bool]:
-    """Validate header and chunk layout: (format, division, [(start, end), ...], tracks_missing)."""
-    if len(data) == 0:
-        raise MidiError("empty file")
-    if data[:4] != b"MThd":
-        raise MidiError("not a MIDI file (no MThd header)")
-    if len(data) < 14:
-        raise MidiError("truncated header")
-    hlen, fmt, ntracks, division = struct.unpack_from(">IHHH", data, 4)
-    if hlen < 6 or 8 + hlen > len(data):
-        raise MidiError(f"header length {hlen} is invalid for a {len(data)}-byte file")
-    if fmt > 2:
-        raise MidiError(f"unknown MIDI format {fmt}")
-    if fmt == 2:
-        raise MidiError("format 2 (independent sequences) is not supported")
-    if ntracks == 0:
-        raise MidiError("header declares zero tracks")
-    if division == 0:
-        raise MidiError("time division is 0")
-    if division & 0x8000 and not division & 0xFF:
-        raise MidiError("invalid SMPTE time division (0 ticks per frame)")
-    chunks: list[tuple[int, int]] = []
-    pos = 8 + hlen
-    while len(chunks) < ntracks and pos + 8 <= len(data):
-        cid = data[pos : pos + 4]
-        (clen,) = struct.unpack_from(">I", data, pos + 4)
-        start, pos = pos + 8, pos + 8 + clen
-        if pos > len(data):
-            raise MidiError(f"truncated: chunk {len(chunks) + 1} claims {clen} bytes, "
-                            f"{len(data) - start} remain")
-        if cid == b"MTrk":
-            chunks.append((start, pos))
-    if not chunks:
-        raise MidiError(f"no track found (header declares {ntracks})")
-    return fmt, division, chunks, len(chunks) < ntracks
-
-
-def _tick_to_seconds(seg_file: np.ndarray, seg_tick: np.ndarray, seg_spt: np.ndarray):
-    """Vectorised (file, tick) -> seconds over the tempo segments of many files.
-
-    Segments are sorted by (file, tick); every file has one at tick 0; ``seg_spt`` is the
-    seconds per tick from that segment on.
-    """
-    first = np.append(True, seg_file[1:] != seg_file[:-1])
-    dur = np.where(first, 0.0, np.diff(seg_tick, prepend=0) * np.roll(seg_spt, 1))
-    cum = np.cumsum(dur)
-    at = cum - np.maximum.accumulate(np.where(first, cum, 0.0))  # seconds at each segment
-    seg_key = (seg_file << 41) | seg_tick
-
-    def convert(file: np.ndarray, ticks: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(seg_key, (file << 41) | ticks, side="right") - 1
-        return at[i] + (ticks - seg_tick[i]) * seg_spt[i]
-
-    return convert
-
-
-def _tempo_segments(divisions: np.ndarray, tempo_file: np.ndarray, tempos: np.ndarray):
-    """Tempo segments (file, tick, seconds per tick) of every file; see _tick_to_seconds."""
-    files = np.arange(len(divisions))
-    smpte = (divisions & 0x8000) != 0
-    fps = (256 - (divisions >> 8)).astype(np.float64)
-    rate = np.where(fps == 29, 29.97, fps) * (divisions & 0xFF)  # SMPTE ticks per second
-    keep = ~smpte[tempo_file]  # tempo events do not apply under SMPTE time
-    f = np.concatenate([files, tempo_file[keep]])
-    tick = np.concatenate([np.zeros(len(files), np.int64), tempos[keep, 0]])
-    us = np.concatenate([np.full(len(files), 500_000), tempos[keep, 1]])  # default 120 bpm
-    order = np.lexsort((np.arange(len(f)), tick, f))  # file order within a tick
-    f, tick, us = f[order], tick[order], us[order]
-    last = np.append((f[1:] != f[:-1]) | (tick[1:] != tick[:-1]), True)  # last at a tick wins
-    f, tick, us = f[last], tick[last], us[last]
-    spt = np.where(smpte[f], 1.0 / np.where(smpte[f], rate[f], 1.0),
-                   us / (1e6 * np.where(smpte[f], 1, divisions[f])))
-    return f, tick, spt
-
-
-def _last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
-                 ev_ticks: np.ndarray) -> np.ndarray:
-    """Index of the last event with the same key at or before each tick, else -1."""
-    ev = (ev_keys << 41) | ev_ticks
-    order = np.argsort(ev, kind="stable")
-    i = np.searchsorted(ev[order], (keys << 41) | ticks, side="right") - 1
-    found = (i >= 0) & (ev_keys[order][np.maximum(i, 0)] == keys)
-    return np.where(found, order[np.maximum(i, 0)], -1)
-
-
-def _apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) -> np.ndarray:
-    """End ticks after the sustain pedal: a note released while the pedal is down sounds
-    until the pedal lifts (or its track ends), or until its pitch is struck again (note-seq)."""
-    ends = n[:, 5].copy()
-    if len(controls) == 0 or len(n) == 0:
-        return ends
-    ckey = controls[:, 0] * 16 + controls[:, 1]  # track*16 + channel
-    order = np.lexsort((controls[:, 2], ckey))
-    ckey, cticks, down = ckey[order], controls[order, 2], controls[order, 3] >= 64
-    first = np.append(True, ckey[1:] != ckey[:-1])
-    change = down != np.where(first, False, np.roll(down, 1))
-    ckey, cticks, down = ckey[change], cticks[change], down[change]
-    # pedal-down intervals [press, lift): the next change in the same key, else the track end
-    nxt_same = np.append(ckey[1:] == ckey[:-1], False)
-    lift = np.where(nxt_same, np.roll(cticks, -1), track_end[ckey // 16])
-    press_key, press, lift = ckey[down], cticks[down], lift[down]
-    if len(press) == 0:
-        return ends
-    nkey = n[:, 0] * 16 + n[:, 1]
-    i = _last_before(nkey, ends, press_key, press)
-    held = (i >= 0) & (ends < lift[np.maximum(i, 0)])
-    new_end = np.where(held, lift[np.maximum(i, 0)], ends)
-    # a held note stops when its pitch is struck again (in the same track and channel)
-    pkey = nkey * 128 + n[:, 2]
-    order = np.lexsort((n[:, 4], pkey))
-    nxt = np.full(len(n), np.iinfo(np.int64).max)
-    same = pkey[order][1:] == pkey[order][:-1]
-    nxt[order[:-1][same]] = n[order[1:][same], 4]
-    return np.where(held, np.maximum(ends, np.minimum(new_end, nxt)), ends)
-
-
-def _track_parser():
-    try:
-        from composer._smf import parse_track
-    except ImportError:  # no compiler at install time: the pure-Python twin, same rules
-        from composer._smf_ref import parse_track
-    return parse_track
-
-
-_parse_track = _track_parser()
-
-
-@dataclass
-class _Raw:
-    """One file's tables straight from the track parser (global track ids)."""
-
-    fmt: int
-    division: int
-    blobs: list[bytes]  # notes, tempos, controls, programs (int64 rows, see _smf.c)
-    tempo_count: int
-    track_end: list[int]
-    warnings: list[str]
-
-
-def _read_tracks(data: bytes, config: LoadConfig, first_track: int) -> _Raw:
-    data = _unwrap_riff(bytes(data))
-    fmt, division, chunks, missing = _track_chunks(data)
-    blobs: list[list[bytes]] = [[], [], [], []]
-    warnings = ["header declares more tracks than the file holds"] if missing else []
-    budget, ends = config.max_notes, []
-    for t, (start, end) in enumerate(chunks):
-        try:
-            *raw, end_tick, warns = _parse_track(data, start, end, budget, first_track + t)
-        except ValueError as e:
-            if str(e).startswith("more than"):
-                raise MidiError(f"more than {config.max_notes} notes") from None
-            raise MidiError(f"track {t + 1}: {e}") from None
-        for blob, b in zip(blobs, raw, strict=True):
-            blob.append(b)
-        budget -= len(raw[0]) // (7 * 8)
-        ends.append(end_tick)
-        warnings += [f"track {t + 1}: {w}" for w in warns]
-    tempos = b"".join(blobs[1])
-    return _Raw(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings)
-
-
 def parse(data: bytes, config: LoadConfig = LoadConfig()) -> Piece:
     """Parse the bytes of a MIDI file into a :class:`Piece` (see :func:`load`)."""
     (result,) = parse_many([data], config)
@@ -314,11 +182,11 @@ def parse_many(datas: list[bytes], config: LoadConfig = LoadConfig()) -> list[Pi
     files together, which is what makes bulk ingestion fast; ``parse`` is the one-file case.
     """
     results: list[Piece | MidiError | None] = [None] * len(datas)
-    raws: list[tuple[int, _Raw]] = []
+    raws: list[tuple[int, RawFile]] = []
     tracks = 0
     for k, data in enumerate(datas):
         try:
-            raw = _read_tracks(data, config, tracks)
+            raw = read_tracks(data, config.max_notes, tracks)
         except MidiError as e:
             results[k] = e
             continue
@@ -329,7 +197,7 @@ def parse_many(datas: list[bytes], config: LoadConfig = LoadConfig()) -> list[Pi
     return results  # type: ignore[return-value]
 
 
-def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -> None:
+def _notes_of(raws: list[tuple[int, RawFile]], config: LoadConfig, results: list) -> None:
     """Turn the parsed tables of many files into Pieces (or MidiErrors) in ``results``."""
     n, tempos, controls, programs = (
         np.frombuffer(b"".join(r.blobs[i] for _, r in raws), np.int64).reshape(-1, w)
@@ -345,14 +213,25 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
         drums = np.bincount(track_file[n[n[:, 1] == 9, 0]], minlength=len(raws))
         n = n[n[:, 1] != 9]
     if config.sustain:
-        n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], _apply_sustain(n, controls, track_end))
+        n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], apply_sustain(n, controls, track_end))
     file = track_file[n[:, 0]]
-    to_sec = _tick_to_seconds(*_tempo_segments(divisions, tempo_file, tempos))
+    *segments, seg_us = tempo_segments(divisions, tempo_file, tempos)
+    to_sec = tick_to_seconds(*segments)
     start, end = to_sec(file, n[:, 4]), to_sec(file, n[:, 5])
-    end = np.where(n[:, 6] == 1, np.minimum(end, start + config.max_hanging_seconds), end)
+    capped = (n[:, 6] == 1) & (end > start + config.max_hanging_seconds)
+    end = np.where(capped, start + config.max_hanging_seconds, end)
+    smpte = (divisions & 0x8000) != 0
+    tpq = np.where(smpte, 1, divisions).astype(np.float64)  # (files,)
+    maps, map_bounds = tempo_maps(segments, seg_us, to_sec, tpq, smpte)
+    sigs, sig_bounds = time_signatures(raws, to_sec, tpq, smpte)
+    beats = np.empty(len(n), BEAT_DTYPE)
+    beats["start"], beats["end"] = n[:, 4] / tpq[file], n[:, 5] / tpq[file]
+    at = smpte[file]  # no quarter notes in the file: beats from seconds at 120 bpm
+    beats["start"][at] = seconds_to_beats(start[at], constant_tempo())
+    beats["end"][at] = seconds_to_beats(end[at], constant_tempo())
     prog = np.zeros(len(n), np.int64)
     if len(programs):
-        i = _last_before(n[:, 0] * 16 + n[:, 1], n[:, 4], programs[:, 0] * 16 + programs[:, 1],
+        i = last_before(n[:, 0] * 16 + n[:, 1], n[:, 4], programs[:, 0] * 16 + programs[:, 1],
                          programs[:, 2])
         prog = np.where(i >= 0, programs[np.maximum(i, 0), 3], 0)
     notes = np.empty(len(n), NOTE_DTYPE)
@@ -360,8 +239,12 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
     notes["start"], notes["end"] = start, end
     notes["program"], notes["is_drum"] = prog, n[:, 1] == 9
     order = np.lexsort((notes["pitch"], notes["start"], file))
-    notes, file = notes[order], file[order]
+    notes, file, beats, capped = notes[order], file[order], beats[order], capped[order]
     bounds = np.searchsorted(file, np.arange(len(raws) + 1))
+    for j in np.unique(file[capped]).tolist():  # a capped end's beat: from its seconds
+        at = np.flatnonzero(capped[bounds[j] : bounds[j + 1]]) + bounds[j]
+        tempo_map = maps[map_bounds[j] : map_bounds[j + 1]]
+        beats["end"][at] = seconds_to_beats(notes["end"][at], tempo_map)
     ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
     duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
     for j, (k, raw) in enumerate(raws):
@@ -370,8 +253,11 @@ def _notes_of(raws: list[tuple[int, _Raw]], config: LoadConfig, results: list) -
             results[k] = MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
-        results[k] = Piece(notes[bounds[j] : bounds[j + 1]], float(duration[j]), raw.fmt, tpb,
-                           tuple(raw.warnings), int(drums[j]))
+        part = slice(bounds[j], bounds[j + 1])
+        results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
+                           int(drums[j]), beats=beats[part],
+                           tempos=maps[map_bounds[j] : map_bounds[j + 1]],
+                           time_signatures=sigs[sig_bounds[j] : sig_bounds[j + 1]])
 
 
 SAVE_TICKS_PER_BEAT = 480
@@ -382,6 +268,12 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
          tempo: int = SAVE_TEMPO) -> None:
     """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File.
 
+    A Piece that knows its beats (``Piece.beats``, e.g. from :func:`load` or
+    :func:`piece_from_beats`) is written on its own clock: its tempo map and time signatures
+    become meta events and every note sits at tick = beat * ``ticks_per_beat`` (rounded;
+    exact for beats on a grid that divides ``ticks_per_beat``); ``tempo`` is not used. Other
+    notes are written from their seconds at ``tempo`` (microseconds per quarter).
+
     One track per (program, is_drum) pair, each on its own channel (drums on channel 10);
     at equal times note-offs come before note-ons, so a repeated pitch is re-struck. The
     file is written to a temporary name and renamed, so a crash never leaves half a file.
@@ -389,9 +281,26 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
     import mido
 
     arr = as_note_array(notes)
-    to_tick = ticks_per_beat * 1e6 / tempo  # ticks per second
     mid = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo, time=0)])
+    if isinstance(notes, Piece) and notes.beats is not None:
+        note_ticks = np.rint(notes.beats["start"] * ticks_per_beat).astype(np.int64)
+        end_ticks = np.rint(notes.beats["end"] * ticks_per_beat).astype(np.int64)
+        metas = [(int(np.rint(r["beat"] * ticks_per_beat)),
+                  mido.MetaMessage("set_tempo", tempo=int(r["us_per_quarter"])))
+                 for r in notes.tempos]
+        metas += [(int(np.rint(r["beat"] * ticks_per_beat)),
+                   mido.MetaMessage("time_signature", numerator=int(r["numerator"]),
+                                    denominator=int(r["denominator"])))
+                  for r in notes.time_signatures]
+    else:
+        to_tick = ticks_per_beat * 1e6 / tempo  # ticks per second
+        note_ticks = np.rint(arr["start"] * to_tick).astype(np.int64)
+        end_ticks = np.rint(arr["end"] * to_tick).astype(np.int64)
+        metas = [(0, mido.MetaMessage("set_tempo", tempo=tempo))]
+    meta, now = mido.MidiTrack(), 0
+    for tick, msg in sorted(metas, key=lambda m: m[0]):  # stable: tempo first at a tick
+        meta.append(msg.copy(time=tick - now))
+        now = tick
     mid.tracks.append(meta)
     pairs = zip(arr["program"].tolist(), arr["is_drum"].tolist(), strict=True)
     groups = sorted(set(pairs), key=lambda g: (g[1], g[0]))
@@ -401,9 +310,9 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         raise ComposerError(f"{len(melodic)} instruments do not fit in 15 MIDI channels")
     for program, is_drum in groups:
         channel = 9 if is_drum else channels[melodic.index((program, is_drum))]
-        sel = arr[(arr["program"] == program) & (arr["is_drum"] == is_drum)]
-        on = np.rint(sel["start"] * to_tick).astype(np.int64)
-        off = np.maximum(np.rint(sel["end"] * to_tick).astype(np.int64), on + 1)
+        mask = (arr["program"] == program) & (arr["is_drum"] == is_drum)
+        sel, on = arr[mask], note_ticks[mask]
+        off = np.maximum(end_ticks[mask], on + 1)
         ticks = np.concatenate([off, on])
         kinds = np.concatenate([np.zeros(len(sel), int), np.ones(len(sel), int)])  # offs first
         pitches = np.concatenate([sel["pitch"], sel["pitch"]])
