@@ -23,8 +23,8 @@ MAX_LINES = 420
 # Names of the layout before issue 9 are mapped onto the layer that replaced them.
 LAYERS = ["__init__", "files", "_smf", "_smf_ref", "midi", "events", "musicstats", "_isolate",
           "corpus", "sources", "data", "model", "device", "checkpoint", "train", "_steppers",
-          "generate", "sample", "copycheck", "render", "_ngram", "evaluation", "commands",
-          "report", "cli_evaluate", "cli", "__main__"]
+          "_sampling", "generate", "sample", "copycheck", "render", "_ngram", "evaluation",
+          "commands", "report", "cli_evaluate", "cli", "__main__"]
 OLD = {"metrics": "musicstats", "_engine": "_steppers"}
 
 
