@@ -27,6 +27,7 @@ from composer.report import (
     INTERRUPTED,
     Guarded,
     Progress,
+    check_checkpoint,
     check_seed_spec,
     default,
     echo_outputs,
@@ -191,9 +192,9 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Checkpoint folder [default: $COMPOSER_CHECKPOINT, else the shipped "
-                   "checkpoints/default].")
+@click.option("--checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint,
+              help="Checkpoint folder, or a training folder (its best checkpoint) [default: "
+                   "$COMPOSER_CHECKPOINT, else the shipped checkpoints/default].")
 @click.option("--seed", "seed_spec", metavar="MIDI|PITCHES", callback=check_seed_spec,
               help="A MIDI file to continue, or pitches like 60,64,67 or C4,E4,G4 (C4 = 60, "
                    "F#3, Bb2) [default: none, the model's start context].")
@@ -310,7 +311,7 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint)
 @click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
 def info(checkpoint: Path, as_json: bool) -> None:

@@ -161,7 +161,8 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
     ``composer info``; ``resumable``: "yes" or "no (why)"."""
     m, ev, tr = meta.get("model", {}), meta.get("events", {}), meta.get("train", {})
     metrics, data = meta.get("metrics", {}), meta.get("data", {})
-    lines = [f"Checkpoint: {meta['path']} (saved {str(meta.get('created', '?'))[:16]}, "
+    saved = str(meta.get("created", "?"))[:16].replace("T", " ")
+    lines = [f"Checkpoint: {meta['path']} (saved {saved}, "
              f"composer {meta.get('composer_version', '?')})",
              f"  model        {m.get('layers')} LSTM layers x {m.get('hidden')} units, "
              f"embedding {m.get('embed_dim')}, {meta['parameters']:,} parameters",
@@ -191,6 +192,21 @@ def echo_outputs(outputs: list) -> None:
     for o in outputs:
         click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
                    f"{o.silence:6.1%} silence")
+
+
+def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None
+                     ) -> Path | None:
+    """A checkpoint path typed: a usage error when nothing is there (not even the copy an
+    interrupted save leaves, which the library reads instead)."""
+    if value is None or Path(value).exists():
+        return value
+    from composer.checkpoint import read_info
+
+    try:
+        read_info(value)  # finds the copy an interrupted save left, if any
+    except ComposerError:
+        raise click.BadParameter(f"checkpoint folder {value} does not exist") from None
+    return value
 
 
 def check_seed_spec(ctx: click.Context, param: click.Parameter, value: str | None

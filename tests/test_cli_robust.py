@@ -280,6 +280,8 @@ def test_paths_typed_that_do_not_exist_are_usage_errors(ckpt, tmp_path):
              ["generate", "--checkpoint", str(ckpt), "--seed", str(fifo)],
              ["generate", "--checkpoint", str(ckpt), "--seed", str(folder)],
              ["generate", "--checkpoint", str(ckpt), "--seed", "/dev/zero"],
+             ["generate", "--checkpoint", str(tmp_path / "none")],
+             ["info", str(tmp_path / "none")], ["evaluate", "--checkpoint", nope],
              ["render", nope], ["plot", nope], ["render", str(folder)],
              ["prepare", str(tmp_path / "none")], ["train", str(tmp_path / "none")],
              ["evaluate", "--generated", str(tmp_path / "none"), "--reference", str(folder)]]
@@ -383,3 +385,13 @@ def test_a_training_folder_stands_for_its_best_checkpoint(run_dir, tmp_path):
     info = CliRunner().invoke(main, ["info", str(run_dir)])
     assert info.exit_code == 0 and "training folder" in info.stderr
     assert f"Checkpoint: {run_dir / 'best'}" in info.stdout
+
+
+def test_a_checkpoint_left_mid_save_is_not_called_missing(run_dir, tmp_path):
+    saved = tmp_path / ".ckpt.bak"  # where a save interrupted between two renames leaves it
+    saved.mkdir()
+    for f in (run_dir / "best").iterdir():
+        saved.joinpath(f.name).write_bytes(f.read_bytes())
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "ckpt")])
+    assert result.exit_code == 0, result.output
+    assert f"Checkpoint: {saved}" in result.stdout
