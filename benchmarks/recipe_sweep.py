@@ -54,9 +54,9 @@ def lr_factor(progress: float, warmup: float, decay: str, floor: float) -> float
 
 
 class StreamSampler:
-    """TBPTT batches: row b walks the train files in its own shuffled order, ``seq_len``
-    tokens at a time (consecutive windows overlap by the one token that is both a target and
-    the next input); the caller keeps the LSTM state across batches."""
+    """TBPTT batches (no augmentation): row b walks the train files in its own shuffled
+    order, ``seq_len`` tokens at a time (consecutive windows overlap by the one token that is
+    both a target and the next input); the caller keeps the LSTM state across batches."""
 
     def __init__(self, corpus: Corpus, seq_len: int, batch_size: int, seed: int) -> None:
         self.seq_len, self.rng = seq_len, np.random.default_rng(seed)
@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> dict:
             "warmup": round(warmup, 4), "decay": args.decay, "floor": args.floor,
             "dropout": args.dropout, "wd": args.wd, "wd_matrices": args.wd_matrices,
             "model": f"{args.layers}x{args.hidden}e{args.embed}", "tbptt": args.tbptt,
-            "augment": args.augment, "threads": args.threads, "cpu_s": round(cpu, 1),
+            "augment": args.augment and not args.tbptt, "threads": args.threads,
+            "cpu_s": round(cpu, 1),
             "wall_s": round(wall, 1), "tokens_per_cpu_s": round(tokens / cpu),
             "train_loss_last50": round(float(np.mean(losses[-50:])), 4),
             "valid": round(valid, 4), "test": round(test, 4)}
@@ -152,8 +153,8 @@ QUIET_TOKENS_PER_S = 34_000  # 2x256, batch 64 x 256, 2 quiet threads (issue 11;
 def table(path: Path, baselines: dict[str, float]) -> str:
     """The runs in ``path`` as a markdown table; ``baselines``: corpus name -> 5-gram test NLL."""
     lines = ["| run | corpus | model | batch x seq | lr | warm-up | decay (floor) | dropout | "
-             "wd | TBPTT | tokens | steps | ~quiet s | valid | test | test vs 5-gram |",
-             "|" + " --- |" * 16]
+             "wd | TBPTT | aug | tokens | steps | ~quiet s | valid | test | test vs 5-gram |",
+             "|" + " --- |" * 17]
     for line in path.read_text().splitlines():
         r = json.loads(line)
         five = next((v for k, v in baselines.items() if r["corpus"].startswith(k)), None)
@@ -165,6 +166,7 @@ def table(path: Path, baselines: dict[str, float]) -> str:
             f"| {r['name']} | {r['corpus'].rsplit('-', 1)[0]} | {r['model']} | "
             f"{r['batch']}x{r['seq']} | {r['lr']:g} | {warm} | {r['decay']} "
             f"({r['floor']:g}) | {r['dropout']:g} | {wd} | {'yes' if r['tbptt'] else 'no'} | "
+            f"{'yes' if r['augment'] else 'no'} | "
             f"{r['tokens'] / 1e6:.2f} M | {r['steps']} | {r['tokens'] / QUIET_TOKENS_PER_S:.0f} | "
             f"{r['valid']:.3f} | {r['test']:.3f} | {versus} |")
     return "\n".join(lines)
