@@ -5,13 +5,15 @@ Option defaults are read from the config dataclasses (:func:`composer.report.def
 in :mod:`composer.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
-code 1 and no traceback.
+code 1 and no traceback; a usage error (a bad option, a path typed that does not exist) is
+click's ``Usage: ... Error: ...`` with exit 2; Ctrl-C exits 130 (partial pieces of a
+generation are written first); anything unexpected is one ``Error: internal error`` line
+(:class:`composer.report.Guarded`).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -21,13 +23,25 @@ from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
 from composer.corpus import CorpusConfig
 from composer.midi import LoadConfig
-from composer.report import Progress, default, errors_as_messages, note, prepared_line
+from composer.report import (
+    INTERRUPTED,
+    Guarded,
+    Progress,
+    check_checkpoint,
+    check_seed_spec,
+    default,
+    echo_outputs,
+    engine_words,
+    errors_as_messages,
+    note,
+    prepared_line,
+)
 
 # Read by name, so that parsing (and --help) does not import torch.
 TRAIN, SAMPLE = "composer.train:TrainConfig", "composer.generate:SampleConfig"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="composer")
 def main() -> None:
     """composer: learn music from MIDI files and compose new music."""
@@ -155,20 +169,10 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                          seq_len=seq_len, lr=lr, eval_every=eval_every, patience=patience,
                          seed=seed, augment=augment)
     sizes = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout}
-    bar = None
+    bar = Progress("train", "step", quiet)
 
     def progress(step: int, total: int, info: dict) -> None:
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=step - 1, desc="train", unit="step",
-                       file=sys.stderr, dynamic_ncols=True)
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{info['loss']:.3f}", tok_s=f"{info['tokens_per_s']:,.0f}",
-                        refresh=False)
+        bar(step, total, f"loss {info['loss']:.3f}, {info['tokens_per_s']:,.0f} events/s")
 
     ingest = Progress("ingest", "file", quiet)
     try:
@@ -178,24 +182,24 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                              progress=progress, prepared=None if quiet else prepared_line)
     finally:
         ingest.close()
-        if bar is not None:
-            bar.close()
-    if os.environ.get("RANK", "0") != "0":
-        return  # under torchrun, rank 0 reports
-    click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
-               f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps "
-               f"skipped as non-finite.")
-    click.echo(f"Checkpoints: {result.out_dir / 'best'} (best), {result.out_dir / 'latest'} "
-               "(latest)")
+        bar.close()
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation "
+                   f"loss {result.best_valid_loss:.4f} nats/event; {result.skipped_steps} "
+                   "steps skipped as non-finite.")
+        click.echo(f"Checkpoints: {result.out_dir / 'best'} (best), "
+                   f"{result.out_dir / 'latest'} (latest)")
+    if result.stopped == "interrupted":
+        raise click.exceptions.Exit(INTERRUPTED)
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="Checkpoint folder [default: $COMPOSER_CHECKPOINT, else the shipped "
-                   "checkpoints/default].")
-@click.option("--seed", "seed_spec", metavar="MIDI|PITCHES",
-              help="A MIDI file to continue, or pitches like 60,64,67 [default: none, the "
-                   "model's start context].")
+@click.option("--checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint,
+              help="Checkpoint folder, or a training folder (its best checkpoint) [default: "
+                   "$COMPOSER_CHECKPOINT, else the shipped checkpoints/default].")
+@click.option("--seed", "seed_spec", metavar="MIDI|PITCHES", callback=check_seed_spec,
+              help="A MIDI file to continue, or pitches like 60,64,67 or C4,E4,G4 (C4 = 60, "
+                   "F#3, Bb2) [default: none, the model's start context].")
 @click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Use only the first S seconds of a MIDI seed [default: all of it].")
 @click.option("--seed-style", type=click.Choice(["chord", "arpeggio"]), default="chord",
@@ -207,6 +211,12 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               help="Events per continuation (instead of --length).")
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True,
               help="Continuations, drawn in one batch, one file each.")
+@click.option("--max-num", type=click.IntRange(min=1), default=default(SAMPLE, "max_num"),
+              show_default=True, help="Refuse a --num above this (a guard; raise it on purpose).")
+@click.option("--max-length", type=click.FloatRange(min=0, min_open=True),
+              default=default(SAMPLE, "max_seconds"), show_default=True,
+              help="Refuse a --length (seconds) above this, and --events above 300 per second "
+                   "of it (a guard; raise it on purpose).")
 @click.option("--temperature", type=click.FloatRange(min=0),
               default=default(SAMPLE, "temperature"), show_default=True,
               help="Sampling temperature (0: always the most likely event).")
@@ -220,7 +230,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("--max-silence", type=click.FloatRange(min=0, min_open=True),
               default=default(SAMPLE, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
-@click.option("--rng-seed", type=click.IntRange(min=0),
+@click.option("--rng-seed", type=int,
               help="Same seed, same files; file k uses seed+k-1 [default: random, shown].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Folder for the .mid files.")
@@ -244,42 +254,50 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                    "(0: no check; needs the corpus or its MIDI folder).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
-def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float | None,
-             seed_style: str, length: float | None, events: int | None, num: int,
+@click.pass_context
+def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
+             seed_seconds: float | None, seed_style: str, length: float | None,
+             events: int | None, num: int, max_num: int, max_length: float,
              temperature: float, top_k: int, top_p: float, max_silence: float,
              rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
              device: str, threads: int, force: bool, render_audio: bool, plot_roll: bool,
              copy_warn: float, quiet: bool) -> None:
     """Continue a seed into new MIDI files, one per continuation.
 
-    Prints one line per file: path, duration, notes, share of time that is silence.
+    Prints one line per file: path, duration, notes, share of time that is silence. Ctrl-C
+    writes the continuations as far as they got (exit status 130).
     """
     from composer.commands import generate_music
-    from composer.generate import SampleConfig
+    from composer.generate import GenerationInterrupted, SampleConfig
 
     if length is not None and events is not None:
         raise click.UsageError("give --length or --events, not both")
     if seed_seconds is not None and seed_spec is None:
         raise click.UsageError("--seed-seconds needs --seed")
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                          max_silence_seconds=max_silence, events=events,
+                          max_silence_seconds=max_silence, events=events, max_num=max_num,
+                          max_seconds=max_length,
                           **({} if length is None else {"seconds": length}))
     bar = Progress("generate", "event" if events else "s", quiet)
     try:
         done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
                               seed_style=seed_style, config=config, out=out, device=device,
                               render_audio=render_audio, plot_roll=plot_roll,
-                              copy_warn=copy_warn, progress=bar, num=num, rng_seed=rng_seed,
-                              prefix=prefix, include_seed=include_seed, program=program,
-                              force=force, threads=threads)
+                              copy_warn=copy_warn, progress=bar, notify=note, num=num,
+                              rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
+                              program=program, force=force, threads=threads)
+    except GenerationInterrupted as stop:
+        bar.close()
+        echo_outputs(stop.outputs)
+        note(f"interrupted: the {len(stop.outputs)} file(s) above hold the music made so far"
+             if stop.outputs else "interrupted before any music was made; nothing written")
+        ctx.exit(INTERRUPTED)
     finally:
         bar.close()
     if not quiet:
-        click.echo(f"rng seed {done.generation.rng_seed}, {done.generation.engine} path",
-                   err=True)
-    for o in done.outputs:
-        click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
-                   f"{o.silence:6.1%} silence")
+        note(f"rng seed {done.generation.rng_seed} (--rng-seed {done.generation.rng_seed} "
+             f"makes these files again), {engine_words(done.generation.engine)}")
+    echo_outputs(done.outputs)
     for i in range(len(done.outputs)):
         if done.renders:
             r = done.renders[i]
@@ -295,27 +313,32 @@ def generate(checkpoint: Path | None, seed_spec: str | None, seed_seconds: float
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint)
+@click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
-def info(checkpoint: Path) -> None:
-    """Show a checkpoint's configuration, size, training and data."""
-    from composer.checkpoint import read_info
+def info(checkpoint: Path, as_json: bool) -> None:
+    """Show a checkpoint's model, vocabulary, training and data (CHECKPOINT: a checkpoint
+    folder, or a training folder: its best checkpoint)."""
+    import json
 
-    meta = read_info(checkpoint)
-    metrics = meta.get("metrics", {})
-    click.echo(f"Checkpoint: {meta['path']} (format {meta['format_version']}, "
-               f"composer {meta['composer_version']}, saved {meta['created']})")
-    click.echo(f"  model       {meta['model']}")
-    click.echo(f"  parameters  {meta['parameters']:,}")
-    click.echo(f"  events      {meta['events']}")
-    click.echo(f"  steps       {meta['step']:,}")
-    if "loss" in metrics:
-        click.echo(f"  valid loss  {metrics['loss']:.4f} nats/event (perplexity "
-                   f"{metrics.get('perplexity', float('nan')):.2f}, accuracy "
-                   f"{metrics.get('accuracy', float('nan')):.3f})")
-    click.echo(f"  data        {meta.get('data', {})}")
-    click.echo(f"  training    {meta.get('train', {})}")
-    click.echo(f"  resumable   {'yes' if meta.get('has_train_state') else 'no'}")
+    from composer.checkpoint import TRAIN_STATE_FILE, read_info
+    from composer.report import checkpoint_summary
+    from composer.sample import resolve_checkpoint_path
+
+    path, why = resolve_checkpoint_path(checkpoint)
+    if why:
+        note(why)
+    meta = read_info(path)
+    if "resumable" not in meta:  # checked here until read_info checks the state itself
+        ok = meta.get("has_train_state") and (Path(meta["path"]) / TRAIN_STATE_FILE).is_file()
+        meta["resumable"] = bool(ok)
+        meta.setdefault("resume_problem", None if ok else "no training state saved"
+                        if not meta.get("has_train_state") else "its training state is missing")
+    if as_json:
+        click.echo(json.dumps(meta, indent=1, default=str))
+        return
+    resumable = "yes" if meta["resumable"] else f"no ({meta.get('resume_problem')})"
+    click.echo(checkpoint_summary(meta, resumable))
 
 
 @main.command()

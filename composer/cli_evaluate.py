@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 
 from composer.copycheck import CopyConfig
-from composer.report import Progress, default, errors_as_messages, note
+from composer.report import Progress, check_checkpoint, default, errors_as_messages, note
 
 
 @click.command()
 @click.argument("midi_dir", required=False,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path),
+@click.option("--checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint,
               help="Mode 1: score this model (with the baselines) on MIDI_DIR or --corpus.")
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A corpus from `prepare` (or a MIDI folder, prepared first). Mode 1: "
@@ -94,7 +94,11 @@ def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
                     train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
     from composer.evaluation import EvalConfig, evaluate_model
     from composer.report import model_table
+    from composer.sample import resolve_checkpoint_path
 
+    checkpoint, why = resolve_checkpoint_path(checkpoint)
+    if why:
+        note(why)
     bars: dict[str, Progress] = {}
 
     def progress(stage: str, done: int, total: int) -> None:

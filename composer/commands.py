@@ -33,7 +33,13 @@ from composer.generate import Generation, SampleConfig
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
-from composer.sample import Output, compose, find_checkpoint, resolve_seed
+from composer.sample import (
+    Output,
+    compose,
+    find_checkpoint,
+    resolve_checkpoint_path,
+    resolve_seed,
+)
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.train import TrainConfig, TrainResult, train, validation_split
 
@@ -110,14 +116,20 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
                    config: SampleConfig = SampleConfig(), out: str | os.PathLike = ".",
                    device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
                    copy_warn: float = CopyConfig.warn_seconds,
-                   progress: Progress | None = None, **compose_args: Any) -> Composed:
-    """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`),
-    resolve the seed, :func:`~composer.sample.compose` the files (``compose_args``: num,
-    rng_seed, prefix, include_seed, program, force, threads), then render, plot and
-    copy-check them as asked."""
+                   progress: Progress | None = None, notify: Notify = _quiet,
+                   **compose_args: Any) -> Composed:
+    """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
+    training folder stands for its best checkpoint, said through ``notify``), resolve the
+    seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
+    prefix, include_seed, program, force, threads), then render, plot and copy-check them
+    as asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
+    partial files written."""
     if seed_seconds is not None and seed is None:
         raise ComposerError("--seed-seconds needs --seed")
-    ckpt = load_checkpoint(find_checkpoint(checkpoint), map_location=resolve_device(device))
+    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
+    if why:
+        notify(why)
+    ckpt = load_checkpoint(path, map_location=resolve_device(device))
     events = EventConfig.from_dict(ckpt.event_config)
     tokens = resolve_seed(seed, events, seed_seconds, seed_style)
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,

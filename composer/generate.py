@@ -6,9 +6,15 @@ for all ``num`` continuations in one batch, carrying ``(h, c)`` forward. The pre
 never re-run.
 
 **Sampling.** Every path draws through :func:`filter_logits` (silence guard, temperature,
-top-k, top-p) and :func:`draw` (Gumbel-max). The Gumbel noise is counter-based: a hash of
-(row seed, step, token id), so row ``i`` of ``rng_seed=S`` draws exactly what a single run
-with ``rng_seed=S+i`` draws, on any device and inside a CUDA graph.
+top-k, top-p) and :func:`draw` (Gumbel-max), from the private :mod:`composer._sampling`. The
+Gumbel noise is counter-based: a hash of (row seed, step, token id), so row ``i`` of
+``rng_seed=S`` draws exactly what a single run with ``rng_seed=S+i`` draws, on any device
+and inside a CUDA graph.
+
+**Limits.** Before anything is allocated, ``num`` and the length are checked against
+``SampleConfig.max_num`` / ``max_seconds`` (raised on purpose) and the memory the batch
+needs (:func:`memory_needed`) against the free memory. Ctrl-C raises
+:class:`GenerationInterrupted` carrying the rows drawn so far.
 
 **Guards.** ``max_silence_seconds``: while nothing sounds, a TIME_SHIFT that would stretch
 the running silence past the limit is masked out, so the model must play. A pitch "sounds"
@@ -29,7 +35,6 @@ The steppers are in the private :mod:`composer._steppers`; seeds and files in
 
 from __future__ import annotations
 
-import functools
 import math
 import secrets
 import warnings
@@ -41,7 +46,9 @@ import numpy as np
 import torch
 
 from composer import Config, GenerateError, check_int, is_number
+from composer._sampling import MASK32, draw, filter_logits, gumbel_noise
 from composer._steppers import Stepper, cuda_graph, inference, make_stepper
+from composer.device import free_memory
 from composer.events import (
     DEFAULT_VELOCITY,
     NOTE_OFF,
@@ -54,13 +61,15 @@ from composer.events import (
     velocity_to_bin,
 )
 from composer.model import ComposerLSTM
+from composer.rng import check_seed
 
 MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
 CHUNK = 16  # steps per loop iteration (per CUDA graph replay)
-MASK32 = 0xFFFFFFFF
+MEMORY_SHARE = 0.8  # a generation may plan to use at most this share of the free memory
 
-__all__ = ["CHUNK", "MAX_EVENTS_PER_SECOND", "GenerateError", "Generation", "SampleConfig",
-           "draw", "filter_logits", "generate", "gumbel_noise", "start_tokens"]
+__all__ = ["CHUNK", "MAX_EVENTS_PER_SECOND", "GenerateError", "Generation",
+           "GenerationInterrupted", "SampleConfig", "draw", "filter_logits", "generate",
+           "gumbel_noise", "memory_needed", "start_tokens"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,22 @@ class SampleConfig(Config):
     max_note_seconds: float = 5.0  # no generated note lasts longer
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
+    # Limits checked before anything is allocated (a user raises them on purpose):
+    max_num: int = 64  # continuations per run (CLI --max-num)
+    max_seconds: float = 600.0  # seconds per continuation, 10 minutes (CLI --max-length);
+    #                             events: at most max_seconds * MAX_EVENTS_PER_SECOND
+
+    @property
+    def max_events(self) -> int:
+        """The most events a continuation may ask for: ``max_seconds`` at
+        MAX_EVENTS_PER_SECOND."""
+        return math.ceil(self.max_seconds * MAX_EVENTS_PER_SECOND)
 
     def __post_init__(self) -> None:
         rules = {"temperature": ("a number >= 0", lambda v: v >= 0),
                  "top_p": ("a number in (0, 1]", lambda v: 0 < v <= 1)}
         for name in ("temperature", "top_p", "max_silence_seconds", "max_note_seconds",
-                     "seconds"):
+                     "max_seconds", "seconds"):
             rule, ok = rules.get(name, ("a number > 0", lambda v: v > 0))
             v = getattr(self, name)
             if not (is_number(v) and math.isfinite(v) and ok(v)):
@@ -91,6 +110,28 @@ class SampleConfig(Config):
             v = getattr(self, name)
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
+        check_int(self.max_num, "sample config: max_num", 1, GenerateError)
+        raise_it = "raise it with --max-length"
+        if self.seconds > self.max_seconds:
+            raise GenerateError(f"a length of {self.seconds:g} s is over the limit of "
+                                f"{self.max_seconds:g} s ({raise_it})")
+        if self.events is not None and self.events > self.max_events:
+            raise GenerateError(f"{self.events:,} events is over the limit of "
+                                f"{self.max_events:,} ({self.max_seconds:g} s at "
+                                f"{MAX_EVENTS_PER_SECOND} events/s; {raise_it})")
+
+    def check_num(self, num: int) -> int:
+        """``num`` continuations as an int; GenerateError unless 1 <= num <= max_num."""
+        check_int(num, "num", 1, GenerateError)
+        if num > self.max_num:
+            raise GenerateError(f"{num:,} continuations is over the limit of {self.max_num} "
+                                "per run (raise it with --max-num)")
+        return int(num)
+
+    def events_per_row(self) -> int:
+        """The most events one continuation draws (its length in events, or the cap of a
+        length in seconds)."""
+        return self.events or math.ceil(self.seconds * MAX_EVENTS_PER_SECOND) + CHUNK
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -102,66 +143,6 @@ def start_tokens(event_config: EventConfig) -> np.ndarray:
     vocab = Vocabulary(event_config)
     return np.array([vocab.ranges[VELOCITY][int(velocity_to_bin(DEFAULT_VELOCITY,
                                                                 event_config))]], np.int64)
-
-
-def filter_logits(logits: torch.Tensor, config: SampleConfig,
-                  banned: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (B, V) / temperature with removed events at -inf (``logits`` itself is never
-    modified): ``banned`` (B, V) bool, then all but the top-k (ties with the k-th are kept),
-    then top-p (the most likely events whose mass before each is < top_p; the first stays)."""
-    t = config.temperature
-    out = logits / t if t not in (0, 1) else logits  # (B, V)
-    if banned is not None:
-        out = out.masked_fill(banned, -math.inf)
-    if 0 < config.top_k < out.shape[1]:
-        kth = out.topk(config.top_k, dim=1).values[:, -1:]  # (B, 1)
-        out = out.masked_fill(out < kth, -math.inf)
-    if config.top_p < 1:
-        ranked, order = out.sort(dim=1, descending=True)  # (B, V)
-        probs = ranked.softmax(dim=1)
-        drop = probs.cumsum(dim=1) - probs >= config.top_p  # mass before >= p
-        out = out.scatter(1, order, ranked.masked_fill(drop, -math.inf))
-    return out
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A bijective 32-bit integer hash of int64 tensors in [0, 2**32) (no overflow)."""
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
-    return (x >> 16) ^ x
-
-
-@functools.lru_cache(maxsize=16)
-def _arange(n: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(n, device=device)
-
-
-@functools.lru_cache(maxsize=16)
-def _token_hash(vocab_size: int, device: torch.device) -> torch.Tensor:
-    return _mix32(_arange(vocab_size, device) + 0x3C6EF372)
-
-
-def gumbel_noise(keys: torch.Tensor, step: torch.Tensor | int, count: int,
-                 vocab_size: int) -> torch.Tensor:
-    """Gumbel(0, 1) noise (B, count, V) for steps ``step .. step+count-1``: a pure function
-    of row key (B,) int64 in [0, 2**32), step and token id, so the same on any device, in
-    any batch, and inside a CUDA graph (``step`` may be a (1,) tensor). Each (row, step) gets
-    a full hash; token ids are folded in by one xor-multiply round (the costly part)."""
-    ids = _token_hash(vocab_size, keys.device)  # (V,)
-    steps = _arange(count, keys.device) + step  # (S,)
-    row = _mix32((_mix32(keys)[:, None] + steps) & MASK32)  # (B, S)
-    bits = (((row[:, :, None] ^ ids) * 0x6C8E9CF5) & MASK32) >> 8  # (B, S, V), 24 bits
-    u = bits.float().add_(0.5).mul_(2.0**-24)  # uniform in (0, 1)
-    return u.log_().neg_().log_().neg_()  # -log(-log(u))
-
-
-def draw(filtered: torch.Tensor, noise: torch.Tensor | None, config: SampleConfig
-         ) -> torch.Tensor:
-    """Token ids (B,) from :func:`filter_logits` output by Gumbel-max with ``noise`` (B, V);
-    argmax when the temperature is 0."""
-    if config.temperature == 0 or noise is None:
-        return filtered.argmax(dim=1)
-    return (filtered + noise).argmax(dim=1)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -286,8 +267,56 @@ class Generation:
     logits: torch.Tensor | None  # (B, T, V) logits of each drawn event, when asked for
 
 
+class GenerationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`generate`: ``generation`` holds what every row drew until then
+    (None when nothing was drawn yet); :func:`composer.sample.compose` adds ``outputs``,
+    the partial files it wrote."""
+
+    def __init__(self, generation: Generation | None) -> None:
+        super().__init__("generation interrupted")
+        self.generation = generation
+        self.outputs: list = []
+
+
 def _steps(seconds: float, event_config: EventConfig) -> int:
     return max(0, round(seconds * event_config.steps_per_second))
+
+
+def memory_needed(model: ComposerLSTM, num: int, config: SampleConfig,
+                  keep_logits: bool = False) -> int:
+    """Bytes a generation of ``num`` rows is planned to need at most (an estimate, on the
+    side of too much): the drawn tokens three times over (chunks, joined, rows), the
+    per-chunk noise and logits, the recurrent state, and the kept logits if asked for."""
+    V, cfg = model.config.vocab_size, model.config
+    per_row = (3 * 8 * config.events_per_row()  # int64 tokens
+               + 4 * 8 * CHUNK * V  # noise hash (int64) and logits (float) of one chunk
+               + 8 * 4 * cfg.layers * cfg.hidden)  # h, c and the fused steps' gates
+    if keep_logits:
+        per_row += 2 * 4 * config.events_per_row() * V
+    return num * per_row + 8 * 4 * V * (cfg.embed_dim + cfg.hidden)  # + the fused tables
+
+
+def _check_memory(need: int, device: torch.device) -> None:
+    if (free := free_memory(device)) is not None and need > MEMORY_SHARE * free:
+        raise GenerateError(f"this generation needs about {need / 2**30:.1f} GiB of memory, "
+                            f"more than {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB free "
+                            f"on {device.type}; ask for fewer (--num) or shorter (--length, "
+                            "--events) continuations")
+
+
+def _rows(chunks: list[torch.Tensor], seed: np.ndarray, config: SampleConfig, vocab: Vocabulary,
+          target: int, limit: int) -> list[np.ndarray]:
+    """Per row: the seed and its continuation, cut at the event count or at the event that
+    reaches the length in music time."""
+    out = []
+    for row in torch.cat(chunks, 1).cpu().numpy():  # (drawn,) per row
+        if config.events:
+            row = row[: config.events]
+        else:  # up to the event that reaches the length
+            reached = np.flatnonzero(np.cumsum(shift_steps(row, vocab)) >= target)
+            row = row[: reached[0] + 1 if reached.size else limit]
+        out.append(np.concatenate([seed, row]))
+    return out
 
 
 def generate(model: ComposerLSTM, event_config: EventConfig,
@@ -297,11 +326,12 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
              keep_logits: bool = False, threads: int | None = 1,
              progress: Callable[[int, int], None] | None = None) -> Generation:
     """Draw ``num`` continuations of ``seed`` (token ids; None: :func:`start_tokens`) in one
-    batch; row i uses ``rng_seed + i`` (None: a random seed). ``cuda_graph``: capture the
-    loop as a CUDA graph (None: when the model is on CUDA; without CUDA it warns and runs
-    eagerly). ``threads``: torch's CPU threads meanwhile (None: unchanged; more than one is
-    many times slower when other work shares the cores). ``progress(done, total)`` counts
-    events (``config.events``) or whole seconds of music."""
+    batch; row i uses ``rng_seed + i`` (None: a random seed; else 0..2**63-1).
+    ``cuda_graph``: capture the loop as a CUDA graph (None: when the model is on CUDA;
+    without CUDA it warns and runs eagerly). ``threads``: torch's CPU threads meanwhile
+    (None: unchanged; more than one is many times slower when other work shares the cores).
+    ``progress(done, total)`` counts events (``config.events``) or whole seconds of music.
+    Limits and Ctrl-C: see the module docstring."""
     vocab = Vocabulary(event_config)
     V = vocab.size
     if V != model.config.vocab_size:
@@ -314,52 +344,57 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
     if bad.size:
         raise GenerateError(f"vocabulary mismatch: seed token id {bad[0]} is outside the "
                             f"model's vocabulary (0..{V - 1})")
-    check_int(num, "num", 1, GenerateError)
-    rng_seed = secrets.randbelow(2**31) if rng_seed is None else int(rng_seed)
+    num = config.check_num(num)
+    rng_seed = (secrets.randbelow(2**31) if rng_seed is None
+                else check_seed(rng_seed, GenerateError, "rng seed"))
     target = max(1, _steps(config.seconds, event_config))  # music steps per continuation
-    limit = config.events or math.ceil(config.seconds * MAX_EVENTS_PER_SECOND) + CHUNK
-    with inference(model, threads):
-        device = model.head.weight.device
-        stepper = make_stepper(model, engine)
-        keys = (torch.arange(num, device=device) + rng_seed) & MASK32  # (B,)
-        rules = _Rules(config, vocab, keys, max(1, _steps(config.max_note_seconds, event_config)),
-                       _steps(config.max_silence_seconds, event_config))
-        lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num)
-        now0 = int(lp.track.now[0])
-        capture = device.type == "cuda" if cuda_graph is None else cuda_graph
-        try:
-            runner = _Runner(rules, stepper, lp, keep_logits, capture)
-        except (RuntimeError, AssertionError) as e:  # no graph here: the same steps eagerly
-            warnings.warn(f"CUDA graph capture failed ({e}); generating without it",
-                          stacklevel=2)
-            runner, capture = _Runner(rules, stepper, lp, keep_logits, False), False
-        chunks, logit_chunks = [], []
-        while True:
-            runner.run()
-            chunks.append(runner.tokens.clone())
-            if keep_logits:
-                logit_chunks.append(runner.logits.clone())
-            drawn = len(chunks) * CHUNK
-            if config.events:
-                finished, done, total = drawn >= limit, min(drawn, limit), limit
-            else:  # whole seconds of music of the slowest row
-                reached = int(runner.lp.track.now.min()) - now0
-                finished, total = reached >= target or drawn >= limit, math.ceil(config.seconds)
-                done = total if finished else reached // event_config.steps_per_second
-            if progress is not None:
-                progress(done, total)
-            if finished:
-                break
-    out = []
-    for row in torch.cat(chunks, 1).cpu().numpy():  # (drawn,) per row
-        if config.events:
-            row = row[: config.events]
-        else:  # up to the event that reaches the length
-            reached = np.flatnonzero(np.cumsum(shift_steps(row, vocab)) >= target)
-            row = row[: reached[0] + 1 if reached.size else limit]
-        out.append(np.concatenate([seed, row]))
+    limit = config.events_per_row()
+    device = model.head.weight.device
+    _check_memory(memory_needed(model, num, config, keep_logits), device)
+    chunks, logit_chunks, capture, stepper = [], [], False, None
+    try:
+        with inference(model, threads):
+            stepper = make_stepper(model, engine)
+            keys = (torch.arange(num, device=device) + (rng_seed & MASK32)) & MASK32  # (B,)
+            rules = _Rules(config, vocab, keys,
+                           max(1, _steps(config.max_note_seconds, event_config)),
+                           _steps(config.max_silence_seconds, event_config))
+            lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num)
+            now0 = int(lp.track.now[0])
+            capture = device.type == "cuda" if cuda_graph is None else cuda_graph
+            try:
+                runner = _Runner(rules, stepper, lp, keep_logits, capture)
+            except (RuntimeError, AssertionError) as e:  # no graph here: the same, eagerly
+                warnings.warn(f"CUDA graph capture failed ({e}); generating without it",
+                              stacklevel=2)
+                runner, capture = _Runner(rules, stepper, lp, keep_logits, False), False
+            while True:
+                runner.run()
+                tokens = runner.tokens.clone()
+                if keep_logits:
+                    logit_chunks.append(runner.logits.clone())
+                chunks.append(tokens)  # last: a chunk counts once it is whole
+                drawn = len(chunks) * CHUNK
+                if config.events:
+                    finished, done, total = drawn >= limit, min(drawn, limit), limit
+                else:  # whole seconds of music of the slowest row
+                    reached = int(runner.lp.track.now.min()) - now0
+                    finished = reached >= target or drawn >= limit
+                    total = math.ceil(config.seconds)
+                    done = total if finished else reached // event_config.steps_per_second
+                if progress is not None:
+                    progress(done, total)
+                if finished:
+                    break
+    except KeyboardInterrupt:
+        partial = None
+        if chunks:
+            partial = Generation(_rows(chunks, seed, config, vocab, target, limit), len(seed),
+                                 rng_seed, stepper.name + "+cuda-graph" * capture, None)
+        raise GenerationInterrupted(partial) from None
     kept = torch.cat(logit_chunks, 1).cpu() if keep_logits else None
-    return Generation(out, len(seed), rng_seed, stepper.name + "+cuda-graph" * capture, kept)
+    return Generation(_rows(chunks, seed, config, vocab, target, limit), len(seed), rng_seed,
+                      stepper.name + "+cuda-graph" * capture, kept)
 
 
 def _prime(model: ComposerLSTM, stepper: Stepper, rules: _Rules, seed: torch.Tensor,

@@ -138,7 +138,7 @@ def parse_pitch(text: str) -> int:
     "Bb2" -> 46, "60" -> 60. Sharps are ``#``/``♯``, flats ``b``/``♭`` (up to two); octaves
     run from -1 to 9. Anything else, or a pitch outside 0..127, raises :class:`MidiError`."""
     word = text.strip()
-    if re.fullmatch(r"\d+", word):
+    if re.fullmatch(r"-?\d+", word):
         pitch = int(word)
     else:
         found = _PITCH_NAME.fullmatch(word)

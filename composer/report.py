@@ -1,5 +1,10 @@
-"""The terminal side of the CLI: option defaults, errors, notes, progress bars, the tables
-of results and their JSON.
+"""The terminal side of the CLI: option defaults, errors, notes, progress, the tables of
+results and their JSON, and words for what the library reports.
+
+Errors: a :class:`composer.ComposerError` is ``Error: ...`` (exit 1); click's usage errors
+exit 2; :class:`Guarded` (the command group) turns Ctrl-C into exit 130 and any other
+exception into one ``Error: internal error: ...`` line (``COMPOSER_DEBUG=1`` shows the
+traceback instead).
 
 Used only by :mod:`composer.cli` (and :mod:`composer.cli_evaluate`); the library returns
 plain dicts and dataclasses.
@@ -17,6 +22,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,27 +79,156 @@ def prepared_line(report: Any) -> None:
                f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), the shell convention
+DEBUG_ENV = "COMPOSER_DEBUG"  # set to 1: unexpected errors show their traceback
+
+
+class Guarded(click.Group):
+    """The command group: Ctrl-C in any command exits 130 after one line; an unexpected
+    exception (a bug) becomes one ``Error: internal error: ...`` line with exit 1, unless
+    ``$COMPOSER_DEBUG`` is set, which lets the traceback through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            ctx.exit(INTERRUPTED)
+        except Exception as e:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            what = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            kind = "out of memory" if isinstance(e, MemoryError) else "internal error"
+            raise click.ClickException(f"{kind}: {type(e).__name__}" + (f": {what}" if what
+                                       else "") + f" (rerun with {DEBUG_ENV}=1 for the "
+                                       "traceback)") from None
+
+
 class Progress:
-    """A tqdm bar on stderr fed by ``(done, total)`` callbacks; silent when ``quiet``."""
+    """Progress on stderr fed by ``(done, total)`` callbacks, silent when ``quiet``: a tqdm
+    bar on a terminal; elsewhere (a log file, a pipe) one plain line at most every
+    ``interval`` seconds, and the last. ``postfix``: a few words after the count."""
 
-    def __init__(self, desc: str, unit: str, quiet: bool):
-        self.desc, self.unit, self.quiet, self.bar = desc, unit, quiet, None
+    def __init__(self, desc: str, unit: str, quiet: bool, interval: float = 5.0):
+        self.desc, self.unit, self.quiet, self.interval = desc, unit, quiet, interval
+        self.bar, self.tty, self.last, self.shown = None, None, -math.inf, None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, postfix: str = "") -> None:
         if self.quiet:
+            return
+        if self.tty is None:
+            self.tty = sys.stderr.isatty()
+        if not self.tty:
+            now = time.monotonic()
+            if (now - self.last >= self.interval or done >= total) and done != self.shown:
+                share = f" ({done / total:.0%})" if total else ""
+                click.echo(f"{self.desc}: {done:,}/{total:,} {self.unit}{share}"
+                           + (f", {postfix}" if postfix else ""), err=True)
+                self.last, self.shown = now, done
             return
         if self.bar is None:
             from tqdm import tqdm
 
             tqdm.monitor_interval = 0  # no monitor thread: workers are forked
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
+                            dynamic_ncols=True, leave=False, initial=done)
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.n = done
         self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+ENGINE_WORDS = {"int8": "fast CPU mode (8-bit weights)", "fused": "full-precision mode",
+                "plain": "reference mode"}
+
+
+def engine_words(engine: str) -> str:
+    """How a generation path (``Generation.engine``, e.g. ``int8``, ``fused+cuda-graph``)
+    reads to a musician."""
+    name, _, graph = engine.partition("+")
+    return ENGINE_WORDS.get(name, f"{name} mode") + (" on the GPU" if graph else "")
+
+
+def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
+    """The readable summary of :func:`composer.checkpoint.read_info`'s result for
+    ``composer info``; ``resumable``: "yes" or "no (why)"."""
+    m, ev, tr = meta.get("model", {}), meta.get("events", {}), meta.get("train", {})
+    metrics, data = meta.get("metrics", {}), meta.get("data", {})
+    saved = str(meta.get("created", "?"))[:16].replace("T", " ")
+    lines = [f"Checkpoint: {meta['path']} (saved {saved}, "
+             f"composer {meta.get('composer_version', '?')})",
+             f"  model        {m.get('layers')} LSTM layers x {m.get('hidden')} units, "
+             f"embedding {m.get('embed_dim')}, {meta['parameters']:,} parameters",
+             f"  vocabulary   {m.get('vocab_size')} events: pitches {ev.get('min_pitch')}.."
+             f"{ev.get('max_pitch')}, {ev.get('velocity_bins')} loudness levels, time in "
+             f"steps of {1000 / ev.get('steps_per_second', 100):g} ms"]
+    planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
+    lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}")
+    if "loss" in metrics:
+        lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "
+                     f"{metrics.get('perplexity', math.nan):.2f}, next event right "
+                     f"{metrics.get('accuracy', math.nan):.1%} of the time)")
+    else:
+        lines.append("  valid loss   not evaluated yet")
+    where = data.get("corpus") or data.get("source") or "not recorded"
+    files = data.get("files") or {}
+    counts = ", ".join(f"{n:,} {s}" for s, n in files.items())
+    lines.append(f"  corpus       {where}" + (f" ({counts} files)" if counts else ""))
+    if data.get("train_events"):
+        lines.append(f"  train data   {data['train_events']:,} events")
+    lines.append(f"  resumable    {resumable}")
+    return "\n".join(lines)
+
+
+def echo_outputs(outputs: list) -> None:
+    """One line per written file: path, duration, notes, share of silence."""
+    for o in outputs:
+        click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
+                   f"{o.silence:6.1%} silence")
+
+
+def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None
+                     ) -> Path | None:
+    """A checkpoint path typed: a usage error when nothing is there (not even the copy an
+    interrupted save leaves, which the library reads instead)."""
+    if value is None or Path(value).exists():
+        return value
+    from composer.checkpoint import read_info
+
+    try:
+        read_info(value)  # finds the copy an interrupted save left, if any
+    except ComposerError:
+        raise click.BadParameter(f"checkpoint folder {value} does not exist") from None
+    return value
+
+
+def check_seed_spec(ctx: click.Context, param: click.Parameter, value: str | None
+                    ) -> str | None:
+    """``--seed``: an existing MIDI file, or pitches; a missing file or a word that is no
+    pitch is a usage error naming it."""
+    if value is None or Path(value).is_file():
+        return value
+    if Path(value).exists():
+        kind = "a folder" if Path(value).is_dir() else "not a regular file"
+        raise click.BadParameter(f"{value} is {kind}, not a MIDI file")
+    from composer import ComposerError
+    from composer.sample import looks_like_path, parse_pitches
+
+    if looks_like_path(value):
+        raise click.BadParameter(f"file {value} does not exist")
+    try:
+        parse_pitches(value)
+    except ComposerError as e:
+        raise click.BadParameter(f"{e}; nor is it a file") from None
+    return value
+
 
 
 def model_table(result: dict[str, Any]) -> str:

@@ -20,9 +20,10 @@ from composer import ComposerError
 MAX_SEED = 2**63 - 1  # seeds are stored and offset as signed 64-bit integers
 
 
-def check_seed(value: Any, error: type[ComposerError] = ComposerError) -> int:
+def check_seed(value: Any, error: type[ComposerError] = ComposerError, what: str = "seed"
+               ) -> int:
     """``value`` as a seed: a whole number in [0, MAX_SEED] (a numeric string is accepted);
-    anything else raises ``error`` with a one-line reason."""
+    anything else raises ``error`` with a one-line reason naming ``what``."""
     seed = value
     if isinstance(value, str):
         try:
@@ -32,7 +33,7 @@ def check_seed(value: Any, error: type[ComposerError] = ComposerError) -> int:
     elif isinstance(value, float) and value.is_integer():
         seed = int(value)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise error(f"seed must be a whole number from 0 to 2**63-1 ({MAX_SEED}), "
+        raise error(f"{what} must be a whole number from 0 to 2**63-1 ({MAX_SEED}), "
                     f"got {value!r}"[:200])
     return seed
 

@@ -1,11 +1,16 @@
 """Seeds in, MIDI files out: what :mod:`composer.generate` continues and what it writes.
 
-- Seeds: a MIDI file's opening (:func:`seed_from_midi`), a pitch list
-  (:func:`seed_from_pitches`), or the start context (:func:`composer.generate.start_tokens`).
+- Seeds: a MIDI file's opening (:func:`seed_from_midi`), a pitch list of numbers and/or
+  note names (:func:`seed_from_pitches`, :func:`parse_pitches`: ``C4,E4,G4``, ``60,F#3``),
+  or the start context (:func:`composer.generate.start_tokens`).
 - Outputs: :func:`to_notes` decodes a generated row (hanging notes closed after
   ``max_note_seconds``), :func:`compose` generates and writes ``OUT/PREFIX-NNN.mid`` files.
 - :func:`find_checkpoint`: the model to use (an explicit path, ``$COMPOSER_CHECKPOINT``, or
-  the default model shipped inside the package).
+  the default model shipped inside the package); :func:`resolve_checkpoint_path` lets a
+  training folder stand for its ``best`` checkpoint.
+- Ctrl-C during :func:`compose` writes the continuations drawn so far (valid MIDI files,
+  cut where they were) and re-raises :class:`~composer.generate.GenerationInterrupted`
+  with them in ``outputs``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from composer import GenerateError, MidiError, is_int
 from composer._steppers import Stepper
+from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
 from composer.events import (
     DEFAULT_CONFIG,
     NOTE_OFF,
@@ -31,13 +37,21 @@ from composer.events import (
     encode,
     seconds_of,
 )
-from composer.generate import Generation, SampleConfig, generate, start_tokens
+from composer.generate import (
+    Generation,
+    GenerationInterrupted,
+    SampleConfig,
+    generate,
+    start_tokens,
+)
 from composer.midi import NOTE_DTYPE, load, save
+from composer.midi import parse_pitch as midi_pitch
 from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
 
 SEED_VELOCITY = 80  # velocity of pitch-list seeds
 CHORD_SECONDS, ARPEGGIO_SECONDS = 0.5, 0.25
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")  # a --seed ending so names a file
 
 
 # ------------------------------------------------------------------------------- seeds
@@ -74,18 +88,34 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
     return _encode_seed(notes, event_config, f"seed {path}{span}")
 
 
+def parse_pitch(word: str) -> int:
+    """A MIDI pitch from a number or a note name (:func:`composer.midi.parse_pitch`: ``"60"``,
+    ``"C4"`` = 60, ``"F#3"``, ``"Bb2"``); GenerateError naming the word when it is neither."""
+    try:
+        return midi_pitch(word)
+    except MidiError as e:
+        raise GenerateError(str(e)) from None
+
+
+def parse_pitches(text: str) -> list[int]:
+    """Pitches of a list like ``"60,64,67"``, ``"C4,E4,G4"`` or ``"c4 64 G4"`` (commas and/or
+    spaces); GenerateError naming the first word that is not a pitch."""
+    words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
+    if not words:
+        raise GenerateError("seed pitch list is empty")
+    return [parse_pitch(w) for w in words]
+
+
 def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
                       event_config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Tokens of a pitch list such as ``"60,64,67"`` at velocity SEED_VELOCITY.
+    """Tokens of a pitch list such as ``"60,64,67"`` or ``"C4,E4,G4"``
+    (:func:`parse_pitches`) at velocity SEED_VELOCITY.
 
     ``chord``: all pitches together for CHORD_SECONDS (0.5 s). ``arpeggio``: one after
     another, each starting ARPEGGIO_SECONDS (0.25 s) after the previous and lasting that long.
     """
     if isinstance(pitches, str):
-        parts = [p.strip() for p in pitches.split(",")]
-        if not pitches.strip() or not all(re.fullmatch(r"-?\d+", p) for p in parts):
-            raise GenerateError(f"seed {pitches!r} is not a pitch list like 60,64,67")
-        pitches = [int(p) for p in parts]
+        pitches = parse_pitches(pitches)
     if len(pitches) == 0:
         raise GenerateError("seed pitch list is empty")
     lo, hi = event_config.min_pitch, event_config.max_pitch
@@ -104,13 +134,22 @@ def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
 
 def resolve_seed(spec: str | None, event_config: EventConfig, seconds: float | None = None,
                  style: str = "chord") -> np.ndarray:
-    """Seed tokens of a CLI ``--seed``: None (start context), an existing file, a pitch
-    list like ``60,64,67``, or else a MIDI path (which then fails as unreadable)."""
+    """Seed tokens of a CLI ``--seed``: None (start context), an existing file, or else a
+    pitch list like ``60,64,67`` or ``C4,E4,G4``. A missing path (one with a folder or a
+    MIDI suffix) and a word that is no pitch raise GenerateError naming it."""
     if spec is None:
         return start_tokens(event_config)
-    if not Path(spec).exists() and re.fullmatch(r"[\d\s,+-]+", spec):
-        return seed_from_pitches(spec, style, event_config)
-    return seed_from_midi(spec, seconds, event_config)
+    if Path(spec).exists():
+        return seed_from_midi(spec, seconds, event_config)
+    if looks_like_path(spec):
+        raise GenerateError(f"seed file {spec} does not exist")
+    return seed_from_pitches(spec, style, event_config)
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether a ``--seed`` names a file rather than pitches: it holds a folder separator
+    or ends in a MIDI suffix."""
+    return "/" in spec or os.sep in spec or spec.lower().endswith(MIDI_SUFFIXES)
 
 
 def default_checkpoint() -> Path:
@@ -197,9 +236,21 @@ def compose(model: ComposerLSTM, event_config: EventConfig, out_dir: str | os.Pa
     (:func:`output_paths`); returns one :class:`Output` per file and the tokens."""
     if not is_int(program) or not 0 <= program <= 127:
         raise GenerateError(f"program must be in 0..127, got {program!r}")
-    paths = output_paths(out_dir, prefix, num, force)
-    gen = generate(model, event_config, seed, num, config, rng_seed, engine, threads=threads,
-                   progress=progress)
+    paths = output_paths(out_dir, prefix, config.check_num(num), force)
+    try:
+        gen = generate(model, event_config, seed, num, config, rng_seed, engine,
+                       threads=threads, progress=progress)
+    except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
+        if stop.generation is not None:
+            stop.outputs = _write(stop.generation, paths, event_config, out_dir, config,
+                                  include_seed, program)
+        raise
+    return _write(gen, paths, event_config, out_dir, config, include_seed, program), gen
+
+
+def _write(gen: Generation, paths: list[Path], event_config: EventConfig,
+           out_dir: str | os.PathLike[str], config: SampleConfig, include_seed: bool,
+           program: int) -> list[Output]:
     seed_seconds = seconds_of(gen.tokens[0][: gen.seed_len], event_config)
     outputs = []
     try:
@@ -214,4 +265,4 @@ def compose(model: ComposerLSTM, event_config: EventConfig, out_dir: str | os.Pa
                                   len(tokens) - gen.seed_len, seed_seconds))
     except OSError as e:
         raise GenerateError(f"cannot write to {out_dir}: {e.strerror or e}") from None
-    return outputs, gen
+    return outputs

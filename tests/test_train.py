@@ -152,7 +152,7 @@ def test_cli_train_and_info(corpus, tmp_path):
     info = CliRunner().invoke(main, ["info", str(out / "best")])
     assert info.exit_code == 0 and "parameters" in info.output and "valid loss" in info.output
     bad = CliRunner().invoke(main, ["info", str(tmp_path / "nothing")])
-    assert bad.exit_code == 1 and bad.output.startswith("Error: ")
+    assert bad.exit_code == 2 and "checkpoint folder" in bad.output  # a usage error
 
 
 def _run(args: list[str], **kw) -> subprocess.Popen:
