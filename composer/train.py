@@ -41,6 +41,7 @@ from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
 from composer.model import ComposerLSTM, ModelConfig, check_fits
+from composer.optim import param_groups, regroup
 from composer.rng import check_seed, get_rng_state, set_rng_state
 from composer.runs import MetricsLog, set_aside_run, truncate_metrics
 from composer.schedule import Budget, lr_at, plan_line  # noqa: F401 (lr_at: re-exported)
@@ -60,9 +61,10 @@ class TrainConfig(Config):
 
     steps: int = 20_000  # optimizer steps in all (a resumed run continues to this)
     minutes: float = 0.0  # wall-clock budget (0: none); the run ends at it or at `steps`
-    batch_size: int = 64  # windows per step (per process under torchrun)
-    seq_len: int = 256  # events per window (Performance RNN trained on 512)
-    lr: float = 1e-3  # peak learning rate (AdamW)
+    batch_size: int = 16  # windows per step (per process under torchrun); small batches of
+    seq_len: int = 64  # short windows (events) make many updates early: see benchmarks/RECIPE.md
+    eval_seq_len: int = 2048  # events per validation window (the state carries through it)
+    lr: float = 6e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup: float = 0.05  # linear warm-up over this fraction of the run (steps or budget)
     warmup_steps: int = 0  # a fixed warm-up in steps instead (0: use `warmup`)
@@ -105,7 +107,8 @@ class TrainConfig(Config):
 
 # Upper bounds of the whole-number settings: far past useful, low enough to catch typos.
 _INT_BOUNDS = {"steps": 10**9, "batch_size": 1 << 16, "seq_len": 1 << 16,
-               "eval_every": 10**9, "log_every": 10**9, "max_bad_steps": 10**6}
+               "eval_seq_len": 1 << 20, "eval_every": 10**9, "log_every": 10**9,
+               "max_bad_steps": 10**6}
 
 
 @dataclass
@@ -148,7 +151,8 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     was_training = model.training
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
-    batches = eval_batches(corpus, split, config.seq_len, config.batch_size, rank, world_size)
+    batches = eval_batches(corpus, split, config.eval_seq_len, config.batch_size, rank,
+                           world_size)
     for i, (x, y) in enumerate(batches):
         if config.eval_max_batches and i >= config.eval_max_batches:
             break
@@ -167,35 +171,6 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     loss = float(total[0] / total[1])
     return {"loss": loss, "perplexity": perplexity(loss),
             "accuracy": float(total[2] / total[1]), "events": int(total[1])}
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on the weight matrices only; biases (the LSTM's forget-gate
-    bias among them) and the embedding table are not decayed."""
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    decay, rest = [], []
-    for p in model.parameters():
-        (decay if p.dim() >= 2 and id(p) not in embeddings else rest).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0}]
-
-
-def _regroup(saved: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer
-             ) -> dict[str, Any]:
-    """An optimizer state saved with one parameter group (before :func:`param_groups`) mapped
-    onto this optimizer's groups; any other state is returned as it is."""
-    if len(saved["param_groups"]) != 1 or len(opt.param_groups) == 1:
-        return saved
-    position = {id(p): i for i, p in enumerate(model.parameters())}  # the old numbering
-    old, groups, state, n = saved["param_groups"][0], [], {}, 0
-    for group in opt.param_groups:
-        ids = list(range(n, n + len(group["params"])))
-        for new, p in zip(ids, group["params"], strict=True):
-            if position[id(p)] in saved["state"]:
-                state[new] = saved["state"][position[id(p)]]
-        groups.append({**old, "weight_decay": group["weight_decay"], "params": ids})
-        n += len(ids)
-    return {"state": state, "param_groups": groups}
 
 
 @contextlib.contextmanager
@@ -273,7 +248,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
-        opt.load_state_dict(_regroup(ts["optimizer"], model, opt))
+        opt.load_state_dict(regroup(ts["optimizer"], model, opt))
         sampler.load_state_dict(ts["sampler"])
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
@@ -348,6 +323,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                             "tokens_per_s": tokens_since / max(now - t_last, 1e-9),
                             "fraction": budget.fraction(state["step"]),
                             "seconds_left": budget.seconds_left(),
+                            "budget_seconds": budget.seconds,
                             "valid_loss": state.get("valid_loss"), "best": state["best"]}
                     if state["step"] % config.log_every == 0:
                         log.write({"step": state["step"], "split": "train", **info,
