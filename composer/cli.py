@@ -35,6 +35,8 @@ from composer.report import (
     errors_as_messages,
     note,
     prepared_line,
+    train_count,
+    train_postfix,
 )
 
 # Read by name, so that parsing (and --help) does not import torch.
@@ -131,10 +133,13 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               default=default(TRAIN, "lr"), show_default=True)
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Train for this long (wall clock); the learning-rate schedule is laid over "
+                   "it [default on a CPU: 30; on a GPU: --steps].")
 @click.option("--steps", type=click.IntRange(min=1),
-              help=f"Optimizer steps [default: {default(TRAIN, 'steps')}].")
+              help=f"Optimizer steps instead [GPU default: {default(TRAIN, 'steps')}].")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True),
-              help="Train for this many passes over the train split instead of --steps.")
+              help="Passes over the train split instead.")
 @click.option("--eval-every", type=click.IntRange(min=1),
               default=default(TRAIN, "eval_every"), show_default=True)
 @click.option("--patience", type=click.IntRange(min=0), default=default(TRAIN, "patience"),
@@ -154,7 +159,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @errors_as_messages
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
-          seq_len: int, lr: float, steps: int | None, epochs: float | None, eval_every: int,
+          seq_len: int, lr: float, minutes: float | None, steps: int | None,
+          epochs: float | None, eval_every: int,
           patience: int, no_augment: bool, device: str, resume: bool, force: bool,
           init_from: Path | None, seed: int, workers: int | None, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
@@ -162,23 +168,26 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     from composer.data import AugmentConfig
     from composer.train import TrainConfig
 
-    if steps and epochs:
-        raise click.UsageError("give --steps or --epochs, not both")
+    given = [f"--{n}" for n, v in (("minutes", minutes), ("steps", steps), ("epochs", epochs))
+             if v is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of {' / '.join(given)}, not both")
     augment = AugmentConfig(0, 0.0) if no_augment else AugmentConfig()
-    config = TrainConfig(**({"steps": steps} if steps else {}), batch_size=batch_size,
-                         seq_len=seq_len, lr=lr, eval_every=eval_every, patience=patience,
-                         seed=seed, augment=augment)
+    config = TrainConfig(batch_size=batch_size, seq_len=seq_len, lr=lr, eval_every=eval_every,
+                         patience=patience, seed=seed, augment=augment)
     sizes = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout}
     bar = Progress("train", "step", quiet)
 
     def progress(step: int, total: int, info: dict) -> None:
-        bar(step, total, f"loss {info['loss']:.3f}, {info['tokens_per_s']:,.0f} events/s")
+        bar.unit, done, total = train_count(step, total, info)
+        bar(done, total, train_postfix(step, info))
 
     ingest = Progress("ingest", "file", quiet)
     try:
-        result = train_model(midi_dir, out, config=config, epochs=epochs, preset=preset,
-                             sizes=sizes, device=device, resume=resume, force=force,
-                             init_from=init_from, workers=workers, notify=note, ingest=ingest,
+        result = train_model(midi_dir, out, config=config, steps=steps, epochs=epochs,
+                             minutes=minutes, preset=preset, sizes=sizes, device=device,
+                             resume=resume, force=force, init_from=init_from, workers=workers,
+                             notify=note, plan=None if quiet else click.echo, ingest=ingest,
                              progress=progress, prepared=None if quiet else prepared_line)
     finally:
         ingest.close()

@@ -68,18 +68,46 @@ def choose_model(preset: str, device: str, vocab_size: int, **sizes: Any) -> Mod
     return dataclasses.replace(base, **{k: v for k, v in sizes.items() if v is not None})
 
 
+CPU_BUDGET_MINUTES = 30.0  # a run on a CPU given no --steps, --epochs or --minutes
+
+
+def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
+               minutes: float | None, train_events: int, device: str) -> TrainConfig:
+    """``config`` with its length set from at most one of ``steps``, ``epochs`` (passes over
+    ``train_events``) and ``minutes`` (a wall-clock budget); with none, a CPU gets a
+    :data:`CPU_BUDGET_MINUTES` budget and a GPU ``config.steps``."""
+    given = [name for name, v in (("--steps", steps), ("--epochs", epochs),
+                                  ("--minutes", minutes)) if v is not None]
+    if len(given) > 1:
+        raise ComposerError(f"give one of {', '.join(given)}, not {len(given)}")
+    if steps is not None:
+        return dataclasses.replace(config, steps=steps, minutes=0.0)
+    if epochs is not None:
+        return dataclasses.replace(config, minutes=0.0,
+                                   steps=steps_for_epochs(epochs, train_events, config))
+    if minutes is None and resolve_device(device).type == "cpu":
+        minutes = CPU_BUDGET_MINUTES
+    if minutes is not None:  # the budget decides; steps only as a far cap
+        return dataclasses.replace(config, minutes=minutes, steps=10**9)
+    return config
+
+
 def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                config: TrainConfig = TrainConfig(), epochs: float | None = None,
+                config: TrainConfig = TrainConfig(), steps: int | None = None,
+                epochs: float | None = None, minutes: float | None = None,
                 preset: str = "auto", sizes: dict[str, Any] | None = None,
                 device: str = "auto", resume: bool = False, force: bool = False,
                 init_from: str | os.PathLike | None = None, workers: int | None = None,
-                notify: Notify = _quiet, ingest: Progress | None = None,
+                notify: Notify = _quiet, plan: Notify | None = None,
+                ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
                 progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
     """``composer train``: train on ``source`` (a MIDI folder, prepared first, or a prepared
-    corpus) into ``out`` (default ``checkpoints/NAME`` of the source). ``epochs`` replaces
-    ``config.steps``; ``preset``/``sizes`` choose the model of a fresh run; ``prepared`` is
-    called with the report when a MIDI folder was prepared first."""
+    corpus) into ``out`` (default ``checkpoints/NAME`` of the source). The run's length is
+    one of ``steps``, ``epochs`` and ``minutes`` (:func:`run_length`; a resumed run given
+    none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
+    is called with the report when a MIDI folder was prepared first; ``plan`` gets the
+    line that says what the run is about to do."""
     corpus = open_or_prepare(source, workers=workers, progress=ingest, report=prepared)
     if len(corpus.paths) and validation_split(corpus) == "train":
         notify("no file fell in the validation split; validating on the train split "
@@ -89,11 +117,15 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
     if init_from is None and not resume:
         model_config = choose_model(preset, device, Vocabulary(corpus.config.events).size,
                                     **(sizes or {}))
-    if epochs:
+    run: TrainConfig | None = config
+    if resume and steps is None and epochs is None and minutes is None:
+        run = None  # the saved run's own length and budget
+    else:
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
-        config = dataclasses.replace(config, steps=steps_for_epochs(epochs, train_events, config))
-    return train(corpus, out, model_config, config, device=device, resume=resume,
-                 force=force, init_from=init_from, progress=progress)
+        run = run_length(config, steps=steps, epochs=epochs, minutes=minutes,
+                         train_events=train_events, device=device)
+    return train(corpus, out, model_config, run, device=device, resume=resume,
+                 force=force, init_from=init_from, progress=progress, notify=plan)
 
 
 # ------------------------------------------------------------------------------- generate

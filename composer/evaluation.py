@@ -36,7 +36,7 @@ class EvalConfig(Config):
 
     order: int = 5  # n-gram baseline order
     unigram_alpha: float = 1.0  # add-alpha smoothing of the unigram baseline
-    seq_len: int = 0  # LSTM evaluation window (0: the checkpoint's training seq_len)
+    seq_len: int = 0  # LSTM evaluation window (0: the checkpoint's eval_seq_len)
     batch_size: int = 0  # LSTM evaluation batch (0: the checkpoint's)
 
 
@@ -78,9 +78,10 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     if not sum(len(s) > 1 for s in sequences):
         raise MetricsError(f"no events to evaluate in split {split!r} of {data.cache_dir}")
     cfg = replace(TrainConfig.from_dict(ckpt.train_config), eval_max_batches=0)
-    cfg = replace(cfg, seq_len=config.seq_len or cfg.seq_len,
-                  batch_size=config.batch_size or cfg.batch_size)
-    windows = [sum(-(-max(len(s) - 1, 0) // cfg.seq_len) for s in data.sequences(name))
+    # checkpoints from before eval_seq_len were validated in their training windows
+    window = config.seq_len or ckpt.train_config.get("eval_seq_len", cfg.seq_len)
+    cfg = replace(cfg, eval_seq_len=window, batch_size=config.batch_size or cfg.batch_size)
+    windows = [sum(-(-max(len(s) - 1, 0) // window) for s in data.sequences(name))
                for name in splits]
     total, done, sums = sum(-(-w // cfg.batch_size) for w in windows), [0], np.zeros(3)
 

@@ -145,6 +145,28 @@ class Progress:
             self.bar = None
 
 
+def train_count(step: int, total: int, info: dict[str, Any]) -> tuple[str, int, int]:
+    """(unit, done, total) of a training run's progress: seconds of its time budget, or
+    steps when it has none."""
+    budget = info.get("budget_seconds")
+    if budget:
+        return "s", round(info["fraction"] * budget), round(budget)
+    return "step", step, total
+
+
+def train_postfix(step: int, info: dict[str, Any]) -> str:
+    """The words after a training run's count: step, training loss, last and best validation
+    loss, time left in the budget, speed."""
+    words = [f"step {step:,}", f"loss {info['loss']:.3f}"]
+    if info.get("valid_loss") is not None:
+        words.append(f"valid {info['valid_loss']:.3f} (best {info['best']:.3f})")
+    if info.get("seconds_left") is not None:
+        left = round(info["seconds_left"])
+        words.append(f"{left // 60}:{left % 60:02d} left")
+    words.append(f"{info['tokens_per_s']:,.0f} events/s")
+    return ", ".join(words)
+
+
 ENGINE_WORDS = {"int8": "fast CPU mode (8-bit weights)", "fused": "full-precision mode",
                 "plain": "reference mode"}
 

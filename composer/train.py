@@ -41,8 +41,10 @@ from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
 from composer.model import ComposerLSTM, ModelConfig, check_fits
+from composer.optim import param_groups, regroup
 from composer.rng import check_seed, get_rng_state, set_rng_state
 from composer.runs import MetricsLog, set_aside_run, truncate_metrics
+from composer.schedule import Budget, lr_at, plan_line  # noqa: F401 (lr_at: re-exported)
 from composer.sources import corpus_record
 
 
@@ -58,14 +60,18 @@ class TrainConfig(Config):
     _name = "train settings"
 
     steps: int = 20_000  # optimizer steps in all (a resumed run continues to this)
-    batch_size: int = 64  # windows per step (per process under torchrun)
-    seq_len: int = 256  # events per window (Performance RNN trained on 512)
-    lr: float = 1e-3  # peak learning rate (AdamW)
+    minutes: float = 0.0  # wall-clock budget (0: none); the run ends at it or at `steps`
+    batch_size: int = 16  # windows per step (per process under torchrun); small batches of
+    seq_len: int = 64  # short windows (events) make many updates early: see benchmarks/RECIPE.md
+    eval_seq_len: int = 2048  # events per validation window (the state carries through it)
+    lr: float = 6e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
-    warmup_steps: int = 200  # linear warm-up from 0 to lr
+    warmup: float = 0.05  # linear warm-up over this fraction of the run (steps or budget)
+    warmup_steps: int = 0  # a fixed warm-up in steps instead (0: use `warmup`)
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max global gradient norm
     eval_every: int = 200  # steps between evaluations (and `latest` checkpoints)
+    eval_minutes: float = 0.0  # with a budget: minutes between evaluations (0: 1/20 of it)
     eval_max_batches: int = 0  # cap on validation batches per evaluation (0: whole split)
     patience: int = 10  # evaluations without improvement before stopping early (0: never)
     max_bad_steps: int = 20  # consecutive non-finite steps that stop the run
@@ -84,6 +90,8 @@ class TrainConfig(Config):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise TrainingError(f"{name} must be a whole number >= 0, got {value!r}")
         for name, low, high in (("lr", 0, 10.0), ("grad_clip", 0, math.inf),
+                                ("minutes", None, 1e7), ("eval_minutes", None, 1e7),
+                                ("warmup", None, 0.99),
                                 ("weight_decay", None, 1.0), ("min_lr_ratio", None, 1.0)):
             value = getattr(self, name)
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -99,17 +107,8 @@ class TrainConfig(Config):
 
 # Upper bounds of the whole-number settings: far past useful, low enough to catch typos.
 _INT_BOUNDS = {"steps": 10**9, "batch_size": 1 << 16, "seq_len": 1 << 16,
-               "eval_every": 10**9, "log_every": 10**9, "max_bad_steps": 10**6}
-
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate at ``step``: linear warm-up, then cosine decay to lr * min_lr_ratio."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    floor = config.lr * config.min_lr_ratio
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+               "eval_seq_len": 1 << 20, "eval_every": 10**9, "log_every": 10**9,
+               "max_bad_steps": 10**6}
 
 
 @dataclass
@@ -152,7 +151,8 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     was_training = model.training
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
-    batches = eval_batches(corpus, split, config.seq_len, config.batch_size, rank, world_size)
+    batches = eval_batches(corpus, split, config.eval_seq_len, config.batch_size, rank,
+                           world_size)
     for i, (x, y) in enumerate(batches):
         if config.eval_max_batches and i >= config.eval_max_batches:
             break
@@ -171,35 +171,6 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     loss = float(total[0] / total[1])
     return {"loss": loss, "perplexity": perplexity(loss),
             "accuracy": float(total[2] / total[1]), "events": int(total[1])}
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on the weight matrices only; biases (the LSTM's forget-gate
-    bias among them) and the embedding table are not decayed."""
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    decay, rest = [], []
-    for p in model.parameters():
-        (decay if p.dim() >= 2 and id(p) not in embeddings else rest).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0}]
-
-
-def _regroup(saved: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer
-             ) -> dict[str, Any]:
-    """An optimizer state saved with one parameter group (before :func:`param_groups`) mapped
-    onto this optimizer's groups; any other state is returned as it is."""
-    if len(saved["param_groups"]) != 1 or len(opt.param_groups) == 1:
-        return saved
-    position = {id(p): i for i, p in enumerate(model.parameters())}  # the old numbering
-    old, groups, state, n = saved["param_groups"][0], [], {}, 0
-    for group in opt.param_groups:
-        ids = list(range(n, n + len(group["params"])))
-        for new, p in zip(ids, group["params"], strict=True):
-            if position[id(p)] in saved["state"]:
-                state[new] = saved["state"][position[id(p)]]
-        groups.append({**old, "weight_decay": group["weight_decay"], "params": ids})
-        n += len(ids)
-    return {"state": state, "param_groups": groups}
 
 
 @contextlib.contextmanager
@@ -227,7 +198,8 @@ def _stop_on_signals():
 def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
           init_from: str | os.PathLike | None = None, force: bool = False,
-          progress: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
+          progress: Callable[[int, int, dict[str, float]], None] | None = None,
+          notify: Callable[[str], None] | None = None) -> TrainResult:
     """Train on ``corpus``'s train split, validating on its valid split; see module docs.
 
     ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
@@ -236,7 +208,9 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     holds one is refused unless ``force``, which moves the old run into ``OUT/previous-N``
     (nothing is deleted).
 
-    ``progress(step, total, info)`` is called after every step (info: loss, lr, tokens/s).
+    ``notify(line)`` gets the plan line before the first step. ``progress(step, total, info)``
+    is called after every step (info: loss, lr, tokens/s,
+    fraction done, seconds left in the budget, last and best validation loss).
     """
     out = Path(out_dir)
     rank, world = _init_distributed()
@@ -274,7 +248,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
-        opt.load_state_dict(_regroup(ts["optimizer"], model, opt))
+        opt.load_state_dict(regroup(ts["optimizer"], model, opt))
         sampler.load_state_dict(ts["sampler"])
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
@@ -290,19 +264,27 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out, rank == 0)
+    budget = Budget(config, state.get("seconds_used", 0.0))
+    if notify is not None and rank == 0:
+        notify(plan_line(budget, layers=model_config.layers, hidden=model_config.hidden,
+                         parameters=sum(p.numel() for p in model.parameters()),
+                         device=dev.type, threads=torch.get_num_threads(),
+                         vocabulary=f"{model_config.vocab_size} event types",
+                         files=corpus_record(corpus)["files"], start_step=start["step"]))
     net.train()
     stopped, bad_run = "done", 0
     t_last, tokens_since = time.perf_counter(), 0
     try:
         with _stop_on_signals() as signals:
-            while state["step"] < config.steps:
+            while not budget.over(state["step"]):
                 step = state["step"]
                 # schedule
-                lr = lr_at(step, config)
+                lr = budget.lr(step)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 # eval / checkpoint (not again right after a resume)
-                if step % config.eval_every == 0 and step != start["step"] or signals["stop"]:
+                if budget.eval_due(step) and step != start["step"] or signals["stop"]:
+                    state["seconds_used"] = budget.used()
                     if _evaluate_and_save(net, model, corpus, config, dev, rank, world, state,
                                           log, save, stop=signals["stop"]):
                         stopped = "interrupted" if signals["stop"] else "early stop"
@@ -338,7 +320,11 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                 if progress or state["step"] % config.log_every == 0:
                     now = time.perf_counter()
                     info = {"loss": loss.item(), "lr": lr,
-                            "tokens_per_s": tokens_since / max(now - t_last, 1e-9)}
+                            "tokens_per_s": tokens_since / max(now - t_last, 1e-9),
+                            "fraction": budget.fraction(state["step"]),
+                            "seconds_left": budget.seconds_left(),
+                            "budget_seconds": budget.seconds,
+                            "valid_loss": state.get("valid_loss"), "best": state["best"]}
                     if state["step"] % config.log_every == 0:
                         log.write({"step": state["step"], "split": "train", **info,
                                    "grad_norm": float(norm), "skipped": state["skipped"]})
@@ -346,6 +332,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                     if progress:
                         progress(state["step"], config.steps, info)
             else:
+                state["seconds_used"] = budget.used()
                 _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
                                    save, stop=True)
         if world > 1:
@@ -364,6 +351,7 @@ def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
     split = validation_split(corpus)
     metrics = {**evaluate(net, corpus, split, config, dev, rank, world), "split_used": split}
     improved = metrics["loss"] < state["best"]
+    state["valid_loss"] = metrics["loss"]
     if improved:
         state["best"], state["since_best"] = metrics["loss"], 0
     else:
@@ -399,8 +387,8 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
         if ckpt.train_state is None:
             raise TrainingError(f"{source} holds no training state to resume from")
         saved = TrainConfig.from_dict(ckpt.train_config)  # resume keeps its settings ...
-        if config is not None:  # ... but may run to a new total of steps
-            saved = replace(saved, steps=config.steps)
+        if config is not None:  # ... but may run to a new total of steps or minutes
+            saved = replace(saved, steps=config.steps, minutes=config.minutes)
         result.update(train_state=ckpt.train_state, step=ckpt.step, config=saved)
     return result
 

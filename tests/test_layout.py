@@ -23,10 +23,12 @@ from composer.generate import SampleConfig
 from composer.midi import NOTE_DTYPE
 from composer.model import ComposerLSTM, ModelConfig
 from composer.musicstats import compare_sets
+from composer.optim import param_groups
+from composer.optim import regroup as _regroup
 from composer.report import default
 from composer.sample import default_checkpoint, find_checkpoint
 from composer.sources import corpus_record, missing_corpus, open_or_prepare, training_corpus
-from composer.train import TrainConfig, _regroup, param_groups
+from composer.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
