@@ -121,11 +121,25 @@ def music_table(result: dict[str, Any]) -> str:
              "reference as reference pieces lie to each other)",
              f"{'feature':<30} {'reference':>15} {'generated':>15} {'overlap':>8} {'KL':>7}"]
     for name, e in result["features"].items():
-        cells = [f"{e[k]['mean']:.2f} ± {e[k]['std']:.2f}" if not e["shape"]
+        digits = 3 if not e["shape"] and max(abs(e["reference"]["mean"]),
+                                             abs(e["generated"]["mean"])) < 1 else 2
+        cells = [f"{e[k]['mean']:.{digits}f} ± {e[k]['std']:.{digits}f}" if not e["shape"]
                  else "x".join(map(str, e["shape"])) + " hist." for k in ("reference",
                                                                           "generated")]
         lines.append(f"{name:<30} {cells[0]:>15} {cells[1]:>15} {e['overlap']:>8.3f} "
                      f"{e['kl']:>7.3f}")
+    beyond = result.get("beyond_reference")
+    if beyond:
+        note, run = beyond["longest_note"], beyond["longest_run"]
+        lines += ["Beyond the reference (all pieces of each set):",
+                  f"{'longest note (s)':<30} {note['reference']:>15.2f} "
+                  f"{note['generated']:>15.2f}",
+                  f"{'longest same-pitch run (s)':<30} {run['reference']:>15.2f} "
+                  f"{run['generated']:>15.2f}",
+                  f"{'notes longer than its longest':<30} {0:>15.1%} "
+                  f"{beyond['longer_notes_share']:>15.1%}",
+                  f"{'pieces with a longer run':<30} {0:>15.1%} "
+                  f"{beyond['longer_runs_share']:>15.1%}"]
     return "\n".join(lines)
 
 
