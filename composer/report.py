@@ -100,15 +100,19 @@ def model_table(result: dict[str, Any]) -> str:
     """The terminal table of :func:`composer.evaluation.evaluate_model`'s result."""
     lstm = result["models"]["LSTM"]
     lines = [f"Split {result['split']!r} of {result['corpus']}: {result['files']:,} files, "
-             f"{lstm['events']:,} events; baselines fitted on {result['train_events']:,} train "
-             f"events of {result['train_corpus']}",
-             f"{'model':<12} {'NLL nats/event':>15} {'perplexity':>11} {'accuracy':>9}   "
-             "LSTM ahead by"]
+             f"{lstm['events']:,} events, {result['notes']:,} notes, "
+             f"{result['seconds']:,.0f} s; baselines fitted on {result['train_events']:,} "
+             f"train events of {result['train_corpus']}",
+             "NLL in nats per event, per note and per second of music (the last two compare "
+             "across vocabularies)",
+             f"{'model':<12} {'NLL/event':>10} {'NLL/note':>9} {'NLL/s':>8} {'perplexity':>11} "
+             f"{'accuracy':>9}   LSTM ahead by"]
     for name, r in result["models"].items():
         a = result["ahead"].get(name)
-        gap = (f"{a['loss']:.3f} nats/event, perplexity x{a['perplexity_ratio']:.2f}, "
+        gap = (f"{a['nll_per_note']:.3f} nats/note, perplexity x{a['perplexity_ratio']:.2f}, "
                f"accuracy {a['accuracy']:+.3f}" if a else "-")
-        lines.append(f"{name:<12} {r['loss']:>15.4f} {r['perplexity']:>11.2f} "
+        lines.append(f"{name:<12} {r['loss']:>10.4f} {r['nll_per_note']:>9.3f} "
+                     f"{r['nll_per_second']:>8.2f} {r['perplexity']:>11.2f} "
                      f"{r['accuracy']:>9.3f}   {gap}")
     return "\n".join(lines)
 
