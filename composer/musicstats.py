@@ -218,7 +218,7 @@ def beyond_reference(generated: Sequence[NoteInput], reference: Sequence[NoteInp
     note = {k: max((float((a["end"] - a["start"]).max()) for a in v if len(a)), default=0.0)
             for k, v in sets.items()}
     runs = {k: [longest_run(a, gap) for a in v] for k, v in sets.items()}
-    pooled = np.concatenate(sets["generated"])
+    pooled = np.concatenate(sets["generated"]) if generated else as_note_array([])
     return {"longest_note": note, "longest_run": {k: max(v, default=0.0) for k, v in runs.items()},
             "longer_notes_share": long_note_share(pooled, note["reference"]),
             "longer_runs_share": float(np.mean([r > max(runs["reference"], default=0.0)

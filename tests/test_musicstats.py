@@ -99,6 +99,7 @@ def test_beyond_reference_compares_with_the_references_longest_note_and_run():
     assert out["longest_run"] == {"generated": 3.0, "reference": 2.5}  # 60 from 0 to 2.5
     assert out["longer_notes_share"] == pytest.approx(1 / 4)  # the 3 s note of 4 notes
     assert out["longer_runs_share"] == pytest.approx(1 / 2)  # the first piece
+    assert beyond_reference([], reference)["longer_notes_share"] == 0.0
     itself = compare_sets(reference, reference)["beyond_reference"]
     assert itself["longer_notes_share"] == 0.0 and itself["longer_runs_share"] == 0.0
     table = music_table(compare_sets(generated, reference))
