@@ -55,13 +55,16 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
 
     \b
     1. composer evaluate --checkpoint CKPT [MIDI_DIR | --corpus CACHE [--split test]]
-       NLL (nats/event), perplexity and next-event accuracy of the LSTM, and of a unigram
+       NLL (nats per event, per note and per second of music: the last two compare
+       vocabularies), perplexity and next-event accuracy of the LSTM, and of a unigram
        and a Kneser-Ney 5-gram fitted on the train split of the corpus the model trained
        on, all scored on the same events. MIDI_DIR: every file in it (prepared into its
        default cache). Neither: the --split of the corpus the model trained on.
     2. composer evaluate --generated DIR [--reference MIDI_DIR] [--corpus CACHE]
-       --reference: music statistics of both sets after Yang & Lerch (2018), with the
-       overlap and KL divergence of their distance distributions (--figure draws them).
+       --reference: music statistics of both sets after Yang & Lerch (2018) (with re-
+       struck notes, same-pitch runs, onsets on the beat grid), with the overlap and KL
+       divergence of their distance distributions (--figure draws them), and the notes
+       and runs longer than the reference's longest.
        --corpus: copy check, the longest run of each piece's events (transposition-
        invariant) found in the corpus's train split; runs over --warn-seconds are flagged.
     """

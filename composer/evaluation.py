@@ -5,6 +5,13 @@ next-event accuracy on a split, next to two baselines fitted on the train split 
 run and scored on exactly the same targets (every event of a file but its first): an
 add-alpha :class:`Unigram` and an interpolated Kneser-Ney :class:`NGram` (order 5; Chen &
 Goodman 1998), whose probabilities are all > 0. It sits at the top, beside the CLI.
+
+Per event, models on different vocabularies do not compare (a vocabulary that spends more
+tokens on a piece has an easier job per token). So the total NLL of the scored pieces is
+also divided by their notes and by their seconds of music (the corpus index's ``notes`` and
+``seconds``: the pieces as read from MIDI, whatever the vocabulary): nats per note and per
+second compare any two models, and the baselines, on the same test pieces. The baselines
+see token ids only (:func:`score`), so they fit any vocabulary.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from composer import Config, MetricsError, perplexity
 from composer.checkpoint import load_checkpoint
 from composer.corpus import SPLITS, Corpus, is_prepared
 from composer.device import resolve_device
-from composer.events import EventConfig, Vocabulary
 from composer.sources import missing_corpus, open_or_prepare, training_corpus
 from composer.train import TrainConfig, evaluate
 
@@ -52,10 +58,12 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     (``data.corpus`` in checkpoint.json). The baselines are fitted on the train split of
     ``train_corpus``, by default that training corpus, so they see what the LSTM saw.
     ``progress(stage, done, total)`` reports "ingest" (files) and "evaluate" (batches).
+    Each model also gets ``nll`` (total nats) and ``nll_per_note`` / ``nll_per_second``
+    (that total over the ``notes`` / ``seconds`` of the scored files).
     """
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location=dev)
-    events = EventConfig.from_dict(ckpt.event_config)
+    events = ckpt.events
     trained_on, settings = training_corpus(ckpt.data, events)
 
     def open_source(source: Any, what: str) -> Corpus:
@@ -65,7 +73,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
         source = trained_on if source is None else source
         tick = progress and (lambda done, total: progress("ingest", done, total))
         found = open_or_prepare(source, settings, progress=tick)
-        if found.config.events != events:
+        if found.config.events.to_dict() != ckpt.event_config:
             raise MetricsError(f"{found.cache_dir} has other event settings than {checkpoint}")
         return found
 
@@ -96,18 +104,25 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
         sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
             if m["events"] else 0
     hook.remove()
-    train_seqs, vocab = fit_on.sequences("train"), Vocabulary(events).size
+    train_seqs, vocab = fit_on.sequences("train"), ckpt.model_config.vocab_size
     loss = sums[0] / sums[1]
     results = {"LSTM": {"loss": loss, "perplexity": perplexity(loss),
-                        "accuracy": sums[2] / sums[1], "events": int(sums[1])},
+                        "accuracy": sums[2] / sums[1], "events": int(sums[1]),
+                        "nll": float(sums[0])},
                f"{config.order}-gram KN": score(NGram(train_seqs, vocab, config.order), sequences),
                "unigram": score(Unigram(train_seqs, vocab, config.unigram_alpha), sequences)}
+    rows = np.concatenate([data.files(name) for name in splits])
+    notes, seconds = int(data.index["notes"][rows].sum()), float(data.index["seconds"][rows].sum())
+    for r in results.values():
+        r.update(per_amount(r["nll"], notes, seconds))
     lstm = results["LSTM"]
     ahead = {name: {"loss": r["loss"] - lstm["loss"], "accuracy": lstm["accuracy"] - r["accuracy"],
-                    "perplexity_ratio": r["perplexity"] / lstm["perplexity"]}
+                    "perplexity_ratio": r["perplexity"] / lstm["perplexity"],
+                    "nll_per_note": r["nll_per_note"] - lstm["nll_per_note"]}
              for name, r in results.items() if name != "LSTM"}
     return {"checkpoint": str(ckpt.path), "corpus": str(data.cache_dir), "split": split,
-            "files": len(sequences), "train_corpus": str(fit_on.cache_dir),
+            "files": len(sequences), "notes": notes, "seconds": seconds,
+            "train_corpus": str(fit_on.cache_dir),
             "train_events": int(sum(len(s) for s in train_seqs)), "models": results,
             "ahead": ahead}
 
@@ -216,8 +231,15 @@ class NGram:
         p[row[ok], word[ok]] += value[ok]
 
 
+def per_amount(nll: float, notes: int, seconds: float) -> dict[str, float]:
+    """A total NLL (nats) per note and per second of music (NaN where there are none)."""
+    return {"nll_per_note": nll / notes if notes else float("nan"),
+            "nll_per_second": nll / seconds if seconds > 0 else float("nan")}
+
+
 def score(model: Unigram | NGram, sequences: Sequence[np.ndarray]) -> dict[str, float]:
-    """NLL (nats/event), perplexity and next-event (argmax) accuracy of a baseline."""
+    """NLL (``loss``: nats/event; ``nll``: nats in all), perplexity and next-event (argmax)
+    accuracy of a baseline on the token ids of ``sequences`` (any vocabulary)."""
     nll = correct = events = 0
     for p, t in model.distributions(sequences):
         nll -= np.log(p[np.arange(len(t)), t]).sum()
@@ -225,4 +247,5 @@ def score(model: Unigram | NGram, sequences: Sequence[np.ndarray]) -> dict[str, 
         events += len(t)
     loss = nll / events if events else float("nan")
     return {"loss": float(loss), "perplexity": perplexity(loss),
-            "accuracy": float(correct / events) if events else float("nan"), "events": events}
+            "accuracy": float(correct / events) if events else float("nan"), "events": events,
+            "nll": float(nll)}

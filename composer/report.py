@@ -257,15 +257,19 @@ def model_table(result: dict[str, Any]) -> str:
     """The terminal table of :func:`composer.evaluation.evaluate_model`'s result."""
     lstm = result["models"]["LSTM"]
     lines = [f"Split {result['split']!r} of {result['corpus']}: {result['files']:,} files, "
-             f"{lstm['events']:,} events; baselines fitted on {result['train_events']:,} train "
-             f"events of {result['train_corpus']}",
-             f"{'model':<12} {'NLL nats/event':>15} {'perplexity':>11} {'accuracy':>9}   "
-             "LSTM ahead by"]
+             f"{lstm['events']:,} events, {result['notes']:,} notes, "
+             f"{result['seconds']:,.0f} s; baselines fitted on {result['train_events']:,} "
+             f"train events of {result['train_corpus']}",
+             "NLL in nats per event, per note and per second of music (the last two compare "
+             "across vocabularies)",
+             f"{'model':<12} {'NLL/event':>10} {'NLL/note':>9} {'NLL/s':>8} {'perplexity':>11} "
+             f"{'accuracy':>9}   LSTM ahead by"]
     for name, r in result["models"].items():
         a = result["ahead"].get(name)
-        gap = (f"{a['loss']:.3f} nats/event, perplexity x{a['perplexity_ratio']:.2f}, "
+        gap = (f"{a['nll_per_note']:.3f} nats/note, perplexity x{a['perplexity_ratio']:.2f}, "
                f"accuracy {a['accuracy']:+.3f}" if a else "-")
-        lines.append(f"{name:<12} {r['loss']:>15.4f} {r['perplexity']:>11.2f} "
+        lines.append(f"{name:<12} {r['loss']:>10.4f} {r['nll_per_note']:>9.3f} "
+                     f"{r['nll_per_second']:>8.2f} {r['perplexity']:>11.2f} "
                      f"{r['accuracy']:>9.3f}   {gap}")
     return "\n".join(lines)
 
@@ -278,11 +282,25 @@ def music_table(result: dict[str, Any]) -> str:
              "reference as reference pieces lie to each other)",
              f"{'feature':<30} {'reference':>15} {'generated':>15} {'overlap':>8} {'KL':>7}"]
     for name, e in result["features"].items():
-        cells = [f"{e[k]['mean']:.2f} ± {e[k]['std']:.2f}" if not e["shape"]
+        digits = 3 if not e["shape"] and max(abs(e["reference"]["mean"]),
+                                             abs(e["generated"]["mean"])) < 1 else 2
+        cells = [f"{e[k]['mean']:.{digits}f} ± {e[k]['std']:.{digits}f}" if not e["shape"]
                  else "x".join(map(str, e["shape"])) + " hist." for k in ("reference",
                                                                           "generated")]
         lines.append(f"{name:<30} {cells[0]:>15} {cells[1]:>15} {e['overlap']:>8.3f} "
                      f"{e['kl']:>7.3f}")
+    beyond = result.get("beyond_reference")
+    if beyond:
+        note, run = beyond["longest_note"], beyond["longest_run"]
+        lines += ["Beyond the reference (all pieces of each set):",
+                  f"{'longest note (s)':<30} {note['reference']:>15.2f} "
+                  f"{note['generated']:>15.2f}",
+                  f"{'longest same-pitch run (s)':<30} {run['reference']:>15.2f} "
+                  f"{run['generated']:>15.2f}",
+                  f"{'notes longer than its longest':<30} {0:>15.1%} "
+                  f"{beyond['longer_notes_share']:>15.1%}",
+                  f"{'pieces with a longer run':<30} {0:>15.1%} "
+                  f"{beyond['longer_runs_share']:>15.1%}"]
     return "\n".join(lines)
 
 

@@ -13,12 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from composer import MidiError
 from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare
 from composer.events import EventConfig
-from composer.midi import LoadConfig, load
+from composer.midi import LoadConfig, Piece, load
 from composer.scan import scan
 
 
@@ -40,13 +38,14 @@ def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | N
 
 
 def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
-                ) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
-    """Notes of every MIDI file below ``midi_dir`` (in-process, for small folders such as
-    generated pieces): ``(names, note arrays, [(name, reason) of files that failed])``."""
+                ) -> tuple[list[str], list[Piece], list[tuple[str, str]]]:
+    """Every MIDI file below ``midi_dir`` (in-process, for small folders such as generated
+    pieces): ``(names, pieces (notes with their beats), [(name, reason) of files that
+    failed])``."""
     names, pieces, skipped = [], [], []
     for rel in scan(midi_dir):
         try:
-            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()).notes)
+            pieces.append(load(os.path.join(midi_dir, rel), config or LoadConfig()))
             names.append(rel)
         except MidiError as e:
             skipped.append((rel, str(e)))

@@ -34,14 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import import_graph  # noqa: E402
 
-# checkpoint.py is being hardened in parallel (issue 10); it is split once that lands.
-KNOWN_LONG = {"checkpoint.py"}
-
 
 def test_import_graph_has_no_cycles_private_imports_upward_imports_or_long_files():
     text, problems = import_graph.report(ROOT / "composer")
-    problems = [p for p in problems
-                if not (p.startswith("long: ") and p.split()[1] in KNOWN_LONG)]
     assert problems == [], "\n".join(problems)
     assert "generate" in text and "_steppers" in text
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "import_graph.py")],

@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH
 
-from composer import MetricsError
+from composer import MetricsError, notes
 from composer.checkpoint import save_checkpoint
 from composer.cli import main
 from composer.copycheck import CopyConfig, CopyIndex, copy_warning
 from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.evaluation import NGram, Unigram, evaluate_model, score
+from composer.evaluation import NGram, Unigram, evaluate_model, per_amount, score
 from composer.events import encode
 from composer.midi import Note, as_note_array, load, save
 from composer.model import ComposerLSTM, ModelConfig
@@ -141,6 +141,22 @@ def test_ngram_beats_unigram_on_repetition_and_every_probability_is_positive():
         NGram(train, vocab, order=0)
 
 
+def test_baselines_fit_the_beat_vocabulary_too():
+    """The baselines see token ids only: on the beat vocabulary's tokens of the same
+    chorales they are normalised and the 5-gram beats the unigram, per event and per note."""
+    pieces = [load(path) for path in sorted(BACH.glob("*.mid"))[:8]]
+    tokens, vocab = notes.encode_many(pieces), notes.NoteVocabulary().size
+    ngram, unigram = NGram(tokens[:6], vocab), Unigram(tokens[:6], vocab)
+    for p, targets in ngram.distributions(tokens[6:]):
+        assert p.shape == (len(targets), vocab) and p.min() > 0
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-9)
+    a, b = score(ngram, tokens[6:]), score(unigram, tokens[6:])
+    assert a["events"] == b["events"] == sum(len(t) - 1 for t in tokens[6:])
+    assert a["nll"] == pytest.approx(a["loss"] * a["events"]) and a["loss"] < b["loss"]
+    count = sum(len(p.notes) for p in pieces[6:])
+    assert per_amount(a["nll"], count, 2.0)["nll_per_note"] == pytest.approx(a["nll"] / count)
+
+
 def test_ngram_on_the_bundled_corpus_is_fast_and_normalised(bach_cache):
     corpus = Corpus.open(bach_cache)
     model = NGram(corpus.sequences("train"), 388, order=5)
@@ -190,6 +206,16 @@ def test_evaluate_model_scores_lstm_and_baselines_on_the_same_events(small):
         result["models"]["unigram"]["loss"] - lstm["loss"])
     assert seen[-1][0] == "evaluate" and seen[-1][1] == seen[-1][2]  # the bar reaches its end
     assert result["models"]["5-gram KN"]["loss"] < result["models"]["unigram"]["loss"]
+    # Per note and per second: each model's total NLL over the test files' notes / seconds.
+    rows = corpus.files("test")
+    count, seconds = corpus.index["notes"][rows].sum(), corpus.index["seconds"][rows].sum()
+    assert (result["notes"], result["seconds"]) == (count, pytest.approx(seconds))
+    for r in result["models"].values():
+        assert r["nll"] == pytest.approx(r["loss"] * r["events"], rel=1e-9)
+        assert r["nll_per_note"] == pytest.approx(r["nll"] / count, rel=1e-9)
+        assert r["nll_per_second"] == pytest.approx(r["nll"] / seconds, rel=1e-9)
+    assert result["ahead"]["unigram"]["nll_per_note"] == pytest.approx(
+        result["models"]["unigram"]["nll_per_note"] - lstm["nll_per_note"])
 
 
 def test_evaluate_model_on_a_midi_folder_uses_every_file(small, tmp_path, monkeypatch):
@@ -287,7 +313,8 @@ def test_cli_evaluate_checkpoint_prints_the_three_models(small):
     out = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(small["ckpt"]), "-q",
                                     "--device", "cpu"])
     assert out.exit_code == 0, out.output
-    for name in ("LSTM", "5-gram KN", "unigram", "perplexity", "accuracy"):
+    for name in ("LSTM", "5-gram KN", "unigram", "perplexity", "accuracy", "NLL/note",
+                 "NLL/s"):
         assert name in out.output
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from helpers import BACH, write_tune
 
-from composer import ComposerError, MidiError
+from composer import ComposerError, MidiError, ckptio
 from composer import checkpoint as ckpt
 from composer import corpus as corpus_mod
 from composer.checkpoint import (
@@ -223,7 +223,7 @@ def test_a_named_pipe_is_refused_without_hanging(tmp_path):
 
 def test_a_huge_checkpoint_json_is_refused_unread(tmp_path, monkeypatch):
     path = save_tiny(tmp_path / "ck")
-    monkeypatch.setattr(ckpt, "MAX_META_BYTES", 100)
+    monkeypatch.setattr(ckptio, "MAX_META_BYTES", 100)
     with pytest.raises(CheckpointError, match=r"checkpoint.json: file is [\d,]+ bytes \(limit"):
         load_checkpoint(path)
 
@@ -235,7 +235,7 @@ def _no_space(*args, **kwargs):
 def test_disk_full_while_saving_a_checkpoint_is_one_line_and_keeps_the_old(tmp_path,
                                                                            monkeypatch):
     path = save_tiny(tmp_path / "ck", step=1)
-    monkeypatch.setattr(ckpt, "_write_file", _no_space)
+    monkeypatch.setattr(ckpt, "write_file", _no_space)
     with pytest.raises(DiskFullError) as e:
         save_tiny(path, step=2)
     assert isinstance(e.value, CheckpointError)
