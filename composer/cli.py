@@ -330,19 +330,13 @@ def info(checkpoint: Path, as_json: bool) -> None:
     folder, or a training folder: its best checkpoint)."""
     import json
 
-    from composer.checkpoint import TRAIN_STATE_FILE, read_info
+    from composer.checkpoint import read_info, resolve_checkpoint_path
     from composer.report import checkpoint_summary
-    from composer.sample import resolve_checkpoint_path
 
     path, why = resolve_checkpoint_path(checkpoint)
     if why:
         note(why)
-    meta = read_info(path)
-    if "resumable" not in meta:  # checked here until read_info checks the state itself
-        ok = meta.get("has_train_state") and (Path(meta["path"]) / TRAIN_STATE_FILE).is_file()
-        meta["resumable"] = bool(ok)
-        meta.setdefault("resume_problem", None if ok else "no training state saved"
-                        if not meta.get("has_train_state") else "its training state is missing")
+    meta = read_info(path)  # "resumable": the training state is there, intact and loadable
     if as_json:
         click.echo(json.dumps(meta, indent=1, default=str))
         return
