@@ -11,6 +11,7 @@ prints what comes back. Everything here is usable without click:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
     if steps is not None:
         return dataclasses.replace(config, steps=steps, minutes=0.0)
     if epochs is not None:
+        if not (math.isfinite(epochs) and 0 < epochs <= 1e6):
+            raise ComposerError(f"epochs must be a finite number > 0 and <= 1e6, got {epochs!r}")
         return dataclasses.replace(config, minutes=0.0,
                                    steps=steps_for_epochs(epochs, train_events, config))
     if minutes is None and resolve_device(device).type == "cpu":

@@ -119,6 +119,9 @@ def test_run_length_takes_one_of_steps_epochs_minutes_and_a_cpu_default():
     default = run_length(base, steps=None, epochs=None, minutes=None, train_events=0,
                          device="cpu")
     assert default.minutes == CPU_BUDGET_MINUTES
+    with pytest.raises(ComposerError, match="epochs must be a finite number"):
+        run_length(base, steps=None, epochs=float("inf"), minutes=None, train_events=9,
+                   device="cpu")
     with pytest.raises(ComposerError, match="give one of --steps, --minutes"):
         run_length(base, steps=3, epochs=None, minutes=1.0, train_events=0, device="cpu")
 
