@@ -61,9 +61,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from composer import ComposerError, __version__, is_int
-from composer.events import EventConfig, Vocabulary
 from composer.files import DiskFullError, fsync_dir, read_regular, write_error
 from composer.model import ComposerLSTM, ModelConfig, check_fits
+from composer.vocab import vocabulary_of
 
 FORMAT = "composer-checkpoint"  # marker that tells our checkpoint.json from other JSON
 FORMAT_VERSION = 1
@@ -384,7 +384,7 @@ def _check_configs(model: dict[str, Any], events: dict[str, Any], where: str) ->
     """Validate a model and an event config dict together; returns the model config."""
     try:
         model_config = ModelConfig.from_dict(model)
-        vocab_size = Vocabulary(EventConfig.from_dict(events)).size
+        vocab_size = vocabulary_of(events).size
     except ComposerError as e:
         raise CheckpointError(f"{where}: {e}") from None
     if model_config.vocab_size != vocab_size:

@@ -44,6 +44,7 @@ from composer.model import ComposerLSTM, ModelConfig, check_fits
 from composer.rng import check_seed, get_rng_state, set_rng_state
 from composer.runs import MetricsLog, set_aside_run, truncate_metrics
 from composer.sources import corpus_record
+from composer.vocab import vocabulary_of
 
 
 class TrainingError(ComposerError):
@@ -245,7 +246,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
         torch.backends.cudnn.enabled = True
-    vocab = corpus.config.events.to_dict()
+    vocab = corpus.events.to_dict()
     if not len(corpus.files("train")):
         raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
@@ -389,7 +390,7 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             raise TrainingError("a model config is needed to train from scratch")
         return result
     ckpt = load_checkpoint(source, with_train_state=resume)
-    if ckpt.event_config != vocab:
+    if vocabulary_of(ckpt.event_config) != vocabulary_of(vocab):
         raise TrainingError(f"{source} was trained on another event vocabulary than this "
                             f"corpus ({ckpt.event_config} vs {vocab})")
     if model_config is not None and model_config != ckpt.model_config:
