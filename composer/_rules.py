@@ -12,7 +12,8 @@ may not be drawn (``banned``, (B, V) bool). They enforce:
 - **silence**: a shift that would stretch a silence past ``max_silence`` steps is masked;
 - **grammar** (beat vocabulary): after a PITCH only a DURATION, elsewhere no DURATION.
   Performance events: a NOTE_OFF of a pitch that is not sounding is masked (decoding
-  would ignore it).
+  would ignore it), and so is one in the very step its note began (decoding would stretch
+  that note to one step, unseen by the polyphony count).
 
 Masking (rather than closing a sounding note first and then re-striking it) is used
 because it never writes a token the model did not choose, keeps the token stream a
@@ -111,7 +112,8 @@ class PerformanceRules(_Base):
         out = torch.ones(tr.now.shape[0], self.vocab.size, dtype=torch.bool,
                          device=self.device)  # (B, V)
         out[:, self.on.start : self.on.stop] = self._start_ban(sounding) | must
-        out[:, self.off.start : self.off.stop] = ~sounding | (must & ~overdue)
+        fresh = sounding & (tr.until - self.max_note == tr.now[:, None])  # (B, P) began now
+        out[:, self.off.start : self.off.stop] = ~sounding | fresh | (must & ~overdue)
         out[:, self.sh.start : self.sh.stop] = shift | must
         out[:, self.sh.stop :] = must  # VELOCITY
         return out

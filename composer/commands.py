@@ -139,8 +139,12 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
         done.copy_check = "copy check skipped: it reads performance events, not notes"
     elif copy_warn > 0:
         copy = CopyConfig(warn_seconds=copy_warn)
-        index = training_copy_index(ckpt.data, events, copy)
-        if index is None and (ckpt.data.get("corpus") or ckpt.data.get("source")):
+        try:
+            index = training_copy_index(ckpt.data, events, copy)
+        except ComposerError as e:  # e.g. a cache of an older format: generation still counts
+            index, done.copy_check = None, f"copy check skipped: {e}"
+        if index is None and not done.copy_check and (ckpt.data.get("corpus")
+                                                      or ckpt.data.get("source")):
             done.copy_check = (f"copy check skipped: the training corpus "
                                f"({missing_corpus(ckpt.data)}) is not here")
         for o, row in zip(outputs, gen.tokens, strict=True) if index else ():

@@ -24,6 +24,7 @@ from composer.guards import Guards, combine, file_stats, sounding_at_onsets
 from composer.midi import load
 from composer.model import ComposerLSTM, ModelConfig
 from composer.notes import Clock, NoteEventConfig, grid_fraction
+from composer.sample import to_notes
 from composer.vocab import Events, vocabulary_of
 
 PERF = Events("performance", EventConfig())
@@ -75,8 +76,10 @@ def test_performance_rules_on_hand_made_sequences():
     on, off, shift = r[perf.NOTE_ON], r[perf.NOTE_OFF], r[perf.TIME_SHIFT]
     _, ban = _rules(PERF, [on[60]], max_note_seconds=0.5, max_polyphony=2)
     assert ban[on[60]] and not ban[on[61]]  # no re-strike of a sounding pitch
-    assert ban[off[61]] and not ban[off[60]]  # NOTE_OFF only of sounding pitches
-    assert not ban[shift[49]] and ban[shift[50]]  # 50 steps = 0.5 s: the note's limit
+    assert ban[off[61]] and ban[off[60]]  # NOTE_OFF only of sounding pitches, not at once
+    _, ban = _rules(PERF, [on[60], shift[0]], max_note_seconds=0.5, max_polyphony=2)
+    assert not ban[off[60]] and ban[off[61]]
+    assert not ban[shift[48]] and ban[shift[49]]  # 1 + 49 steps = 0.5 s: the note's limit
     _, ban = _rules(PERF, [on[60], on[64]], max_polyphony=2)
     assert ban[on.start : on.stop].all()  # polyphony reached: no note starts
     _, ban = _rules(PERF, [on[60], on[64], off[64]], max_polyphony=2)
@@ -142,6 +145,9 @@ def test_performance_sampling_never_restrikes_or_exceeds_limits(engine):
                 now += ev.value
                 assert all(now - s <= 40 for s in sounding.values())  # 0.4 s at 10 ms
         assert ons > 20  # it did play (the model wants to)
+        notes = to_notes(row, PERF.config, max_note_seconds=gen.max_note_seconds)
+        assert sounding_at_onsets(notes["start"], notes["end"]).max() <= 3  # as decoded
+        assert (notes["end"] - notes["start"]).max() <= 0.4 + 1e-9
 
 
 def test_beat_sampling_keeps_grammar_and_limits():
