@@ -32,9 +32,17 @@ LENGTH_EDGES = 2.0 ** (np.arange(-32, 33) / 4)  # bin upper edges: 2^-8 .. 2^8 (
 
 
 def _trim(counts: np.ndarray) -> list[int]:
-    """Counts as a list of ints without trailing zeros (compact JSON)."""
+    """A histogram in compact JSON form: ``[first nonzero bin, its count, ..., the last
+    nonzero bin's count]`` (``[]`` when empty); see :func:`_untrim`."""
     nz = np.flatnonzero(counts)
-    return [int(c) for c in counts[: nz[-1] + 1]] if nz.size else []
+    return [int(nz[0]), *(int(c) for c in counts[nz[0] : nz[-1] + 1])] if nz.size else []
+
+
+def _untrim(packed: list[int]) -> np.ndarray:
+    """The histogram (int64) of :func:`_trim`'s form."""
+    if not packed:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.zeros(packed[0], np.int64), np.asarray(packed[1:], np.int64)])
 
 
 def sounding_at_onsets(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -50,8 +58,8 @@ def _length_bins(lengths: np.ndarray) -> list[int]:
 
 
 def file_stats(piece: Piece) -> dict[str, list[int]]:
-    """Histograms of one piece: ``poly`` (onsets by notes sounding), ``seconds`` and
-    ``beats`` (note lengths by LENGTH_EDGES bin)."""
+    """Histograms of one piece (in :func:`_trim`'s compact form): ``poly`` (onsets by notes
+    sounding), ``seconds`` and ``beats`` (note lengths by LENGTH_EDGES bin)."""
     notes, beats = piece.notes, beats_of(piece)
     return {"poly": _trim(np.bincount(sounding_at_onsets(notes["start"], notes["end"]))),
             "seconds": _length_bins(notes["end"] - notes["start"]),
@@ -92,7 +100,7 @@ def combine(stats: Iterable[Mapping[str, list[int]]]) -> Guards:
     sums: dict[str, np.ndarray] = {}
     for s in stats:
         for key, counts in s.items():
-            c = np.asarray(counts, np.int64)
+            c = _untrim(counts)
             old = sums.get(key, np.zeros(0, np.int64))
             n = max(len(old), len(c))
             sums[key] = np.pad(old, (0, n - len(old))) + np.pad(c, (0, n - len(c)))
