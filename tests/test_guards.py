@@ -273,3 +273,26 @@ def test_notes_model_end_to_end_writes_grid_notes_at_the_seed_tempo(tmp_path):
     piece = load(tmp_path / "g" / "composer-002.mid")
     assert piece.tempos["us_per_quarter"][0] == 600_000  # the corpus's median tempo
     assert (sounding_at_onsets(piece.notes["start"], piece.notes["end"]) <= 1).all()
+
+
+def test_generate_takes_guards_from_the_checkpoint_and_flags_override_them(tmp_path):
+    import shutil
+
+    from composer.sample import default_checkpoint
+
+    ckpt = tmp_path / "m"
+    shutil.copytree(default_checkpoint(), ckpt)
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    meta["data"]["guards"] = {"max_polyphony": 1, "max_note_seconds": 0.3}
+    (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+    args = ["generate", "--checkpoint", str(ckpt), "--length", "6", "--rng-seed", "0", "-q",
+            "--out", str(tmp_path / "g"), "--copy-warn", "0", "--device", "cpu"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    notes = load(tmp_path / "g" / "composer-001.mid").notes
+    assert len(notes) > 5 and (notes["end"] - notes["start"]).max() <= 0.3 + 2e-3
+    assert (sounding_at_onsets(notes["start"], notes["end"]) == 1).all()
+    result = CliRunner().invoke(main, [*args, "--max-polyphony", "3", "--max-note", "1.5"])
+    assert result.exit_code == 0, result.output
+    notes = load(tmp_path / "g" / "composer-002.mid").notes
+    assert sounding_at_onsets(notes["start"], notes["end"]).max() <= 3
+    assert 0.3 < (notes["end"] - notes["start"]).max() <= 1.5 + 2e-3
