@@ -18,7 +18,7 @@ import numpy as np
 
 from composer import ComposerError, MidiError
 from composer.events import EventConfig
-from composer.guards import file_stats
+from composer.guards import stats_many
 from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
 from composer.notes import NoteEventConfig, clock_of, grid_counts
 from composer.vocab import Events, vocabulary_of
@@ -77,7 +77,7 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
     (uint16), ``notes``, ``events``, ``seconds``, the file's ``clock`` (microseconds per
     quarter, time signature numerator and denominator: :func:`composer.notes.clock_of`),
     ``grid`` (onsets on the beat grid of ``grid_steps`` per quarter, onsets), ``smpte``
-    (whether its time division is SMPTE) and ``stats`` (:func:`composer.guards.file_stats`).
+    (whether its time division is SMPTE) and ``stats`` (:func:`composer.guards.stats_many`).
     Files are parsed and encoded together, in one vectorised pass; should that fail on an
     unforeseen input, they are redone one by one so that the failure costs only the file
     that caused it.
@@ -101,14 +101,15 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
         for record, piece in zip(todo, pieces, strict=True):
             if isinstance(piece, MidiError):
                 record["reason"] = str(piece)
-        for (record, piece), tokens in zip(loaded, encoded, strict=True):
+        stats = stats_many([p for _, p in loaded])
+        for (record, piece), tokens, stat in zip(loaded, encoded, stats, strict=True):
             if len(tokens) == 0:
                 record["reason"] = no_notes_reason(piece)
                 continue
             record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
                           events=int(len(tokens)), seconds=round(float(piece.duration), 3),
                           clock=list(clock_of(piece)), grid=list(grid_counts(piece, grid_steps)),
-                          smpte=piece.ticks_per_beat <= 0, stats=file_stats(piece))
+                          smpte=piece.ticks_per_beat <= 0, stats=stat)
     except Exception as e:  # a bug or a pathological file must cost one file, not the run
         if len(paths) > 1:
             return [ingest_files([p], load_config, events, grid_steps)[0] for p in paths]
