@@ -7,8 +7,10 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/manifest.json        per-file record: size, mtime, content hash, status, reason
     CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
-    CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes
-    CACHE_DIR/corpus.json          settings, file list and totals
+    CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
+                                   time signature, onsets on the beat grid (INDEX_DTYPE)
+    CACHE_DIR/corpus.json          settings (the event vocabulary chosen), file list, totals,
+                                   grid counts, sampling guards, median tempo
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
 Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file

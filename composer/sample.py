@@ -2,8 +2,10 @@
 
 - Seeds: a MIDI file's opening (:func:`seed_from_midi`), a pitch list
   (:func:`seed_from_pitches`), or the start context (:func:`composer.generate.start_tokens`).
-- Outputs: :func:`to_notes` decodes a generated row (hanging notes closed after
-  ``max_note_seconds``), :func:`compose` generates and writes ``OUT/PREFIX-NNN.mid`` files.
+- Outputs: :func:`to_piece` / :func:`to_notes` decode a generated row in the model's
+  vocabulary (performance events: hanging notes closed after ``max_note_seconds``; the
+  beat vocabulary: notes on the grid at a given tempo), :func:`compose` generates and
+  writes ``OUT/PREFIX-NNN.mid`` files.
 - :func:`find_checkpoint`: the model to use (an explicit path, ``$COMPOSER_CHECKPOINT``, or
   the default model shipped inside the package).
 """
