@@ -16,7 +16,8 @@ note starts while ``max_polyphony`` notes sound; no note lasts past ``max_note_s
 (performance events: its NOTE_OFF is forced; beat vocabulary: longer DURATIONs are masked);
 the beat vocabulary's grammar holds (a DURATION right after each PITCH, nowhere else).
 Polyphony and note length default to the guards measured on the training corpus
-(``guards``), else no polyphony limit and 5 s.
+(``guards``); a performance-event model without them, given no limit, samples under the old
+rules (the silence guard only, notes clipped at 5 s on decoding), token for token.
 
 **Paths** (``engine``): ``plain`` calls ``model.step`` (``nn.LSTM``) once per event;
 ``fused`` is a hand-written cell: the embedding and layer 0's input weights folded into one
