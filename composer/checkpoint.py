@@ -60,9 +60,9 @@ from composer.ckptio import (  # noqa: F401 (errors, file names and to_safe: re-
     verify_file,
     write_file,
 )
-from composer.events import EventConfig, Vocabulary
 from composer.files import DiskFullError, fsync_dir, write_error
 from composer.model import ComposerLSTM, ModelConfig, check_fits
+from composer.vocab import Events, vocabulary_of
 
 
 @dataclass
@@ -82,9 +82,9 @@ class Checkpoint:
     composer_version: str  # composer version that wrote it
 
     @property
-    def events(self) -> EventConfig:
-        """The event vocabulary config, parsed from ``event_config``."""
-        return EventConfig.from_dict(self.event_config)
+    def events(self) -> Events:
+        """The event vocabulary (kind and config), parsed from ``event_config``."""
+        return vocabulary_of(self.event_config)
 
 
 # ---------------------------------------------------------------------------------- saving
@@ -275,7 +275,7 @@ def _check_configs(model: dict[str, Any], events: dict[str, Any], where: str) ->
     """Validate a model and an event config dict together; returns the model config."""
     try:
         model_config = ModelConfig.from_dict(model)
-        vocab_size = Vocabulary(EventConfig.from_dict(events)).size
+        vocab_size = vocabulary_of(events).size
     except ComposerError as e:
         raise CheckpointError(f"{where}: {e}") from None
     if model_config.vocab_size != vocab_size:

@@ -21,7 +21,7 @@ import click
 from composer import __version__
 from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
-from composer.corpus import CorpusConfig
+from composer.corpus import AUTO_CHOICE, CorpusConfig
 from composer.midi import LoadConfig
 from composer.report import (
     INTERRUPTED,
@@ -38,6 +38,11 @@ from composer.report import (
     train_count,
     train_postfix,
 )
+from composer.vocab import CHOICES
+
+EVENTS_HELP = ("Event vocabulary: performance (10 ms grid, for performed MIDI), notes (notes "
+               "with durations in 1/12 beats, for quantised MIDI), or auto: notes when at "
+               "least 90% of onsets lie on the beat grid.")
 
 # Read by name, so that parsing (and --help) does not import torch.
 TRAIN, SAMPLE = "composer.train:TrainConfig", "composer.generate:SampleConfig"
@@ -75,12 +80,15 @@ def main() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1),
               default=default(CorpusConfig, "timeout_seconds"), show_default=True,
               help="Skip a file whose parse takes longer than this many seconds.")
+@click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
+              show_default=True, help=EVENTS_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_fraction: float,
             test_fraction: float, keep_drums: bool, no_sustain: bool, max_seconds: float,
-            max_notes: int, max_file_mb: float, timeout: float, quiet: bool) -> None:
-    """Ingest every MIDI file below MIDI_DIR into a cached corpus of performance events.
+            max_notes: int, max_file_mb: float, timeout: float, vocabulary: str,
+            quiet: bool) -> None:
+    """Ingest every MIDI file below MIDI_DIR into a cached corpus of event tokens.
 
     Unreadable files are skipped with a one-line reason (listed in CACHE/skipped.tsv); a
     second run only parses new or changed files.
@@ -92,7 +100,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = CorpusConfig(load=load, valid_fraction=valid_fraction, test_fraction=test_fraction,
-                          timeout_seconds=timeout)
+                          timeout_seconds=timeout, vocabulary=vocabulary)
     bar = Progress("ingest", "file", quiet)
     try:
         report = run_prepare(midi_dir, cache_dir, config, workers, bar)
@@ -100,6 +108,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
         bar.close()
     reused = report.files_found - report.files_parsed
     click.echo(f"Corpus: {report.cache_dir}")
+    click.echo(f"  events: {report.why}")
     click.echo(f"  files found    {report.files_found:>10,}  ({report.files_parsed:,} parsed, "
                f"{reused:,} from cache)")
     click.echo(f"  files read     {report.files_loaded:>10,}")
@@ -155,6 +164,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
+@click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
+              show_default=True, help=EVENTS_HELP + " Used when MIDI_DIR is a MIDI folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
@@ -162,7 +173,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           seq_len: int, lr: float, minutes: float | None, steps: int | None,
           epochs: float | None, eval_every: int,
           patience: int, no_augment: bool, device: str, resume: bool, force: bool,
-          init_from: Path | None, seed: int, workers: int | None, quiet: bool) -> None:
+          init_from: Path | None, seed: int, workers: int | None, vocabulary: str,
+          quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
     from composer.data import AugmentConfig
@@ -188,6 +200,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                              minutes=minutes, preset=preset, sizes=sizes, device=device,
                              resume=resume, force=force, init_from=init_from, workers=workers,
                              notify=note, plan=None if quiet else click.echo, ingest=ingest,
+                             corpus_config=CorpusConfig(vocabulary=vocabulary),
                              progress=progress, prepared=None if quiet else prepared_line)
     finally:
         ingest.close()
@@ -239,6 +252,12 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("--max-silence", type=click.FloatRange(min=0, min_open=True),
               default=default(SAMPLE, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
+@click.option("--max-polyphony", type=click.IntRange(min=1),
+              help="Most notes sounding at once [default: the model's, measured on its "
+                   "training corpus; none for older models].")
+@click.option("--max-note", type=click.FloatRange(min=0, min_open=True),
+              help="Longest note in seconds [default: the model's, measured on its training "
+                   "corpus; 5 s for older models].")
 @click.option("--rng-seed", type=int,
               help="Same seed, same files; file k uses seed+k-1 [default: random, shown].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
@@ -268,6 +287,7 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
              seed_seconds: float | None, seed_style: str, length: float | None,
              events: int | None, num: int, max_num: int, max_length: float,
              temperature: float, top_k: int, top_p: float, max_silence: float,
+             max_polyphony: int | None, max_note: float | None,
              rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
              device: str, threads: int, force: bool, render_audio: bool, plot_roll: bool,
              copy_warn: float, quiet: bool) -> None:
@@ -285,7 +305,8 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
         raise click.UsageError("--seed-seconds needs --seed")
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                           max_silence_seconds=max_silence, events=events, max_num=max_num,
-                          max_seconds=max_length,
+                          max_seconds=max_length, max_polyphony=max_polyphony,
+                          max_note_seconds=max_note,
                           **({} if length is None else {"seconds": length}))
     bar = Progress("generate", "event" if events else "s", quiet)
     try:

@@ -27,10 +27,10 @@ from composer.copycheck import (
     copy_warning,
     training_copy_index,
 )
-from composer.corpus import PrepareReport
+from composer.corpus import CorpusConfig, PrepareReport
 from composer.device import resolve_device
-from composer.events import EventConfig, Vocabulary, encode
 from composer.generate import Generation, SampleConfig
+from composer.guards import Guards
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
@@ -40,9 +40,11 @@ from composer.sample import (
     find_checkpoint,
     resolve_checkpoint_path,
     resolve_seed,
+    seed_clock,
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.train import TrainConfig, TrainResult, train, validation_split
+from composer.vocab import clock_from, vocabulary_of
 
 Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
 Progress = Callable[[int, int], None]
@@ -101,7 +103,8 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
                 preset: str = "auto", sizes: dict[str, Any] | None = None,
                 device: str = "auto", resume: bool = False, force: bool = False,
                 init_from: str | os.PathLike | None = None, workers: int | None = None,
-                notify: Notify = _quiet, plan: Notify | None = None,
+                corpus_config: CorpusConfig | None = None, notify: Notify = _quiet,
+                plan: Notify | None = None,
                 ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
                 progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
@@ -109,16 +112,17 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
     corpus) into ``out`` (default ``checkpoints/NAME`` of the source). The run's length is
     one of ``steps``, ``epochs`` and ``minutes`` (:func:`run_length`; a resumed run given
     none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
-    is called with the report when a MIDI folder was prepared first; ``plan`` gets the
-    line that says what the run is about to do."""
-    corpus = open_or_prepare(source, workers=workers, progress=ingest, report=prepared)
+    is called with the report when a MIDI folder was prepared first (with
+    ``corpus_config``); ``plan`` gets the line that says what the run is about to do."""
+    corpus = open_or_prepare(source, corpus_config, workers=workers, progress=ingest,
+                             report=prepared)
     if len(corpus.paths) and validation_split(corpus) == "train":
         notify("no file fell in the validation split; validating on the train split "
                "(`composer prepare --valid` sets the share)")
     out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
     model_config = None
     if init_from is None and not resume:
-        model_config = choose_model(preset, device, Vocabulary(corpus.config.events).size,
+        model_config = choose_model(preset, device, corpus.events.size,
                                     **(sizes or {}))
     run: TrainConfig | None = config
     if resume and steps is None and epochs is None and minutes is None:
@@ -165,9 +169,11 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
     if why:
         notify(why)
     ckpt = load_checkpoint(path, map_location=resolve_device(device))
-    events = EventConfig.from_dict(ckpt.event_config)
+    events = vocabulary_of(ckpt.event_config)
     tokens = resolve_seed(seed, events, seed_seconds, seed_style)
+    clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
+                           clock=clock, guards=Guards.from_dict(ckpt.data.get("guards")),
                            **compose_args)
     done = Composed(outputs, gen)
     for o in outputs:
@@ -177,10 +183,16 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
             shade = o.seed_seconds if compose_args.get("include_seed", True) else 0
             done.plots.append(plot_piano_roll(o.path, o.path.with_suffix(".png"),
                                               shade or None))
-    if copy_warn > 0:
+    if copy_warn > 0 and events.is_notes:
+        done.copy_check = "copy check skipped: it reads performance events, not notes"
+    elif copy_warn > 0:
         copy = CopyConfig(warn_seconds=copy_warn)
-        index = training_copy_index(ckpt.data, events, copy)
-        if index is None and (ckpt.data.get("corpus") or ckpt.data.get("source")):
+        try:
+            index = training_copy_index(ckpt.data, events, copy)
+        except ComposerError as e:  # e.g. a cache of an older format: generation still counts
+            index, done.copy_check = None, f"copy check skipped: {e}"
+        if index is None and not done.copy_check and (ckpt.data.get("corpus")
+                                                      or ckpt.data.get("source")):
             done.copy_check = (f"copy check skipped: the training corpus "
                                f"({missing_corpus(ckpt.data)}) is not here")
         for o, row in zip(outputs, gen.tokens, strict=True) if index else ():
@@ -231,9 +243,12 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
         done.result["music"] = {"reference": str(reference), **done.music}
     if corpus:
         data = open_or_prepare(corpus, progress=ingest)
+        if data.events.is_notes:
+            raise MetricsError(f"{data.cache_dir}: the copy check reads performance events; "
+                               "prepare the corpus with --events performance")
         index = CopyIndex.from_corpus(data, ("train",), copy)
         done.corpus = data.cache_dir
-        done.matches = [index.longest_copy(encode(p, data.config.events), seed_seconds)
+        done.matches = [index.longest_copy(data.events.encode(p), seed_seconds)
                         for p in pieces]
         done.warnings = [copy_warning(m, copy) for m in done.matches]
         done.result["copies"] = [{"file": n, **vars(m), "fraction": m.fraction, "warning": w}

@@ -17,6 +17,7 @@ from composer import Config, MetricsError
 from composer.corpus import Corpus
 from composer.events import DEFAULT_CONFIG, NOTE_OFF, TIME_SHIFT, VELOCITY, EventConfig, Vocabulary
 from composer.sources import open_or_prepare, training_corpus
+from composer.vocab import Events, vocabulary_of
 
 
 @dataclass(frozen=True)
@@ -144,14 +145,15 @@ def copy_warning(match: CopyMatch, config: CopyConfig = CopyConfig()) -> str | N
             f"piece) of {match.source} from {match.source_seconds:.1f} s{moved}")
 
 
-def training_copy_index(data: dict[str, Any], events: EventConfig,
+def training_copy_index(data: dict[str, Any], events: EventConfig | Events,
                         config: CopyConfig = CopyConfig()) -> CopyIndex | None:
     """Copy index of the train split a checkpoint learned from (``Checkpoint.data``), or None
-    when neither its cache nor its source MIDI folder is here. A source folder is prepared
+    when neither its cache nor its source MIDI folder is here, or the model is in the beat
+    vocabulary (the copy check reads performance events). A source folder is prepared
     into its default cache first (once; later calls reuse it)."""
     where, settings = training_corpus(data, events)
     if where is None:
         return None
     corpus = open_or_prepare(where, settings)
     return CopyIndex.from_corpus(corpus, ("train",), config) \
-        if corpus.config.events == events else None
+        if corpus.events == vocabulary_of(events) and not corpus.events.is_notes else None

@@ -7,8 +7,10 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/manifest.json        per-file record: size, mtime, content hash, status, reason
     CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
-    CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes
-    CACHE_DIR/corpus.json          settings, file list and totals
+    CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
+                                   time signature, onsets on the beat grid (INDEX_DTYPE)
+    CACHE_DIR/corpus.json          settings (the event vocabulary chosen), file list, totals,
+                                   grid counts, sampling guards, median tempo
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
 Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
@@ -27,16 +29,26 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from composer import ComposerError, Config
 from composer._isolate import describe_failure, run_isolated
+from composer.cachecheck import (  # noqa: F401 (FORMAT_VERSION, SPLITS: re-exported)
+    FORMAT_VERSION,
+    INDEX_DTYPE,
+    SPLITS,
+    cache_problem,
+)
+from composer.corpusfacts import (  # noqa: F401 (reason_kind: re-exported)
+    PrepareReport,
+    choose_vocabulary,
+    reason_kind,
+    summarise,
+)
 from composer.events import EventConfig
 from composer.files import (
     atomic_write,
@@ -45,7 +57,9 @@ from composer.files import (
     locked_folder,
     write_error,
 )
+from composer.guards import Guards
 from composer.midi import MIDI_SUFFIXES, LoadConfig
+from composer.notes import Clock, NoteEventConfig
 from composer.scan import (  # noqa: F401 (scan, no_notes_reason: re-exported)
     display_name,
     ingest_files,
@@ -53,12 +67,10 @@ from composer.scan import (  # noqa: F401 (scan, no_notes_reason: re-exported)
     scan,
     scan_stat,
 )
+from composer.vocab import CHOICES, PERFORMANCE, Events, clock_from
 
-FORMAT_VERSION = 1
-PARSER_VERSION = 1  # bump when midi/events rules change, to invalidate cached objects
-SPLITS = ("train", "valid", "test")
-INDEX_DTYPE = np.dtype([("offset", np.int64), ("length", np.int64), ("split", np.int8),
-                        ("seconds", np.float64), ("notes", np.int64)])
+PARSER_VERSION = 2  # bump when midi/events rules change, to invalidate cached objects
+AUTO_CHOICE = "auto"  # what `composer prepare/train --events` default to
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,12 @@ class CorpusConfig(Config):
 
     _name = "corpus settings"
 
-    events: EventConfig = field(default_factory=EventConfig)  # the event vocabulary
+    # Which event vocabulary: "performance" (events), "notes" (the beat vocabulary, notes)
+    # or "auto" (notes when the corpus is quantised; see composer.corpusfacts). The library
+    # default keeps today's corpora; `composer prepare/train` default to AUTO_CHOICE.
+    vocabulary: str = PERFORMANCE
+    events: EventConfig = field(default_factory=EventConfig)  # the performance vocabulary
+    notes: NoteEventConfig = field(default_factory=NoteEventConfig)  # the beat vocabulary
     load: LoadConfig = field(default_factory=LoadConfig)  # how files are read, and the bounds
     valid_fraction: float = 0.05  # share of files (by content hash) in the validation split
     test_fraction: float = 0.05  # share of files in the test split
@@ -77,40 +94,22 @@ class CorpusConfig(Config):
         if not (0 <= self.valid_fraction and 0 <= self.test_fraction
                 and self.valid_fraction + self.test_fraction < 1):
             raise ComposerError("valid and test fractions must be >= 0 and sum to less than 1")
+        if self.vocabulary not in CHOICES:
+            raise ComposerError(f"event vocabulary must be one of {', '.join(CHOICES)}, got "
+                                f"{self.vocabulary!r}")
+
+    @property
+    def vocab_events(self) -> Events:
+        """The chosen vocabulary with its config (not for ``auto`` before a prepare)."""
+        if self.vocabulary == "auto":
+            raise ComposerError("the event vocabulary is chosen when the corpus is prepared")
+        return Events(self.vocabulary, self.notes if self.vocabulary == "notes" else self.events)
 
     def object_key(self) -> str:
         """Key of the settings that change a file's tokens (split fractions do not)."""
-        blob = json.dumps([PARSER_VERSION, self.events.to_dict(), self.load.to_dict()],
-                          sort_keys=True)
+        blob = json.dumps([PARSER_VERSION, self.vocab_events.to_dict(), self.load.to_dict(),
+                           self.notes.steps_per_quarter], sort_keys=True)
         return hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()
-
-
-@dataclass
-class PrepareReport:
-    """What one ``prepare`` run found and did."""
-
-    cache_dir: Path
-    files_found: int = 0
-    files_loaded: int = 0
-    files_parsed: int = 0  # parsed in this run (the rest came from the cache)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
-    notes: int = 0
-    events: int = 0
-    seconds: float = 0.0
-    split_files: dict[str, int] = field(default_factory=dict)
-    repaired: str | None = None  # what was wrong with the cache found, if it was rebuilt
-
-    def skipped_by_reason(self) -> Counter:
-        """Skipped files counted by kind of reason (numbers and positions stripped)."""
-        return Counter(reason_kind(r) for _, r in self.skipped)
-
-
-def reason_kind(reason: str) -> str:
-    """Group a one-line reason: 'track 2: data byte over 127 at byte 40' -> 'data byte over 127'."""
-    r = re.sub(r"^track \d+: ", "", reason)
-    r = re.sub(r" at byte \d+", "", r)
-    r = re.sub(r"\d+(\.\d+)?", "N", r)
-    return r.split(" of ")[0] if r.startswith("duplicate") else r
 
 
 def default_cache_dir(midi_dir: str | os.PathLike) -> Path:
@@ -145,6 +144,10 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """Ingest ``midi_dir`` into ``cache_dir``; only new or changed files are parsed.
 
     ``progress(done, total)`` is called as files finish. Returns a :class:`PrepareReport`.
+    With ``config.vocabulary == "auto"`` the files are encoded with the vocabulary the last
+    prepare of this cache chose (the beat vocabulary the first time); if the grid counts
+    then call for the other one (:func:`~composer.corpusfacts.choose_vocabulary`), they are
+    encoded again with it. ``PrepareReport.why`` says which and why.
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
@@ -153,7 +156,28 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
                             f"(looked for {' '.join(MIDI_SUFFIXES)})")
     with locked_folder(cache):
-        return _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+        if config.vocabulary != "auto":
+            report = _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+            report.why = f"{config.vocabulary} (as asked)"
+            return report
+        guess = _last_choice(cache)
+        report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=guess), stats,
+                                 workers, progress)
+        kind, why = choose_vocabulary(*report.grid, config.notes.steps_per_quarter)
+        if kind != guess:
+            report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=kind), stats,
+                                     workers, progress)
+        report.why = f"{kind} ({why})"
+        return report
+
+
+def _last_choice(cache: Path) -> str:
+    """The vocabulary of the corpus already in ``cache`` (the beat vocabulary if none)."""
+    try:
+        kind = json.loads((cache / "corpus.json").read_text())["config"]["vocabulary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "notes"
+    return kind if kind in CHOICES[:2] else "notes"
 
 
 def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
@@ -184,7 +208,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
             files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
             todo.append(rel)
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
-    report.repaired = _cache_problem(cache)
+    report.repaired = cache_problem(cache)
     done = len(paths) - len(todo)
     if progress:
         progress(done, len(paths))
@@ -194,7 +218,8 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
             at = pack.tell() // 2
             jobs = [os.path.join(midi_dir, rel) for rel in todo]
             sizes = [files[rel]["size"] for rel in todo]
-            for i, record in run_isolated(ingest_files, jobs, (config.load, config.events),
+            args = (config.load, config.vocab_events, config.notes.steps_per_quarter)
+            for i, record in run_isolated(ingest_files, jobs, args,
                                           workers, config.timeout_seconds, cost=sizes,
                                           failure=parse_failure):
                 tokens = record.pop("tokens", None)
@@ -229,12 +254,13 @@ def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None
     """The report of the last run if the scan is the same as then (same files, sizes, mtimes)."""
     try:
         meta = json.loads((cache / "corpus.json").read_text())
-        if meta.get("scan") != scan_stamp or _cache_problem(cache, meta):
+        if meta.get("scan") != scan_stamp or cache_problem(cache, meta):
             return None
         rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]
         return PrepareReport(cache, found, meta["files_loaded"], 0,
                              [tuple(r.split("\t", 1)) for r in rows], meta["notes"],
-                             meta["events"], meta["seconds"], meta["split_files"])
+                             meta["events"], meta["seconds"], meta["split_files"],
+                             vocabulary=meta["config"]["vocabulary"], grid=meta["grid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -265,34 +291,6 @@ def _read_manifest(cache: Path, config: CorpusConfig) -> dict:
     return fresh
 
 
-def _cache_problem(cache: Path, meta: dict | None = None) -> str | None:
-    """None if tokens.npy and index.npy match what corpus.json records (byte sizes, shapes);
-    otherwise a one-line description of the mismatch. No corpus.json yet: None."""
-    try:
-        meta = meta if meta is not None else json.loads((cache / "corpus.json").read_text())
-    except (OSError, ValueError):
-        return None
-    recorded = meta.get("files") if isinstance(meta, dict) else None
-    if not isinstance(recorded, dict):
-        return "corpus.json records no file sizes (written by an older composer)"
-    for name, want in recorded.items():
-        try:
-            size = (cache / name).stat().st_size
-        except OSError:
-            return f"{name} is missing"
-        if size != want:
-            return f"{name} is {size:,} bytes, corpus.json records {want:,}"
-    try:
-        tokens = np.load(cache / "tokens.npy", mmap_mode="r")
-        index = np.load(cache / "index.npy", mmap_mode="r")
-    except (OSError, ValueError) as e:
-        return f"tokens.npy or index.npy is unreadable ({e})"
-    if tokens.shape != (meta.get("events"),) or index.shape != (meta.get("files_loaded"),) \
-            or tokens.dtype != np.uint16 or index.dtype != INDEX_DTYPE:
-        return "tokens.npy or index.npy does not have the shape corpus.json records"
-    return None
-
-
 def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
                  report: PrepareReport, scan_stamp: str, source: Path) -> None:
     """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date."""
@@ -313,10 +311,11 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     meta_path = cache / "corpus.json"
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("stamp") == stamp and not _cache_problem(cache, meta):  # same contents
+        if meta.get("stamp") == stamp and not cache_problem(cache, meta):  # same contents
             report.files_loaded, report.notes = meta["files_loaded"], meta["notes"]
             report.events, report.seconds = meta["events"], meta["seconds"]
-            report.split_files = meta["split_files"]
+            report.split_files, report.grid = meta["split_files"], meta["grid"]
+            report.vocabulary = meta["config"]["vocabulary"]
             if meta.get("scan") != scan_stamp:
                 atomic_write_json(meta_path, {**meta, "scan": scan_stamp})
             return
@@ -325,12 +324,15 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
     index = np.zeros(len(loaded), INDEX_DTYPE)
     for i, rel in enumerate(loaded):
         rec = files[rel]
-        index[i] = (0, rec["events"], split_of(rec["hash"], config), rec["seconds"], rec["notes"])
+        index[i] = (0, rec["events"], split_of(rec["hash"], config), rec["seconds"], rec["notes"],
+                    *rec["clock"], *rec["grid"])
     index["offset"] = np.concatenate([[0], np.cumsum(index["length"])[:-1]]).astype(np.int64)
     report.files_loaded = len(loaded)
     report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())
     report.seconds = float(index["seconds"].sum())
     report.split_files = {s: int((index["split"] == k).sum()) for k, s in enumerate(SPLITS)}
+    facts = summarise([files[rel] for rel in loaded], index["split"])
+    report.grid, report.vocabulary = facts["grid"], config.vocabulary
     def write_tokens(tmp: Path) -> None:
         tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
                                            shape=(report.events,))  # (N,)
@@ -357,6 +359,7 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
         "source": str(source), "config": config.to_dict(), "files": sizes,
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
+        **facts,
     })
 
 
@@ -374,7 +377,7 @@ class Corpus:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ComposerError(f"{cache}: corpus cache format {meta.get('format_version')} "
                                 f"is not {FORMAT_VERSION}; run `composer prepare` again")
-        problem = _cache_problem(cache, meta)
+        problem = cache_problem(cache, meta)
         if problem:
             raise ComposerError(f"{cache}: the corpus cache is damaged ({problem}); run "
                                 "`composer prepare` again to rebuild it")
@@ -385,6 +388,9 @@ class Corpus:
         self.paths: list[str] = meta["paths"]
         self.source: str | None = meta.get("source")  # the MIDI folder it was prepared from
         self.key: str | None = meta.get("stamp")  # content key: settings and file hashes
+        self.events: Events = self.config.vocab_events  # the corpus's event vocabulary
+        self.guards = Guards.from_dict(meta.get("guards"))  # measured on the train split
+        self.clock: Clock = clock_from(meta.get("tempo"))  # median tempo, 4/4
 
     @classmethod
     def open(cls, cache_dir: str | os.PathLike) -> Corpus:

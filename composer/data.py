@@ -8,7 +8,9 @@ shorter than ``seq_len + 1`` tokens are left out (``skipped_files`` counts them)
 
 Train windows can be augmented on the fly, as Magenta's Performance RNN does (transposition
 by a few semitones and a small time stretch), by :func:`augment_tokens`, which works on the
-token ids directly (no decode/encode) and is vectorised over the whole batch.
+token ids directly (no decode/encode) and is vectorised over the whole batch. A corpus in
+the beat vocabulary is transposed (its PITCH ids shift) but never stretched: its time is
+counted in beats, so a stretch would only move notes off the grid; tempo is not a token.
 
 :func:`eval_batches` walks a split deterministically so that every token of every file
 except the first (which has no context) is a target exactly once; padded targets are
@@ -25,7 +27,7 @@ import functools
 import math
 import operator
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ from composer.events import (
     VocabularyError,
     shift_tokens,
 )
+from composer.notes import PITCH, NoteVocabulary
 
 IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)
 _STREAM = 0xDA7A  # mixed into the sampler's seeds so they differ from other uses of `seed`
@@ -82,11 +85,15 @@ class AugmentConfig(Config):
 
 
 def _is_note(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of NOTE_ON / NOTE_OFF ids and their pitch index 0..n_pitches-1 (junk elsewhere)."""
-    on, off = vocab.ranges[NOTE_ON], vocab.ranges[NOTE_OFF]
-    is_on = (ids >= on.start) & (ids < on.stop)
-    is_off = (ids >= off.start) & (ids < off.stop)
-    return is_on | is_off, ids - np.where(is_on, on.start, off.start)
+    """Masks of the ids that carry a pitch (NOTE_ON / NOTE_OFF; PITCH in the beat
+    vocabulary) and their pitch index 0..n_pitches-1 (junk elsewhere)."""
+    kinds = (PITCH,) if isinstance(vocab, NoteVocabulary) else (NOTE_ON, NOTE_OFF)
+    note, index = np.zeros(ids.shape, bool), ids
+    for kind in kinds:
+        r = vocab.ranges[kind]
+        inside = (ids >= r.start) & (ids < r.stop)
+        note, index = note | inside, np.where(inside, ids - r.start, index)
+    return note, index
 
 
 def transpose_range(tokens: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +152,8 @@ def augment_tokens(
 ) -> np.ndarray:
     """A token sequence transposed by ``transpose`` semitones and time-stretched by ``stretch``.
 
-    Transposition adds k to the pitch of every NOTE_ON/NOTE_OFF; k must lie in
+    Transposition adds k to the pitch of every NOTE_ON/NOTE_OFF (PITCH in the beat
+    vocabulary); k must lie in
     :func:`transpose_range` (a pitch leaving the vocabulary raises DataError). Stretching
     moves every other token that sits at step t (counted from the start of ``tokens``) to
     step ``rint(t * stretch)`` and rewrites the TIME_SHIFTs between them as full shifts then
@@ -163,6 +171,8 @@ def augment_tokens(
     _require(math.isfinite(f) and f > 0, f"stretch must be a finite factor > 0, got {stretch}")
     lo, hi = (int(x) for x in transpose_range(ids, vocab))
     _require(lo <= k <= hi, f"transposing by {k} moves pitches out of range (allowed {lo}..{hi})")
+    _require(f == 1.0 or not isinstance(vocab, NoteVocabulary),
+             "the beat vocabulary is not time-stretched (its time is in beats)")
     if f != 1.0 and ids.size:
         ids, _ = _stretch_rows(ids[None], np.array([ids.size]), np.array([f]), vocab)
     return _transpose(ids, k, vocab).astype(np.uint16)
@@ -210,9 +220,11 @@ class WindowSampler:
             augment is None or split == "train" or not augment.enabled,
             f"augmentation applies to the train split only, not {split!r}",
         )
+        self.vocab = corpus.events.vocab
+        if augment is not None and corpus.events.is_notes:  # time in beats: no stretch
+            augment = replace(augment, stretch=0.0)
         self.augment = augment if augment is not None and augment.enabled else None
         self.split = split
-        self.vocab = Vocabulary(corpus.config.events)
         self._tokens = corpus.tokens  # (N,) uint16 memory map
         files = corpus.files(split)
         length = corpus.index["length"][files]

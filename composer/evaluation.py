@@ -29,6 +29,7 @@ from composer.corpus import SPLITS, Corpus, is_prepared
 from composer.device import resolve_device
 from composer.sources import missing_corpus, open_or_prepare, training_corpus
 from composer.train import TrainConfig, evaluate
+from composer.vocab import vocabulary_of
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -63,7 +64,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     """
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location=dev)
-    events = ckpt.events
+    events = vocabulary_of(ckpt.event_config)
     trained_on, settings = training_corpus(ckpt.data, events)
 
     def open_source(source: Any, what: str) -> Corpus:
@@ -73,7 +74,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
         source = trained_on if source is None else source
         tick = progress and (lambda done, total: progress("ingest", done, total))
         found = open_or_prepare(source, settings, progress=tick)
-        if found.config.events.to_dict() != ckpt.event_config:
+        if found.events != events:
             raise MetricsError(f"{found.cache_dir} has other event settings than {checkpoint}")
         return found
 
@@ -104,7 +105,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
         sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
             if m["events"] else 0
     hook.remove()
-    train_seqs, vocab = fit_on.sequences("train"), ckpt.model_config.vocab_size
+    train_seqs, vocab = fit_on.sequences("train"), events.size
     loss = sums[0] / sums[1]
     results = {"LSTM": {"loss": loss, "perplexity": perplexity(loss),
                         "accuracy": sums[2] / sums[1], "events": int(sums[1]),

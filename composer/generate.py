@@ -16,13 +16,14 @@ and inside a CUDA graph.
 needs (:func:`memory_needed`) against the free memory. Ctrl-C raises
 :class:`GenerationInterrupted` carrying the rows drawn so far.
 
-**Guards.** ``max_silence_seconds``: while nothing sounds, a TIME_SHIFT that would stretch
-the running silence past the limit is masked out, so the model must play. A pitch "sounds"
-from a NOTE_ON until the next NOTE_OFF of that pitch or ``max_note_seconds``, whichever
-comes first (a pitch struck again before release counts as silent at its first NOTE_OFF:
-the guard then errs towards forcing notes, never towards longer silences).
-``max_note_seconds``: on decoding, a note left hanging is closed after at most that long and
-every note is clipped to it. NOTE_OFFs with nothing sounding are ignored (``events.decode``).
+**Guards** (:mod:`composer._rules`, one class per vocabulary): a shift that would stretch a
+silence past ``max_silence_seconds`` is masked; a sounding pitch is never struck again; no
+note starts while ``max_polyphony`` notes sound; no note lasts past ``max_note_seconds``
+(performance events: its NOTE_OFF is forced; beat vocabulary: longer DURATIONs are masked);
+the beat vocabulary's grammar holds (a DURATION right after each PITCH, nowhere else).
+Polyphony and note length default to the guards measured on the training corpus
+(``guards``); a performance-event model without them, given no limit, samples under the old
+rules (the silence guard only, notes clipped at 5 s on decoding), token for token.
 
 **Paths** (``engine``): ``plain`` calls ``model.step`` (``nn.LSTM``) once per event;
 ``fused`` is a hand-written cell: the embedding and layer 0's input weights folded into one
@@ -40,32 +41,27 @@ import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from composer import Config, GenerateError, check_int, is_number
+from composer._rules import Track, make_rules, max_note_seconds
 from composer._sampling import MASK32, draw, filter_logits, gumbel_noise
 from composer._steppers import Stepper, cuda_graph, inference, make_stepper
 from composer.device import free_memory
-from composer.events import (
-    DEFAULT_VELOCITY,
-    NOTE_OFF,
-    NOTE_ON,
-    TIME_SHIFT,
-    VELOCITY,
-    EventConfig,
-    Vocabulary,
-    shift_steps,
-    velocity_to_bin,
-)
+from composer.events import EventConfig
+from composer.guards import Guards
 from composer.model import ComposerLSTM
+from composer.notes import DEFAULT_CLOCK, Clock
 from composer.rng import check_seed
+from composer.vocab import Events, vocabulary_of
 
 MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
 CHUNK = 16  # steps per loop iteration (per CUDA graph replay)
 MEMORY_SHARE = 0.8  # a generation may plan to use at most this share of the free memory
+NO_GUARDS = Guards()  # no measured guards: no polyphony limit, notes up to 5 s
 
 __all__ = ["CHUNK", "MAX_EVENTS_PER_SECOND", "GenerateError", "Generation",
            "GenerationInterrupted", "SampleConfig", "draw", "filter_logits", "generate",
@@ -83,7 +79,8 @@ class SampleConfig(Config):
     top_k: int = 0  # keep the k most likely events (0: off)
     top_p: float = 1.0  # keep the smallest set of events holding this much mass (1: off)
     max_silence_seconds: float = 2.0  # longest run of silence the guard lets through
-    max_note_seconds: float = 5.0  # no generated note lasts longer
+    max_note_seconds: float | None = None  # no note lasts longer; None: the model's guard
+    max_polyphony: int | None = None  # most notes at once; None: the model's guard (or none)
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
     # Limits checked before anything is allocated (a user raises them on purpose):
@@ -104,9 +101,11 @@ class SampleConfig(Config):
                      "max_seconds", "seconds"):
             rule, ok = rules.get(name, ("a number > 0", lambda v: v > 0))
             v = getattr(self, name)
+            if v is None and name == "max_note_seconds":
+                continue
             if not (is_number(v) and math.isfinite(v) and ok(v)):
                 raise GenerateError(f"sample config: {name} must be {rule}, got {v!r}")
-        for name, least in (("top_k", 0), ("events", 1)):
+        for name, least in (("top_k", 0), ("events", 1), ("max_polyphony", 1)):
             v = getattr(self, name)
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
@@ -137,72 +136,30 @@ class SampleConfig(Config):
 # ---------------------------------------------------------------------------- sampling
 
 
-def start_tokens(event_config: EventConfig) -> np.ndarray:
+def start_tokens(event_config: EventConfig | Events) -> np.ndarray:
     """The context of an unseeded continuation: one VELOCITY token, the bin of
     DEFAULT_VELOCITY (a mid bin; encoded pieces carry one before their first note)."""
-    vocab = Vocabulary(event_config)
-    return np.array([vocab.ranges[VELOCITY][int(velocity_to_bin(DEFAULT_VELOCITY,
-                                                                event_config))]], np.int64)
+    return vocabulary_of(event_config).start_tokens()
 
 
 # ---------------------------------------------------------------------------- the loop
 
 
-class _Track(NamedTuple):
-    """Music time per row: ``now`` (B,) steps, and per pitch ``until`` (B, P): the step at
-    which the pitch falls silent (an upper bound while it sounds)."""
-
-    now: torch.Tensor
-    until: torch.Tensor
-
-
 class _Loop(NamedTuple):
     logits: torch.Tensor  # (B, V) for the next draw
     state: tuple[torch.Tensor, ...]  # the stepper's
-    track: _Track
+    track: Track  # the guards' (composer._rules)
     step: torch.Tensor  # (1,) int64: events drawn so far
 
 
-class _Rules:
-    """Everything constant during one generation: sampling config, row keys, guards (in
-    steps) and per-token tables."""
-
-    def __init__(self, config: SampleConfig, vocab: Vocabulary, keys: torch.Tensor,
-                 max_note: int, max_silence: int) -> None:
-        self.config, self.keys = config, keys
-        self.max_note, self.max_silence = max_note, max_silence
-        r, dev, B = vocab.ranges, keys.device, keys.shape[0]
-        self.n_pitches = len(r[NOTE_ON])
-        table = np.zeros((vocab.size, 3), np.int64)  # per token: pitch index, +-1 notes, steps
-        for kind, sign in ((NOTE_ON, 1), (NOTE_OFF, -1)):
-            table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
-        self.shifts = torch.arange(1, len(r[TIME_SHIFT]) + 1, device=dev)  # (S,)
-        table[r[TIME_SHIFT], 2] = self.shifts.cpu().numpy()
-        self.table = torch.as_tensor(table, device=dev)  # (V, 3)
-        self.pad = (torch.zeros(B, r[TIME_SHIFT].start, dtype=torch.bool, device=dev),
-                    torch.zeros(B, vocab.size - r[TIME_SHIFT].stop, dtype=torch.bool, device=dev))
-
-    def update(self, tr: _Track, tok: torch.Tensor) -> _Track:
-        """The track after token ids (B,)."""
-        p, d, k = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        p = p[:, None]
-        u = tr.until.gather(1, p)[:, 0]  # (B,)
-        u = torch.where(d > 0, tr.now + self.max_note,  # NOTE_ON: sounds max_note at most
-                        torch.where(d < 0, torch.minimum(u, tr.now), u))  # NOTE_OFF: silent
-        return _Track(tr.now + k, tr.until.scatter(1, p, u[:, None]))
-
-    def banned(self, tr: _Track) -> torch.Tensor:
-        """(B, V) bool: the TIME_SHIFTs that would stretch the silence past the limit."""
-        silence = (tr.now - tr.until.amax(1))[:, None] + self.shifts  # (B, S) after each
-        return torch.cat([self.pad[0], silence > self.max_silence, self.pad[1]], 1)
-
-    def advance(self, stepper: Stepper, lp: _Loop,
-                noise: torch.Tensor | None) -> tuple[_Loop, torch.Tensor]:
-        """Draw one event per row with ``noise`` (B, V), step the model: (loop, tokens (B,))."""
-        tok = draw(filter_logits(lp.logits, self.config, self.banned(lp.track)), noise,
-                   self.config)  # (B,)
-        logits, state = stepper.step(tok, lp.state)
-        return _Loop(logits, state, self.update(lp.track, tok), lp.step), tok
+def _advance(rules: Any, stepper: Stepper, lp: _Loop,
+             noise: torch.Tensor | None) -> tuple[_Loop, torch.Tensor]:
+    """Draw one event per row with ``noise`` (B, V) among those ``rules`` (the guards of
+    :mod:`composer._rules`) allow, step the model: (loop, tokens (B,))."""
+    tok = draw(filter_logits(lp.logits, rules.config, rules.banned(lp.track)), noise,
+               rules.config)  # (B,)
+    logits, state = stepper.step(tok, lp.state)
+    return _Loop(logits, state, rules.update(lp.track, tok), lp.step), tok
 
 
 def _flat(lp: _Loop) -> list[torch.Tensor]:
@@ -211,7 +168,7 @@ def _flat(lp: _Loop) -> list[torch.Tensor]:
 
 def _unflat(like: _Loop, ts: list[torch.Tensor]) -> _Loop:
     n = len(like.state)
-    return _Loop(ts[0], tuple(ts[1 : 1 + n]), _Track(*ts[1 + n : 3 + n]), ts[3 + n])
+    return _Loop(ts[0], tuple(ts[1 : 1 + n]), Track(*ts[1 + n : 4 + n]), ts[4 + n])
 
 
 class _Runner:
@@ -220,7 +177,7 @@ class _Runner:
     recorded once as a CUDA graph over static buffers and replayed; otherwise the same
     code runs eagerly."""
 
-    def __init__(self, rules: _Rules, stepper: Stepper, lp: _Loop,
+    def __init__(self, rules: Any, stepper: Stepper, lp: _Loop,
                  keep_logits: bool, capture: bool) -> None:
         self.rules, self.stepper, self.replay = rules, stepper, None
         self.lp = _unflat(lp, [t.clone() for t in _flat(lp)])  # buffers of our own
@@ -237,7 +194,7 @@ class _Runner:
         tokens, logits = [], []
         for j in range(CHUNK):
             logits.append(lp.logits)
-            lp, tok = self.rules.advance(self.stepper, lp, None if noise is None else noise[:, j])
+            lp, tok = _advance(self.rules, self.stepper, lp, None if noise is None else noise[:, j])
             tokens.append(tok)
         self.tokens.copy_(torch.stack(tokens, 1))
         if self.logits is not None:
@@ -265,6 +222,7 @@ class Generation:
     rng_seed: int  # row i used rng_seed + i
     engine: str  # path that drew them, e.g. "int8" or "fused+cuda-graph"
     logits: torch.Tensor | None  # (B, T, V) logits of each drawn event, when asked for
+    max_note_seconds: float = 5.0  # the longest-note guard it was drawn under
 
 
 class GenerationInterrupted(KeyboardInterrupt):
@@ -276,10 +234,6 @@ class GenerationInterrupted(KeyboardInterrupt):
         super().__init__("generation interrupted")
         self.generation = generation
         self.outputs: list = []
-
-
-def _steps(seconds: float, event_config: EventConfig) -> int:
-    return max(0, round(seconds * event_config.steps_per_second))
 
 
 def memory_needed(model: ComposerLSTM, num: int, config: SampleConfig,
@@ -304,7 +258,7 @@ def _check_memory(need: int, device: torch.device) -> None:
                             "--events) continuations")
 
 
-def _rows(chunks: list[torch.Tensor], seed: np.ndarray, config: SampleConfig, vocab: Vocabulary,
+def _rows(chunks: list[torch.Tensor], seed: np.ndarray, config: SampleConfig, events: Events,
           target: int, limit: int) -> list[np.ndarray]:
     """Per row: the seed and its continuation, cut at the event count or at the event that
     reaches the length in music time."""
@@ -313,27 +267,30 @@ def _rows(chunks: list[torch.Tensor], seed: np.ndarray, config: SampleConfig, vo
         if config.events:
             row = row[: config.events]
         else:  # up to the event that reaches the length
-            reached = np.flatnonzero(np.cumsum(shift_steps(row, vocab)) >= target)
+            reached = np.flatnonzero(np.cumsum(events.token_steps()[row]) >= target)
             row = row[: reached[0] + 1 if reached.size else limit]
         out.append(np.concatenate([seed, row]))
     return out
 
 
-def generate(model: ComposerLSTM, event_config: EventConfig,
+def generate(model: ComposerLSTM, event_config: EventConfig | Events,
              seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
              config: SampleConfig = SampleConfig(), rng_seed: int | None = None,
              engine: str | Stepper = "auto", cuda_graph: bool | None = None,
              keep_logits: bool = False, threads: int | None = 1,
-             progress: Callable[[int, int], None] | None = None) -> Generation:
+             progress: Callable[[int, int], None] | None = None, *,
+             clock: Clock = DEFAULT_CLOCK, guards: Guards = NO_GUARDS) -> Generation:
     """Draw ``num`` continuations of ``seed`` (token ids; None: :func:`start_tokens`) in one
     batch; row i uses ``rng_seed + i`` (None: a random seed; else 0..2**63-1).
     ``cuda_graph``: capture the loop as a CUDA graph (None: when the model is on CUDA;
     without CUDA it warns and runs eagerly). ``threads``: torch's CPU threads meanwhile
     (None: unchanged; more than one is many times slower when other work shares the cores).
     ``progress(done, total)`` counts events (``config.events``) or whole seconds of music.
-    Limits and Ctrl-C: see the module docstring."""
-    vocab = Vocabulary(event_config)
-    V = vocab.size
+    ``clock``: the tempo of the beat vocabulary's music (seconds <-> steps); ``guards``: the
+    limits measured on the training corpus, used where ``config`` leaves them None
+    (:func:`composer._rules.make_rules`). Limits and Ctrl-C: see the module docstring."""
+    events = vocabulary_of(event_config)
+    V = events.size
     if V != model.config.vocab_size:
         raise GenerateError(f"vocabulary mismatch: the event config has {V} tokens, the "
                             f"model {model.config.vocab_size}")
@@ -347,7 +304,8 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
     num = config.check_num(num)
     rng_seed = (secrets.randbelow(2**31) if rng_seed is None
                 else check_seed(rng_seed, GenerateError, "rng seed"))
-    target = max(1, _steps(config.seconds, event_config))  # music steps per continuation
+    sps = events.steps_per_second(clock)
+    target = max(1, round(config.seconds * sps))  # music steps per continuation
     limit = config.events_per_row()
     device = model.head.weight.device
     _check_memory(memory_needed(model, num, config, keep_logits), device)
@@ -356,9 +314,7 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
         with inference(model, threads):
             stepper = make_stepper(model, engine)
             keys = (torch.arange(num, device=device) + (rng_seed & MASK32)) & MASK32  # (B,)
-            rules = _Rules(config, vocab, keys,
-                           max(1, _steps(config.max_note_seconds, event_config)),
-                           _steps(config.max_silence_seconds, event_config))
+            rules = make_rules(events, config, keys, clock, guards)
             lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num)
             now0 = int(lp.track.now[0])
             capture = device.type == "cuda" if cuda_graph is None else cuda_graph
@@ -381,7 +337,7 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
                     reached = int(runner.lp.track.now.min()) - now0
                     finished = reached >= target or drawn >= limit
                     total = math.ceil(config.seconds)
-                    done = total if finished else reached // event_config.steps_per_second
+                    done = total if finished else int(reached // sps)
                 if progress is not None:
                     progress(done, total)
                 if finished:
@@ -389,21 +345,22 @@ def generate(model: ComposerLSTM, event_config: EventConfig,
     except KeyboardInterrupt:
         partial = None
         if chunks:
-            partial = Generation(_rows(chunks, seed, config, vocab, target, limit), len(seed),
-                                 rng_seed, stepper.name + "+cuda-graph" * capture, None)
+            partial = Generation(_rows(chunks, seed, config, events, target, limit), len(seed),
+                                 rng_seed, stepper.name + "+cuda-graph" * capture, None,
+                                 max_note_seconds(events, config, clock, guards))
         raise GenerationInterrupted(partial) from None
     kept = torch.cat(logit_chunks, 1).cpu() if keep_logits else None
-    return Generation(_rows(chunks, seed, config, vocab, target, limit), len(seed), rng_seed,
-                      stepper.name + "+cuda-graph" * capture, kept)
+    return Generation(_rows(chunks, seed, config, events, target, limit), len(seed), rng_seed,
+                      stepper.name + "+cuda-graph" * capture, kept,
+                      max_note_seconds(events, config, clock, guards))
 
 
-def _prime(model: ComposerLSTM, stepper: Stepper, rules: _Rules, seed: torch.Tensor,
+def _prime(model: ComposerLSTM, stepper: Stepper, rules: Any, seed: torch.Tensor,
            num: int) -> _Loop:
     """Loop state after the seed (T,): one forward for the LSTM state and the logits of the
     first draw, the track replayed token by token, all repeated for ``num`` rows."""
     logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
-    zeros = torch.zeros(1, rules.n_pitches, dtype=torch.long, device=seed.device)
-    track = _Track(torch.zeros(1, dtype=torch.long, device=seed.device), zeros)
+    track = rules.start()
     for tok in seed.split(1):
         track = rules.update(track, tok)
 
@@ -411,4 +368,4 @@ def _prime(model: ComposerLSTM, stepper: Stepper, rules: _Rules, seed: torch.Ten
         return t.expand(*t.shape[:dim], num, *t.shape[dim + 1 :]).contiguous()
 
     return _Loop(rows(logits[:, -1]), stepper.from_lstm(rows(h, 1), rows(c, 1)),
-                 _Track(*map(rows, track)), torch.zeros(1, dtype=torch.long, device=seed.device))
+                 Track(*map(rows, track)), torch.zeros(1, dtype=torch.long, device=seed.device))

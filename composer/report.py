@@ -76,7 +76,8 @@ def note(text: str) -> None:
 def prepared_line(report: Any) -> None:
     """The one line on stderr about a MIDI folder just prepared (a ``PrepareReport``)."""
     click.echo(f"Corpus: {report.files_loaded:,} files, {report.events:,} events "
-               f"({len(report.skipped):,} skipped) cached in {report.cache_dir}", err=True)
+               f"({len(report.skipped):,} skipped) cached in {report.cache_dir}; events: "
+               f"{report.why}", err=True)
 
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), the shell convention

@@ -3,8 +3,10 @@
 - Seeds: a MIDI file's opening (:func:`seed_from_midi`), a pitch list of numbers and/or
   note names (:func:`seed_from_pitches`, :func:`parse_pitches`: ``C4,E4,G4``, ``60,F#3``),
   or the start context (:func:`composer.generate.start_tokens`).
-- Outputs: :func:`to_notes` decodes a generated row (hanging notes closed after
-  ``max_note_seconds``), :func:`compose` generates and writes ``OUT/PREFIX-NNN.mid`` files.
+- Outputs: :func:`to_piece` / :func:`to_notes` decode a generated row in the model's
+  vocabulary (performance events: hanging notes closed after ``max_note_seconds``; the
+  beat vocabulary: notes on the grid at a given tempo), :func:`compose` generates and
+  writes ``OUT/PREFIX-NNN.mid`` files.
 - :func:`find_checkpoint`: the model to use (an explicit path, ``$COMPOSER_CHECKPOINT``, or
   the default model shipped inside the package); :func:`resolve_checkpoint_path` lets a
   training folder stand for its ``best`` checkpoint.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -27,65 +29,79 @@ import numpy as np
 from composer import GenerateError, MidiError, is_int
 from composer._steppers import Stepper
 from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
-from composer.events import (
-    DEFAULT_CONFIG,
-    NOTE_OFF,
-    EventConfig,
-    Vocabulary,
-    VocabularyError,
-    decode,
-    encode,
-    seconds_of,
-)
+from composer.events import DEFAULT_CONFIG, EventConfig, VocabularyError
 from composer.generate import (
+    NO_GUARDS,
     Generation,
     GenerationInterrupted,
     SampleConfig,
     generate,
     start_tokens,
 )
-from composer.midi import NOTE_DTYPE, load, save
+from composer.guards import DEFAULT_MAX_NOTE_SECONDS, Guards
+from composer.midi import MIDI_SUFFIXES, NOTE_DTYPE, Piece, load, piece_from_beats, save
 from composer.midi import parse_pitch as midi_pitch
 from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
+from composer.notes import DEFAULT_CLOCK, Clock, beats_of, clock_of
+from composer.timing import constant_tempo, seconds_to_beats
+from composer.vocab import Events, vocabulary_of
 
 SEED_VELOCITY = 80  # velocity of pitch-list seeds
 CHORD_SECONDS, ARPEGGIO_SECONDS = 0.5, 0.25
-MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")  # a --seed ending so names a file
 
 
 # ------------------------------------------------------------------------------- seeds
 
 
-def _encode_seed(notes: np.ndarray, event_config: EventConfig, what: str) -> np.ndarray:
+def _encode_seed(notes: np.ndarray | Piece, event_config: EventConfig | Events, what: str
+                 ) -> np.ndarray:
+    events = vocabulary_of(event_config)
     try:
-        tokens = encode(notes, event_config).astype(np.int64)
+        tokens = events.encode(notes).astype(np.int64)
     except VocabularyError as e:
         raise GenerateError(f"{what}: {e}") from None
-    if not (tokens < Vocabulary(event_config).ranges[NOTE_OFF].start).any():
+    if not np.isin(tokens, events.note_start_ids()).any():
         raise GenerateError(f"{what} has no notes in the model's pitch range "
-                            f"{event_config.min_pitch}..{event_config.max_pitch}")
+                            f"{events.config.min_pitch}..{events.config.max_pitch}")
     return tokens
 
 
-def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
-                   event_config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Tokens of the first ``seconds`` of a MIDI file (all of it when None): notes starting
-    before that time are kept and cut off at it, then encoded. GenerateError when the file
-    cannot be read or holds no notes there."""
-    if seconds is not None and not seconds > 0:
-        raise GenerateError(f"seed seconds must be > 0, got {seconds}")
+def _load_seed(path: str | os.PathLike[str]) -> Piece:
     try:
-        notes = load(path).notes
+        return load(path)
     except MidiError as e:
         raise GenerateError(f"seed {path}: {e}") from None
+
+
+def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
+                   event_config: EventConfig | Events = DEFAULT_CONFIG) -> np.ndarray:
+    """Tokens of the first ``seconds`` of a MIDI file (all of it when None): notes starting
+    before that time are kept and cut off at it, then encoded (the beat vocabulary: in the
+    file's own beats). GenerateError when the file cannot be read or holds no notes there."""
+    if seconds is not None and not seconds > 0:
+        raise GenerateError(f"seed seconds must be > 0, got {seconds}")
+    piece = _load_seed(path)
+    notes, beats = piece.notes, beats_of(piece)
     if seconds is not None:
-        notes = notes[notes["start"] < seconds].copy()
+        keep = notes["start"] < seconds
+        notes, beats = notes[keep].copy(), beats[keep].copy()
         notes["end"] = np.minimum(notes["end"], seconds)
+        beats["end"] = np.minimum(beats["end"], seconds_to_beats(np.array(seconds),
+                                                                 piece.tempos))
     span = "" if seconds is None else f" in its first {seconds:g} s"
     if len(notes) == 0:
         raise GenerateError(f"seed {path} has no notes{span}")
-    return _encode_seed(notes, event_config, f"seed {path}{span}")
+    cut = piece_from_beats(notes, beats, piece.tempos, piece.time_signatures)
+    return _encode_seed(cut, event_config, f"seed {path}{span}")
+
+
+def seed_clock(spec: str | None) -> Clock | None:
+    """The tempo and time signature of a CLI ``--seed`` that is a MIDI file (None for a
+    pitch list or no seed): beat-vocabulary output is written at its tempo."""
+    if spec is None or not Path(spec).is_file():
+        return None
+    return clock_of(_load_seed(spec))
 
 
 def parse_pitch(word: str) -> int:
@@ -107,7 +123,7 @@ def parse_pitches(text: str) -> list[int]:
 
 
 def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
-                      event_config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
+                      event_config: EventConfig | Events = DEFAULT_CONFIG) -> np.ndarray:
     """Tokens of a pitch list such as ``"60,64,67"`` or ``"C4,E4,G4"``
     (:func:`parse_pitches`) at velocity SEED_VELOCITY.
 
@@ -118,7 +134,8 @@ def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
         pitches = parse_pitches(pitches)
     if len(pitches) == 0:
         raise GenerateError("seed pitch list is empty")
-    lo, hi = event_config.min_pitch, event_config.max_pitch
+    cfg = vocabulary_of(event_config).config
+    lo, hi = cfg.min_pitch, cfg.max_pitch
     for p in pitches:
         if not lo <= p <= hi:
             raise GenerateError(f"seed pitch {p} is outside the model's pitch range {lo}..{hi}")
@@ -132,7 +149,7 @@ def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
     return _encode_seed(notes, event_config, f"seed {pitches}")
 
 
-def resolve_seed(spec: str | None, event_config: EventConfig, seconds: float | None = None,
+def resolve_seed(spec: str | None, event_config: EventConfig | Events, seconds: float | None = None,
                  style: str = "chord") -> np.ndarray:
     """Seed tokens of a CLI ``--seed``: None (start context), an existing file, or else a
     pitch list like ``60,64,67`` or ``C4,E4,G4``. A missing path (one with a folder or a
@@ -174,26 +191,45 @@ def find_checkpoint(path: str | os.PathLike[str] | None = None) -> Path:
 # ------------------------------------------------------------------------ outputs
 
 
-def to_notes(tokens: Sequence[int] | np.ndarray, event_config: EventConfig, *,
-             seed_len: int = 0, include_seed: bool = True, max_note_seconds: float = 5.0,
-             program: int = 0) -> np.ndarray:
-    """Notes (NOTE_DTYPE) of a generated row: ``events.decode`` with hanging notes closed
-    after at most ``max_note_seconds``, every note clipped to that length. Without
-    ``include_seed`` only notes starting after the first ``seed_len`` tokens are kept,
-    moved so that the continuation starts at 0."""
+def to_notes(tokens: Sequence[int] | np.ndarray, event_config: EventConfig | Events, *,
+             seed_len: int = 0, include_seed: bool = True,
+             max_note_seconds: float = DEFAULT_MAX_NOTE_SECONDS, program: int = 0,
+             clock: Clock = DEFAULT_CLOCK) -> np.ndarray:
+    """Notes (NOTE_DTYPE) of a generated row: :func:`to_piece`'s."""
+    return to_piece(tokens, event_config, seed_len=seed_len, include_seed=include_seed,
+                    max_note_seconds=max_note_seconds, program=program, clock=clock).notes
+
+
+def to_piece(tokens: Sequence[int] | np.ndarray, event_config: EventConfig | Events, *,
+             seed_len: int = 0, include_seed: bool = True,
+             max_note_seconds: float = DEFAULT_MAX_NOTE_SECONDS, program: int = 0,
+             clock: Clock = DEFAULT_CLOCK) -> Piece:
+    """The piece of a generated row. Performance events: ``events.decode`` with hanging
+    notes closed after at most ``max_note_seconds``, every note clipped to that length (no
+    beats: written at 120 bpm). Beat vocabulary: notes on the grid at ``clock``'s tempo.
+    Without ``include_seed`` only notes starting after the first ``seed_len`` tokens are
+    kept, moved so that the continuation starts at 0."""
+    events = vocabulary_of(event_config)
     tokens = np.asarray(tokens, dtype=np.int64)
-    hang = min(event_config.max_hanging_seconds, max_note_seconds)
     try:
-        notes = decode(tokens, replace(event_config, max_hanging_seconds=hang), program)
+        piece = events.decode(tokens, clock, program, max_note_seconds)
     except VocabularyError as e:
         raise GenerateError(str(e)) from None
-    notes["end"] = np.minimum(notes["end"], notes["start"] + max_note_seconds)
-    if not include_seed:
-        t0 = seconds_of(tokens[:seed_len], event_config)
-        notes = notes[notes["start"] >= t0 - 1e-9]
-        notes["start"] -= t0
-        notes["end"] -= t0
-    return notes
+    if include_seed:
+        return piece
+    t0 = events.seconds_of(tokens[:seed_len], clock)
+    keep = piece.notes["start"] >= t0 - 1e-9
+    notes = piece.notes[keep].copy()
+    if piece.beats is not None:
+        beats = piece.beats[keep].copy()
+        b0 = float(events.token_steps()[tokens[:seed_len]].sum()) / events.config.steps_per_quarter
+        beats["start"] -= b0
+        beats["end"] -= b0
+        return piece_from_beats(notes, beats, constant_tempo(clock.us_per_quarter),
+                                piece.time_signatures)
+    notes["start"] -= t0
+    notes["end"] -= t0
+    return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
 
 
 @dataclass
@@ -225,41 +261,47 @@ def output_paths(out_dir: str | os.PathLike[str], prefix: str, num: int,
     return paths
 
 
-def compose(model: ComposerLSTM, event_config: EventConfig, out_dir: str | os.PathLike[str],
+def compose(model: ComposerLSTM, event_config: EventConfig | Events,
+            out_dir: str | os.PathLike[str],
             seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
             config: SampleConfig = SampleConfig(), *, rng_seed: int | None = None,
             prefix: str = "composer", include_seed: bool = True, program: int = 0,
             force: bool = False, engine: str | Stepper = "auto", threads: int | None = 1,
-            progress: Callable[[int, int], None] | None = None
-            ) -> tuple[list[Output], Generation]:
+            progress: Callable[[int, int], None] | None = None, clock: Clock = DEFAULT_CLOCK,
+            guards: Guards = NO_GUARDS) -> tuple[list[Output], Generation]:
     """Generate ``num`` continuations of ``seed`` and write them as ``OUT/PREFIX-NNN.mid``
-    (:func:`output_paths`); returns one :class:`Output` per file and the tokens."""
+    (:func:`output_paths`); returns one :class:`Output` per file and the tokens. The beat
+    vocabulary's files are written at ``clock``'s tempo and time signature, notes on the
+    grid; ``guards``: see :func:`~composer.generate.generate`."""
     if not is_int(program) or not 0 <= program <= 127:
         raise GenerateError(f"program must be in 0..127, got {program!r}")
     paths = output_paths(out_dir, prefix, config.check_num(num), force)
+    events = vocabulary_of(event_config)
     try:
-        gen = generate(model, event_config, seed, num, config, rng_seed, engine,
-                       threads=threads, progress=progress)
+        gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
+                       progress=progress, clock=clock, guards=guards)
     except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
         if stop.generation is not None:
-            stop.outputs = _write(stop.generation, paths, event_config, out_dir, config,
-                                  include_seed, program)
+            stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,
+                                  program, clock)
         raise
-    return _write(gen, paths, event_config, out_dir, config, include_seed, program), gen
+    return _write(gen, paths, events, out_dir, include_seed, program, clock), gen
 
 
-def _write(gen: Generation, paths: list[Path], event_config: EventConfig,
-           out_dir: str | os.PathLike[str], config: SampleConfig, include_seed: bool,
-           program: int) -> list[Output]:
-    seed_seconds = seconds_of(gen.tokens[0][: gen.seed_len], event_config)
+def _write(gen: Generation, paths: list[Path], events: Events,
+           out_dir: str | os.PathLike[str], include_seed: bool, program: int, clock: Clock
+           ) -> list[Output]:
+    """Write each row of ``gen`` to its path; one Output each."""
+    seed_seconds = events.seconds_of(gen.tokens[0][: gen.seed_len], clock)
     outputs = []
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for path, tokens in zip(paths, gen.tokens, strict=True):
-            notes = to_notes(tokens, event_config, seed_len=gen.seed_len,
-                             include_seed=include_seed,
-                             max_note_seconds=config.max_note_seconds, program=program)
-            save(notes, path)
+            piece = to_piece(tokens, events, seed_len=gen.seed_len, include_seed=include_seed,
+                             max_note_seconds=gen.max_note_seconds, program=program,
+                             clock=clock)
+            save(piece, path)
+            notes = piece.notes
             end = float(notes["end"].max()) if len(notes) else 0.0
             outputs.append(Output(path, end, len(notes), silence_fraction(notes),
                                   len(tokens) - gen.seed_len, seed_seconds))

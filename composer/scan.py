@@ -17,8 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from composer import ComposerError, MidiError
-from composer.events import EventConfig, encode_many
+from composer.events import EventConfig
+from composer.guards import stats_many
 from composer.midi import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
+from composer.notes import NoteEventConfig, clock_of, grid_counts
+from composer.vocab import Events, vocabulary_of
 
 
 def display_name(name: str) -> str:
@@ -65,15 +68,21 @@ def scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError
     return found
 
 
-def ingest_files(paths: Sequence[str], load_config: LoadConfig, event_config: EventConfig
-                 ) -> list[dict]:
+def ingest_files(paths: Sequence[str], load_config: LoadConfig,
+                 event_config: Events | EventConfig | NoteEventConfig,
+                 grid_steps: int = NoteEventConfig.steps_per_quarter) -> list[dict]:
     """Read, hash, parse and encode files (runs inside a worker process), one record each.
 
     A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
-    (uint16), ``notes``, ``events``, ``seconds``. Files are parsed and encoded together, in
-    one vectorised pass; should that fail on an unforeseen input, they are redone one by one
-    so that the failure costs only the file that caused it.
+    (uint16), ``notes``, ``events``, ``seconds``, the file's ``clock`` (microseconds per
+    quarter, time signature numerator and denominator: :func:`composer.notes.clock_of`),
+    ``grid`` (onsets on the beat grid of ``grid_steps`` per quarter, onsets), ``smpte``
+    (whether its time division is SMPTE) and ``stats`` (:func:`composer.guards.stats_many`).
+    Files are parsed and encoded together, in one vectorised pass; should that fail on an
+    unforeseen input, they are redone one by one so that the failure costs only the file
+    that caused it.
     """
+    events = vocabulary_of(event_config)
     records: list[dict] = []
     datas: list[bytes] = []
     for path in paths:
@@ -88,19 +97,22 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig, event_config: Ev
     try:
         pieces = parse_many(datas, load_config)
         loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
-        encoded = encode_many([p.notes for _, p in loaded], event_config)
+        encoded = events.encode_many([p for _, p in loaded])
         for record, piece in zip(todo, pieces, strict=True):
             if isinstance(piece, MidiError):
                 record["reason"] = str(piece)
-        for (record, piece), tokens in zip(loaded, encoded, strict=True):
+        stats = stats_many([p for _, p in loaded])
+        for (record, piece), tokens, stat in zip(loaded, encoded, stats, strict=True):
             if len(tokens) == 0:
                 record["reason"] = no_notes_reason(piece)
                 continue
             record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
-                          events=int(len(tokens)), seconds=round(float(piece.duration), 3))
+                          events=int(len(tokens)), seconds=round(float(piece.duration), 3),
+                          clock=list(clock_of(piece)), grid=list(grid_counts(piece, grid_steps)),
+                          smpte=piece.ticks_per_beat <= 0, stats=stat)
     except Exception as e:  # a bug or a pathological file must cost one file, not the run
         if len(paths) > 1:
-            return [ingest_files([p], load_config, event_config)[0] for p in paths]
+            return [ingest_files([p], load_config, events, grid_steps)[0] for p in paths]
         return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
                  .splitlines()[0]}]
     return records

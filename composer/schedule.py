@@ -65,11 +65,11 @@ class Budget:
 
     @property
     def eval_interval(self) -> float:
-        """Seconds between evaluations of a budgeted run (a twentieth of it by default,
-        at least 15 s)."""
+        """Seconds from the end of one evaluation of a budgeted run to the next (a tenth of
+        the budget by default, at least 20 s)."""
         if self.config.eval_minutes:
             return self.config.eval_minutes * 60.0
-        return max(15.0, self.seconds / 20)
+        return max(20.0, self.seconds / 10)
 
     def used(self) -> float:
         """Seconds of the run so far, this session's and earlier sessions'."""
@@ -95,10 +95,12 @@ class Budget:
         budget, every :attr:`eval_interval` seconds."""
         if not self.seconds:
             return step % self.config.eval_every == 0
-        if self.used() >= self._next_eval:
-            self._next_eval = self.used() + self.eval_interval
-            return True
-        return False
+        return self.used() >= self._next_eval
+
+    def evaluated(self) -> None:
+        """Note that an evaluation just ended: the next is due an interval from now (not
+        from when it began, so a slow evaluation never runs into the next)."""
+        self._next_eval = self.used() + self.eval_interval
 
     def seconds_left(self) -> float | None:
         """Seconds left in the time budget (None without one)."""

@@ -18,6 +18,7 @@ from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, pr
 from composer.events import EventConfig
 from composer.midi import LoadConfig, Piece, load
 from composer.scan import scan
+from composer.vocab import Events, vocabulary_of
 
 
 def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | None = None,
@@ -54,22 +55,27 @@ def load_folder(midi_dir: str | os.PathLike, config: LoadConfig | None = None
 
 def corpus_record(corpus: Corpus) -> dict[str, Any]:
     """What a checkpoint records about its training corpus (``Checkpoint.data``): absolute
-    cache and source paths, the content key, the split fractions and file counts."""
+    cache and source paths, the content key, the split fractions and file counts, the
+    sampling guards measured on its train split and its median tempo (microseconds per
+    quarter: the tempo of unseeded beat-vocabulary output)."""
     return {"corpus": str(Path(corpus.cache_dir).resolve()), "source": corpus.source,
             "key": corpus.key,
             "splits": {"valid_fraction": corpus.config.valid_fraction,
                        "test_fraction": corpus.config.test_fraction},
             "files": {s: int(len(corpus.files(s))) for s in ("train", "valid", "test")},
-            "train_events": int(corpus.index["length"][corpus.files("train")].sum())}
+            "train_events": int(corpus.index["length"][corpus.files("train")].sum()),
+            "guards": corpus.guards.to_dict(), "tempo": corpus.clock.us_per_quarter}
 
 
-def training_corpus(data: dict[str, Any], events: EventConfig
+def training_corpus(data: dict[str, Any], events: EventConfig | Events
                     ) -> tuple[str | None, CorpusConfig]:
     """Where a checkpoint's training corpus is (``Checkpoint.data``): its cache if still there,
     else the MIDI folder it came from (which gives the same splits when prepared with the
     recorded fractions); None when neither is. Relative paths (checkpoints written before
     paths were recorded absolute) are tried from the current folder."""
-    settings = CorpusConfig(events=events, **data.get("splits", {}))
+    ev = vocabulary_of(events)
+    settings = CorpusConfig(vocabulary=ev.kind, **{"notes" if ev.is_notes else "events": ev.config},
+                            **data.get("splits", {}))
     cache = data.get("corpus")
     if cache and is_prepared(cache):
         return cache, settings

@@ -46,6 +46,7 @@ from composer.rng import check_seed, get_rng_state, set_rng_state
 from composer.runs import MetricsLog, set_aside_run, truncate_metrics
 from composer.schedule import Budget, lr_at, plan_line  # noqa: F401 (lr_at: re-exported)
 from composer.sources import corpus_record
+from composer.vocab import vocabulary_of
 
 
 class TrainingError(ComposerError):
@@ -71,7 +72,7 @@ class TrainConfig(Config):
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max global gradient norm
     eval_every: int = 200  # steps between evaluations (and `latest` checkpoints)
-    eval_minutes: float = 0.0  # with a budget: minutes between evaluations (0: 1/20 of it)
+    eval_minutes: float = 0.0  # with a budget: minutes between evaluations (0: 1/10 of it)
     eval_max_batches: int = 0  # cap on validation batches per evaluation (0: whole split)
     patience: int = 10  # evaluations without improvement before stopping early (0: never)
     max_bad_steps: int = 20  # consecutive non-finite steps that stop the run
@@ -219,7 +220,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
         torch.backends.cudnn.enabled = True
-    vocab = corpus.config.events.to_dict()
+    vocab = corpus.events.to_dict()
     if not len(corpus.files("train")):
         raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
@@ -269,7 +270,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         notify(plan_line(budget, layers=model_config.layers, hidden=model_config.hidden,
                          parameters=sum(p.numel() for p in model.parameters()),
                          device=dev.type, threads=torch.get_num_threads(),
-                         vocabulary=f"{model_config.vocab_size} event types",
+                         vocabulary=f"{corpus.events.describe()} events "
+                                    f"({model_config.vocab_size} types)",
                          files=corpus_record(corpus)["files"], start_step=start["step"]))
     net.train()
     stopped, bad_run = "done", 0
@@ -289,6 +291,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                                           log, save, stop=signals["stop"]):
                         stopped = "interrupted" if signals["stop"] else "early stop"
                         break
+                    budget.evaluated()
                 # forward / backward
                 x, y = (t.to(dev, non_blocking=True) for t in sampler.next_batch())
                 loss_sum, count = _loss(net, x, y, dev)
@@ -377,7 +380,7 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             raise TrainingError("a model config is needed to train from scratch")
         return result
     ckpt = load_checkpoint(source, with_train_state=resume)
-    if ckpt.event_config != vocab:
+    if vocabulary_of(ckpt.event_config) != vocabulary_of(vocab):
         raise TrainingError(f"{source} was trained on another event vocabulary than this "
                             f"corpus ({ckpt.event_config} vs {vocab})")
     if model_config is not None and model_config != ckpt.model_config:

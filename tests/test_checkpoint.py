@@ -85,7 +85,7 @@ def test_round_trip_gives_identical_model_and_metadata(tmp_path):
     assert_same_weights(loaded.model, weights(model))
     assert loaded.model_config == model.config and not loaded.model.training
     assert loaded.event_config == EVENTS and EventConfig.from_dict(loaded.event_config)
-    assert loaded.events == EventConfig()  # the typed view of the same dict
+    assert loaded.events.config == EventConfig()  # the typed view of the same dict
     assert (loaded.train_config, loaded.data, loaded.step) == (TRAIN, DATA, 1234)
     assert loaded.metrics == {"train_loss": 2.5, "valid_loss": 2.75}
     assert loaded.train_state is None and loaded.path == path

@@ -45,7 +45,8 @@ EVENTS = EventConfig().to_dict()
 
 
 def fast(**kw) -> TrainConfig:
-    base = dict(steps=10, batch_size=4, seq_len=32, eval_every=5, warmup_steps=2,
+    base = dict(steps=10, batch_size=4, seq_len=32, eval_seq_len=64, eval_every=5,
+                warmup_steps=2,
                 eval_max_batches=2, log_every=5)
     return TrainConfig(**{**base, **kw})
 

@@ -41,7 +41,8 @@ def corpus(tmp_path_factory) -> Corpus:
 
 
 def fast(**kw) -> TrainConfig:
-    base = dict(steps=20, batch_size=8, seq_len=32, eval_every=10, warmup_steps=5,
+    base = dict(steps=20, batch_size=8, seq_len=32, eval_seq_len=64, eval_every=10,
+                warmup_steps=5,
                 eval_max_batches=4, log_every=5)
     return TrainConfig(**{**base, **kw})
 
