@@ -164,6 +164,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads for training (more are often slower at small batches, and "
+                   "much slower when other work shares the cores).")
 @click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
               show_default=True, help=EVENTS_HELP + " Used when MIDI_DIR is a MIDI folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -173,7 +176,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           seq_len: int, lr: float, minutes: float | None, steps: int | None,
           epochs: float | None, eval_every: int,
           patience: int, no_augment: bool, device: str, resume: bool, force: bool,
-          init_from: Path | None, seed: int, workers: int | None, vocabulary: str,
+          init_from: Path | None, seed: int, workers: int | None, threads: int,
+          vocabulary: str,
           quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
@@ -200,7 +204,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                              minutes=minutes, preset=preset, sizes=sizes, device=device,
                              resume=resume, force=force, init_from=init_from, workers=workers,
                              notify=note, plan=None if quiet else click.echo, ingest=ingest,
-                             corpus_config=CorpusConfig(vocabulary=vocabulary),
+                             corpus_config=CorpusConfig(vocabulary=vocabulary), threads=threads,
                              progress=progress, prepared=None if quiet else prepared_line)
     finally:
         ingest.close()

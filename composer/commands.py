@@ -104,7 +104,7 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
                 device: str = "auto", resume: bool = False, force: bool = False,
                 init_from: str | os.PathLike | None = None, workers: int | None = None,
                 corpus_config: CorpusConfig | None = None, notify: Notify = _quiet,
-                plan: Notify | None = None,
+                plan: Notify | None = None, threads: int | None = 1,
                 ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
                 progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
@@ -132,7 +132,8 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
         run = run_length(config, steps=steps, epochs=epochs, minutes=minutes,
                          train_events=train_events, device=device)
     return train(corpus, out, model_config, run, device=device, resume=resume,
-                 force=force, init_from=init_from, progress=progress, notify=plan)
+                 force=force, init_from=init_from, progress=progress, notify=plan,
+                 threads=threads)
 
 
 # ------------------------------------------------------------------------------- generate
