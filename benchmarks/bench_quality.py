@@ -188,6 +188,10 @@ def _f(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _n(x: Any) -> str:
+    return "-" if x is None else f"{x:,}"
+
+
 def format_tables(records: list[dict[str, Any]]) -> str:
     """Markdown: the NLL table, the music-statistics table and the target check."""
     lines = ["| corpus | recipe | min | steps | tokens | tokens/s (loop) | wall s "
@@ -200,7 +204,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['corpus']} | {r['recipe']} | {r['minutes']:g} | {t['steps']:,} "
             f"| {t['tokens'] / 1e6:.2f} M | {t['tokens_per_s']:,} "
-            f"({t.get('loop_tokens_per_s') or '-':,}) | {t['wall_s']:.0f} "
+            f"({_n(t.get('loop_tokens_per_s'))}) | {t['wall_s']:.0f} "
             f"| {r['load_before'][0]:.1f} / {r.get('load_after_train', [0])[0]:.1f} "
             f"| {_f(lstm['loss'])} | {_f(lstm['nll_per_note'])} | {_f(lstm['nll_per_second'], 2)} "
             f"| {_f(kn['loss'])} | {_f(kn['nll_per_note'])} | {_f(kn['nll_per_second'], 2)} "
