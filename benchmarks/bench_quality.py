@@ -1,0 +1,281 @@
+"""Budget sweep (issue 11): test NLL and music statistics against minutes of training.
+
+For each corpus, recipe and budget it trains a model for M wall-clock minutes, scores it on
+the corpus's test split against the Kneser-Ney 5-gram and the unigram of ``composer
+evaluate`` (fitted on the train split), generates 20 pieces of 30 s at temperature 1.0 (10
+seeded with the first seconds of test files, 10 unseeded) and compares them with the
+corpus's pieces (:func:`composer.musicstats.compare_sets`). Recipes:
+
+- ``new``: what a user gets from ``composer train DIR --minutes M`` alone (the library
+  call :func:`composer.commands.train_model` with the default :class:`TrainConfig`).
+- ``old``: the pre-issue-11 defaults on the same budget: batch 64 x window 256, lr 1e-3, a
+  fixed 200-step warm-up, validation in the training windows (256 events; the test NLL of
+  every recipe is scored in today's 2048-event windows). Weight decay on
+  matrices only and the budget's evaluation cadence are today's code, shared by both.
+
+Run (from the repository root, one training at a time; a busy machine slows every number)::
+
+    nice python benchmarks/bench_quality.py --corpora bach-chorales irish-folk \\
+        --minutes 1.5 4 10 20 --recipes new old --out results.jsonl [--work DIR]
+    python benchmarks/bench_quality.py --table results.jsonl      # markdown tables
+
+Each finished run appends one JSON line to ``--out`` (so a stopped sweep keeps what it did),
+with the load average before and after it. ``--events KIND`` is handed to training when the
+library has an ``events`` choice (the beat-vocabulary issue) and recorded; otherwise it is
+noted and the performance vocabulary is used.
+
+Targets of issue 11 (2 quiet cores, the ``new`` recipe): below the 5-gram per event on test
+within 1.5 minutes on both corpora; at 4 minutes at least 35% below it, pitch-class
+histogram overlap >= 0.8 and note-length and polyphony overlaps >= 0.7 (the 20 pieces); at
+20 minutes at least 45% below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from composer.commands import generate_music, train_model
+from composer.evaluation import EvalConfig, evaluate_model
+from composer.generate import SampleConfig
+from composer.musicstats import compare_sets
+from composer.sample import find_checkpoint, resolve_checkpoint_path
+from composer.sources import load_folder, open_or_prepare
+from composer.train import TrainConfig
+
+OLD_DEFAULTS = TrainConfig(batch_size=64, seq_len=256, eval_seq_len=256, lr=1e-3,
+                           warmup_steps=200)
+EVAL_WINDOW = TrainConfig().eval_seq_len  # events per test window, for every recipe
+# music statistics shown in the tables: (feature, short name)
+FEATURES = [("polyphony", "poly"), ("note_length_histogram", "len"),
+            ("notes_per_second", "n/s"), ("pitch_class_histogram", "pc"),
+            ("pitch_class_transition_matrix", "pc-trans"), ("restrike_share", "restrike"),
+            ("longest_run", "run s"), ("grid_share", "grid"), ("max_polyphony", "max poly")]
+SCALARS = {"polyphony", "notes_per_second", "restrike_share", "longest_run", "grid_share",
+           "max_polyphony"}
+TARGETS = {1.5: (0.0, None), 4.0: (35.0, (0.8, 0.7, 0.7)), 20.0: (45.0, None)}
+
+
+def load_avg() -> list[float]:
+    """The 1, 5 and 15-minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def loop_speed(run: Path) -> float | None:
+    """Median tokens/s of the training loop's log lines (``run/metrics.jsonl``): the speed
+    of the steps alone, without preparing, validating and saving."""
+    with open(run / "metrics.jsonl") as f:
+        speeds = sorted(r["tokens_per_s"] for r in map(json.loads, f)
+                        if r.get("split") == "train" and "tokens_per_s" in r)
+    return round(speeds[len(speeds) // 2]) if speeds else None
+
+
+def train_run(source: Path, out: Path, recipe: str, minutes: float,
+              events: str | None) -> dict[str, Any]:
+    """Train one model into ``out``; what it reached and how fast."""
+    config = OLD_DEFAULTS if recipe == "old" else TrainConfig()
+    kwargs: dict[str, Any] = {}
+    if events and "events" in inspect.signature(train_model).parameters:
+        kwargs["events"] = events
+    plan: list[str] = []
+    t0 = time.perf_counter()
+    result = train_model(source, out, config=config, minutes=minutes, preset="auto",
+                         device="cpu", force=True, plan=plan.append, **kwargs)
+    wall = time.perf_counter() - t0
+    tokens = result.step * config.batch_size * config.seq_len
+    return {"steps": result.step, "tokens": tokens, "wall_s": round(wall, 1),
+            "tokens_per_s": round(tokens / wall), "loop_tokens_per_s": loop_speed(out),
+            "stopped": result.stopped,
+            "best_valid": result.best_valid_loss, "plan": plan[:1],
+            "events": kwargs.get("events", "performance (no events choice in this library)")}
+
+
+def nll_run(checkpoint: Path) -> dict[str, Any]:
+    """Test NLL of the LSTM and the baselines (per event, note and second), the LSTM scored
+    in windows of :data:`EVAL_WINDOW` events whatever window it trained and validated in."""
+    res = evaluate_model(checkpoint, split="test", device="cpu",
+                         config=EvalConfig(seq_len=EVAL_WINDOW))
+    keep = ("loss", "nll_per_note", "nll_per_second", "events")
+    return {"window": EVAL_WINDOW, "files": res["files"], "notes": res["notes"],
+            "seconds": res["seconds"],
+            **{name.split()[0]: {k: r[k] for k in keep} for name, r in res["models"].items()}}
+
+
+def music_summary(generated: list, reference: list) -> dict[str, Any]:
+    """The overlaps (and scalar means) of the table's features, and what goes beyond."""
+    cmp = compare_sets(generated, reference)
+    out: dict[str, Any] = {"files": len(generated), "beyond": cmp["beyond_reference"]}
+    for name, _ in FEATURES:
+        f = cmp["features"][name]
+        out[name] = {"overlap": f["overlap"]}
+        if name in SCALARS:
+            out[name].update(gen=f["generated"]["mean"], ref=f["reference"]["mean"])
+    return out
+
+
+def generate_run(checkpoint: Path, corpus_dir: Path, folder: Path, reference: list,
+                 pieces: int, seed_seconds: float) -> dict[str, Any]:
+    """``pieces`` seeded (test-file openings) + ``pieces`` unseeded 30 s pieces at
+    temperature 1.0, compared with ``reference`` as seeded, unseeded and all."""
+    corpus = open_or_prepare(corpus_dir)
+    tests = sorted(corpus.paths[i] for i in corpus.files("test"))[:pieces]
+    root = Path(corpus.source or corpus_dir)
+    sample = SampleConfig(temperature=1.0, seconds=30.0)
+    common = dict(config=sample, device="cpu", copy_warn=0, include_seed=False, threads=2,
+                  force=True)
+    for i, rel in enumerate(tests):
+        generate_music(checkpoint, str(root / rel), seed_seconds=seed_seconds,
+                       out=folder / "seeded", num=1, rng_seed=i, prefix=f"s{i:02d}", **common)
+    generate_music(checkpoint, None, out=folder / "unseeded", num=pieces, rng_seed=0,
+                   prefix="u", **common)
+    sets = {k: load_folder(folder / k)[1] for k in ("seeded", "unseeded")}
+    sets["all"] = sets["seeded"] + sets["unseeded"]
+    return {"seed_files": tests, "seed_seconds": seed_seconds,
+            **{k: music_summary(v, reference) for k, v in sets.items()}}
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Every corpus x recipe x budget, one at a time, appending to ``args.out``."""
+    torch.set_num_threads(args.threads)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-quality-"))
+    for name in args.corpora:
+        corpus_dir = Path(args.datasets) / name
+        reference = load_folder(corpus_dir)[1]
+        for recipe in args.recipes:
+            for minutes in args.minutes:
+                run = work / f"{name}-{recipe}-{minutes:g}"
+                record: dict[str, Any] = {
+                    "corpus": name, "recipe": recipe, "minutes": minutes,
+                    "threads": args.threads, "started": datetime.datetime.now(
+                        datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "load_before": load_avg()}
+                print(f"[{record['started']}] {name} {recipe} {minutes:g} min, load "
+                      f"{record['load_before']}", file=sys.stderr, flush=True)
+                record["train"] = train_run(corpus_dir, run / "model", recipe, minutes,
+                                            args.events)
+                record["load_after_train"] = load_avg()
+                ckpt = resolve_checkpoint_path(find_checkpoint(run / "model"))[0]
+                record["test"] = nll_run(ckpt)
+                if args.pieces:
+                    shutil.rmtree(run / "generated", ignore_errors=True)
+                    record["music"] = generate_run(ckpt, corpus_dir, run / "generated",
+                                                   reference, args.pieces, args.seed_seconds)
+                record["load_after"] = load_avg()
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(format_tables([record]), file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def _pct(lstm: float, base: float) -> float:
+    return 100.0 * (lstm - base) / base
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _n(x: Any) -> str:
+    return "-" if x is None else f"{x:,}"
+
+
+def format_tables(records: list[dict[str, Any]]) -> str:
+    """Markdown: the NLL table, the music-statistics table and the target check."""
+    lines = ["| corpus | recipe | min | steps | tokens | tokens/s (loop) | wall s "
+             "| load before/after "
+             "| LSTM /event | /note | /s | 5-gram /event | /note | /s | vs 5-gram /event "
+             "| /note |", "|" + " --- |" * 16]
+    for r in records:
+        t, e = r["train"], r["test"]
+        lstm, kn = e["LSTM"], e["5-gram"]
+        lines.append(
+            f"| {r['corpus']} | {r['recipe']} | {r['minutes']:g} | {t['steps']:,} "
+            f"| {t['tokens'] / 1e6:.2f} M | {t['tokens_per_s']:,} "
+            f"({_n(t.get('loop_tokens_per_s'))}) | {t['wall_s']:.0f} "
+            f"| {r['load_before'][0]:.1f} / {r.get('load_after_train', [0])[0]:.1f} "
+            f"| {_f(lstm['loss'])} | {_f(lstm['nll_per_note'])} | {_f(lstm['nll_per_second'], 2)} "
+            f"| {_f(kn['loss'])} | {_f(kn['nll_per_note'])} | {_f(kn['nll_per_second'], 2)} "
+            f"| {_pct(lstm['loss'], kn['loss']):+.0f}% "
+            f"| {_pct(lstm['nll_per_note'], kn['nll_per_note']):+.0f}% |")
+    lines += ["", "Music statistics of the generated pieces against the corpus: overlap "
+              "(1 = spread like the corpus); scalars as generated / corpus mean.", "",
+              "| corpus | recipe | min | set | " + " | ".join(s for _, s in FEATURES)
+              + " | longest note gen / corpus s |", "|" + " --- |" * (len(FEATURES) + 5)]
+    for r in records:
+        for which in ("seeded", "unseeded", "all"):
+            m = r.get("music", {}).get(which)
+            if not m:
+                continue
+            cells = []
+            for name, _ in FEATURES:
+                f = m[name]
+                cell = _f(f["overlap"], 2)
+                if name in SCALARS:
+                    cell += f" ({_f(f['gen'], 2)} / {_f(f['ref'], 2)})"
+                cells.append(cell)
+            note = m["beyond"]["longest_note"]
+            lines.append(f"| {r['corpus']} | {r['recipe']} | {r['minutes']:g} | {which} "
+                         f"({m['files']}) | " + " | ".join(cells)
+                         + f" | {note['generated']:.1f} / {note['reference']:.1f} |")
+    lines += ["", "Targets of issue 11 (new recipe; music: all 20 pieces):", "",
+              "| corpus | min | NLL target | reached | music target | reached |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        target = TARGETS.get(float(r["minutes"]))
+        if r["recipe"] != "new" or target is None:
+            continue
+        below, music = target
+        pct = _pct(r["test"]["LSTM"]["loss"], r["test"]["5-gram"]["loss"])
+        nll_ok = "met" if -pct >= below and pct < 0 else "missed"
+        mcell = mres = "-"
+        if music and r.get("music"):
+            a = r["music"]["all"]
+            got = (a["pitch_class_histogram"]["overlap"], a["note_length_histogram"]["overlap"],
+                   a["polyphony"]["overlap"])
+            ok = all(g >= t for g, t in zip(got, music, strict=True))
+            mcell = "pc >= 0.8, length >= 0.7, polyphony >= 0.7"
+            mres = f"{'met' if ok else 'missed'} ({', '.join(f'{g:.2f}' for g in got)})"
+        lines.append(f"| {r['corpus']} | {r['minutes']:g} | >= {below:g}% below 5-gram "
+                     f"| {nll_ok} ({pct:+.0f}%) | {mcell} | {mres} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line; sweep or print tables."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", metavar="JSONL", help="print the tables of a results file")
+    p.add_argument("--corpora", nargs="+", default=["bach-chorales", "irish-folk"])
+    p.add_argument("--datasets", default="datasets", help="folder holding the corpora")
+    p.add_argument("--minutes", nargs="+", type=float, default=[1.5, 4, 10, 20])
+    p.add_argument("--recipes", nargs="+", choices=["new", "old"], default=["new", "old"])
+    p.add_argument("--events", default=None,
+                   help="event vocabulary for training (when the library offers a choice)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pieces", type=int, default=10,
+                   help="seeded and unseeded pieces each (0: no generation)")
+    p.add_argument("--seed-seconds", type=float, default=4.0)
+    p.add_argument("--work", help="folder for the runs (default: a new temporary folder)")
+    p.add_argument("--out", default="results.jsonl")
+    args = p.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(format_tables([json.loads(line) for line in f if line.strip()]))
+    else:
+        sweep(args)
+
+
+if __name__ == "__main__":
+    main()
