@@ -20,9 +20,8 @@ Run (from the repository root, one training at a time; a busy machine slows ever
     python benchmarks/bench_quality.py --table results.jsonl      # markdown tables
 
 Each finished run appends one JSON line to ``--out`` (so a stopped sweep keeps what it did),
-with the load average before and after it. ``--events KIND`` is handed to training when the
-library has an ``events`` choice (the beat-vocabulary issue) and recorded; otherwise it is
-noted and the performance vocabulary is used.
+with the load average before and after it. ``--events KIND`` (performance, notes or auto)
+chooses the event vocabulary of the corpus trained on (default: performance).
 
 Targets of issue 11 (2 quiet cores, the ``new`` recipe): below the 5-gram per event on test
 within 1.5 minutes on both corpora; at 4 minutes at least 35% below it, pitch-class
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import os
 import shutil
@@ -47,6 +45,7 @@ from typing import Any
 import torch
 
 from composer.commands import generate_music, train_model
+from composer.corpus import CorpusConfig
 from composer.evaluation import EvalConfig, evaluate_model
 from composer.generate import SampleConfig
 from composer.musicstats import compare_sets
@@ -86,8 +85,8 @@ def train_run(source: Path, out: Path, recipe: str, minutes: float,
     """Train one model into ``out``; what it reached and how fast."""
     config = OLD_DEFAULTS if recipe == "old" else TrainConfig()
     kwargs: dict[str, Any] = {}
-    if events and "events" in inspect.signature(train_model).parameters:
-        kwargs["events"] = events
+    if events:  # the event vocabulary: performance, notes or auto
+        kwargs["corpus_config"] = CorpusConfig(vocabulary=events)
     plan: list[str] = []
     t0 = time.perf_counter()
     result = train_model(source, out, config=config, minutes=minutes, preset="auto",
@@ -98,7 +97,7 @@ def train_run(source: Path, out: Path, recipe: str, minutes: float,
             "tokens_per_s": round(tokens / wall), "loop_tokens_per_s": loop_speed(out),
             "stopped": result.stopped,
             "best_valid": result.best_valid_loss, "plan": plan[:1],
-            "events": kwargs.get("events", "performance (no events choice in this library)")}
+            "events": events or CorpusConfig().vocabulary}
 
 
 def nll_run(checkpoint: Path) -> dict[str, Any]:
