@@ -23,9 +23,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def free_memory(device: torch.device) -> int | None:
+def free_memory(device: torch.device | str = "cpu") -> int | None:
     """Bytes free for new tensors on ``device``: the GPU's free memory, or the system's
     available memory (``MemAvailable``); None when it cannot be told."""
+    device = torch.device(device)
     if device.type == "cuda":
         try:
             return int(torch.cuda.mem_get_info(device)[0])

@@ -53,14 +53,13 @@ from composer._steppers import Stepper, cuda_graph, inference, make_stepper
 from composer.device import free_memory
 from composer.events import EventConfig
 from composer.guards import Guards
-from composer.model import ComposerLSTM
+from composer.model import MEMORY_SHARE, ComposerLSTM
 from composer.notes import DEFAULT_CLOCK, Clock
 from composer.rng import check_seed
 from composer.vocab import Events, vocabulary_of
 
 MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
 CHUNK = 16  # steps per loop iteration (per CUDA graph replay)
-MEMORY_SHARE = 0.8  # a generation may plan to use at most this share of the free memory
 NO_GUARDS = Guards()  # no measured guards: no polyphony limit, notes up to 5 s
 
 __all__ = ["CHUNK", "MAX_EVENTS_PER_SECOND", "GenerateError", "Generation",

@@ -13,13 +13,13 @@ dropped, so a state carried token by token equals the full-sequence forward exac
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from composer import ComposerError, Config, is_int, is_number
+from composer.device import free_memory as available_memory
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
 
@@ -157,27 +157,6 @@ def estimate_bytes(config: ModelConfig, batch: int = 1, seq_len: int = 1,
     per_token = config.embed_dim + config.layers * config.hidden * (6 if training else 2) \
         + config.vocab_size * (3 if training else 1)  # embeddings, LSTM gates/cells, logits
     return weights * (4 if training else 1) + 4 * batch * seq_len * per_token
-
-
-def available_memory(device: torch.device | str = "cpu") -> int | None:
-    """Bytes free for new allocations on ``device`` (None if unknown)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        try:
-            return int(torch.cuda.mem_get_info(device)[0])
-        except (RuntimeError, AssertionError):
-            return None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_fits(config: ModelConfig, batch: int = 1, seq_len: int = 1, training: bool = False,

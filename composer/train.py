@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from composer import ComposerError, Config, perplexity
+from composer import ComposerError, Config, is_number, perplexity
 from composer.checkpoint import load_checkpoint, save_checkpoint, to_safe
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
@@ -95,9 +95,8 @@ class TrainConfig(Config):
                                 ("warmup", None, 0.99),
                                 ("weight_decay", None, 1.0), ("min_lr_ratio", None, 1.0)):
             value = getattr(self, name)
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value) and (value > low if low is not None else value >= 0)
-                  and value <= high)
+            ok = (is_number(value) and math.isfinite(value)
+                  and (value > low if low is not None else value >= 0) and value <= high)
             if not ok:
                 bound = f"> {low}" if low is not None else ">= 0"
                 top = "" if high == math.inf else f" and <= {high:g}"
