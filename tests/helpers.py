@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -22,6 +23,14 @@ def write_tune(path: Path, pitches: list[int], step: int = 240) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     mid.save(path)
     return path
+
+
+def copy_chorales(folder: Path, count: int) -> Path:
+    """``folder`` (made if missing) holding copies of the first ``count`` bundled chorales."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(BACH.glob("*.mid"))[:count]:
+        shutil.copy(path, folder / path.name)
+    return folder
 
 
 def free_port() -> int:

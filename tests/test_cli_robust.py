@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH, write_tune
+from helpers import copy_chorales, write_tune
 
 import composer.generate as generate_mod
 import composer.report as report_mod
@@ -207,8 +207,7 @@ def test_ctrl_c_in_prepare_exits_130(tmp_path, monkeypatch):
 def test_ctrl_c_in_train_saves_and_exits_130(tmp_path, monkeypatch):
     midi = tmp_path / "midi"
     midi.mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:6]:
-        midi.joinpath(path.name).write_bytes(path.read_bytes())
+    copy_chorales(midi, 6)
     prepare(midi, tmp_path / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.0))
 
     def press_ctrl_c(self, done, total, postfix=""):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import BACH
+from helpers import copy_chorales
 
 import composer
 from composer import check_int, is_int, perplexity
@@ -145,8 +145,7 @@ def test_an_optimizer_state_of_one_group_resumes_into_the_new_groups():
 def test_checkpoints_record_the_corpus_by_absolute_path_and_key(tmp_path, monkeypatch):
     midi = tmp_path / "midi"
     midi.mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:3]:
-        (midi / path.name).write_bytes(path.read_bytes())
+    copy_chorales(midi, 3)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     corpus = open_or_prepare(Path("midi"), CorpusConfig(valid_fraction=0, test_fraction=0))

@@ -20,7 +20,7 @@ import mido
 import numpy as np
 import pytest
 import torch
-from helpers import BACH, write_tune
+from helpers import BACH, copy_chorales, write_tune
 
 from composer import ComposerError, MidiError, ckptio
 from composer import checkpoint as ckpt
@@ -54,8 +54,7 @@ def fast(**kw) -> TrainConfig:
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("robust")
-    for path in sorted(BACH.glob("*.mid"))[:12]:
-        shutil.copy(path, (root / "midi").mkdir(exist_ok=True) or root / "midi" / path.name)
+    copy_chorales(root / "midi", 12)
     prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.3, test_fraction=0.0))
     return Corpus.open(root / "cache")
 
@@ -118,8 +117,7 @@ def _prepare_in_child(midi: str, cache: str, queue) -> None:
 
 def test_concurrent_prepares_of_one_cache_both_finish_with_a_valid_cache(tmp_path):
     midi = tmp_path / "midi"
-    for path in sorted(BACH.glob("*.mid"))[:30]:
-        shutil.copy(path, (midi.mkdir(exist_ok=True) or midi) / path.name)
+    copy_chorales(midi, 30)
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_prepare_in_child, args=(str(midi), str(tmp_path / "c"), queue))

@@ -4,11 +4,10 @@ keeping the accounting, the plan line and the progress words."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
-from helpers import BACH
+from helpers import copy_chorales
 
 from composer import ComposerError
 from composer import schedule as schedule_mod
@@ -39,8 +38,7 @@ class FakeClock:
 def corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("budget")
     (root / "midi").mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:20]:
-        shutil.copy(path, root / "midi" / path.name)
+    copy_chorales(root / "midi", 20)
     prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
     return Corpus.open(root / "cache")
 
@@ -138,8 +136,7 @@ def test_progress_words_show_validation_and_time_left():
 def test_cli_minutes_trains_for_a_budget_and_prints_the_plan(tmp_path):
     midi = tmp_path / "midi"
     midi.mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:12]:
-        shutil.copy(path, midi / path.name)
+    copy_chorales(midi, 12)
     result = CliRunner().invoke(main, [
         "train", str(midi), "--out", str(tmp_path / "run"), "--preset", "tiny",
         "--minutes", "0.05", "--batch-size", "4", "--seq-len", "16", "--device", "cpu"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH, free_port, write_tune
+from helpers import copy_chorales, free_port, write_tune
 
 from composer import train as train_mod
 from composer.checkpoint import load_checkpoint
@@ -34,8 +33,7 @@ def corpus(tmp_path_factory) -> Corpus:
     root = tmp_path_factory.mktemp("train")
     midi = root / "midi"
     midi.mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:40]:
-        shutil.copy(path, midi / path.name)
+    copy_chorales(midi, 40)
     prepare(midi, root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
     return Corpus.open(root / "cache")
 
@@ -208,8 +206,7 @@ def test_two_process_ddp_on_cpu(corpus, tmp_path):
 def test_tiny_corpora_validate_on_train_and_empty_ones_are_refused(tmp_path):
     midi = tmp_path / "midi"
     midi.mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:3]:
-        shutil.copy(path, midi / path.name)
+    copy_chorales(midi, 3)
     prepare(midi, tmp_path / "c", CorpusConfig(valid_fraction=0.0, test_fraction=0.0))
     result = train(Corpus.open(tmp_path / "c"), tmp_path / "run", TINY, fast(steps=4,
                    eval_every=2), device="cpu")
