@@ -33,6 +33,7 @@ from composer.generate import Generation, SampleConfig
 from composer.guards import Guards
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
+from composer.notes import clock_of
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
 from composer.sample import (
     Output,
@@ -184,9 +185,7 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
             shade = o.seed_seconds if compose_args.get("include_seed", True) else 0
             done.plots.append(plot_piano_roll(o.path, o.path.with_suffix(".png"),
                                               shade or None))
-    if copy_warn > 0 and events.is_notes:
-        done.copy_check = "copy check skipped: it reads performance events, not notes"
-    elif copy_warn > 0:
+    if copy_warn > 0:
         copy = CopyConfig(warn_seconds=copy_warn)
         try:
             index = training_copy_index(ckpt.data, events, copy)
@@ -197,7 +196,7 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
             done.copy_check = (f"copy check skipped: the training corpus "
                                f"({missing_corpus(ckpt.data)}) is not here")
         for o, row in zip(outputs, gen.tokens, strict=True) if index else ():
-            warning = copy_warning(index.longest_copy(row, o.seed_seconds), copy)
+            warning = copy_warning(index.longest_copy(row, o.seed_seconds, clock), copy)
             if warning:
                 done.copies.append((o, warning))
     return done
@@ -244,12 +243,10 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
         done.result["music"] = {"reference": str(reference), **done.music}
     if corpus:
         data = open_or_prepare(corpus, progress=ingest)
-        if data.events.is_notes:
-            raise MetricsError(f"{data.cache_dir}: the copy check reads performance events; "
-                               "prepare the corpus with --events performance")
         index = CopyIndex.from_corpus(data, ("train",), copy)
         done.corpus = data.cache_dir
-        done.matches = [index.longest_copy(data.events.encode(p), seed_seconds)
+        done.matches = [index.longest_copy(data.events.encode(p), seed_seconds,
+                                           clock_of(p))
                         for p in pieces]
         done.warnings = [copy_warning(m, copy) for m in done.matches]
         done.result["copies"] = [{"file": n, **vars(m), "fraction": m.fraction, "warning": w}

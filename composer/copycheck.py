@@ -1,8 +1,10 @@
 """The copy check: the longest run of a piece's events that occurs in a training corpus.
 
 Transposition-invariant, velocities ignored, from an n-gram index built once
-(:class:`CopyIndex`); :func:`copy_warning` words a long run as one line, and
-:func:`training_copy_index` indexes the train split a checkpoint learned from.
+(:class:`CopyIndex`), for both event vocabularies (performance events and the beat
+vocabulary, through :class:`composer.vocab.Events`); :func:`copy_warning` words a long run
+as one line, and :func:`training_copy_index` indexes the train split a checkpoint learned
+from.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ import numpy as np
 
 from composer import Config, MetricsError
 from composer.corpus import Corpus
-from composer.events import DEFAULT_CONFIG, NOTE_OFF, TIME_SHIFT, VELOCITY, EventConfig, Vocabulary
+from composer.events import DEFAULT_CONFIG, VELOCITY, EventConfig
+from composer.notes import DEFAULT_CLOCK, Clock, NoteEventConfig
 from composer.sources import open_or_prepare, training_corpus
 from composer.vocab import Events, vocabulary_of
+
+# Symbols of the transposition-invariant form: a note event is its pitch step (0..254) or
+# FIRST_NOTE, plus PITCH_KIND per pitch-carrying kind (NOTE_OFF after NOTE_ON); a time
+# shift is SHIFT_BASE + its steps; any other token (a DURATION) is OTHER_BASE + its id.
+FIRST_NOTE, PITCH_KIND, SHIFT_BASE, OTHER_BASE = 256, 512, 2048, 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,20 +57,28 @@ class CopyMatch:
         return self.events / self.piece_events if self.piece_events else 0.0
 
 
-def _relative(tokens: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, ...]:
+def _relative(tokens: np.ndarray, events: Events) -> tuple[np.ndarray, ...]:
     """Transposition-invariant form of a token sequence, VELOCITY tokens dropped: symbols
-    (L,) (NOTE_ON/OFF: the pitch step from the previous note event, or "first note";
-    TIME_SHIFT as is), the step before each symbol and at the end (L+1,), and each symbol's
-    MIDI pitch (L,; -1 for time shifts)."""
+    (L,) (a note event: the pitch step from the previous note event, or "first note", by
+    kind; a time shift: its steps; anything else, e.g. a DURATION: its id), the time step
+    before each symbol and at the end (L+1,), and each symbol's MIDI pitch (L,; -1 when it
+    carries none)."""
+    vocab = events.vocab
     ids = np.asarray(tokens, np.int64)
-    ids = ids[(ids < vocab.ranges[VELOCITY].start) | (ids >= vocab.ranges[VELOCITY].stop)]
-    kind, value = vocab.split(ids)
-    shift, off = kind[TIME_SHIFT], kind[NOTE_OFF]
-    pitch = np.where(shift, -1, value)
-    notes = pitch[~shift]
-    sym = np.where(shift, 1024 + value, 0)
-    sym[~shift] = np.r_[256, np.diff(notes) + 127][: len(notes)] + np.where(off[~shift], 512, 0)
-    return sym, np.r_[0, np.cumsum(np.where(shift, value, 0))], pitch
+    vel = vocab.ranges[VELOCITY]
+    ids = ids[(ids < vel.start) | (ids >= vel.stop)]
+    steps = events.token_steps()[ids]  # (L,)
+    pitch, kind = np.full(len(ids), -1, np.int64), np.full(len(ids), -1, np.int64)
+    for k, r in enumerate(events.pitch_ids()):
+        inside = (ids >= r.start) & (ids < r.stop)
+        pitch[inside] = ids[inside] - r.start + events.config.min_pitch
+        kind[inside] = k
+    sym = np.where(steps > 0, SHIFT_BASE + steps, OTHER_BASE + ids)
+    is_note = pitch >= 0
+    notes = pitch[is_note]
+    sym[is_note] = np.r_[FIRST_NOTE, np.diff(notes) + 127][: len(notes)] \
+        + PITCH_KIND * kind[is_note]
+    return sym, np.r_[0, np.cumsum(steps)], pitch
 
 
 def _hashes(sym: np.ndarray, n: int) -> np.ndarray:
@@ -80,13 +96,16 @@ class CopyIndex:
     transposed copy matches; velocities are ignored. Matching windows that follow each other
     on one diagonal (same offset between piece and corpus) join into one run of
     ``windows + ngram - 1`` events; the first note of a run may be lost to the pitch step
-    from a note before it.
+    from a note before it. In the beat vocabulary a run is matched in beats and its
+    seconds are read at ``clock``'s tempo (the corpus's median tempo for its files).
     """
 
     def __init__(self, sequences: Sequence[np.ndarray], names: Sequence[str],
-                 events: EventConfig = DEFAULT_CONFIG, config: CopyConfig = CopyConfig()):
-        self.vocab, self.config, self.names = Vocabulary(events), config, list(names)
-        parts = [_relative(s, self.vocab) for s in sequences]
+                 events: EventConfig | NoteEventConfig | Events = DEFAULT_CONFIG,
+                 config: CopyConfig = CopyConfig(), clock: Clock = DEFAULT_CLOCK):
+        self.events, self.config, self.names = vocabulary_of(events), config, list(names)
+        self.steps_per_second = self.events.steps_per_second(clock)  # of the corpus's files
+        parts = [_relative(s, self.events) for s in sequences]
         lengths = np.array([len(p[0]) for p in parts], np.int64)
         self.starts = np.cumsum(lengths) - lengths  # (F,) first symbol of each file
         sym, self.step, self.pitch = (np.concatenate([p[i][: len(p[0])] for p in parts] or [[]])
@@ -104,13 +123,15 @@ class CopyIndex:
         """Index the files of ``splits`` of a prepared :class:`~composer.corpus.Corpus`."""
         files = [i for s in splits for i in corpus.files(s)]
         return cls([corpus.sequence(i) for i in files], [corpus.paths[i] for i in files],
-                   corpus.config.events, config)
+                   corpus.events, config, corpus.clock)
 
-    def longest_copy(self, tokens: np.ndarray, after_seconds: float = 0.0) -> CopyMatch:
+    def longest_copy(self, tokens: np.ndarray, after_seconds: float = 0.0,
+                     clock: Clock = DEFAULT_CLOCK) -> CopyMatch:
         """The longest run of ``tokens`` (event ids) found in the corpus, counting only the
-        events from ``after_seconds`` on (e.g. past a seed taken from the corpus)."""
-        sym, step, pitch = _relative(tokens, self.vocab)
-        sps, n = self.vocab.config.steps_per_second, self.config.ngram
+        events from ``after_seconds`` on (e.g. past a seed taken from the corpus); the beat
+        vocabulary's steps are read as seconds at ``clock``'s tempo."""
+        sym, step, pitch = _relative(tokens, self.events)
+        sps, n = self.events.steps_per_second(clock), self.config.ngram
         none = CopyMatch(0, 0.0, len(sym))
         h = _hashes(sym, n)
         lo, hi = np.searchsorted(self.keys, h, "left"), np.searchsorted(self.keys, h, "right")
@@ -133,7 +154,7 @@ class CopyIndex:
         notes = np.flatnonzero(pitch[s:e] >= 0)
         shift = int(pitch[s + notes[0]] - self.pitch[at + notes[0]]) if len(notes) else 0
         return CopyMatch(e - s, float(step[e] - step[s]) / sps, len(sym), float(step[s]) / sps,
-                         self.names[f], float(self.step[at]) / sps, shift)
+                         self.names[f], float(self.step[at]) / self.steps_per_second, shift)
 
 
 def copy_warning(match: CopyMatch, config: CopyConfig = CopyConfig()) -> str | None:
@@ -148,12 +169,12 @@ def copy_warning(match: CopyMatch, config: CopyConfig = CopyConfig()) -> str | N
 def training_copy_index(data: dict[str, Any], events: EventConfig | Events,
                         config: CopyConfig = CopyConfig()) -> CopyIndex | None:
     """Copy index of the train split a checkpoint learned from (``Checkpoint.data``), or None
-    when neither its cache nor its source MIDI folder is here, or the model is in the beat
-    vocabulary (the copy check reads performance events). A source folder is prepared
-    into its default cache first (once; later calls reuse it)."""
+    when neither its cache nor its source MIDI folder is here (or the corpus found holds
+    another vocabulary). A source folder is prepared into its default cache first (once;
+    later calls reuse it)."""
     where, settings = training_corpus(data, events)
     if where is None:
         return None
     corpus = open_or_prepare(where, settings)
     return CopyIndex.from_corpus(corpus, ("train",), config) \
-        if corpus.events == vocabulary_of(events) and not corpus.events.is_notes else None
+        if corpus.events == vocabulary_of(events) else None

@@ -24,6 +24,7 @@ from composer.midi import Note, as_note_array, load, save
 from composer.model import ComposerLSTM, ModelConfig
 from composer.musicstats import compare_sets, piece_features, silence_fraction
 from composer.train import TrainConfig, evaluate
+from composer.vocab import vocabulary_of
 
 
 def melody(pitches, step=0.5, velocity=80) -> np.ndarray:
@@ -304,6 +305,26 @@ def test_copy_check_finds_a_quoted_passage_inside_new_music():
     assert match.seconds == pytest.approx(6.0, abs=0.6)
     assert copy_warning(match, CopyConfig(warn_seconds=5)) is not None
     assert copy_warning(match, CopyConfig(warn_seconds=7)) is None
+
+
+def test_copy_check_reads_the_beat_vocabulary_in_beats():
+    a, b = [60, 62, 64, 65, 67, 65, 64, 62] * 3, [70, 58, 71, 57, 69, 59, 72, 56] * 3
+    beats = vocabulary_of(notes.NoteEventConfig())
+    index = CopyIndex([beats.encode(melody(a))], ["a.mid"], beats, CopyConfig(ngram=8))
+    quoted = np.concatenate([melody(b), melody(a[:12])])
+    quoted["start"][len(b):] += len(b) * 0.5
+    quoted["end"][len(b):] += len(b) * 0.5
+    quoted["pitch"][len(b):] -= 3  # transposed
+    tokens = beats.encode(quoted)
+    match = index.longest_copy(tokens)  # at 120 bpm: a beat is 0.5 s, one note per beat
+    assert (match.source, match.transpose) == ("a.mid", -3)
+    assert match.start_seconds == pytest.approx(12.0, abs=0.6)
+    assert match.seconds == pytest.approx(6.0, abs=0.6)
+    slow = index.longest_copy(tokens, clock=notes.Clock(1_000_000))  # 60 bpm: twice as long
+    assert slow.seconds == pytest.approx(2 * match.seconds)
+    assert copy_warning(match, CopyConfig(warn_seconds=5)) is not None
+    other = index.longest_copy(beats.encode(melody(b)))
+    assert other.events < 8 and copy_warning(other) is None
 
 
 # ------------------------------------------------------------------------------------ CLI
