@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from composer import MidiError
-from composer.corpus import Corpus, CorpusConfig, PrepareReport, is_prepared, prepare
+from composer.corpus import (
+    Corpus,
+    CorpusConfig,
+    PrepareReport,
+    cache_events,
+    is_prepared,
+    prepare,
+)
 from composer.events import EventConfig
 from composer.midi import LoadConfig, Piece, load
 from composer.scan import scan
@@ -69,20 +76,22 @@ def corpus_record(corpus: Corpus) -> dict[str, Any]:
 
 def training_corpus(data: dict[str, Any], events: EventConfig | Events
                     ) -> tuple[str | None, CorpusConfig]:
-    """Where a checkpoint's training corpus is (``Checkpoint.data``): its cache if still there,
-    else the MIDI folder it came from (which gives the same splits when prepared with the
-    recorded fractions); None when neither is. Relative paths (checkpoints written before
-    paths were recorded absolute) are tried from the current folder."""
+    """Where a checkpoint's training corpus is (``Checkpoint.data``): its cache if still there
+    with the checkpoint's vocabulary, else the MIDI folder it came from (which gives the
+    same splits when prepared with the recorded fractions and vocabulary: a folder's one
+    default cache may since have been encoded in the other vocabulary), else that cache;
+    None when neither is. Relative paths (checkpoints written before paths were recorded
+    absolute) are tried from the current folder."""
     ev = vocabulary_of(events)
     settings = CorpusConfig(vocabulary=ev.kind, **{"notes" if ev.is_notes else "events": ev.config},
                             **data.get("splits", {}))
-    cache = data.get("corpus")
-    if cache and is_prepared(cache):
+    cache, source = data.get("corpus"), data.get("source")
+    cache = cache if cache and is_prepared(cache) else None
+    if cache and cache_events(cache) == ev:
         return cache, settings
-    source = data.get("source")
     if source and Path(source).is_dir():
         return str(Path(source).resolve()), settings
-    return None, settings
+    return cache, settings
 
 
 def missing_corpus(data: dict[str, Any]) -> str:

@@ -23,12 +23,14 @@ from composer.generate import SampleConfig
 from composer.midi import NOTE_DTYPE
 from composer.model import ComposerLSTM, ModelConfig
 from composer.musicstats import compare_sets
+from composer.notes import NoteEventConfig
 from composer.optim import param_groups
 from composer.optim import regroup as _regroup
 from composer.report import default
 from composer.sample import default_checkpoint, find_checkpoint
 from composer.sources import corpus_record, missing_corpus, open_or_prepare, training_corpus
 from composer.train import TrainConfig
+from composer.vocab import vocabulary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -158,3 +160,12 @@ def test_checkpoints_record_the_corpus_by_absolute_path_and_key(tmp_path, monkey
     gone = {**record, "corpus": str(tmp_path / "gone"), "source": str(tmp_path / "gone2")}
     assert training_corpus(gone, corpus.config.events)[0] is None
     assert str(tmp_path / "gone") in missing_corpus(gone)
+    # the folder's one default cache re-encoded in the other vocabulary since: the model's
+    # training corpus is its source folder, prepared again in the model's vocabulary
+    beats = vocabulary_of(NoteEventConfig())
+    open_or_prepare(Path("midi"), CorpusConfig(vocabulary="notes", valid_fraction=0,
+                                                test_fraction=0))
+    found, settings = training_corpus(record, corpus.config.events)
+    assert found == record["source"] and settings.vocab_events == corpus.events
+    assert training_corpus(record, beats)[0] == record["corpus"]
+    assert open_or_prepare(found, settings).events == corpus.events
