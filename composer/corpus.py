@@ -128,16 +128,6 @@ def split_of(content_hash: str, config: CorpusConfig) -> int:
     return 1 if u < config.test_fraction + config.valid_fraction else 0
 
 
-def cache_events(folder: str | os.PathLike) -> Events | None:
-    """The event vocabulary a prepared cache holds now (None: unreadable), read from its
-    ``corpus.json`` alone."""
-    try:
-        return CorpusConfig.from_dict(json.loads(
-            (Path(folder) / "corpus.json").read_text())["config"]).vocab_events
-    except (OSError, ValueError, KeyError, TypeError, ComposerError):
-        return None
-
-
 def is_prepared(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is a prepared corpus cache (it holds corpus.json)."""
     return (Path(folder) / "corpus.json").is_file()

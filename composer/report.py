@@ -190,9 +190,14 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
              f"  model        {m.get('layers')} LSTM layers x {m.get('hidden')} units, "
              f"embedding {m.get('embed_dim')}, {meta['parameters']:,} parameters",
              f"  vocabulary   {m.get('vocab_size')} events: pitches {ev.get('min_pitch')}.."
-             f"{ev.get('max_pitch')}, {ev.get('velocity_bins')} loudness levels, time in "
-             f"steps of {1000 / ev.get('steps_per_second', 100):g} ms"]
-    planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
+             f"{ev.get('max_pitch')}, {ev.get('velocity_bins')} loudness levels, "
+             + (f"notes with durations, time in 1/{ev.get('steps_per_quarter')} beats"
+                if ev.get("kind") == "notes" else
+                f"time in steps of {1000 / ev.get('steps_per_second', 100):g} ms")]
+    if tr.get("minutes"):
+        planned = f" (a {tr['minutes']:g}-minute budget)"
+    else:
+        planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
     lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}")
     if "loss" in metrics:
         lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "

@@ -8,17 +8,17 @@ so they are found from any working folder; when neither is here, callers say so.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from composer import MidiError
+from composer import ComposerError, MidiError
 from composer.corpus import (
     Corpus,
     CorpusConfig,
     PrepareReport,
-    cache_events,
     is_prepared,
     prepare,
 )
@@ -72,6 +72,16 @@ def corpus_record(corpus: Corpus) -> dict[str, Any]:
             "files": {s: int(len(corpus.files(s))) for s in ("train", "valid", "test")},
             "train_events": int(corpus.index["length"][corpus.files("train")].sum()),
             "guards": corpus.guards.to_dict(), "tempo": corpus.clock.us_per_quarter}
+
+
+def cache_events(folder: str | os.PathLike) -> Events | None:
+    """The event vocabulary a prepared cache holds now (None: unreadable), read from its
+    ``corpus.json`` alone."""
+    try:
+        return CorpusConfig.from_dict(json.loads(
+            (Path(folder) / "corpus.json").read_text())["config"]).vocab_events
+    except (OSError, ValueError, KeyError, TypeError, ComposerError):
+        return None
 
 
 def training_corpus(data: dict[str, Any], events: EventConfig | Events

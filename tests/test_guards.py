@@ -5,6 +5,7 @@ model end to end."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -280,10 +281,9 @@ def test_notes_model_end_to_end_writes_grid_notes_at_the_seed_tempo(tmp_path):
 def test_generate_takes_guards_from_the_checkpoint_and_flags_override_them(tmp_path):
     import shutil
 
-    from composer.sample import default_checkpoint
-
-    ckpt = tmp_path / "m"
-    shutil.copytree(default_checkpoint(), ckpt)
+    ckpt = tmp_path / "m"  # a performance-vocabulary model: guards in seconds
+    shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints"
+                    / "bach-performance-2x256", ckpt)
     meta = json.loads((ckpt / "checkpoint.json").read_text())
     meta["data"]["guards"] = {"max_polyphony": 1, "max_note_seconds": 0.3}
     (ckpt / "checkpoint.json").write_text(json.dumps(meta))

@@ -15,20 +15,35 @@ from composer.corpus import CorpusConfig, prepare
 from composer.evaluation import evaluate_model
 from composer.events import EventConfig, Vocabulary
 from composer.midi import load
+from composer.notes import NoteEventConfig, NoteVocabulary
+from composer.vocab import vocabulary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "checkpoints" / "default"
 CARD = ROOT / "checkpoints" / "README.md"
 
 
-def test_shipped_checkpoint_loads_with_the_default_vocabulary():
+def test_shipped_checkpoint_loads_with_the_default_beat_vocabulary_and_its_guards():
     info = read_info(DEFAULT)
     assert info["format_version"] == FORMAT_VERSION
     ckpt = load_checkpoint(DEFAULT)
-    assert ckpt.event_config == EventConfig().to_dict()
-    assert ckpt.model_config.vocab_size == Vocabulary(EventConfig()).size == 388
+    assert ckpt.events == vocabulary_of(NoteEventConfig())
+    assert ckpt.model_config.vocab_size == NoteVocabulary(NoteEventConfig()).size == 264
+    assert ckpt.data["guards"]["max_polyphony"] == 4  # the chorales' four voices
     size = sum(f.stat().st_size for f in DEFAULT.iterdir())
     assert size < 50 << 20
+
+
+def test_the_previous_shipped_model_still_loads_and_generates(tmp_path):
+    old = ROOT / "checkpoints" / "bach-performance-2x256"
+    ckpt = load_checkpoint(old)
+    assert ckpt.event_config == EventConfig().to_dict()
+    assert ckpt.model_config.vocab_size == Vocabulary(EventConfig()).size == 388
+    args = ["generate", "--checkpoint", str(old), "--length", "4", "--rng-seed", "0", "-q",
+            "--out", str(tmp_path), "--copy-warn", "0", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(load(tmp_path / "composer-001.mid").notes) > 5
 
 
 def test_generate_without_arguments_uses_the_shipped_model(tmp_path, monkeypatch):
@@ -46,7 +61,7 @@ def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
     stated = float(re.search(r"Test NLL \(nats/event\)\s*\|\s*([0-9.]+)", card)[1])
     ckpt = load_checkpoint(DEFAULT)
     splits = ckpt.data["splits"]
-    cache = prepare(BACH, tmp_path / "cache", CorpusConfig(**splits)).cache_dir
+    cache = prepare(BACH, tmp_path / "cache", CorpusConfig(vocabulary="notes", **splits)).cache_dir
     result = evaluate_model(DEFAULT, cache, "test", train_corpus=cache, device="cpu")
     assert result["models"]["LSTM"]["loss"] == pytest.approx(stated, abs=6e-4)
     assert result["models"]["LSTM"]["loss"] < result["models"]["5-gram KN"]["loss"] - 0.3
