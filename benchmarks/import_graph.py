@@ -23,7 +23,8 @@ MAX_LINES = 420
 # Names of the layout before issue 9 are mapped onto the layer that replaced them.
 LAYERS = ["__init__", "files", "rng", "_smf", "_smf_ref", "timing", "_tracks", "midi", "events",
           "notes", "vocab", "guards", "scan", "musicstats", "_isolate", "cachecheck",
-          "corpusfacts", "corpus", "sources", "data", "device", "model", "ckptio", "checkpoint",
+          "corpusfacts", "corpus", "sources", "controls", "steering", "data", "device", "model",
+          "ckptio", "checkpoint",
           "runs", "optim", "schedule", "train", "_steppers", "_rules", "_sampling", "generate",
           "sample", "copycheck", "render", "_ngram", "evaluation", "commands", "report",
           "cli_evaluate", "cli", "__main__"]
