@@ -183,7 +183,10 @@ def make_plan(spec: ControlSpec, flags: Mapping[str, Any] | None = None,
 def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The segments of a JSON plan file; a one-line ControlError says where it is wrong."""
     name = os.fspath(path)
-    raw = read_regular(path, MAX_PLAN_BYTES, error=ControlError)
+    try:
+        raw = read_regular(path, MAX_PLAN_BYTES, error=ControlError)
+    except ControlError as e:
+        raise ControlError(f"{name}: {e}") from None
     try:
         plan = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
