@@ -37,6 +37,7 @@ import numpy as np
 
 from composer.checkpoint import load_checkpoint
 from composer.controls import STYLE, style_labels
+from composer.corpus import CorpusConfig
 from composer.generate import SampleConfig, generate
 from composer.guards import Guards
 from composer.musicstats import compare_sets
@@ -99,7 +100,11 @@ class Bench:
                  rng_seed: int, engine: str) -> None:
         self.ckpt = load_checkpoint(checkpoint)
         self.events, self.spec = self.ckpt.events, self.ckpt.model_config.controls
-        self.corpus = open_or_prepare(corpus)
+        kind = self.events.kind  # a MIDI folder is prepared with the model's vocabulary
+        self.corpus = open_or_prepare(corpus, CorpusConfig(vocabulary=kind, **{
+            "notes" if self.events.is_notes else "events": self.events.config}))
+        if self.corpus.events != self.events:
+            sys.exit(f"{corpus}: not prepared with the model's vocabulary")
         self.clock = clock_from(self.ckpt.data.get("tempo"))
         self.guards = Guards.from_dict(self.ckpt.data.get("guards"))
         self.pieces, self.seconds, self.rng_seed, self.engine = pieces, seconds, rng_seed, engine
