@@ -24,22 +24,31 @@ learned vector (:meth:`~composer.model.ComposerLSTM.fill_controls`). Training se
 control of a window to NaN with probability ``dropout``, so any subset can be given at
 generation and none at all still works.
 
-Controls are computed in memory when training starts (:func:`corpus_controls`, vectorised
-over the whole corpus: one float16 row of ``width`` values per token, e.g. 14 values = 28
-bytes per token; the 407 Bach chorales, 260k tokens, take about 7 MB and 0.1 s), not stored
-in the corpus cache, so a cache prepared before controls existed serves as it is.
+Controls are computed from the tokens when training starts (:func:`corpus_controls`, one
+float16 row of ``width`` values per token, vectorised over chunks of about a million tokens
+so the peak memory stays bounded) and kept beside the corpus cache as
+``controls-KEY.npy`` (KEY: the corpus's content key and the control layout), memory-mapped
+like the tokens (:func:`open_controls`); a cache prepared before controls existed serves as
+it is. Measured on the chorales and O'Neill's tunes (865 files, 405k tokens, 16 values per
+token): 0.8 s and 12 MiB the first time; drawing a batch of 64 x 256 with its controls takes
+16 ms instead of 5 (2 cores).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from composer import ComposerError, Config, is_number
+from composer.files import atomic_write
 from composer.vocab import Events, clock_from
 
 DENSITY, PITCH_CLASSES, STYLE, TEMPO = "density", "pitch-classes", "style", "tempo"
@@ -47,6 +56,8 @@ NAMES = (DENSITY, PITCH_CLASSES, STYLE, TEMPO)  # the order of the slots in a co
 AUTO, NONE = "auto", "none"
 REFERENCE_QPM = 120.0  # tempo feature 0
 MIN_SPAN_SECONDS = 1.0  # near a piece's end the density divides by at least this much music
+CHUNK_TOKENS = 1 << 20  # controls are computed this many tokens (whole files) at a time
+VERSION = 1  # bump when the computation changes, to invalidate stored control arrays
 
 
 class ControlError(ComposerError):
@@ -142,11 +153,59 @@ def choose_spec(request: str, events: Events, paths: Sequence[str]) -> ControlSp
     return ControlSpec(tuple(names), styles if STYLE in names else ())
 
 
+def open_controls(corpus: Any, spec: ControlSpec) -> np.ndarray:
+    """(N, width) float16 controls of a :class:`~composer.corpus.Corpus`, memory-mapped from
+    its cache folder (computed and stored there the first time; in memory when the folder
+    cannot be written)."""
+    if corpus.key is None:  # no content key to name the stored array by
+        return corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec)
+    blob = json.dumps([VERSION, corpus.key, spec.to_dict()], sort_keys=True)
+    key = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+    path = Path(corpus.cache_dir) / f"controls-{key}.npy"
+    shape = (len(corpus.tokens), spec.width)
+    try:
+        table = np.load(path, mmap_mode="r")
+        if table.shape == shape and table.dtype == np.float16:
+            return table
+    except (OSError, ValueError):
+        pass
+
+    def write(tmp: Path) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec, out)
+        out.flush()
+        del out
+
+    try:
+        atomic_write(path, write)
+    except ComposerError:  # a read-only or full cache: the same values, in memory
+        return corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec)
+    return np.load(path, mmap_mode="r")
+
+
 def corpus_controls(tokens: np.ndarray, index: np.ndarray, paths: Sequence[str],
-                    events: Events, spec: ControlSpec) -> np.ndarray:
+                    events: Events, spec: ControlSpec, out: np.ndarray | None = None
+                    ) -> np.ndarray:
     """(N, width) float16: the control vector at every token of a corpus (``tokens`` (N,),
-    ``index`` and ``paths`` as in :class:`~composer.corpus.Corpus`). One vectorised pass:
-    every file's times, in seconds, are laid end to end with gaps wider than the window."""
+    ``index`` and ``paths`` as in :class:`~composer.corpus.Corpus`, files stored in index
+    order), written into ``out`` when given. Whole files of about CHUNK_TOKENS at a time."""
+    out = np.full((len(tokens), spec.width), np.nan, np.float16) if out is None else out
+    first = 0
+    while first < len(index):
+        ends = np.cumsum(index["length"][first:])
+        last = first + max(1, int(np.searchsorted(ends, CHUNK_TOKENS, "right")))
+        part = index[first:last].copy()
+        o, n = int(part["offset"][0]), int(part["length"].sum())
+        part["offset"] -= o
+        out[o : o + n] = _controls(tokens[o : o + n], part, paths[first:last], events, spec)
+        first = last
+    return out
+
+
+def _controls(tokens: np.ndarray, index: np.ndarray, paths: Sequence[str],
+              events: Events, spec: ControlSpec) -> np.ndarray:
+    """:func:`corpus_controls` of a few files in one vectorised pass: every file's times, in
+    seconds, are laid end to end with gaps wider than the window."""
     n = len(tokens)
     out = np.full((n, spec.width), np.nan, np.float16)
     if not n or not spec.width:
@@ -157,19 +216,22 @@ def corpus_controls(tokens: np.ndarray, index: np.ndarray, paths: Sequence[str],
     steps = events.token_steps()[ids]  # (N,)
     cs = np.concatenate([[0], np.cumsum(steps)])  # (N+1,) steps before each token
     local = cs[1:] - np.repeat(cs[index["offset"]], index["length"])  # (N,) within its file
-    seconds = local / sps[file_of]  # (N,) time after each token, from its file's start
-    ends = np.zeros(len(index))
+    ends = np.zeros(len(index), np.int64)  # (F,) each file's length in steps
     last = index["offset"] + index["length"] - 1
-    ends[index["length"] > 0] = seconds[last[index["length"] > 0]]
-    base = np.concatenate([[0.0], np.cumsum(ends + 2 * spec.window_seconds)[:-1]])  # (F,)
-    t = seconds + base[file_of]  # (N,) one monotone clock for the whole corpus
+    ends[index["length"] > 0] = local[last[index["length"] > 0]]
+    w, slots = spec.window_seconds, spec.slices()
+    # In whole steps, so that an onset exactly at the window's end is left out whatever the
+    # chunk: onset < t + w * sps  <=>  onset < t + ceil(w * sps) (steps are integers).
+    win = np.ceil(w * sps - 1e-9).astype(np.int64)  # (F,) the window in each file's steps
+    base = np.concatenate([[0], np.cumsum(ends + 2 * win + 1)[:-1]])  # (F,) files apart
+    t = local + base[file_of]  # (N,) one monotone clock (steps) for all these files
     starts = events.note_start_ids()
     onset = (ids >= starts.start) & (ids < starts.stop)
-    w, slots = spec.window_seconds, spec.slices()
     lo = np.searchsorted(t[onset], t, "left")  # (N,) first onset at or after each token
-    hi = np.searchsorted(t[onset], t + w, "left")  # (N,) first onset past the window
+    hi = np.searchsorted(t[onset], t + win[file_of], "left")  # (N,) first past the window
     if DENSITY in slots:
-        span = np.clip(ends[file_of] + base[file_of] - t, MIN_SPAN_SECONDS, w)  # (N,)
+        left = (ends[file_of] - local) / sps[file_of]  # (N,) seconds of music left
+        span = np.clip(left, MIN_SPAN_SECONDS, w)  # (N,)
         out[:, slots[DENSITY]] = density_feature((hi - lo) / span)[:, None]
     if PITCH_CLASSES in slots:
         pitch = ids[onset] - starts.start + events.config.min_pitch  # (M,)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from composer import ComposerError, Config, is_number, perplexity
 from composer.checkpoint import load_checkpoint, save_checkpoint, to_safe
-from composer.controls import corpus_controls
+from composer.controls import open_controls
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
@@ -251,9 +251,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         model.load_state_dict(start["weights"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-    spec = model_config.controls  # the control array is computed once, in memory
-    table = corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec) \
-        if spec.width else None
+    spec = model_config.controls  # the control array, memory-mapped beside the corpus
+    table = open_controls(corpus, spec) if spec.width else None
     sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
                             config.augment if config.augment.enabled else None, config.seed,
                             rank, world, None if table is None else (table, spec))

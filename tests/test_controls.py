@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH, write_tune
+from helpers import BACH, copy_chorales, write_tune
 
 from composer._steppers import PlainStepper
 from composer.cachecheck import INDEX_DTYPE
@@ -128,7 +128,6 @@ def test_transposition_rotates_the_histogram_and_stretch_scales_density():
 
 
 def test_sampler_moves_controls_with_the_transposed_window(tmp_path):
-    from helpers import copy_chorales
 
     prepare(copy_chorales(tmp_path / "m", 3), tmp_path / "c", workers=1)
     corpus = Corpus(tmp_path / "c")
@@ -153,6 +152,23 @@ def test_sampler_moves_controls_with_the_transposed_window(tmp_path):
     stretchy = WindowSampler(corpus, "train", 64, 8, AugmentConfig(0, 0.05), seed=3,
                              controls=(table, spec))
     assert torch.isfinite(stretchy.next_batch()[2]).all()
+
+
+def test_controls_are_the_same_in_chunks_and_stored_beside_the_corpus(tmp_path, monkeypatch):
+    import composer.controls as controls
+
+    prepare(copy_chorales(tmp_path / "m", 4), tmp_path / "c", CorpusConfig(vocabulary="notes"),
+            workers=1)
+    corpus = Corpus(tmp_path / "c")
+    spec = choose_spec("auto", corpus.events, corpus.paths)
+    whole = corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec)
+    monkeypatch.setattr(controls, "CHUNK_TOKENS", 50)  # one file per chunk
+    chunked = corpus_controls(corpus.tokens, corpus.index, corpus.paths, corpus.events, spec)
+    assert np.array_equal(whole, chunked, equal_nan=True) and not np.isnan(whole).any()
+    stored = controls.open_controls(corpus, spec)
+    assert isinstance(stored, np.memmap) and np.array_equal(stored, whole, equal_nan=True)
+    assert len(list((tmp_path / "c").glob("controls-*.npy"))) == 1
+    assert controls.open_controls(corpus, spec).filename == stored.filename  # read again
 
 
 # --------------------------------------------------------------------- model and checkpoint
