@@ -192,6 +192,11 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
              f"  vocabulary   {m.get('vocab_size')} events: pitches {ev.get('min_pitch')}.."
              f"{ev.get('max_pitch')}, {ev.get('velocity_bins')} loudness levels, time in "
              f"steps of {1000 / ev.get('steps_per_second', 100):g} ms"]
+    controls = m.get("controls") or {}
+    if controls.get("names"):  # a model trained with controls (composer.controls)
+        styles = controls.get("styles") or []
+        lines.append(f"  controls     {', '.join(controls['names'])}"
+                     + (f" (styles: {', '.join(styles)})" if styles else ""))
     planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
     lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}")
     if "loss" in metrics:

@@ -372,6 +372,8 @@ def test_cli_control_errors(steered, tmp_path):
     r = run(main, ["generate", "--checkpoint", str(steered), "--pitch-classes", "1,2,3", "-q",
                    "--out", str(tmp_path)])
     assert r.exit_code == 1 and "pitch classes must be 12 numbers" in r.output
+    r = run(main, ["info", str(steered)])
+    assert "controls     density, pitch-classes, style, tempo (styles: bach, folk)" in r.output
 
 
 def test_obedience_benchmark_runs_on_a_tiny_model(steered, tmp_path):
