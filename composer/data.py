@@ -277,7 +277,7 @@ class WindowSampler:
         rng, start, end = self._draw(self.step)
         width = self.seq_len + 1
         aug = self.augment
-        at = start[:, None] + np.arange(width)  # (B, T+1) where each token's controls are
+        src = start[:, None] + np.arange(width)  # (B, T+1) where each token's controls are
         f = np.ones(self.batch_size)  # (B,) stretch of each window
         if aug and aug.stretch > 0:
             idx = start[:, None] + np.arange(self._raw_len)  # (B, R)
@@ -291,7 +291,7 @@ class WindowSampler:
             windows = np.where(whole, flat[take], raw[:, :width])  # (B, T+1)
             if self.controls is not None:
                 f = np.where(whole[:, 0], f, 1.0)
-                at = start[:, None] + self._source(raw, n, windows, f)
+                src = start[:, None] + self._source(raw, n, windows, f)
         else:
             idx = start[:, None] + np.arange(width)  # (B, T+1)
             windows = self._tokens[idx].astype(np.int64)
@@ -305,7 +305,7 @@ class WindowSampler:
         if self.controls is None:
             return x, y
         table, spec = self.controls
-        c = table[at[:, :-1]].astype(np.float32)  # (B, T, C)
+        c = table[src[:, :-1]].astype(np.float32)  # (B, T, C)
         c = stretch_density(c, f, spec) if (f != 1).any() else c
         if aug and aug.transpose > 0:
             c = rotate_pitch_classes(c, k, spec)
