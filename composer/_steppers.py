@@ -6,7 +6,10 @@
 - ``int8`` is the fused cell with its matrices quantized by ``quantize_dynamic``;
 - :func:`cuda_graph` captures any step function as a CUDA graph (the loop's chunks).
 
-This module imports nothing of :mod:`composer.generate`; the sampling loop lives there.
+Every stepper takes the step's control vectors ``(B, C)`` (NaN: unset) for a model with
+controls; plain passes them to the model, fused and int8 add their product with layer 0's
+control weights (kept in fp32) to the table row. This module imports nothing of
+:mod:`composer.generate`; the sampling loop lives there.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ class PlainStepper:
         """This stepper's state from ``nn.LSTM``'s ``(h, c)``."""
         return h, c
 
-    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...]
+    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...],
+             controls: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """tokens (B,) -> logits (B, V) and the new state."""
-        return self.model.step(tokens, state)
+        """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
+        return self.model.step(tokens, state, controls)
 
 
 class FusedStepper:
@@ -55,6 +59,7 @@ class FusedStepper:
 
     def __init__(self, model: ComposerLSTM, int8: bool = False) -> None:
         cfg, lstm, self.int8 = model.config, model.lstm, int8
+        self.fill, self.wc, e = model.fill_controls, None, cfg.embed_dim
         self.name, self.L, self.H = ("int8" if int8 else "fused"), cfg.layers, cfg.hidden
         h = cfg.hidden
         perm = torch.cat([torch.arange(2 * h), torch.arange(3 * h, 4 * h),
@@ -65,6 +70,8 @@ class FusedStepper:
                 w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{n}_l{layer}")[perm] for n in
                                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                 if layer == 0:  # token -> layer 0's input gates, biases included
+                    if cfg.controls.width:  # controls -> layer 0's gates: (C, 4H)
+                        w_ih, self.wc = w_ih[:, :e], w_ih[:, e:].t().contiguous()
                     self.table = F.linear(model.embed.weight, w_ih, b_ih + b_hh)  # (V, 4H)
                 w.append(w_hh if layer == 0 else torch.cat([w_ih, w_hh], 1))
                 self.bias.append(None if layer == 0 else b_ih + b_hh)
@@ -85,15 +92,19 @@ class FusedStepper:
         """This stepper's state from ``nn.LSTM``'s ``(h, c)`` (each (L, B, H))."""
         return (*h.unbind(0), *c.unbind(0))
 
-    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...]
+    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...],
+             controls: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """tokens (B,) -> logits (B, V) and the new state."""
+        """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
         L, H = self.L, self.H
         x, hs, cs = None, [], []
         for layer in range(L):
             h, c = state[layer], state[L + layer]  # (B, H)
             if layer == 0:
-                g = self._mm(0, h, self.table.index_select(0, tokens))  # (B, 4H)
+                add = self.table.index_select(0, tokens)  # (B, 4H)
+                if self.wc is not None:
+                    add = torch.addmm(add, self.fill(controls, tuple(tokens.shape)), self.wc)
+                g = self._mm(0, h, add)  # (B, 4H)
             else:
                 g = self._mm(layer, torch.cat([x, h], 1))
             s = torch.sigmoid(g[:, : 3 * H])  # (B, 3H): i, f, o

@@ -262,7 +262,9 @@ def _check_header(file: Path, meta: dict[str, Any], model_config: ModelConfig
 
 
 def _sizes(config: ModelConfig) -> str:
-    return f"hidden {config.hidden}, layers {config.layers}, embed_dim {config.embed_dim}"
+    controls = f", controls {config.controls.width}" if config.controls.width else ""
+    return f"hidden {config.hidden}, layers {config.layers}, embed_dim {config.embed_dim}" \
+        + controls
 
 
 def _read_meta(folder: Path) -> tuple[dict[str, Any], ModelConfig]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from composer import __version__
+from composer.cli_controls import control_flags, generate_controls, train_controls
 from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
 from composer.corpus import AUTO_CHOICE, CorpusConfig
@@ -169,16 +170,15 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
                    "much slower when other work shares the cores).")
 @click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
               show_default=True, help=EVENTS_HELP + " Used when MIDI_DIR is a MIDI folder.")
+@train_controls
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
           seq_len: int, lr: float, minutes: float | None, steps: int | None,
-          epochs: float | None, eval_every: int,
-          patience: int, no_augment: bool, device: str, resume: bool, force: bool,
-          init_from: Path | None, seed: int, workers: int | None, threads: int,
-          vocabulary: str,
-          quiet: bool) -> None:
+          epochs: float | None, eval_every: int, patience: int, no_augment: bool, device: str,
+          resume: bool, force: bool, init_from: Path | None, seed: int, workers: int | None,
+          threads: int, vocabulary: str, controls: str, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
     from composer.data import AugmentConfig
@@ -205,7 +205,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                              resume=resume, force=force, init_from=init_from, workers=workers,
                              notify=note, plan=None if quiet else click.echo, ingest=ingest,
                              corpus_config=CorpusConfig(vocabulary=vocabulary), threads=threads,
-                             progress=progress, prepared=None if quiet else prepared_line)
+                             progress=progress, prepared=None if quiet else prepared_line,
+                             controls=controls)
     finally:
         ingest.close()
         bar.close()
@@ -284,6 +285,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               default=default(CopyConfig, "warn_seconds"), show_default=True,
               help="Warn when an output repeats this many seconds of the training corpus "
                    "(0: no check; needs the corpus or its MIDI folder).")
+@generate_controls
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 @click.pass_context
@@ -294,7 +296,7 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
              max_polyphony: int | None, max_note: float | None,
              rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
              device: str, threads: int, force: bool, render_audio: bool, plot_roll: bool,
-             copy_warn: float, quiet: bool) -> None:
+             copy_warn: float, quiet: bool, plan: Path | None, **flags: object) -> None:
     """Continue a seed into new MIDI files, one per continuation.
 
     Prints one line per file: path, duration, notes, share of time that is silence. Ctrl-C
@@ -319,7 +321,8 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
                               render_audio=render_audio, plot_roll=plot_roll,
                               copy_warn=copy_warn, progress=bar, notify=note, num=num,
                               rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
-                              program=program, force=force, threads=threads)
+                              program=program, force=force, threads=threads, plan=plan,
+                              controls=control_flags(**flags))
     except GenerationInterrupted as stop:
         bar.close()
         echo_outputs(stop.outputs)

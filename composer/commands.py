@@ -20,6 +20,7 @@ from typing import Any
 
 from composer import ComposerError, MetricsError
 from composer.checkpoint import load_checkpoint
+from composer.controls import NONE, choose_spec
 from composer.copycheck import (
     CopyConfig,
     CopyIndex,
@@ -44,6 +45,7 @@ from composer.sample import (
     seed_clock,
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
+from composer.steering import make_plan, read_plan
 from composer.train import TrainConfig, TrainResult, train, validation_split
 from composer.vocab import clock_from, vocabulary_of
 
@@ -108,13 +110,16 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
                 plan: Notify | None = None, threads: int | None = 1,
                 ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
-                progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+                progress: Callable[[int, int, dict], None] | None = None,
+                controls: str = NONE) -> TrainResult:
     """``composer train``: train on ``source`` (a MIDI folder, prepared first, or a prepared
     corpus) into ``out`` (default ``checkpoints/NAME`` of the source). The run's length is
     one of ``steps``, ``epochs`` and ``minutes`` (:func:`run_length`; a resumed run given
     none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
     is called with the report when a MIDI folder was prepared first (with
-    ``corpus_config``); ``plan`` gets the line that says what the run is about to do."""
+    ``corpus_config``); ``plan`` gets the line that says what the run is about to do;
+    ``controls``: what a fresh model is conditioned on (:func:`~composer.controls.choose_spec`:
+    ``none``, ``auto`` or a comma list of density, pitch-classes, style, tempo)."""
     corpus = open_or_prepare(source, corpus_config, workers=workers, progress=ingest,
                              report=prepared)
     if len(corpus.paths) and validation_split(corpus) == "train":
@@ -123,8 +128,9 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
     out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
     model_config = None
     if init_from is None and not resume:
-        model_config = choose_model(preset, device, corpus.events.size,
-                                    **(sizes or {}))
+        model_config = choose_model(preset, device, corpus.events.size, **(sizes or {}))
+        spec = choose_spec(controls, corpus.events, corpus.paths)
+        model_config = dataclasses.replace(model_config, controls=spec)
     run: TrainConfig | None = config
     if resume and steps is None and epochs is None and minutes is None:
         run = None  # the saved run's own length and budget
@@ -153,6 +159,8 @@ class Composed:
 
 
 def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None = None, *,
+                   controls: dict[str, Any] | None = None,
+                   plan: str | os.PathLike | None = None,
                    seed_seconds: float | None = None, seed_style: str = "chord",
                    config: SampleConfig = SampleConfig(), out: str | os.PathLike = ".",
                    device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
@@ -162,8 +170,10 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
     """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
     training folder stands for its best checkpoint, said through ``notify``), resolve the
     seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
-    prefix, include_seed, program, force, threads), then render, plot and copy-check them
-    as asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
+    prefix, include_seed, program, force, threads) under the ``controls`` asked for (flags:
+    density, key, pitch_classes, style, tempo) and the JSON ``plan`` file
+    (:func:`~composer.steering.make_plan`), then render, plot and copy-check them as
+    asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
     partial files written."""
     if seed_seconds is not None and seed is None:
         raise ComposerError("--seed-seconds needs --seed")
@@ -172,11 +182,14 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
         notify(why)
     ckpt = load_checkpoint(path, map_location=resolve_device(device))
     events = vocabulary_of(ckpt.event_config)
+    steer = make_plan(ckpt.model_config.controls, controls, read_plan(plan) if plan else ())
     tokens = resolve_seed(seed, events, seed_seconds, seed_style)
     clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
+    if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
+        clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
                            clock=clock, guards=Guards.from_dict(ckpt.data.get("guards")),
-                           **compose_args)
+                           controls=steer, **compose_args)
     done = Composed(outputs, gen)
     for o in outputs:
         if render_audio:

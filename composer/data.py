@@ -19,6 +19,14 @@ except the first (which has no context) is a target exactly once; padded targets
 Randomness: batch ``n`` of a sampler comes from its own numpy generator seeded with
 ``(seed, rank, n)``, so a run is reproducible from its seed, and the sampler's whole state
 is the batch counter (see :meth:`WindowSampler.state_dict`).
+
+**Controls** (:mod:`composer.controls`): given the per-token control array of the corpus,
+the sampler returns each window's control vectors too, moved with the augmentation: a
+transposed window's pitch-class histogram is rotated by the same k, a stretched window's
+density is divided by its factor (each stretched token takes the controls of the raw token
+at its un-stretched time), and each control of a window is unset (NaN) with the spec's
+dropout probability. Drawing them takes nothing from the random stream of the tokens, so a
+sampler's windows are the same with controls or without.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np
 import torch
 
 from composer import ComposerError, Config, check_int, is_int, is_number, require
+from composer.controls import ControlSpec, drop_controls, rotate_pitch_classes, stretch_density
 from composer.corpus import Corpus
 from composer.events import (
     NOTE_OFF,
@@ -209,7 +218,9 @@ class WindowSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        controls: tuple[np.ndarray, ControlSpec] | None = None,
     ) -> None:
+        self.controls = controls  # (N, C) per token of the corpus, and their layout
         self.seq_len = _int(seq_len, "seq_len", 1)
         self.batch_size = _int(batch_size, "batch_size", 1)
         self.seed = _int(seed, "seed", 0)
@@ -221,6 +232,7 @@ class WindowSampler:
             f"augmentation applies to the train split only, not {split!r}",
         )
         self.vocab = corpus.events.vocab
+        self.vocab_steps = corpus.events.token_steps()  # (V,) steps each token advances
         if augment is not None and corpus.events.is_notes:  # time in beats: no stretch
             augment = replace(augment, stretch=0.0)
         self.augment = augment if augment is not None and augment.enabled else None
@@ -259,11 +271,14 @@ class WindowSampler:
         """Positions in ``corpus.tokens`` (B,) of the windows of batch ``step`` (default: next)."""
         return self._draw(self.step if step is None else step)[1]
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next ``(inputs, targets)``: int64 tensors (B, T), targets = inputs shifted by one."""
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        """The next ``(inputs, targets)``: int64 tensors (B, T), targets = inputs shifted by
+        one; with controls, ``(inputs, targets, controls)``, controls float32 (B, T, C)."""
         rng, start, end = self._draw(self.step)
         width = self.seq_len + 1
         aug = self.augment
+        src = start[:, None] + np.arange(width)  # (B, T+1) where each token's controls are
+        f = np.ones(self.batch_size)  # (B,) stretch of each window
         if aug and aug.stretch > 0:
             idx = start[:, None] + np.arange(self._raw_len)  # (B, R)
             raw = self._tokens[np.minimum(idx, end[:, None] - 1)].astype(np.int64)  # (B, R)
@@ -274,6 +289,9 @@ class WindowSampler:
             take = np.minimum(at[:, None] + np.arange(width), flat.size - 1)  # (B, T+1)
             whole = (lengths >= width)[:, None]
             windows = np.where(whole, flat[take], raw[:, :width])  # (B, T+1)
+            if self.controls is not None:
+                f = np.where(whole[:, 0], f, 1.0)
+                src = start[:, None] + self._source(raw, n, windows, f)
         else:
             idx = start[:, None] + np.arange(width)  # (B, T+1)
             windows = self._tokens[idx].astype(np.int64)
@@ -283,7 +301,30 @@ class WindowSampler:
             windows = _transpose(windows, k[:, None], self.vocab)
         self.step += 1
         batch = torch.from_numpy(windows)  # (B, T+1)
-        return batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+        x, y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+        if self.controls is None:
+            return x, y
+        table, spec = self.controls
+        c = table[src[:, :-1]].astype(np.float32)  # (B, T, C)
+        c = stretch_density(c, f, spec) if (f != 1).any() else c
+        if aug and aug.transpose > 0:
+            c = rotate_pitch_classes(c, k, spec)
+        c = drop_controls(c, np.random.default_rng([self.seed, self.rank, self.step - 1,
+                                                    _STREAM, 1]), spec)
+        return x, y, torch.from_numpy(c)
+
+    def _source(self, raw: np.ndarray, n: np.ndarray, windows: np.ndarray, f: np.ndarray
+                ) -> np.ndarray:
+        """(B, T+1): for each token of the stretched ``windows``, the index in its raw row
+        (``raw`` (B, R), ``n`` (B,) of them real) of the last token at or before its
+        un-stretched time."""
+        steps = self.vocab_steps
+        raw_t = np.cumsum(steps[raw], axis=1)  # (B, R)
+        back = (np.cumsum(steps[windows], axis=1) + 0.5) / f[:, None]  # (B, T+1) raw time
+        off = (np.arange(len(raw)) * (raw_t.max() + back.max() + 2))[:, None]  # rows apart
+        pos = np.searchsorted((raw_t + off).ravel(), (back + off).ravel(), "right")
+        pos = pos.reshape(back.shape) - 1 - np.arange(len(raw))[:, None] * raw.shape[1]
+        return np.clip(pos, 0, n[:, None] - 1)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -320,7 +361,8 @@ def eval_batches(
     batch_size: int,
     rank: int = 0,
     world_size: int = 1,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    controls: np.ndarray | None = None,
+) -> Iterator[tuple[torch.Tensor, ...]]:
     """Deterministic ``(inputs, targets)`` batches (int64, (B, T)) covering a whole split.
 
     Each file is cut into windows of ``seq_len + 1`` tokens that overlap by one token, so
@@ -328,7 +370,8 @@ def eval_batches(
     short: its padding has input 0 and target ``IGNORE_INDEX`` (after the real tokens, so a
     causal model's real predictions are unaffected). Windows go file by file in index order,
     ``batch_size`` per batch (the last batch may be smaller); with DDP, rank r gets batches
-    r, r + world_size, ... No augmentation.
+    r, r + world_size, ... No augmentation. With ``controls`` (N, C), the corpus's control
+    array, each batch also holds the inputs' controls (B, T, C) float32, none unset.
     """
     seq_len, batch_size = _int(seq_len, "seq_len", 1), _int(batch_size, "batch_size", 1)
     world_size = _int(world_size, "world_size", 1)
@@ -348,6 +391,10 @@ def eval_batches(
         w = corpus.tokens[np.minimum(idx, e - 1)].astype(np.int64)  # (B, T+1)
         inputs = np.where(inside, w, 0)[:, :-1]
         targets = np.where(inside, w, IGNORE_INDEX)[:, 1:]
-        yield torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(
+        batch = torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(
             np.ascontiguousarray(targets)
         )
+        if controls is not None:
+            c = controls[np.minimum(idx, e - 1)[:, :-1]].astype(np.float32)  # (B, T, C)
+            batch = (*batch, torch.from_numpy(c))
+        yield batch

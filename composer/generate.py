@@ -32,6 +32,13 @@ rules (the silence guard only, notes clipped at 5 s on decoding), token for toke
 fused step, sampling and guards are captured in a CUDA graph, ``CHUNK`` steps per replay.
 The steppers are in the private :mod:`composer._steppers`; seeds and files in
 :mod:`composer.sample`.
+
+**Controls** (a model trained with them; :mod:`composer.steering`): a
+:class:`~composer.steering.ControlPlan` gives control vectors over generated time. Each step
+feeds every row the vector of the segment its own music time has reached (the row's shift
+sum since the seed: TIME_SHIFTs, or SHIFT beats at ``clock``'s tempo), so a schedule
+switches at the right second in each row, on every path and inside the CUDA graph. The seed
+is read under the plan's first segment. No plan: the same operations as before controls.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from composer.guards import Guards
 from composer.model import MEMORY_SHARE, ComposerLSTM
 from composer.notes import DEFAULT_CLOCK, Clock
 from composer.rng import check_seed
+from composer.steering import ControlPlan
 from composer.vocab import Events, vocabulary_of
 
 MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
@@ -144,6 +152,20 @@ def start_tokens(event_config: EventConfig | Events) -> np.ndarray:
 # ---------------------------------------------------------------------------- the loop
 
 
+class _Schedule:
+    """A :class:`ControlPlan` on the device: ``starts`` (S,) in absolute music steps of the
+    rows, ``values`` (S, C)."""
+
+    def __init__(self, plan: ControlPlan, now0: int, sps: float, device: torch.device) -> None:
+        steps = np.rint(plan.starts * sps).astype(np.int64) + now0
+        self.starts = torch.as_tensor(steps, device=device)  # (S,)
+        self.values = torch.as_tensor(plan.values, dtype=torch.float32, device=device)
+
+    def at(self, now: torch.Tensor) -> torch.Tensor:
+        """(B, C): each row's control vector at its time ``now`` (B,)."""
+        return self.values[torch.searchsorted(self.starts, now, right=True) - 1]
+
+
 class _Loop(NamedTuple):
     logits: torch.Tensor  # (B, V) for the next draw
     state: tuple[torch.Tensor, ...]  # the stepper's
@@ -151,14 +173,19 @@ class _Loop(NamedTuple):
     step: torch.Tensor  # (1,) int64: events drawn so far
 
 
-def _advance(rules: Any, stepper: Stepper, lp: _Loop,
-             noise: torch.Tensor | None) -> tuple[_Loop, torch.Tensor]:
+def _advance(rules: Any, stepper: Stepper, lp: _Loop, noise: torch.Tensor | None,
+             schedule: _Schedule | None = None) -> tuple[_Loop, torch.Tensor]:
     """Draw one event per row with ``noise`` (B, V) among those ``rules`` (the guards of
-    :mod:`composer._rules`) allow, step the model: (loop, tokens (B,))."""
+    :mod:`composer._rules`) allow, step the model (with the controls of ``schedule`` at each
+    row's time after the event): (loop, tokens (B,))."""
     tok = draw(filter_logits(lp.logits, rules.config, rules.banned(lp.track)), noise,
                rules.config)  # (B,)
-    logits, state = stepper.step(tok, lp.state)
-    return _Loop(logits, state, rules.update(lp.track, tok), lp.step), tok
+    if schedule is None:
+        logits, state = stepper.step(tok, lp.state)
+        return _Loop(logits, state, rules.update(lp.track, tok), lp.step), tok
+    track = rules.update(lp.track, tok)
+    logits, state = stepper.step(tok, lp.state, schedule.at(track.now))
+    return _Loop(logits, state, track, lp.step), tok
 
 
 def _flat(lp: _Loop) -> list[torch.Tensor]:
@@ -177,8 +204,8 @@ class _Runner:
     code runs eagerly."""
 
     def __init__(self, rules: Any, stepper: Stepper, lp: _Loop,
-                 keep_logits: bool, capture: bool) -> None:
-        self.rules, self.stepper, self.replay = rules, stepper, None
+                 keep_logits: bool, capture: bool, schedule: _Schedule | None = None) -> None:
+        self.rules, self.stepper, self.replay, self.schedule = rules, stepper, None, schedule
         self.lp = _unflat(lp, [t.clone() for t in _flat(lp)])  # buffers of our own
         B, V = lp.logits.shape
         self.tokens = torch.zeros(B, CHUNK, dtype=torch.long, device=lp.logits.device)
@@ -193,7 +220,8 @@ class _Runner:
         tokens, logits = [], []
         for j in range(CHUNK):
             logits.append(lp.logits)
-            lp, tok = _advance(self.rules, self.stepper, lp, None if noise is None else noise[:, j])
+            lp, tok = _advance(self.rules, self.stepper, lp,
+                               None if noise is None else noise[:, j], self.schedule)
             tokens.append(tok)
         self.tokens.copy_(torch.stack(tokens, 1))
         if self.logits is not None:
@@ -278,7 +306,8 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
              engine: str | Stepper = "auto", cuda_graph: bool | None = None,
              keep_logits: bool = False, threads: int | None = 1,
              progress: Callable[[int, int], None] | None = None, *,
-             clock: Clock = DEFAULT_CLOCK, guards: Guards = NO_GUARDS) -> Generation:
+             clock: Clock = DEFAULT_CLOCK, guards: Guards = NO_GUARDS,
+             controls: ControlPlan | None = None) -> Generation:
     """Draw ``num`` continuations of ``seed`` (token ids; None: :func:`start_tokens`) in one
     batch; row i uses ``rng_seed + i`` (None: a random seed; else 0..2**63-1).
     ``cuda_graph``: capture the loop as a CUDA graph (None: when the model is on CUDA;
@@ -287,12 +316,16 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
     ``progress(done, total)`` counts events (``config.events``) or whole seconds of music.
     ``clock``: the tempo of the beat vocabulary's music (seconds <-> steps); ``guards``: the
     limits measured on the training corpus, used where ``config`` leaves them None
-    (:func:`composer._rules.make_rules`). Limits and Ctrl-C: see the module docstring."""
+    (:func:`composer._rules.make_rules`); ``controls``: the control plan of a model with
+    controls (see the module docstring). Limits and Ctrl-C: see the module docstring."""
     events = vocabulary_of(event_config)
     V = events.size
     if V != model.config.vocab_size:
         raise GenerateError(f"vocabulary mismatch: the event config has {V} tokens, the "
                             f"model {model.config.vocab_size}")
+    if controls is not None and controls.values.shape[1] != model.config.controls.width:
+        raise GenerateError(f"the control plan has {controls.values.shape[1]} values per "
+                            f"step, the model takes {model.config.controls.width}")
     seed = start_tokens(event_config) if seed is None else np.asarray(seed, dtype=np.int64)
     if seed.ndim != 1 or seed.size == 0:
         raise GenerateError("the seed is empty")
@@ -314,15 +347,18 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
             stepper = make_stepper(model, engine)
             keys = (torch.arange(num, device=device) + (rng_seed & MASK32)) & MASK32  # (B,)
             rules = make_rules(events, config, keys, clock, guards)
-            lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num)
+            lp = _prime(model, stepper, rules, torch.as_tensor(seed, device=device), num,
+                        controls)
             now0 = int(lp.track.now[0])
+            schedule = None if controls is None else _Schedule(controls, now0, sps, device)
             capture = device.type == "cuda" if cuda_graph is None else cuda_graph
             try:
-                runner = _Runner(rules, stepper, lp, keep_logits, capture)
+                runner = _Runner(rules, stepper, lp, keep_logits, capture, schedule)
             except (RuntimeError, AssertionError) as e:  # no graph here: the same, eagerly
                 warnings.warn(f"CUDA graph capture failed ({e}); generating without it",
                               stacklevel=2)
-                runner, capture = _Runner(rules, stepper, lp, keep_logits, False), False
+                runner = _Runner(rules, stepper, lp, keep_logits, False, schedule)
+                capture = False
             while True:
                 runner.run()
                 tokens = runner.tokens.clone()
@@ -355,10 +391,15 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
 
 
 def _prime(model: ComposerLSTM, stepper: Stepper, rules: Any, seed: torch.Tensor,
-           num: int) -> _Loop:
+           num: int, controls: ControlPlan | None = None) -> _Loop:
     """Loop state after the seed (T,): one forward for the LSTM state and the logits of the
-    first draw, the track replayed token by token, all repeated for ``num`` rows."""
-    logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
+    first draw (under the plan's first segment), the track replayed token by token, all
+    repeated for ``num`` rows."""
+    if controls is None:
+        logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
+    else:
+        first = torch.as_tensor(controls.values[0], dtype=torch.float32, device=seed.device)
+        logits, (h, c) = model(seed[None], None, first.expand(1, len(seed), -1))
     track = rules.start()
     for tok in seed.split(1):
         track = rules.update(track, tok)

@@ -3,6 +3,12 @@
 ``tokens (B, T) -> Embedding -> LSTM (layers, dropout between layers) -> Dropout -> Linear``
 gives next-token logits ``(B, T, V)`` and the final recurrent state ``(h, c)``.
 
+A model with controls (``ModelConfig.controls``, a :class:`~composer.controls.ControlSpec`)
+takes a control vector ``(B, T, C)`` beside the tokens, concatenated to each embedding
+before the LSTM; its NaN slots (a control not given) are replaced by a learned vector
+(``unset``). A model without controls (width 0, every checkpoint written before them) has
+exactly the parameters and the forward pass it always had.
+
 Dropout is applied only to the *non-recurrent* connections (Zaremba et al. 2014): between
 stacked LSTM layers (``nn.LSTM``'s own ``dropout``, which PyTorch applies to each layer's
 output sequence before the next layer, never to the state carried from step t-1 to t) and
@@ -13,12 +19,13 @@ dropped, so a state carried token by token equals the full-sequence forward exac
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from composer import ComposerError, Config, is_int, is_number
+from composer.controls import ControlSpec
 from composer.device import free_memory as available_memory
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
@@ -57,6 +64,15 @@ class ModelConfig(Config):
     # Dropout between LSTM layers and before the output projection (the shipped model was
     # trained with 0.1; see checkpoints/README.md).
     dropout: float = 0.2
+    controls: ControlSpec = field(default_factory=ControlSpec)  # none: today's model exactly
+
+    def to_dict(self) -> dict:
+        """The fields as a dict; ``controls`` only when the model has some (so a model
+        without controls is saved exactly as before they existed)."""
+        d = super().to_dict()
+        if not self.controls.width:
+            del d["controls"]
+        return d
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed_dim", "hidden", "layers"):
@@ -73,15 +89,17 @@ class ModelConfig(Config):
     def num_parameters(self) -> int:
         """Parameter scalars of a :class:`ComposerLSTM` of this config (nothing allocated)."""
         v, e, h, layers = self.vocab_size, self.embed_dim, self.hidden, self.layers
-        lstm = 4 * h * (e + h + 2) + (layers - 1) * 4 * h * (2 * h + 2)
-        return v * e + lstm + h * v + v
+        c = self.controls.width
+        lstm = 4 * h * (e + c + h + 2) + (layers - 1) * 4 * h * (2 * h + 2)
+        return v * e + c + lstm + h * v + v
 
     @classmethod
-    def preset(cls, name: str, *, vocab_size: int = 388) -> ModelConfig:
+    def preset(cls, name: str, *, vocab_size: int = 388,
+               controls: ControlSpec | None = None) -> ModelConfig:
         """The named size preset ("default", "small" or "tiny") for ``vocab_size`` tokens."""
         if name not in PRESETS:
             raise ModelError(f"unknown model preset {name!r}; expected one of {', '.join(PRESETS)}")
-        return cls(vocab_size=vocab_size, **PRESETS[name])
+        return cls(vocab_size=vocab_size, **PRESETS[name], controls=controls or ControlSpec())
 
 
 class ComposerLSTM(nn.Module):
@@ -91,10 +109,13 @@ class ComposerLSTM(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim, device=device)
+        width = config.controls.width
+        if width:  # the learned value of an unset control
+            self.unset = nn.Parameter(torch.zeros(width, device=device))  # (C,)
         # nn.LSTM drops each layer's output before the next layer only; with one layer there
         # is nothing between layers, and PyTorch warns if dropout is set, so pass 0.
         self.lstm = nn.LSTM(
-            config.embed_dim,
+            config.embed_dim + width,
             config.hidden,
             num_layers=config.layers,
             batch_first=True,
@@ -115,24 +136,48 @@ class ComposerLSTM(nn.Module):
             getattr(self.lstm, f"bias_ih_l{layer}")[h : 2 * h] = FORGET_BIAS  # (4H,)
             getattr(self.lstm, f"bias_hh_l{layer}")[h : 2 * h] = 0.0  # (4H,)
 
+    def fill_controls(self, controls: torch.Tensor | None, shape: tuple[int, ...]
+                      ) -> torch.Tensor:
+        """Control vectors ``(*shape, C)`` with NaN (unset) slots, or None (all unset),
+        filled with the learned ``unset`` values."""
+        unset = self.unset.to(self.embed.weight.dtype)
+        if controls is None:
+            return unset.expand(*shape, unset.shape[0])
+        if tuple(controls.shape) != (*shape, unset.shape[0]):
+            raise ModelError(f"controls must have shape {(*shape, unset.shape[0])}, got "
+                             f"{tuple(controls.shape)}")
+        controls = controls.to(unset.dtype)
+        return torch.where(torch.isnan(controls), unset, controls)
+
     def forward(
-        self, tokens: torch.Tensor, state: State | None = None
+        self, tokens: torch.Tensor, state: State | None = None,
+        controls: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
         """Next-token logits for every position, and the state after the last one.
 
         tokens: (B, T) int64 token ids; state: ``(h, c)`` each (layers, B, hidden), or None
-        for zeros. Returns logits (B, T, V) and the new state ``(h, c)``.
+        for zeros; controls: (B, T, C) control vectors (NaN: unset; None: all unset), for a
+        model with controls only. Returns logits (B, T, V) and the new state ``(h, c)``.
         """
         if tokens.dim() != 2:
             raise ModelError(f"tokens must have shape (batch, time), got {tuple(tokens.shape)}")
         x = self.embed(tokens)  # (B, T, E)
+        if self.config.controls.width:
+            x = torch.cat([x, self.fill_controls(controls, tuple(tokens.shape))], -1)  # (B,T,E+C)
+        elif controls is not None and controls.shape[-1]:
+            raise ModelError("this model takes no controls")
         out, (h, c) = self.lstm(x, state)  # out (B, T, H); h, c (L, B, H)
         logits = self.head(self.drop(out))  # (B, T, V)
         return logits, (h, c)
 
-    def step(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """One time step: tokens (B,) -> logits (B, V) and the new state (for sampling)."""
-        logits, state = self(tokens[:, None], state)  # (B, 1, V)
+    def step(self, tokens: torch.Tensor, state: State | None = None,
+             controls: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """One time step: tokens (B,) (and controls (B, C)) -> logits (B, V) and the new
+        state (for sampling)."""
+        if controls is None:
+            logits, state = self(tokens[:, None], state)  # (B, 1, V)
+        else:
+            logits, state = self(tokens[:, None], state, controls[:, None])  # (B, 1, V)
         return logits[:, 0], state
 
     def init_state(self, batch: int, device: torch.device | str | None = None) -> State:
@@ -154,7 +199,8 @@ def estimate_bytes(config: ModelConfig, batch: int = 1, seq_len: int = 1,
     """Rough float32 memory a model of ``config`` needs for a (batch, seq_len) forward pass
     (and, if ``training``, gradients, AdamW moments and the activations kept for backward)."""
     weights = 4 * config.num_parameters()
-    per_token = config.embed_dim + config.layers * config.hidden * (6 if training else 2) \
+    per_token = config.embed_dim + config.controls.width \
+        + config.layers * config.hidden * (6 if training else 2) \
         + config.vocab_size * (3 if training else 1)  # embeddings, LSTM gates/cells, logits
     return weights * (4 if training else 1) + 4 * batch * seq_len * per_token
 

@@ -194,6 +194,11 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
              + (f"notes with durations, time in 1/{ev.get('steps_per_quarter')} beats"
                 if ev.get("kind") == "notes" else
                 f"time in steps of {1000 / ev.get('steps_per_second', 100):g} ms")]
+    controls = m.get("controls") or {}
+    if controls.get("names"):  # a model trained with controls (composer.controls)
+        styles = controls.get("styles") or []
+        lines.append(f"  controls     {', '.join(controls['names'])}"
+                     + (f" (styles: {', '.join(styles)})" if styles else ""))
     if tr.get("minutes"):
         planned = f" (a {tr['minutes']:g}-minute budget)"
     else:

@@ -44,6 +44,7 @@ from composer.midi import parse_pitch as midi_pitch
 from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
 from composer.notes import DEFAULT_CLOCK, Clock, beats_of, clock_of
+from composer.steering import ControlPlan
 from composer.timing import constant_tempo, seconds_to_beats
 from composer.vocab import Events, vocabulary_of
 
@@ -268,18 +269,19 @@ def compose(model: ComposerLSTM, event_config: EventConfig | Events,
             prefix: str = "composer", include_seed: bool = True, program: int = 0,
             force: bool = False, engine: str | Stepper = "auto", threads: int | None = 1,
             progress: Callable[[int, int], None] | None = None, clock: Clock = DEFAULT_CLOCK,
-            guards: Guards = NO_GUARDS) -> tuple[list[Output], Generation]:
+            guards: Guards = NO_GUARDS, controls: ControlPlan | None = None
+            ) -> tuple[list[Output], Generation]:
     """Generate ``num`` continuations of ``seed`` and write them as ``OUT/PREFIX-NNN.mid``
     (:func:`output_paths`); returns one :class:`Output` per file and the tokens. The beat
     vocabulary's files are written at ``clock``'s tempo and time signature, notes on the
-    grid; ``guards``: see :func:`~composer.generate.generate`."""
+    grid; ``guards``, ``controls``: see :func:`~composer.generate.generate`."""
     if not is_int(program) or not 0 <= program <= 127:
         raise GenerateError(f"program must be in 0..127, got {program!r}")
     paths = output_paths(out_dir, prefix, config.check_num(num), force)
     events = vocabulary_of(event_config)
     try:
         gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
-                       progress=progress, clock=clock, guards=guards)
+                       progress=progress, clock=clock, guards=guards, controls=controls)
     except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
         if stop.generation is not None:
             stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from composer import ComposerError, Config, is_number, perplexity
 from composer.checkpoint import load_checkpoint, save_checkpoint, to_safe
+from composer.controls import open_controls
 from composer.corpus import Corpus
 from composer.data import IGNORE_INDEX, AugmentConfig, WindowSampler, eval_batches
 from composer.device import resolve_device
@@ -134,30 +135,33 @@ def validation_split(corpus: Corpus) -> str:
     return "valid" if len(corpus.files("valid")) else "train"
 
 
-def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
-          ) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy (nats) over the real targets of a batch, and their count."""
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+          c: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy (nats) over the real targets of a batch (controls ``c``), and
+    their count."""
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     with autocast:
-        logits, _ = model(x)  # (B, T, V)
+        logits, _ = model(x) if c is None else model(x, None, c)  # (B, T, V)
     return summed_cross_entropy(logits, y), int((y != IGNORE_INDEX).sum())
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainConfig,
-             device: torch.device, rank: int = 0, world_size: int = 1) -> dict[str, float]:
-    """Mean loss (nats/event), perplexity and next-event accuracy on ``split``."""
+             device: torch.device, rank: int = 0, world_size: int = 1,
+             controls: Any = None) -> dict[str, float]:
+    """Mean loss (nats/event), perplexity and next-event accuracy on ``split`` (``controls``:
+    the corpus's control array (N, C) for a model with controls)."""
     was_training = model.training
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
     batches = eval_batches(corpus, split, config.eval_seq_len, config.batch_size, rank,
-                           world_size)
-    for i, (x, y) in enumerate(batches):
+                           world_size, controls)
+    for i, (x, y, *c) in enumerate(batches):
         if config.eval_max_batches and i >= config.eval_max_batches:
             break
         x, y = x.to(device), y.to(device)
-        logits, _ = model(x)  # (B, T, V)
+        logits, _ = model(x, None, *(t.to(device) for t in c))  # (B, T, V)
         real = y != IGNORE_INDEX
         total[0] += summed_cross_entropy(logits, y)
         total[1] += real.sum()
@@ -247,9 +251,11 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         model.load_state_dict(start["weights"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    spec = model_config.controls  # the control array, memory-mapped beside the corpus
+    table = open_controls(corpus, spec) if spec.width else None
     sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
                             config.augment if config.augment.enabled else None, config.seed,
-                            rank, world)
+                            rank, world, None if table is None else (table, spec))
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
@@ -292,13 +298,13 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                 if budget.eval_due(step) and step != start["step"] or signals["stop"]:
                     state["seconds_used"] = budget.used()
                     if _evaluate_and_save(net, model, corpus, config, dev, rank, world, state,
-                                          log, save, stop=signals["stop"]):
+                                          log, save, stop=signals["stop"], table=table):
                         stopped = "interrupted" if signals["stop"] else "early stop"
                         break
                     budget.evaluated()
                 # forward / backward
-                x, y = (t.to(dev, non_blocking=True) for t in sampler.next_batch())
-                loss_sum, count = _loss(net, x, y, dev)
+                x, y, *c = (t.to(dev, non_blocking=True) for t in sampler.next_batch())
+                loss_sum, count = _loss(net, x, y, dev, *c)
                 loss = loss_sum / count
                 loss.backward()
                 # clip
@@ -341,7 +347,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
             else:
                 state["seconds_used"] = budget.used()
                 _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
-                                   save, stop=True)
+                                   save, stop=True, table=table)
         if world > 1:
             dist.barrier()  # rank 0 may still be writing; leave the group together
     finally:
@@ -352,11 +358,12 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
 
 
 def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log, save,
-                       stop: bool) -> bool:
+                       stop: bool, table: Any = None) -> bool:
     """Validate, log, save ``latest`` (and ``best`` if improved); True if training should end
     (asked to stop, or no improvement for ``patience`` evaluations)."""
     split = validation_split(corpus)
-    metrics = {**evaluate(net, corpus, split, config, dev, rank, world), "split_used": split}
+    metrics = {**evaluate(net, corpus, split, config, dev, rank, world, table),
+               "split_used": split}
     improved = metrics["loss"] < state["best"]
     state["valid_loss"] = metrics["loss"]
     if improved:
