@@ -222,8 +222,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint,
-              help="Checkpoint folder, or a training folder (its best checkpoint) [default: "
-                   "$COMPOSER_CHECKPOINT, else the shipped checkpoints/default].")
+              help="Checkpoint folder, training folder (its best), or a shipped model's "
+                   "name [default: $COMPOSER_CHECKPOINT, else the shipped default].")
 @click.option("--seed", "seed_spec", metavar="MIDI|PITCHES", callback=check_seed_spec,
               help="A MIDI file to continue, or pitches like 60,64,67 or C4,E4,G4 (C4 = 60, "
                    "F#3, Bb2) [default: none, the model's start context].")

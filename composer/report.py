@@ -229,16 +229,21 @@ def echo_outputs(outputs: list) -> None:
 
 def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None
                      ) -> Path | None:
-    """A checkpoint path typed: a usage error when nothing is there (not even the copy an
-    interrupted save leaves, which the library reads instead)."""
+    """A checkpoint path typed, or the name of a model shipped in the package: a usage error
+    when nothing is there (not even the copy an interrupted save leaves, which the library
+    reads instead)."""
     if value is None or Path(value).exists():
         return value
     from composer.checkpoint import read_info
+    from composer.sample import shipped_names
 
+    if str(value) in shipped_names():
+        return value
     try:
         read_info(value)  # finds the copy an interrupted save left, if any
     except ComposerError:
-        raise click.BadParameter(f"checkpoint folder {value} does not exist") from None
+        raise click.BadParameter(f"checkpoint folder {value} does not exist (models shipped "
+                                 f"by name: {', '.join(shipped_names())})") from None
     return value
 
 

@@ -170,15 +170,31 @@ def looks_like_path(spec: str) -> bool:
     return "/" in spec or os.sep in spec or spec.lower().endswith(MIDI_SUFFIXES)
 
 
+def shipped_model(name: str = "default") -> Path:
+    """A model shipped inside the package (``composer/models/NAME``: weights and
+    checkpoint.json; its resumable training state stays in the source tree)."""
+    return Path(str(resources.files("composer") / "models" / name))
+
+
 def default_checkpoint() -> Path:
-    """The default model shipped inside the package (``composer/models/default``: weights
-    and checkpoint.json; its resumable training state stays in the source tree)."""
-    return Path(str(resources.files("composer") / "models" / "default"))
+    """The default model shipped inside the package (``composer/models/default``)."""
+    return shipped_model("default")
+
+
+def shipped_names() -> list[str]:
+    """Names of the models shipped inside the package (``--checkpoint NAME``)."""
+    root = shipped_model("default").parent
+    return sorted(p.name for p in root.iterdir() if (p / "checkpoint.json").is_file())
 
 
 def find_checkpoint(path: str | os.PathLike[str] | None = None) -> Path:
-    """``path``, else $COMPOSER_CHECKPOINT, else the package's :func:`default_checkpoint`."""
+    """``path`` (a folder, or the name of a model shipped in the package when no such
+    folder exists), else $COMPOSER_CHECKPOINT, else the package's
+    :func:`default_checkpoint`."""
     if path is not None:
+        named = str(path)
+        if not Path(path).exists() and named in shipped_names():
+            return shipped_model(named)
         return Path(path)
     if os.environ.get("COMPOSER_CHECKPOINT"):
         return Path(os.environ["COMPOSER_CHECKPOINT"])
