@@ -14,7 +14,8 @@ NOTE_OFF_p = 128 + p, TIME_SHIFT of k steps = 255 + k, VELOCITY_b = 356 + b.
 
 Encoding is lossy (times snap to steps, velocities to bins; program and drum flags are
 dropped). :func:`quantise` applies exactly that loss, so ``decode(encode(x))`` equals
-``quantise(x)`` field by field for every note array ``x``.
+``quantise(x)`` field by field for every note array ``x``. ``instruments=True`` adds PROGRAM
+and DRUM ids after VELOCITY (:func:`instrument_ranges`), encoded by :mod:`composer.ensemble`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import ComposerError, Config, is_int, is_number, require
+from composer import OMIT_DEFAULT, ComposerError, Config, is_int, is_number, require
 from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
@@ -37,6 +38,7 @@ NOTE_OFF = "NOTE_OFF"
 TIME_SHIFT = "TIME_SHIFT"
 VELOCITY = "VELOCITY"
 KINDS = (NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY)  # id order of the range table
+PROGRAM, DRUM = "PROGRAM", "DRUM"  # instruments=True: after VELOCITY, in this order
 
 # MIDI velocity of a NOTE_ON decoded before any VELOCITY token (it gets the representative
 # velocity of this velocity's bin: 63 with 32 bins).
@@ -58,13 +60,20 @@ class KindRange(NamedTuple):
 
 
 def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
-    """The one ordered table that lays out token ids (order = KINDS)."""
+    """The one ordered table that lays out token ids (order = KINDS, then PROGRAM, DRUM)."""
     return (
         KindRange(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
         KindRange(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
         KindRange(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
         KindRange(VELOCITY, config.velocity_bins, 0),  # value: bin index
+        *instrument_ranges(config),
     )
+
+
+def instrument_ranges(config: Any) -> tuple[KindRange, ...]:
+    """The kinds ``config.instruments`` adds after VELOCITY: PROGRAM_g (GM program g of the
+    pitched notes that follow) and DRUM_k (a drum hit of GM drum key k), 128 ids each."""
+    return (KindRange(PROGRAM, 128, 0), KindRange(DRUM, 128, 0)) if config.instruments else ()
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,12 @@ class EventConfig(Config):
     min_pitch: int = 0  # lowest MIDI pitch represented (inclusive); others are dropped
     max_pitch: int = 127  # highest MIDI pitch represented (inclusive)
     max_hanging_seconds: float = 5.0  # decode: longest a note never switched off may last
+    # PROGRAM and DRUM tokens: notes keep their instrument, drums are kept (composer.ensemble)
+    instruments: bool = field(default=False, metadata={OMIT_DEFAULT: True})
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        _require(self.instruments in (False, True), "event config: instruments must be a bool")
+        for f in fields(self)[:-1]:
             value, number = getattr(self, f.name), f.name == "max_hanging_seconds"
             _require(is_number(value) if number else is_int(value), f"event config: {f.name} "
                      f"must be {'a number' if number else 'an integer'}, got {value!r}")
@@ -137,7 +149,7 @@ class Event:
     steps_per_second: int = field(default=DEFAULT_CONFIG.steps_per_second, compare=False)
 
     def __post_init__(self) -> None:
-        _require(self.kind in KINDS, f"unknown event kind {self.kind!r}; expected one of {KINDS}")
+        _require(self.kind in (*KINDS, PROGRAM, DRUM), f"unknown event kind {self.kind!r}")
 
     def __str__(self) -> str:
         if self.kind != TIME_SHIFT:
@@ -154,12 +166,10 @@ class Vocabulary:
     def __init__(self, config: EventConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         table = self._table(config)
-        starts = np.cumsum([0] + [r.count for r in table])  # (5,) first id of each kind, size
-        # kind -> its ids, in id order
-        self.ranges: dict[str, range] = {
-            r.kind: range(int(a), int(b))
-            for r, a, b in zip(table, starts[:-1], starts[1:], strict=True)
-        }
+        starts = np.cumsum([0] + [r.count for r in table])  # (K+1,) first id of each kind, size
+        self.ranges: dict[str, range] = {  # kind -> its ids, in id order
+            r.kind: range(int(a), int(b)) for r, a, b in zip(table, starts[:-1], starts[1:],
+                                                              strict=True)}
         self.size = int(starts[-1])
         self._first_value = {r.kind: r.first_value for r in table}
 
@@ -178,11 +188,8 @@ class Vocabulary:
         """Token id of ``event``; VocabularyError if its value is out of range."""
         ids, first = self.ranges[event.kind], self._first_value[event.kind]
         index = event.value - first
-        _require(
-            0 <= index < len(ids),
-            f"{event} is outside the vocabulary"
-            f" ({event.kind} values {first}..{first + len(ids) - 1})",
-        )
+        _require(0 <= index < len(ids), f"{event} is outside the vocabulary"
+                 f" ({event.kind} values {first}..{first + len(ids) - 1})")
         return ids[index]
 
     def decode_event(self, token: int) -> Event:
@@ -204,8 +211,8 @@ class Vocabulary:
 
     def split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
-        starts = np.array([r.start for r in self.ranges.values()])  # (4,)
-        firsts = np.array(list(self._first_value.values()))  # (4,)
+        starts = np.array([r.start for r in self.ranges.values()])  # (K,)
+        firsts = np.array(list(self._first_value.values()))  # (K,)
         kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
@@ -243,18 +250,14 @@ def shift_tokens(gap: np.ndarray, after: np.ndarray, vocab: Vocabulary, dtype: A
 
 def velocity_to_bin(velocity: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Velocity bin of MIDI velocities (clipped to 1..127 first): ``(v - 1) // bin_size``.
-
-    Works elementwise; returns int64 of the input's shape (0-d for a scalar).
-    """
+    Works elementwise; returns int64 of the input's shape (0-d for a scalar)."""
     v = np.clip(np.asarray(velocity, dtype=np.int64), 1, 127)
     return (v - 1) // config.velocity_bin_size
 
 
 def bin_to_velocity(vbin: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Representative MIDI velocity of bins: ``min(127, 1 + b * bin_size + bin_size // 2)``.
-
-    ``velocity_to_bin(bin_to_velocity(b)) == b`` for every bin. Elementwise; int64.
-    """
+    ``velocity_to_bin(bin_to_velocity(b)) == b`` for every bin. Elementwise; int64."""
     size = config.velocity_bin_size
     return np.minimum(127, 1 + np.asarray(vbin, dtype=np.int64) * size + size // 2)
 
@@ -265,7 +268,7 @@ def canonical_order(notes: np.ndarray) -> np.ndarray:
     return notes[np.lexsort([notes[k] for k in keys])]
 
 
-def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]:
+def note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]:
     """Notes in the pitch range as int64 arrays (n,): pitch, velocity bin, start/end step,
     and the mask of the input notes that are kept."""
     arr = as_note_array(notes)
@@ -281,15 +284,15 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     return arr["pitch"].astype(np.int64), vbin, start, end, kept
 
 
-def _make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
-                config: EventConfig, program: int = 0) -> np.ndarray:
-    """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps."""
-    notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)  # is_drum stays False
-    notes["pitch"] = pitch
-    notes["velocity"] = bin_to_velocity(vbin, config)
+def make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               config: EventConfig, program: Any = 0, is_drum: Any = False) -> np.ndarray:
+    """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps (and
+    a program and drum flag, each one value or (n,))."""
+    notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)
+    notes["pitch"], notes["velocity"] = pitch, bin_to_velocity(vbin, config)
     notes["start"] = start.astype(np.float64) / config.steps_per_second
     notes["end"] = end.astype(np.float64) / config.steps_per_second
-    notes["program"] = program
+    notes["program"], notes["is_drum"] = program, is_drum
     return canonical_order(notes)
 
 
@@ -302,10 +305,10 @@ def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarr
     first in, first out as a MIDI reader would: onsets sorted by (start, velocity bin), the
     i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`.
     """
-    pitch, vbin, start, end, _ = _note_steps(notes, config)
+    pitch, vbin, start, end, _ = note_steps(notes, config)
     onsets = np.lexsort((vbin, start, pitch))  # (n,) per pitch, by (start, bin)
     offsets = np.lexsort((end, pitch))  # (n,) per pitch, by end; same pitch at each index
-    return _make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
+    return make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
 
 
 def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -321,8 +324,7 @@ def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray
 
 def _order_by(group: np.ndarray, step: np.ndarray, minor: np.ndarray,
               config: EventConfig) -> np.ndarray:
-    """Stable argsort by (group, step, minor) through one combined int64 key (several times
-    faster than np.lexsort)."""
+    """Stable argsort by (group, step, minor) via one int64 key (faster than np.lexsort)."""
     minor_bits = (2 * config.n_pitches * config.velocity_bins - 1).bit_length()
     step_bits = int(step.max(initial=0)).bit_length()
     group_bits = int(group.max(initial=0)).bit_length()
@@ -339,8 +341,8 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     if not arrays:
         return []
     group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
-    notes = np.concatenate(arrays) if arrays else np.zeros(0, NOTE_DTYPE)
-    pitch, vbin, start, end, kept = _note_steps(notes, config)
+    notes = np.concatenate(arrays)
+    pitch, vbin, start, end, kept = note_steps(notes, config)
     group, n = group[kept], len(pitch)
     # One ON and one OFF event per note; arrays (2n,) in event order, piece by piece.
     step = np.concatenate([start, end])
@@ -415,4 +417,4 @@ def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CON
     hanging = np.arange(len(rows)) >= n_closed
     end = np.where(hanging, np.minimum(end, start + config.max_hanging_steps), end)
     end = np.maximum(end, start + 1)  # zero-length and end-of-sequence notes: one step
-    return _make_notes(pitch, nbin, start, end, config, program)
+    return make_notes(pitch, nbin, start, end, config, program)
