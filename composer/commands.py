@@ -31,6 +31,7 @@ from composer.corpus import CorpusConfig, PrepareReport
 from composer.device import resolve_device
 from composer.generate import Generation, SampleConfig
 from composer.guards import Guards
+from composer.instruments import Ensemble
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
 from composer.notes import clock_of
@@ -41,11 +42,13 @@ from composer.sample import (
     find_checkpoint,
     resolve_checkpoint_path,
     resolve_seed,
+    restrict_seed,
     seed_clock,
+    seed_instruments,
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.train import TrainConfig, TrainResult, train, validation_split
-from composer.vocab import clock_from, vocabulary_of
+from composer.vocab import Events, clock_from, vocabulary_of
 
 Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
 Progress = Callable[[int, int], None]
@@ -158,13 +161,14 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
                    device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
                    copy_warn: float = CopyConfig.warn_seconds,
                    progress: Progress | None = None, notify: Notify = _quiet,
-                   **compose_args: Any) -> Composed:
+                   instruments: Ensemble | None = None, **compose_args: Any) -> Composed:
     """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
     training folder stands for its best checkpoint, said through ``notify``), resolve the
     seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
     prefix, include_seed, program, force, threads), then render, plot and copy-check them
-    as asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
-    partial files written."""
+    as asked. ``instruments``: the ensemble an instrument-aware model may play (default: a
+    MIDI seed's instruments; see :func:`choose_instruments`). Ctrl-C raises
+    :class:`~composer.generate.GenerationInterrupted` holding the partial files written."""
     if seed_seconds is not None and seed is None:
         raise ComposerError("--seed-seconds needs --seed")
     path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
@@ -173,6 +177,12 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
     ckpt = load_checkpoint(path, map_location=resolve_device(device))
     events = vocabulary_of(ckpt.event_config)
     tokens = resolve_seed(seed, events, seed_seconds, seed_style)
+    ensemble = choose_instruments(events, instruments, seed, notify)
+    if ensemble is not None:
+        config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
+        tokens = restrict_seed(tokens, events, ensemble.programs)
+        if compose_args.get("program", 0) not in ensemble.programs:
+            compose_args["program"] = ensemble.programs[0]
     clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
                            clock=clock, guards=Guards.from_dict(ckpt.data.get("guards")),
@@ -200,6 +210,26 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
             if warning:
                 done.copies.append((o, warning))
     return done
+
+
+def choose_instruments(events: Events, given: Ensemble | None, seed: str | None,
+                       notify: Notify = _quiet) -> Ensemble | None:
+    """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else the
+    instruments of a MIDI seed, else None (any). ComposerError for ``given`` with a model
+    without instruments, or with no pitched instrument."""
+    if not events.instruments:
+        if given is not None:
+            raise ComposerError("this model was trained without instruments (prepare/train "
+                                "--instruments), so --instruments cannot choose them; use "
+                                "--program for the output's instrument")
+        return None
+    if given is not None and not given.programs:
+        raise ComposerError("--instruments needs at least one pitched instrument (drums "
+                            "alone are not supported)")
+    chosen = given or seed_instruments(seed)
+    if chosen is not None:
+        notify(f"instruments: {chosen.describe()}" + ("" if given else " (from the seed)"))
+    return chosen
 
 
 # -------------------------------------------------------------------------------- judge

@@ -32,6 +32,7 @@ from composer._tracks import (
     time_signatures,
 )
 from composer.files import atomic_write, read_regular
+from composer.instruments import DRUMS_NAME, program_name
 from composer.timing import (
     BEAT_DTYPE,
     TIMESIG_DTYPE,
@@ -274,7 +275,9 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
     exact for beats on a grid that divides ``ticks_per_beat``); ``tempo`` is not used. Other
     notes are written from their seconds at ``tempo`` (microseconds per quarter).
 
-    One track per (program, is_drum) pair, each on its own channel (drums on channel 10);
+    One track per (program, is_drum) pair, named after its General MIDI instrument (drums:
+    ``Drums``), each on its own channel: drums on channel 10 (index 9, no program change),
+    the others a program change on channels 1, 2, ... skipping 10 (at most 15 of them);
     at equal times note-offs come before note-ons, so a repeated pitch is re-struck. The
     file is written to a temporary name and renamed, so a crash never leaves half a file.
     """
@@ -319,6 +322,8 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         vels = np.concatenate([np.zeros(len(sel), int), np.clip(sel["velocity"], 1, 127)])
         order = np.lexsort((pitches, kinds, ticks))
         track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", time=0,
+                                      name=DRUMS_NAME if is_drum else program_name(program)))
         if not is_drum:
             track.append(mido.Message("program_change", program=program, channel=channel, time=0))
         now = 0
