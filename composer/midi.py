@@ -275,7 +275,7 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
     exact for beats on a grid that divides ``ticks_per_beat``); ``tempo`` is not used. Other
     notes are written from their seconds at ``tempo`` (microseconds per quarter).
 
-    One track per (program, is_drum) pair, named after its General MIDI instrument (drums:
+    One track per program, and one for all drums, named after its General MIDI instrument (drums:
     ``Drums``), each on its own channel: drums on channel 10 (index 9, no program change),
     the others a program change on channels 1, 2, ... skipping 10 (at most 15 of them);
     at equal times note-offs come before note-ons, so a repeated pitch is re-struck. The
@@ -305,7 +305,8 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         meta.append(msg.copy(time=tick - now))
         now = tick
     mid.tracks.append(meta)
-    pairs = zip(arr["program"].tolist(), arr["is_drum"].tolist(), strict=True)
+    programs = np.where(arr["is_drum"], 0, arr["program"])  # (n,) one drum part
+    pairs = zip(programs.tolist(), arr["is_drum"].tolist(), strict=True)
     groups = sorted(set(pairs), key=lambda g: (g[1], g[0]))
     channels = [c for c in range(16) if c != 9]
     melodic = [g for g in groups if not g[1]]
@@ -313,7 +314,7 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         raise ComposerError(f"{len(melodic)} instruments do not fit in 15 MIDI channels")
     for program, is_drum in groups:
         channel = 9 if is_drum else channels[melodic.index((program, is_drum))]
-        mask = (arr["program"] == program) & (arr["is_drum"] == is_drum)
+        mask = (programs == program) & (arr["is_drum"] == is_drum)
         sel, on = arr[mask], note_ticks[mask]
         off = np.maximum(end_ticks[mask], on + 1)
         ticks = np.concatenate([off, on])
