@@ -34,8 +34,6 @@ Rules (what :func:`quantise` applies, so ``decode(encode(x)) == quantise(x)``):
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from composer import require
 from composer.events import (
     DEFAULT_VELOCITY,
     DRUM,
@@ -54,7 +51,7 @@ from composer.events import (
     VELOCITY,
     EventConfig,
     Vocabulary,
-    VocabularyError,
+    check_ids,
     make_notes,
     note_steps,
     shift_tokens,
@@ -78,7 +75,6 @@ from composer.notes import note_steps as beat_steps
 
 DRUM_SECONDS = 0.1  # performance events: a decoded drum hit lasts this long
 DRUM_PROGRAM_KEY = 128  # drums sort after every program at one time
-_require = functools.partial(require, error=VocabularyError)
 
 
 def drum_steps(config: EventConfig | NoteEventConfig) -> int:
@@ -113,24 +109,6 @@ def _flags(mask: np.ndarray, values: np.ndarray, group: np.ndarray) -> np.ndarra
     out = np.zeros(len(mask), dtype=bool)
     out[mask] = _firsts(values[mask], group[mask])
     return out
-
-
-def _check_ids(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary, program: int
-               ) -> np.ndarray:
-    """Token ids as int64 (1-D, in the vocabulary), or VocabularyError."""
-    program = operator.index(program)
-    _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
-    ids = np.asarray(tokens)
-    _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    _require(ids.size == 0 or ids.dtype.kind in "iu",
-             f"token ids must be integers, got {ids.dtype}")
-    ids = ids.astype(np.int64)
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
-    if bad.size:
-        i = int(bad[0])
-        raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
-                              f"(0..{vocab.size - 1})")
-    return ids
 
 
 def _state(is_kind: dict[str, np.ndarray], value: np.ndarray, kind: str, default: int
@@ -209,7 +187,7 @@ def decode_performance(tokens: Sequence[int] | np.ndarray, config: EventConfig,
     sequence: as :func:`composer.events.decode`, each note with the program of the last
     PROGRAM before its NOTE_ON (``program`` before any), and a drum note per DRUM token."""
     vocab = Vocabulary(config)
-    ids = _check_ids(tokens, vocab, program)
+    ids = check_ids(tokens, vocab, program)
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
     vbin = _state(is_kind, value, VELOCITY, int(velocity_to_bin(DEFAULT_VELOCITY, config)))
@@ -311,7 +289,7 @@ def decode_notes(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig,
     :func:`composer.notes.decode`, each note with the program of the last PROGRAM before its
     PITCH (``program`` before any), and a drum hit per DRUM token."""
     vocab = NoteVocabulary(config)
-    ids = _check_ids(tokens, vocab, program)
+    ids = check_ids(tokens, vocab, program)
     is_kind, value = vocab.split(ids)
     shift = is_kind[SHIFT]
     step = np.cumsum(np.where(shift, vocab.steps[np.where(shift, value, 0)], 0))

@@ -138,11 +138,9 @@ DEFAULT_CONFIG = EventConfig()
 
 @dataclass(frozen=True)
 class Event:
-    """One event: ``kind`` (one of KINDS) and ``value`` (pitch, steps or velocity bin).
-
-    ``steps_per_second`` only affects how a TIME_SHIFT prints (in ms); it takes no part in
-    equality or hashing.
-    """
+    """One event: ``kind`` (one of KINDS, PROGRAM, DRUM) and ``value`` (pitch, steps, bin,
+    program or drum key). ``steps_per_second`` only affects how a TIME_SHIFT prints (in ms);
+    it takes no part in equality or hashing."""
 
     kind: str
     value: int
@@ -298,13 +296,11 @@ def make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.n
 
 def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """The notes :func:`encode` represents: exactly what ``decode(encode(notes))`` returns.
-
     Times snap to the nearest step (``np.rint``, halves to even) and every note lasts at
     least one step; notes outside ``min_pitch..max_pitch`` are dropped; velocities become
     their bin's representative; program 0, not drum. Notes of one pitch are then re-paired
     first in, first out as a MIDI reader would: onsets sorted by (start, velocity bin), the
-    i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`.
-    """
+    i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`."""
     pitch, vbin, start, end, _ = note_steps(notes, config)
     onsets = np.lexsort((vbin, start, pitch))  # (n,) per pitch, by (start, bin)
     offsets = np.lexsort((end, pitch))  # (n,) per pitch, by end; same pitch at each index
@@ -313,12 +309,10 @@ def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarr
 
 def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Token ids (uint16, 1-D) of ``notes``; time starts at 0. Vectorised over all notes.
-
     Events are ordered by (step, NOTE_OFF before NOTE_ON, pitch, velocity bin). Before each
     event come TIME_SHIFTs for the gap since the previous one (as many full shifts as fit,
     then the remainder) and, before a NOTE_ON, a VELOCITY token when its bin differs from
-    the last one emitted (always before the first NOTE_ON).
-    """
+    the last one emitted (always before the first NOTE_ON)."""
     return encode_many([notes], config)[0]
 
 
@@ -368,32 +362,38 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
-def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
-           program: int = 0) -> np.ndarray:
-    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
-
-    Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
-    note of its pitch; a NOTE_OFF with none sounding is ignored. A NOTE_ON before any
-    VELOCITY gets the velocity of DEFAULT_VELOCITY's bin. A note whose OFF comes at the step
-    of its ON lasts one step instead (so it is not lost). A note still sounding at the end
-    ends with the sequence, but at most ``max_hanging_seconds`` and at least one step after
-    its start. All notes get ``program``; none is a drum.
-    """
+def check_ids(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary, program: int = 0
+              ) -> np.ndarray:
+    """Token ids as int64 (1-D, each in the vocabulary; a program in 0..127 beside them), or
+    VocabularyError saying what is wrong (the first id outside, and where)."""
     program = operator.index(program)
     _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
-    vocab = Vocabulary(config)
     ids = np.asarray(tokens)
     _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    if ids.size == 0:
-        return np.zeros(0, dtype=NOTE_DTYPE)
-    _require(ids.dtype.kind in "iu", f"token ids must be integers, got {ids.dtype}")
+    _require(ids.size == 0 or ids.dtype.kind in "iu",
+             f"token ids must be integers, got {ids.dtype}")
     ids = ids.astype(np.int64)
     bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
     if bad.size:
         i = int(bad[0])
         raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
                               f"(0..{vocab.size - 1})")
+    return ids
 
+
+def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
+           program: int = 0) -> np.ndarray:
+    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
+    Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
+    note of its pitch; a NOTE_OFF with none sounding is ignored. A NOTE_ON before any
+    VELOCITY gets the velocity of DEFAULT_VELOCITY's bin. A note whose OFF comes at the step
+    of its ON lasts one step instead (so it is not lost). A note still sounding at the end
+    ends with the sequence, but at most ``max_hanging_seconds`` and at least one step after
+    its start. All notes get ``program``; none is a drum."""
+    vocab = Vocabulary(config)
+    ids = check_ids(tokens, vocab, program)
+    if ids.size == 0:
+        return np.zeros(0, dtype=NOTE_DTYPE)
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))

@@ -49,6 +49,7 @@ from composer.events import (
     Vocabulary,
     VocabularyError,
     bin_to_velocity,
+    check_ids,
     instrument_ranges,
     velocity_to_bin,
 )
@@ -369,19 +370,8 @@ def decode(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig = DEFAULT
     from ``clock``'s tempo, which (with its time signature) is the piece's only one. All
     notes get ``program``; none is a drum. Ids outside the vocabulary raise VocabularyError.
     """
-    program = operator.index(program)
-    _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
     vocab = NoteVocabulary(config)
-    ids = np.asarray(tokens)
-    _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    ids = ids.astype(np.int64) if ids.size else np.zeros(0, np.int64)
-    _require(ids.size == 0 or np.asarray(tokens).dtype.kind in "iu",
-             f"token ids must be integers, got {np.asarray(tokens).dtype}")
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
-    if bad.size:
-        i = int(bad[0])
-        raise VocabularyError(
-            f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})")
+    ids = check_ids(tokens, vocab, program)
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[SHIFT], vocab.steps[np.where(is_kind[SHIFT], value, 0)], 0))
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))

@@ -26,7 +26,7 @@ from composer.guards import Guards
 from composer.instruments import Ensemble, InstrumentError, parse_instruments, program_name
 from composer.midi import NOTE_DTYPE, LoadConfig, Note, load, save
 from composer.model import ComposerLSTM, ModelConfig
-from composer.notes import NoteEventConfig, NoteVocabulary
+from composer.notes import NoteEventConfig, NoteVocabulary, clock_of
 from composer.sample import restrict_seed, seed_from_midi, to_piece
 from composer.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
 
@@ -127,7 +127,7 @@ def test_ensemble_corpus_files_round_trip():
         piece = load(path, LoadConfig(keep_drums=True))
         assert len(set(piece.notes["program"].tolist())) >= 2, path.name
         for events in (PERF, BEAT):
-            got, want = events.decode(events.encode(piece)), events.quantise(piece)
+            got, want = events.decode(events.encode(piece), clock_of(piece)), events.quantise(piece)
             np.testing.assert_array_equal(got.notes, want.notes)
             assert set(got.notes["program"].tolist()) == set(piece.notes["program"].tolist())
 
