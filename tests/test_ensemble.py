@@ -175,6 +175,16 @@ def test_save_writes_named_tracks_channels_and_drums_on_channel_10(tmp_path):
         (0, True, "Drums"), (40, False, "Violin"), (41, False, "Viola")]
 
 
+def test_more_than_15_instruments_share_channels_and_load_back(tmp_path):
+    notes = [Note(60 + i % 5, 80, i * 0.1, i * 0.1 + 0.5, i) for i in range(20)]
+    save(notes, tmp_path / "many.mid")
+    back = load(tmp_path / "many.mid").notes
+    assert sorted(back["program"].tolist()) == list(range(20))
+    channels = {m.channel for t in mido.MidiFile(tmp_path / "many.mid").tracks for m in t
+                if m.type == "note_on"}
+    assert channels == set(range(16)) - {9}
+
+
 def test_music21_reads_the_parts_of_a_saved_ensemble(tmp_path):
     music21 = pytest.importorskip("music21")
     path = tmp_path / "quartet.mid"
