@@ -22,7 +22,7 @@ There are no drums in music21's corpus: drum tests use hand-made files (tests/).
 
 Usage::
 
-    python datasets/build_ensemble.py [--out DIR] [--no-bach] [--limit N]
+    python datasets/build_ensemble.py [--out DIR] [--no-bach | --bach-only] [--limit N]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ PROGRAMS = (  # (pattern on the part name, GM program); first match wins
     (r"violin|violino|fiddle|vl\b|vn\b", 40), (r"oboe d.amore|oboe|hautbois", 68),
     (r"english horn|taille|caccia", 69), (r"recorder|flauto dolce|flute a bec", 74),
     (r"flute|flauto|traverso|flauti", 73), (r"clarinet", 71), (r"horn|corno", 60),
-    (r"trumpet|tromba|clarino|trombe", 56), (r"trombone", 57), (r"timpani|timp", 47),
+    (r"trumpet|tromba|clarino|trombe|cornet", 56), (r"trombone", 57), (r"timpani|timp", 47),
     (r"harpsichord|cembalo", 6), (r"piano", 0), (r"strings|archi", 48),
 )
 CHOIR = 52
@@ -127,10 +127,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "ensemble")
     ap.add_argument("--no-bach", action="store_true", help="Leave out the Bach movements.")
+    ap.add_argument("--bach-only", action="store_true", help="Only the Bach movements.")
     ap.add_argument("--limit", type=int, help="Convert at most this many scores.")
+    ap.add_argument("--sources", nargs="+", help="Only these corpus paths (e.g. "
+                    "corelli/opus3no1/1grave.xml).")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    sources = list(QUARTETS) + ([] if args.no_bach else bach_with_instruments())
+    sources = [] if args.bach_only else list(QUARTETS)
+    sources += [] if args.no_bach else bach_with_instruments()
+    sources = args.sources or sources
     for source in sources[: args.limit]:
         stem = source.rsplit(".", 1)[0].replace("/", "-")
         try:
