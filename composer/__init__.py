@@ -62,6 +62,9 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
+OMIT_DEFAULT = "omit_default"  # dataclass field metadata key: see Config.to_dict
+
+
 class Config:
     """Mixin of composer's config dataclasses: ``to_dict`` / ``from_dict``, nested configs too.
 
@@ -73,9 +76,12 @@ class Config:
     _name: typing.ClassVar[str] = "settings"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`."""
-        return {f.name: v.to_dict() if isinstance(v := getattr(self, f.name), Config) else v
-                for f in fields(self)}  # type: ignore[arg-type]
+        """Plain dict of the fields (JSON-ready); inverse of :meth:`from_dict`. A field
+        marked ``metadata={OMIT_DEFAULT: True}`` is left out while it holds its default (so
+        dicts written before it existed, and the keys made from them, stay the same)."""
+        kept = [(f.name, getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]
+                if not (f.metadata.get(OMIT_DEFAULT) and getattr(self, f.name) == f.default)]
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in kept}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Any:
@@ -95,5 +101,6 @@ class Config:
             raise cls._error(f"{cls._name}: {e}") from None
 
 
-__all__ = ["ComposerError", "Config", "GenerateError", "MetricsError", "MidiError",
-           "__version__", "check_int", "is_int", "is_number", "perplexity", "require"]
+__all__ = ["OMIT_DEFAULT", "ComposerError", "Config", "GenerateError", "MetricsError",
+           "MidiError", "__version__", "check_int", "is_int", "is_number", "perplexity",
+           "require"]

@@ -11,6 +11,11 @@ may not be drawn (``banned``, (B, V) bool). They enforce:
   ``max_note`` are masked;
 - **silence**: a shift that would stretch a silence past ``max_silence`` steps is masked;
 - **grammar** (beat vocabulary): after a PITCH only a DURATION, elsewhere no DURATION.
+- **instruments** (instrument-aware vocabularies): PROGRAM tokens of programs outside the
+  sample config's ``instruments`` are masked, and DRUM tokens without ``drums``. Sounding
+  pitches are tracked per pitch across instruments, so a unison of two instruments is
+  masked like a re-strike, and the polyphony cap counts every instrument (drum hits, having
+  no length, are not counted).
   Performance events: a NOTE_OFF of a pitch that is not sounding is masked (decoding
   would ignore it), and so is one in the very step its note began (decoding would stretch
   that note to one step, unseen by the polyphony count).
@@ -62,6 +67,7 @@ class _Base:
         self.vocab = events.vocab
         self.n_pitches = len(events.note_start_ids())
         self.device = keys.device
+        self.fixed = torch.as_tensor(instrument_ban(events, config), device=self.device)  # (V,)
 
     def _shift_ban(self, tr: Track, shifts: torch.Tensor) -> torch.Tensor:
         """(B, S) bool: shifts that would stretch the silence past the limit."""
@@ -112,7 +118,7 @@ class PerformanceRules(_Base):
             out = torch.zeros(tr.now.shape[0], self.vocab.size, dtype=torch.bool,
                               device=self.device)  # (B, V)
             out[:, self.sh.start : self.sh.stop] = self._shift_ban(tr, self.shifts)
-            return out
+            return out | self.fixed
         sounding = tr.aux  # (B, P)
         left = torch.where(sounding, tr.until - tr.now[:, None], NO_LIMIT).amin(1)  # (B,)
         overdue = sounding & (tr.until <= tr.now[:, None])  # (B, P) must close now
@@ -124,8 +130,8 @@ class PerformanceRules(_Base):
         fresh = sounding & (tr.until - self.max_note == tr.now[:, None])  # (B, P) began now
         out[:, self.off.start : self.off.stop] = ~sounding | fresh | (must & ~overdue)
         out[:, self.sh.start : self.sh.stop] = shift | must
-        out[:, self.sh.stop :] = must  # VELOCITY
-        return out
+        out[:, self.sh.stop :] = must  # VELOCITY (PROGRAM, DRUM)
+        return out | self.fixed
 
 
 class NoteRules(_Base):
@@ -171,9 +177,22 @@ class NoteRules(_Base):
                 (beat.SHIFT, self._shift_ban(tr, self.shifts) | pend))
         for kind, ban in bans:
             out[:, r[kind].start : r[kind].stop] = ban
-        v = r[beat.VELOCITY]
-        out[:, v.start : v.stop] = pend
-        return out
+        out[:, r[beat.VELOCITY].start :] = pend  # VELOCITY (PROGRAM, DRUM)
+        return out | self.fixed
+
+
+def instrument_ban(events: Events, config: Any) -> np.ndarray:
+    """(V,) bool: the PROGRAM tokens of programs not in ``config.instruments`` (None: none
+    banned) and, unless ``config.drums``, the DRUM tokens; all False without instruments."""
+    ban = np.zeros(events.size, dtype=bool)
+    programs, drums = events.instrument_ids()
+    chosen = getattr(config, "instruments", None)
+    if chosen is not None and len(programs):
+        ban[programs.start : programs.stop] = True
+        ban[[programs[p] for p in chosen]] = False
+    if not getattr(config, "drums", True):
+        ban[drums.start : drums.stop] = True
+    return ban
 
 
 def max_note_seconds(events: Events, config: Any, clock: Clock, guards: Guards) -> float:

@@ -1,8 +1,8 @@
 """Command line: parses arguments, calls one library function per command, prints.
 
 Option defaults are read from the config dataclasses (:func:`composer.report.default`);
-``composer evaluate`` lives in :mod:`composer.cli_evaluate`, the terminal helpers and tables
-in :mod:`composer.report`.
+``composer evaluate`` lives in :mod:`composer.cli_evaluate`, the instrument options in
+:mod:`composer.cli_ensemble`, the terminal helpers and tables in :mod:`composer.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
 code 1 and no traceback; a usage error (a bad option, a path typed that does not exist) is
@@ -20,9 +20,10 @@ import click
 
 from composer import __version__
 from composer.cli_controls import control_flags, generate_controls, train_controls
+from composer.cli_ensemble import corpus_config, events_option, instruments_flag, instruments_list
 from composer.cli_evaluate import evaluate
 from composer.copycheck import CopyConfig
-from composer.corpus import AUTO_CHOICE, CorpusConfig
+from composer.corpus import CorpusConfig
 from composer.midi import LoadConfig
 from composer.report import (
     INTERRUPTED,
@@ -39,11 +40,6 @@ from composer.report import (
     train_count,
     train_postfix,
 )
-from composer.vocab import CHOICES
-
-EVENTS_HELP = ("Event vocabulary: performance (10 ms grid, for performed MIDI), notes (notes "
-               "with durations in 1/12 beats, for quantised MIDI), or auto: notes when at "
-               "least 90% of onsets lie on the beat grid.")
 
 # Read by name, so that parsing (and --help) does not import torch.
 TRAIN, SAMPLE = "composer.train:TrainConfig", "composer.generate:SampleConfig"
@@ -73,35 +69,34 @@ def main() -> None:
               default=default(LoadConfig, "max_seconds"),
               show_default=True, help="Skip pieces longer than this.")
 @click.option("--max-notes", type=click.IntRange(min=1), default=default(LoadConfig, "max_notes"),
-              show_default=True,
-              help="Skip files with more notes than this.")
+              show_default=True, help="Skip files with more notes than this.")
 @click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True),
               default=default(LoadConfig, "max_file_bytes") / 2**20,
               show_default=True, help="Skip files larger than this (MiB), unread.")
 @click.option("--timeout", type=click.FloatRange(min=0.1),
               default=default(CorpusConfig, "timeout_seconds"), show_default=True,
               help="Skip a file whose parse takes longer than this many seconds.")
-@click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
-              show_default=True, help=EVENTS_HELP)
+@events_option()
+@instruments_flag
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_fraction: float,
             test_fraction: float, keep_drums: bool, no_sustain: bool, max_seconds: float,
             max_notes: int, max_file_mb: float, timeout: float, vocabulary: str,
-            quiet: bool) -> None:
+            instruments: bool, quiet: bool) -> None:
     """Ingest every MIDI file below MIDI_DIR into a cached corpus of event tokens.
 
     Unreadable files are skipped with a one-line reason (listed in CACHE/skipped.tsv); a
     second run only parses new or changed files.
     """
-    from composer.corpus import CorpusConfig
     from composer.corpus import prepare as run_prepare
     from composer.midi import LoadConfig
 
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
-    config = CorpusConfig(load=load, valid_fraction=valid_fraction, test_fraction=test_fraction,
-                          timeout_seconds=timeout, vocabulary=vocabulary)
+    config = corpus_config(instruments, load=load, valid_fraction=valid_fraction,
+                           test_fraction=test_fraction, timeout_seconds=timeout,
+                           vocabulary=vocabulary)
     bar = Progress("ingest", "file", quiet)
     try:
         report = run_prepare(midi_dir, cache_dir, config, workers, bar)
@@ -168,9 +163,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for training (more are often slower at small batches, and "
                    "much slower when other work shares the cores).")
-@click.option("--events", "vocabulary", type=click.Choice(CHOICES), default=AUTO_CHOICE,
-              show_default=True, help=EVENTS_HELP + " Used when MIDI_DIR is a MIDI folder.")
+@events_option(" Used when MIDI_DIR is a MIDI folder.")
 @train_controls
+@instruments_flag
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
@@ -178,7 +173,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
           seq_len: int, lr: float, minutes: float | None, steps: int | None,
           epochs: float | None, eval_every: int, patience: int, no_augment: bool, device: str,
           resume: bool, force: bool, init_from: Path | None, seed: int, workers: int | None,
-          threads: int, vocabulary: str, controls: str, quiet: bool) -> None:
+          threads: int, vocabulary: str, controls: str, instruments: bool, quiet: bool) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
     from composer.commands import train_model
     from composer.data import AugmentConfig
@@ -204,9 +199,9 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                              minutes=minutes, preset=preset, sizes=sizes, device=device,
                              resume=resume, force=force, init_from=init_from, workers=workers,
                              notify=note, plan=None if quiet else click.echo, ingest=ingest,
-                             corpus_config=CorpusConfig(vocabulary=vocabulary), threads=threads,
-                             progress=progress, prepared=None if quiet else prepared_line,
-                             controls=controls)
+                             corpus_config=corpus_config(instruments, vocabulary=vocabulary),
+                             threads=threads, progress=progress,
+                             prepared=None if quiet else prepared_line, controls=controls)
     finally:
         ingest.close()
         bar.close()
@@ -273,6 +268,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               help="Whether the files start with the seed.")
 @click.option("--program", type=click.IntRange(0, 127), default=0, show_default=True,
               help="General MIDI program (instrument) of the output.")
+@instruments_list
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -295,8 +291,9 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
              temperature: float, top_k: int, top_p: float, max_silence: float,
              max_polyphony: int | None, max_note: float | None,
              rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
-             device: str, threads: int, force: bool, render_audio: bool, plot_roll: bool,
-             copy_warn: float, quiet: bool, plan: Path | None, **flags: object) -> None:
+             instruments: tuple | None, device: str, threads: int, force: bool,
+             render_audio: bool, plot_roll: bool, copy_warn: float, quiet: bool,
+             plan: Path | None, **flags: object) -> None:
     """Continue a seed into new MIDI files, one per continuation.
 
     Prints one line per file: path, duration, notes, share of time that is silence. Ctrl-C
@@ -318,11 +315,11 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
     try:
         done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
                               seed_style=seed_style, config=config, out=out, device=device,
-                              render_audio=render_audio, plot_roll=plot_roll,
-                              copy_warn=copy_warn, progress=bar, notify=note, num=num,
+                              render_audio=render_audio, plot_roll=plot_roll, num=num,
+                              copy_warn=copy_warn, progress=bar, notify=note, force=force,
                               rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
-                              program=program, force=force, threads=threads, plan=plan,
-                              controls=control_flags(**flags))
+                              program=program, threads=threads, plan=plan,
+                              instruments=instruments, controls=control_flags(**flags))
     except GenerationInterrupted as stop:
         bar.close()
         echo_outputs(stop.outputs)
@@ -354,8 +351,8 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
 @click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
 def info(checkpoint: Path, as_json: bool) -> None:
-    """Show a checkpoint's model, vocabulary, training and data (CHECKPOINT: a checkpoint
-    folder, or a training folder: its best checkpoint)."""
+    """Show a checkpoint's model, vocabulary, training, data (CHECKPOINT: a checkpoint or
+    training folder)."""
     import json
 
     from composer.checkpoint import read_info, resolve_checkpoint_path

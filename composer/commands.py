@@ -32,6 +32,7 @@ from composer.corpus import CorpusConfig, PrepareReport
 from composer.device import resolve_device
 from composer.generate import Generation, SampleConfig
 from composer.guards import Guards
+from composer.instruments import Ensemble
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
 from composer.notes import clock_of
@@ -42,12 +43,14 @@ from composer.sample import (
     find_checkpoint,
     resolve_checkpoint_path,
     resolve_seed,
+    restrict_seed,
     seed_clock,
+    seed_instruments,
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.steering import make_plan, read_plan
 from composer.train import TrainConfig, TrainResult, train, validation_split
-from composer.vocab import clock_from, vocabulary_of
+from composer.vocab import Events, clock_from, vocabulary_of
 
 Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
 Progress = Callable[[int, int], None]
@@ -166,15 +169,16 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
                    device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
                    copy_warn: float = CopyConfig.warn_seconds,
                    progress: Progress | None = None, notify: Notify = _quiet,
-                   **compose_args: Any) -> Composed:
+                   instruments: Ensemble | None = None, **compose_args: Any) -> Composed:
     """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
     training folder stands for its best checkpoint, said through ``notify``), resolve the
     seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
     prefix, include_seed, program, force, threads) under the ``controls`` asked for (flags:
     density, key, pitch_classes, style, tempo) and the JSON ``plan`` file
     (:func:`~composer.steering.make_plan`), then render, plot and copy-check them as
-    asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
-    partial files written."""
+    asked. ``instruments``: the ensemble an instrument-aware model may play (default: a
+    MIDI seed's instruments; see :func:`choose_instruments`). Ctrl-C raises
+    :class:`~composer.generate.GenerationInterrupted` holding the partial files written."""
     if seed_seconds is not None and seed is None:
         raise ComposerError("--seed-seconds needs --seed")
     path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
@@ -184,6 +188,12 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
     events = vocabulary_of(ckpt.event_config)
     steer = make_plan(ckpt.model_config.controls, controls, read_plan(plan) if plan else ())
     tokens = resolve_seed(seed, events, seed_seconds, seed_style)
+    ensemble = choose_instruments(events, instruments, seed, notify)
+    if ensemble is not None:
+        config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
+        tokens = restrict_seed(tokens, events, ensemble.programs)
+        if compose_args.get("program", 0) not in ensemble.programs:
+            compose_args["program"] = ensemble.programs[0]
     clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
         clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
@@ -213,6 +223,26 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
             if warning:
                 done.copies.append((o, warning))
     return done
+
+
+def choose_instruments(events: Events, given: Ensemble | None, seed: str | None,
+                       notify: Notify = _quiet) -> Ensemble | None:
+    """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else the
+    instruments of a MIDI seed, else None (any). ComposerError for ``given`` with a model
+    without instruments, or with no pitched instrument."""
+    if not events.instruments:
+        if given is not None:
+            raise ComposerError("this model was trained without instruments (prepare/train "
+                                "--instruments), so --instruments cannot choose them; use "
+                                "--program for the output's instrument")
+        return None
+    if given is not None and not given.programs:
+        raise ComposerError("--instruments needs at least one pitched instrument (drums "
+                            "alone are not supported)")
+    chosen = given or seed_instruments(seed)
+    if chosen is not None:
+        notify(f"instruments: {chosen.describe()}" + ("" if given else " (from the seed)"))
+    return chosen
 
 
 # -------------------------------------------------------------------------------- judge

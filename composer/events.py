@@ -14,7 +14,8 @@ NOTE_OFF_p = 128 + p, TIME_SHIFT of k steps = 255 + k, VELOCITY_b = 356 + b.
 
 Encoding is lossy (times snap to steps, velocities to bins; program and drum flags are
 dropped). :func:`quantise` applies exactly that loss, so ``decode(encode(x))`` equals
-``quantise(x)`` field by field for every note array ``x``.
+``quantise(x)`` field by field for every note array ``x``. ``instruments=True`` adds PROGRAM
+and DRUM ids after VELOCITY (:func:`instrument_ranges`), encoded by :mod:`composer.ensemble`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import ComposerError, Config, is_int, is_number, require
+from composer import OMIT_DEFAULT, ComposerError, Config, is_int, is_number, require
 from composer.midi import NOTE_DTYPE, NoteInput, as_note_array
 
 NOTE_ON = "NOTE_ON"
@@ -37,6 +38,7 @@ NOTE_OFF = "NOTE_OFF"
 TIME_SHIFT = "TIME_SHIFT"
 VELOCITY = "VELOCITY"
 KINDS = (NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY)  # id order of the range table
+PROGRAM, DRUM = "PROGRAM", "DRUM"  # instruments=True: after VELOCITY, in this order
 
 # MIDI velocity of a NOTE_ON decoded before any VELOCITY token (it gets the representative
 # velocity of this velocity's bin: 63 with 32 bins).
@@ -58,13 +60,20 @@ class KindRange(NamedTuple):
 
 
 def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
-    """The one ordered table that lays out token ids (order = KINDS)."""
+    """The one ordered table that lays out token ids (order = KINDS, then PROGRAM, DRUM)."""
     return (
         KindRange(NOTE_ON, config.n_pitches, config.min_pitch),  # value: MIDI pitch
         KindRange(NOTE_OFF, config.n_pitches, config.min_pitch),  # value: MIDI pitch
         KindRange(TIME_SHIFT, config.max_shift_steps, 1),  # value: steps
         KindRange(VELOCITY, config.velocity_bins, 0),  # value: bin index
+        *instrument_ranges(config),
     )
+
+
+def instrument_ranges(config: Any) -> tuple[KindRange, ...]:
+    """The kinds ``config.instruments`` adds after VELOCITY: PROGRAM_g (GM program g of the
+    pitched notes that follow) and DRUM_k (a drum hit of GM drum key k), 128 ids each."""
+    return (KindRange(PROGRAM, 128, 0), KindRange(DRUM, 128, 0)) if config.instruments else ()
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,12 @@ class EventConfig(Config):
     min_pitch: int = 0  # lowest MIDI pitch represented (inclusive); others are dropped
     max_pitch: int = 127  # highest MIDI pitch represented (inclusive)
     max_hanging_seconds: float = 5.0  # decode: longest a note never switched off may last
+    # PROGRAM and DRUM tokens: notes keep their instrument, drums are kept (composer.ensemble)
+    instruments: bool = field(default=False, metadata={OMIT_DEFAULT: True})
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        _require(self.instruments in (False, True), "event config: instruments must be a bool")
+        for f in fields(self)[:-1]:
             value, number = getattr(self, f.name), f.name == "max_hanging_seconds"
             _require(is_number(value) if number else is_int(value), f"event config: {f.name} "
                      f"must be {'a number' if number else 'an integer'}, got {value!r}")
@@ -126,18 +138,16 @@ DEFAULT_CONFIG = EventConfig()
 
 @dataclass(frozen=True)
 class Event:
-    """One event: ``kind`` (one of KINDS) and ``value`` (pitch, steps or velocity bin).
-
-    ``steps_per_second`` only affects how a TIME_SHIFT prints (in ms); it takes no part in
-    equality or hashing.
-    """
+    """One event: ``kind`` (one of KINDS, PROGRAM, DRUM) and ``value`` (pitch, steps, bin,
+    program or drum key). ``steps_per_second`` only affects how a TIME_SHIFT prints (in ms);
+    it takes no part in equality or hashing."""
 
     kind: str
     value: int
     steps_per_second: int = field(default=DEFAULT_CONFIG.steps_per_second, compare=False)
 
     def __post_init__(self) -> None:
-        _require(self.kind in KINDS, f"unknown event kind {self.kind!r}; expected one of {KINDS}")
+        _require(self.kind in (*KINDS, PROGRAM, DRUM), f"unknown event kind {self.kind!r}")
 
     def __str__(self) -> str:
         if self.kind != TIME_SHIFT:
@@ -154,12 +164,10 @@ class Vocabulary:
     def __init__(self, config: EventConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         table = self._table(config)
-        starts = np.cumsum([0] + [r.count for r in table])  # (5,) first id of each kind, size
-        # kind -> its ids, in id order
-        self.ranges: dict[str, range] = {
-            r.kind: range(int(a), int(b))
-            for r, a, b in zip(table, starts[:-1], starts[1:], strict=True)
-        }
+        starts = np.cumsum([0] + [r.count for r in table])  # (K+1,) first id of each kind, size
+        self.ranges: dict[str, range] = {  # kind -> its ids, in id order
+            r.kind: range(int(a), int(b)) for r, a, b in zip(table, starts[:-1], starts[1:],
+                                                              strict=True)}
         self.size = int(starts[-1])
         self._first_value = {r.kind: r.first_value for r in table}
 
@@ -178,11 +186,8 @@ class Vocabulary:
         """Token id of ``event``; VocabularyError if its value is out of range."""
         ids, first = self.ranges[event.kind], self._first_value[event.kind]
         index = event.value - first
-        _require(
-            0 <= index < len(ids),
-            f"{event} is outside the vocabulary"
-            f" ({event.kind} values {first}..{first + len(ids) - 1})",
-        )
+        _require(0 <= index < len(ids), f"{event} is outside the vocabulary"
+                 f" ({event.kind} values {first}..{first + len(ids) - 1})")
         return ids[index]
 
     def decode_event(self, token: int) -> Event:
@@ -204,8 +209,8 @@ class Vocabulary:
 
     def split(self, ids: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Vectorised :meth:`decode_event` for ids known to be in range: mask per kind, values."""
-        starts = np.array([r.start for r in self.ranges.values()])  # (4,)
-        firsts = np.array(list(self._first_value.values()))  # (4,)
+        starts = np.array([r.start for r in self.ranges.values()])  # (K,)
+        firsts = np.array(list(self._first_value.values()))  # (K,)
         kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
@@ -243,18 +248,14 @@ def shift_tokens(gap: np.ndarray, after: np.ndarray, vocab: Vocabulary, dtype: A
 
 def velocity_to_bin(velocity: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Velocity bin of MIDI velocities (clipped to 1..127 first): ``(v - 1) // bin_size``.
-
-    Works elementwise; returns int64 of the input's shape (0-d for a scalar).
-    """
+    Works elementwise; returns int64 of the input's shape (0-d for a scalar)."""
     v = np.clip(np.asarray(velocity, dtype=np.int64), 1, 127)
     return (v - 1) // config.velocity_bin_size
 
 
 def bin_to_velocity(vbin: Any, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Representative MIDI velocity of bins: ``min(127, 1 + b * bin_size + bin_size // 2)``.
-
-    ``velocity_to_bin(bin_to_velocity(b)) == b`` for every bin. Elementwise; int64.
-    """
+    ``velocity_to_bin(bin_to_velocity(b)) == b`` for every bin. Elementwise; int64."""
     size = config.velocity_bin_size
     return np.minimum(127, 1 + np.asarray(vbin, dtype=np.int64) * size + size // 2)
 
@@ -265,7 +266,7 @@ def canonical_order(notes: np.ndarray) -> np.ndarray:
     return notes[np.lexsort([notes[k] for k in keys])]
 
 
-def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]:
+def note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]:
     """Notes in the pitch range as int64 arrays (n,): pitch, velocity bin, start/end step,
     and the mask of the input notes that are kept."""
     arr = as_note_array(notes)
@@ -281,48 +282,43 @@ def _note_steps(notes: NoteInput, config: EventConfig) -> tuple[np.ndarray, ...]
     return arr["pitch"].astype(np.int64), vbin, start, end, kept
 
 
-def _make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
-                config: EventConfig, program: int = 0) -> np.ndarray:
-    """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps."""
-    notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)  # is_drum stays False
-    notes["pitch"] = pitch
-    notes["velocity"] = bin_to_velocity(vbin, config)
+def make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               config: EventConfig, program: Any = 0, is_drum: Any = False) -> np.ndarray:
+    """NOTE_DTYPE array, canonical order, from int arrays (n,) of pitch, bin and steps (and
+    a program and drum flag, each one value or (n,))."""
+    notes = np.zeros(len(pitch), dtype=NOTE_DTYPE)
+    notes["pitch"], notes["velocity"] = pitch, bin_to_velocity(vbin, config)
     notes["start"] = start.astype(np.float64) / config.steps_per_second
     notes["end"] = end.astype(np.float64) / config.steps_per_second
-    notes["program"] = program
+    notes["program"], notes["is_drum"] = program, is_drum
     return canonical_order(notes)
 
 
 def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """The notes :func:`encode` represents: exactly what ``decode(encode(notes))`` returns.
-
     Times snap to the nearest step (``np.rint``, halves to even) and every note lasts at
     least one step; notes outside ``min_pitch..max_pitch`` are dropped; velocities become
     their bin's representative; program 0, not drum. Notes of one pitch are then re-paired
     first in, first out as a MIDI reader would: onsets sorted by (start, velocity bin), the
-    i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`.
-    """
-    pitch, vbin, start, end, _ = _note_steps(notes, config)
+    i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`."""
+    pitch, vbin, start, end, _ = note_steps(notes, config)
     onsets = np.lexsort((vbin, start, pitch))  # (n,) per pitch, by (start, bin)
     offsets = np.lexsort((end, pitch))  # (n,) per pitch, by end; same pitch at each index
-    return _make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
+    return make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
 
 
 def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Token ids (uint16, 1-D) of ``notes``; time starts at 0. Vectorised over all notes.
-
     Events are ordered by (step, NOTE_OFF before NOTE_ON, pitch, velocity bin). Before each
     event come TIME_SHIFTs for the gap since the previous one (as many full shifts as fit,
     then the remainder) and, before a NOTE_ON, a VELOCITY token when its bin differs from
-    the last one emitted (always before the first NOTE_ON).
-    """
+    the last one emitted (always before the first NOTE_ON)."""
     return encode_many([notes], config)[0]
 
 
 def _order_by(group: np.ndarray, step: np.ndarray, minor: np.ndarray,
               config: EventConfig) -> np.ndarray:
-    """Stable argsort by (group, step, minor) through one combined int64 key (several times
-    faster than np.lexsort)."""
+    """Stable argsort by (group, step, minor) via one int64 key (faster than np.lexsort)."""
     minor_bits = (2 * config.n_pitches * config.velocity_bins - 1).bit_length()
     step_bits = int(step.max(initial=0)).bit_length()
     group_bits = int(group.max(initial=0)).bit_length()
@@ -339,8 +335,8 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     if not arrays:
         return []
     group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
-    notes = np.concatenate(arrays) if arrays else np.zeros(0, NOTE_DTYPE)
-    pitch, vbin, start, end, kept = _note_steps(notes, config)
+    notes = np.concatenate(arrays)
+    pitch, vbin, start, end, kept = note_steps(notes, config)
     group, n = group[kept], len(pitch)
     # One ON and one OFF event per note; arrays (2n,) in event order, piece by piece.
     step = np.concatenate([start, end])
@@ -366,32 +362,38 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     return np.split(tokens, np.cumsum(per_piece)[:-1])
 
 
-def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
-           program: int = 0) -> np.ndarray:
-    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
-
-    Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
-    note of its pitch; a NOTE_OFF with none sounding is ignored. A NOTE_ON before any
-    VELOCITY gets the velocity of DEFAULT_VELOCITY's bin. A note whose OFF comes at the step
-    of its ON lasts one step instead (so it is not lost). A note still sounding at the end
-    ends with the sequence, but at most ``max_hanging_seconds`` and at least one step after
-    its start. All notes get ``program``; none is a drum.
-    """
+def check_ids(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary, program: int = 0
+              ) -> np.ndarray:
+    """Token ids as int64 (1-D, each in the vocabulary; a program in 0..127 beside them), or
+    VocabularyError saying what is wrong (the first id outside, and where)."""
     program = operator.index(program)
     _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
-    vocab = Vocabulary(config)
     ids = np.asarray(tokens)
     _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    if ids.size == 0:
-        return np.zeros(0, dtype=NOTE_DTYPE)
-    _require(ids.dtype.kind in "iu", f"token ids must be integers, got {ids.dtype}")
+    _require(ids.size == 0 or ids.dtype.kind in "iu",
+             f"token ids must be integers, got {ids.dtype}")
     ids = ids.astype(np.int64)
     bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
     if bad.size:
         i = int(bad[0])
         raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
                               f"(0..{vocab.size - 1})")
+    return ids
 
+
+def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
+           program: int = 0) -> np.ndarray:
+    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
+    Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
+    note of its pitch; a NOTE_OFF with none sounding is ignored. A NOTE_ON before any
+    VELOCITY gets the velocity of DEFAULT_VELOCITY's bin. A note whose OFF comes at the step
+    of its ON lasts one step instead (so it is not lost). A note still sounding at the end
+    ends with the sequence, but at most ``max_hanging_seconds`` and at least one step after
+    its start. All notes get ``program``; none is a drum."""
+    vocab = Vocabulary(config)
+    ids = check_ids(tokens, vocab, program)
+    if ids.size == 0:
+        return np.zeros(0, dtype=NOTE_DTYPE)
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
@@ -415,4 +417,4 @@ def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CON
     hanging = np.arange(len(rows)) >= n_closed
     end = np.where(hanging, np.minimum(end, start + config.max_hanging_steps), end)
     end = np.maximum(end, start + 1)  # zero-length and end-of-sequence notes: one step
-    return _make_notes(pitch, nbin, start, end, config, program)
+    return make_notes(pitch, nbin, start, end, config, program)

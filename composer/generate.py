@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from composer import Config, GenerateError, check_int, is_number
+from composer import Config, GenerateError, check_int, is_int, is_number
 from composer._rules import Track, make_rules, max_note_seconds
 from composer._sampling import MASK32, draw, filter_logits, gumbel_noise
 from composer._steppers import Stepper, cuda_graph, inference, make_stepper
@@ -88,6 +88,10 @@ class SampleConfig(Config):
     max_silence_seconds: float = 2.0  # longest run of silence the guard lets through
     max_note_seconds: float | None = None  # no note lasts longer; None: the model's guard
     max_polyphony: int | None = None  # most notes at once; None: the model's guard (or none)
+    # Instrument-aware models: the GM programs whose PROGRAM tokens may be drawn (None: any)
+    # and whether drum hits may be (composer.instruments.parse_instruments reads a list).
+    instruments: tuple[int, ...] | None = None
+    drums: bool = True
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
     # Limits checked before anything is allocated (a user raises them on purpose):
@@ -117,6 +121,10 @@ class SampleConfig(Config):
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
         check_int(self.max_num, "sample config: max_num", 1, GenerateError)
+        if self.instruments is not None and not (
+                self.instruments and all(is_int(p) and 0 <= p <= 127 for p in self.instruments)):
+            raise GenerateError("sample config: instruments must be GM programs 0..127 (at "
+                                f"least one), got {self.instruments!r}")
         raise_it = "raise it with --max-length"
         if self.seconds > self.max_seconds:
             raise GenerateError(f"a length of {self.seconds:g} s is over the limit of "

@@ -32,6 +32,7 @@ from composer._tracks import (
     time_signatures,
 )
 from composer.files import atomic_write, read_regular
+from composer.instruments import DRUMS_NAME, program_name
 from composer.timing import (
     BEAT_DTYPE,
     TIMESIG_DTYPE,
@@ -274,7 +275,10 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
     exact for beats on a grid that divides ``ticks_per_beat``); ``tempo`` is not used. Other
     notes are written from their seconds at ``tempo`` (microseconds per quarter).
 
-    One track per (program, is_drum) pair, each on its own channel (drums on channel 10);
+    One track per program, and one for all drums, named after its General MIDI instrument (drums:
+    ``Drums``), each on its own channel: drums on channel 10 (index 9, no program change),
+    the others a program change on channels 1, 2, ... skipping 10 (more than 15 instruments
+    share channels, a program change before each of their notes);
     at equal times note-offs come before note-ons, so a repeated pitch is re-struck. The
     file is written to a temporary name and renamed, so a crash never leaves half a file.
     """
@@ -302,15 +306,16 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         meta.append(msg.copy(time=tick - now))
         now = tick
     mid.tracks.append(meta)
-    pairs = zip(arr["program"].tolist(), arr["is_drum"].tolist(), strict=True)
+    programs = np.where(arr["is_drum"], 0, arr["program"])  # (n,) one drum part
+    pairs = zip(programs.tolist(), arr["is_drum"].tolist(), strict=True)
     groups = sorted(set(pairs), key=lambda g: (g[1], g[0]))
     channels = [c for c in range(16) if c != 9]
     melodic = [g for g in groups if not g[1]]
-    if len(melodic) > len(channels):
-        raise ComposerError(f"{len(melodic)} instruments do not fit in 15 MIDI channels")
     for program, is_drum in groups:
-        channel = 9 if is_drum else channels[melodic.index((program, is_drum))]
-        mask = (arr["program"] == program) & (arr["is_drum"] == is_drum)
+        index = 0 if is_drum else melodic.index((program, is_drum))
+        channel = 9 if is_drum else channels[index % len(channels)]
+        shared = not is_drum and len(melodic) > len(channels)  # 16+ instruments
+        mask = (programs == program) & (arr["is_drum"] == is_drum)
         sel, on = arr[mask], note_ticks[mask]
         off = np.maximum(end_ticks[mask], on + 1)
         ticks = np.concatenate([off, on])
@@ -319,11 +324,17 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
         vels = np.concatenate([np.zeros(len(sel), int), np.clip(sel["velocity"], 1, 127)])
         order = np.lexsort((pitches, kinds, ticks))
         track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", time=0,
+                                      name=DRUMS_NAME if is_drum else program_name(program)))
         if not is_drum:
             track.append(mido.Message("program_change", program=program, channel=channel, time=0))
         now = 0
         for i in order:
             kind = "note_on" if kinds[i] else "note_off"
+            if shared and kinds[i]:  # channels are shared: each note names its program
+                track.append(mido.Message("program_change", program=program, channel=channel,
+                                          time=int(ticks[i] - now)))
+                now = int(ticks[i])
             track.append(mido.Message(kind, note=int(pitches[i]), velocity=int(vels[i]),
                                       channel=channel, time=int(ticks[i] - now)))
             now = int(ticks[i])

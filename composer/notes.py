@@ -18,6 +18,8 @@ Token ids come from one ordered range table (PITCH, DURATION, SHIFT, VELOCITY) a
 :class:`composer.events.Vocabulary` machinery; a DURATION or SHIFT event's ``value`` is the
 index of its step value (see :meth:`NoteEventConfig.step_values`). The default layout
 (264 ids): PITCH_p = p, DURATION bins 128..179, SHIFT bins 180..231, VELOCITY_b = 232 + b.
+With ``instruments=True``, PROGRAM_g = 264 + g and DRUM_k = 392 + k follow (520 ids; see
+:mod:`composer.ensemble`).
 
 Tempo and time signature are not tokens: they are per-piece values (a :class:`Clock`) kept
 beside the tokens, so that decoding writes notes in beats and in seconds at the piece's own
@@ -32,19 +34,23 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from composer import Config, is_int, require
+from composer import OMIT_DEFAULT, Config, is_int, require
 from composer.events import (
     DEFAULT_VELOCITY,
+    DRUM,
     MAX_VOCAB_SIZE,
+    PROGRAM,
     EventConfig,
     KindRange,
     Vocabulary,
     VocabularyError,
     bin_to_velocity,
+    check_ids,
+    instrument_ranges,
     velocity_to_bin,
 )
 from composer.midi import (
@@ -85,9 +91,12 @@ class NoteEventConfig(Config):
     velocity_bins: int = 32  # as in EventConfig; 0: no VELOCITY tokens, every note velocity 64
     min_pitch: int = 0  # lowest MIDI pitch represented (inclusive); others are dropped
     max_pitch: int = 127  # highest MIDI pitch represented (inclusive)
+    # PROGRAM and DRUM tokens: notes keep their instrument, drums are kept (composer.ensemble)
+    instruments: bool = field(default=False, metadata={OMIT_DEFAULT: True})
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        _require(self.instruments in (False, True), "note event config: instruments must be a bool")
+        for f in fields(self)[:-1]:
             value = getattr(self, f.name)
             _require(is_int(value), f"note event config: {f.name} must be an integer, got"
                      f" {value!r}")
@@ -123,13 +132,14 @@ class NoteEventConfig(Config):
 
 
 def _range_table(config: NoteEventConfig) -> tuple[KindRange, ...]:
-    """The one ordered table that lays out token ids (order = KINDS)."""
+    """The one ordered table that lays out token ids (order = KINDS, then PROGRAM, DRUM)."""
     n_bins = len(config.step_values())
     return (
         KindRange(PITCH, config.n_pitches, config.min_pitch),  # value: MIDI pitch
         KindRange(DURATION, n_bins, 0),  # value: index into step_values()
         KindRange(SHIFT, n_bins, 0),  # value: index into step_values()
         KindRange(VELOCITY, config.velocity_bins, 0),  # value: velocity bin
+        *instrument_ranges(config),
     )
 
 
@@ -147,7 +157,7 @@ class NoteEvent:
     label: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        _require(self.kind in KINDS, f"unknown event kind {self.kind!r}; expected one of {KINDS}")
+        _require(self.kind in (*KINDS, PROGRAM, DRUM), f"unknown event kind {self.kind!r}")
 
     def __str__(self) -> str:
         return f"{self.kind}_{self.label or self.value}"
@@ -217,7 +227,7 @@ def beats_of(piece: NoteInput) -> np.ndarray:
     return beats
 
 
-def _note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, ...]:
+def note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, ...]:
     """Notes in the pitch range as int64 arrays (n,): pitch, velocity bin, start step,
     duration bin index."""
     notes = piece.notes if isinstance(piece, Piece) else as_note_array(piece)
@@ -242,21 +252,23 @@ def _note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, 
     return notes["pitch"].astype(np.int64), vbin, start, dbin
 
 
-def _make_piece(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, dbin: np.ndarray,
-                config: NoteEventConfig, clock: Clock, program: int = 0) -> Piece:
-    """A Piece in canonical order (start, pitch, duration, velocity) from int arrays (n,)."""
-    order = np.lexsort((vbin, dbin, pitch, start))
-    pitch, vbin, start, dbin = pitch[order], vbin[order], start[order], dbin[order]
-    notes = np.zeros(len(pitch), NOTE_DTYPE)  # is_drum stays False
-    notes["pitch"], notes["program"] = pitch, program
+def make_piece(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               config: NoteEventConfig, clock: Clock, program: Any = 0, is_drum: Any = False
+               ) -> Piece:
+    """A Piece in canonical order (start, pitch, end, velocity, program, drum) from int arrays
+    (n,) of pitch, velocity bin, start and end step (program, drum flag: a value or (n,))."""
+    program, is_drum = np.broadcast_to(program, pitch.shape), np.broadcast_to(is_drum, pitch.shape)
+    order = np.lexsort((is_drum, program, vbin, end, pitch, start))
+    pitch, vbin, start, end = pitch[order], vbin[order], start[order], end[order]
+    notes = np.zeros(len(pitch), NOTE_DTYPE)
+    notes["pitch"], notes["program"], notes["is_drum"] = pitch, program[order], is_drum[order]
     if config.velocity_bins:
         notes["velocity"] = bin_to_velocity(vbin, config.velocity_config())
     else:
         notes["velocity"] = DEFAULT_VELOCITY
     beats = np.empty(len(pitch), BEAT_DTYPE)
     spq = config.steps_per_quarter
-    beats["start"] = start / spq
-    beats["end"] = (start + config.step_values()[dbin]) / spq
+    beats["start"], beats["end"] = start / spq, end / spq
     sigs = np.array([(0.0, clock.numerator, clock.denominator)], TIMESIG_DTYPE)
     return piece_from_beats(notes, beats, constant_tempo(clock.us_per_quarter), sigs)
 
@@ -273,7 +285,9 @@ def quantise(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) ->
     :func:`clock_of`; seconds follow from the beats at that tempo. Notes are in canonical
     order: by start, pitch, duration, velocity.
     """
-    return _make_piece(*_note_steps(piece, config), config, clock_of(piece))
+    pitch, vbin, start, dbin = note_steps(piece, config)
+    return make_piece(pitch, vbin, start, start + config.step_values()[dbin], config,
+                      clock_of(piece))
 
 
 def encode(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> np.ndarray:
@@ -288,7 +302,7 @@ def encode(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> n
     return encode_many([piece], config)[0]
 
 
-def _shift_split(gap: np.ndarray, config: NoteEventConfig) -> tuple[np.ndarray, ...]:
+def shift_split(gap: np.ndarray, config: NoteEventConfig) -> tuple[np.ndarray, ...]:
     """Split gaps (steps) into SHIFT values: (full, coarse, fine) with gap = full * max_steps
     + coarse + fine, coarse 0 or a value above fine_steps, fine 0 or a value up to fine_steps."""
     full, rest = np.divmod(gap, config.max_steps)
@@ -297,28 +311,14 @@ def _shift_split(gap: np.ndarray, config: NoteEventConfig) -> tuple[np.ndarray, 
     return full, coarse, rest - coarse
 
 
-def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_NOTE_CONFIG
-                ) -> list[np.ndarray]:
-    """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
-    vocab = NoteVocabulary(config)
-    if not pieces:
-        return []
-    steps = [_note_steps(p, config) for p in pieces]
-    group = np.repeat(np.arange(len(pieces)), [len(s[0]) for s in steps])  # (n,) piece of note
-    pitch, vbin, start, dbin = (np.concatenate([s[k] for s in steps]) for k in range(4))
-    order = np.lexsort((vbin, dbin, pitch, start, group))
-    group, pitch, vbin, start, dbin = (a[order] for a in (group, pitch, vbin, start, dbin))
-    first_of_piece = np.ones(len(pitch), dtype=bool)  # (n,)
-    first_of_piece[1:] = group[1:] != group[:-1]
-    gap = np.where(first_of_piece, start, np.diff(start, prepend=0))  # time starts at 0
-    full, coarse, fine = _shift_split(gap, config)
-    n_shift = full + (coarse > 0) + (fine > 0)  # SHIFT tokens before each note
-    if config.velocity_bins:
-        new_bin = first_of_piece.copy()
-        new_bin[1:] |= vbin[1:] != vbin[:-1]
-    else:
-        new_bin = np.zeros(len(pitch), dtype=bool)
-    count = n_shift + new_bin + 2  # (n,) tokens per note
+def shift_slots(gap: np.ndarray, after: np.ndarray, vocab: NoteVocabulary
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SHIFT gap splitting of :func:`encode`: for each note, its ``gap`` (steps since the
+    previous one) as SHIFTs (:func:`shift_split`), followed by ``after`` (n,) free slots for
+    the note's own tokens. Returns the uint16 token array (free slots unset), each note's
+    first free slot (n,) and its token count (n,)."""
+    full, coarse, fine = shift_split(gap, vocab.config)
+    count = full + (coarse > 0) + (fine > 0) + after  # (n,) tokens per note
     first = np.cumsum(count) - count  # (n,) position of each note's first token
     index = {int(v): i for i, v in enumerate(vocab.steps)}  # steps -> bin index
     to_bin = np.vectorize(index.__getitem__, otypes=[np.int64])
@@ -329,6 +329,29 @@ def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_N
         if has.any():
             tokens[at[has]] = vocab._ids(SHIFT, to_bin(part[has]))
         at = at + has
+    return tokens, at, count
+
+
+def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_NOTE_CONFIG
+                ) -> list[np.ndarray]:
+    """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
+    vocab = NoteVocabulary(config)
+    if not pieces:
+        return []
+    steps = [note_steps(p, config) for p in pieces]
+    group = np.repeat(np.arange(len(pieces)), [len(s[0]) for s in steps])  # (n,) piece of note
+    pitch, vbin, start, dbin = (np.concatenate([s[k] for s in steps]) for k in range(4))
+    order = np.lexsort((vbin, dbin, pitch, start, group))
+    group, pitch, vbin, start, dbin = (a[order] for a in (group, pitch, vbin, start, dbin))
+    first_of_piece = np.ones(len(pitch), dtype=bool)  # (n,)
+    first_of_piece[1:] = group[1:] != group[:-1]
+    gap = np.where(first_of_piece, start, np.diff(start, prepend=0))  # time starts at 0
+    if config.velocity_bins:
+        new_bin = first_of_piece.copy()
+        new_bin[1:] |= vbin[1:] != vbin[:-1]
+    else:
+        new_bin = np.zeros(len(pitch), dtype=bool)
+    tokens, at, count = shift_slots(gap, new_bin + 2, vocab)
     tokens[at[new_bin]] = vocab._ids(VELOCITY, vbin[new_bin])
     at = at + new_bin
     tokens[at] = vocab._ids(PITCH, pitch)
@@ -347,27 +370,17 @@ def decode(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig = DEFAULT
     from ``clock``'s tempo, which (with its time signature) is the piece's only one. All
     notes get ``program``; none is a drum. Ids outside the vocabulary raise VocabularyError.
     """
-    program = operator.index(program)
-    _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
     vocab = NoteVocabulary(config)
-    ids = np.asarray(tokens)
-    _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    ids = ids.astype(np.int64) if ids.size else np.zeros(0, np.int64)
-    _require(ids.size == 0 or np.asarray(tokens).dtype.kind in "iu",
-             f"token ids must be integers, got {np.asarray(tokens).dtype}")
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
-    if bad.size:
-        i = int(bad[0])
-        raise VocabularyError(
-            f"token id {ids[i]} at position {i} is outside the vocabulary (0..{vocab.size - 1})")
+    ids = check_ids(tokens, vocab, program)
     is_kind, value = vocab.split(ids)
     step = np.cumsum(np.where(is_kind[SHIFT], vocab.steps[np.where(is_kind[SHIFT], value, 0)], 0))
     last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
     default_bin = velocity_to_bin(DEFAULT_VELOCITY, config.velocity_config())
     vbin = np.where(last_vel >= 0, value[np.maximum(last_vel, 0)], default_bin)
     note = np.flatnonzero(is_kind[PITCH][:-1] & is_kind[DURATION][1:])  # (n,) PITCH positions
-    return _make_piece(value[note], vbin[note], step[note], value[note + 1], config, clock,
-                       program)
+    start = step[note]
+    return make_piece(value[note], vbin[note], start, start + vocab.steps[value[note + 1]],
+                      config, clock, program)
 
 
 def grid_counts(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: float = 1.0

@@ -29,6 +29,7 @@ import numpy as np
 
 from composer import ComposerError, Config
 from composer.files import atomic_write
+from composer.instruments import program_name
 from composer.midi import NoteInput, as_note_array, load, synthesize
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,8 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     """Draw a piano roll of a MIDI file (or notes) as a PNG and return its path.
 
     Time (s) runs along x, pitch along y (labelled with note names at every C, a faint line
-    at each); each note is a bar coloured by velocity; drums are left out. With
+    at each); each note is a bar coloured by velocity, or, when the notes hold more than
+    one program, by instrument (a legend names each GM program); drums are left out. With
     ``seed_seconds``, the part up to it (the seed ``generate`` continued) sits on a shaded
     band and a dashed line marks where the continuation begins.
     """
@@ -227,8 +229,20 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     p, s, e = arr["pitch"].astype(float), arr["start"], arr["end"]
     bars = np.stack([np.stack([s, p - 0.4], 1), np.stack([e, p - 0.4], 1),
                      np.stack([e, p + 0.4], 1), np.stack([s, p + 0.4], 1)], 1)  # (n, 4, 2)
-    rolls = PolyCollection(bars, array=arr["velocity"].astype(float), cmap="viridis",
-                           clim=(0, 127), linewidths=0.3, edgecolors="black")
+    programs = sorted(set(arr["program"].tolist()))
+    if len(programs) > 1:  # one colour per instrument
+        from matplotlib import colormaps
+        from matplotlib.patches import Patch
+
+        colours = colormaps["tab10" if len(programs) <= 10 else "tab20"].colors
+        index = np.searchsorted(programs, arr["program"]) % len(colours)
+        rolls = PolyCollection(bars, facecolors=[colours[i] for i in index], linewidths=0.3,
+                               edgecolors="black")
+        ax.legend(handles=[Patch(color=colours[i % len(colours)], label=program_name(g))
+                           for i, g in enumerate(programs)], loc="upper right", fontsize=7)
+    else:
+        rolls = PolyCollection(bars, array=arr["velocity"].astype(float), cmap="viridis",
+                               clim=(0, 127), linewidths=0.3, edgecolors="black")
     ax.add_collection(rolls)
     lo, hi = int(p.min()) - 2, int(p.max()) + 2
     ax.set_xlim(0, end * 1.01)
@@ -246,7 +260,8 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     ax.set_xlabel("time (s)")
     ax.set_ylabel("pitch")
     ax.set_title(title or "piano roll")
-    fig.colorbar(rolls, ax=ax, label="velocity", pad=0.01, fraction=0.03)
+    if len(programs) == 1:
+        fig.colorbar(rolls, ax=ax, label="velocity", pad=0.01, fraction=0.03)
     atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
     return Path(png_path)
 

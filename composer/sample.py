@@ -39,7 +39,16 @@ from composer.generate import (
     start_tokens,
 )
 from composer.guards import DEFAULT_MAX_NOTE_SECONDS, Guards
-from composer.midi import MIDI_SUFFIXES, NOTE_DTYPE, Piece, load, piece_from_beats, save
+from composer.instruments import Ensemble
+from composer.midi import (
+    MIDI_SUFFIXES,
+    NOTE_DTYPE,
+    LoadConfig,
+    Piece,
+    load,
+    piece_from_beats,
+    save,
+)
 from composer.midi import parse_pitch as midi_pitch
 from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
@@ -68,9 +77,9 @@ def _encode_seed(notes: np.ndarray | Piece, event_config: EventConfig | Events, 
     return tokens
 
 
-def _load_seed(path: str | os.PathLike[str]) -> Piece:
+def _load_seed(path: str | os.PathLike[str], keep_drums: bool = False) -> Piece:
     try:
-        return load(path)
+        return load(path, LoadConfig(keep_drums=keep_drums))
     except MidiError as e:
         raise GenerateError(f"seed {path}: {e}") from None
 
@@ -82,7 +91,7 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
     file's own beats). GenerateError when the file cannot be read or holds no notes there."""
     if seconds is not None and not seconds > 0:
         raise GenerateError(f"seed seconds must be > 0, got {seconds}")
-    piece = _load_seed(path)
+    piece = _load_seed(path, vocabulary_of(event_config).instruments)
     notes, beats = piece.notes, beats_of(piece)
     if seconds is not None:
         keep = notes["start"] < seconds
@@ -103,6 +112,27 @@ def seed_clock(spec: str | None) -> Clock | None:
     if spec is None or not Path(spec).is_file():
         return None
     return clock_of(_load_seed(spec))
+
+
+def seed_instruments(spec: str | None) -> Ensemble | None:
+    """The instruments of a CLI ``--seed`` that is a MIDI file (its pitched programs, and
+    drums if it has drum notes); None for a pitch list, no seed, or a seed of drums only."""
+    if spec is None or not Path(spec).is_file():
+        return None
+    notes = _load_seed(spec, keep_drums=True).notes
+    programs = tuple(sorted(set(notes["program"][~notes["is_drum"]].tolist())))
+    return Ensemble(programs, bool(notes["is_drum"].any())) if programs else None
+
+
+def restrict_seed(tokens: np.ndarray, events: Events, programs: Sequence[int]) -> np.ndarray:
+    """Seed tokens of an instrument-aware vocabulary that end on one of ``programs``: when
+    the seed's last PROGRAM (if any) is not among them, a PROGRAM of ``programs[0]`` is
+    appended, so that the continuation's first notes are played by a chosen instrument."""
+    ids = events.instrument_ids()[0]
+    given = tokens[(tokens >= ids.start) & (tokens < ids.stop)]
+    if len(given) and int(given[-1]) - ids.start in programs:
+        return tokens
+    return np.append(tokens, ids[programs[0]]).astype(tokens.dtype)
 
 
 def parse_pitch(word: str) -> int:

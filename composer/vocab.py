@@ -11,6 +11,10 @@ An :class:`Events` is a vocabulary kind and its config. Its dict form (saved wit
 corpus and checkpoint as ``events``) is the config's own dict, plus ``"kind": "notes"`` for
 the beat vocabulary: a dict without ``kind`` (every checkpoint written before the beat
 vocabulary existed) is performance events, exactly as before.
+
+Either vocabulary can be instrument-aware (``instruments=True`` in its config: PROGRAM and
+DRUM tokens, :mod:`composer.ensemble`); ``instruments`` is in the dict only when true, so
+dicts without it load as the plain vocabularies, with the same ids.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from composer import ensemble
 from composer import events as perf
 from composer import notes as beat
 from composer.events import EventConfig, Vocabulary, VocabularyError
@@ -73,11 +78,17 @@ class Events:
         """Number of token ids."""
         return self.vocab.size
 
+    @property
+    def instruments(self) -> bool:
+        """Whether notes carry their instrument (PROGRAM and DRUM tokens)."""
+        return self.config.instruments
+
     def describe(self) -> str:
-        """One phrase: ``notes (1/12 beat)`` or ``performance (10 ms)``."""
+        """One phrase: ``notes (1/12 beat)`` or ``performance (10 ms, instruments)``."""
+        extra = ", instruments" if self.instruments else ""
         if self.is_notes:
-            return f"notes (1/{self.config.steps_per_quarter} beat)"
-        return f"performance ({1000 / self.config.steps_per_second:g} ms)"
+            return f"notes (1/{self.config.steps_per_quarter} beat{extra})"
+        return f"performance ({1000 / self.config.steps_per_second:g} ms{extra})"
 
     def pitch_ids(self) -> list[range]:
         """The id ranges whose tokens carry a pitch, each in pitch order (transposition adds
@@ -88,6 +99,12 @@ class Events:
     def note_start_ids(self) -> range:
         """The ids that start a note (NOTE_ON or PITCH), in pitch order."""
         return self.pitch_ids()[0]
+
+    def instrument_ids(self) -> tuple[range, range]:
+        """The PROGRAM ids (program order) and the DRUM ids (key order); empty ranges for a
+        vocabulary without instruments."""
+        r, end = self.vocab.ranges, range(self.size, self.size)
+        return r.get(perf.PROGRAM, end), r.get(perf.DRUM, end)
 
     def token_steps(self) -> np.ndarray:
         """(V,) int64: the time steps each token advances (shifts; 0 for the rest)."""
@@ -130,8 +147,21 @@ class Events:
     def encode_many(self, pieces: Sequence[NoteInput]) -> list[np.ndarray]:
         """Token ids of each piece (one vectorised pass; the beat vocabulary reads beats)."""
         if self.is_notes:
-            return beat.encode_many(pieces, self.config)
+            encode = ensemble.encode_notes if self.instruments else beat.encode_many
+            return encode(pieces, self.config)
+        if self.instruments:
+            return ensemble.encode_performance(pieces, self.config)
         return perf.encode_many([as_note_array(p) for p in pieces], self.config)
+
+    def quantise(self, piece: NoteInput) -> Piece:
+        """What encoding keeps of a piece: ``decode(encode(piece))`` (the beat vocabulary
+        at the piece's own clock)."""
+        if self.is_notes:
+            return (ensemble.quantise_notes if self.instruments else beat.quantise)(
+                piece, self.config)
+        quantise = ensemble.quantise_performance if self.instruments else perf.quantise
+        notes = quantise(piece, self.config)
+        return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
 
     def decode(self, tokens: Sequence[int] | np.ndarray, clock: Clock = beat.DEFAULT_CLOCK,
                program: int = 0, max_note_seconds: float | None = None) -> Piece:
@@ -140,12 +170,14 @@ class Events:
         ``max_note_seconds``; the piece has no beats (its seconds are at 120 bpm). The beat
         vocabulary: notes on the grid at ``clock``'s tempo (their length is in the tokens)."""
         if self.is_notes:
-            return beat.decode(tokens, self.config, clock, program)
+            decode = ensemble.decode_notes if self.instruments else beat.decode
+            return decode(tokens, self.config, clock, program)
         cfg = self.config
         if max_note_seconds is not None:
             cfg = replace(cfg, max_hanging_seconds=min(cfg.max_hanging_seconds,
                                                        max_note_seconds))
-        notes = perf.decode(tokens, cfg, program)
+        notes = (ensemble.decode_performance if self.instruments else perf.decode)(
+            tokens, cfg, program)
         if max_note_seconds is not None:
             notes["end"] = np.minimum(notes["end"], notes["start"] + max_note_seconds)
         duration = float(notes["end"].max()) if len(notes) else 0.0
