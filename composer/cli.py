@@ -20,6 +20,7 @@ import click
 
 from composer import __version__
 from composer.cli_evaluate import evaluate
+from composer.cli_serve import serve
 from composer.copycheck import CopyConfig
 from composer.corpus import AUTO_CHOICE, CorpusConfig
 from composer.midi import LoadConfig
@@ -412,6 +413,7 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 
 
 main.add_command(evaluate)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,9 @@
 prints what comes back. Everything here is usable without click:
 
 - :func:`train_model`: open or prepare a corpus, pick the model size, train.
-- :func:`generate_music`: load a model, seed, generate, write, render, plot, copy-check.
+- :func:`generate_music`: load a model, seed, generate, write, render, plot, copy-check;
+  :func:`load_model` and :class:`Seed` let a caller (``composer serve``) load a model once
+  and pass a seed it parsed itself.
 - :func:`judge_music`: music statistics against a reference and the copy check.
 """
 
@@ -16,10 +18,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from composer import ComposerError, MetricsError
-from composer.checkpoint import load_checkpoint
+from composer.checkpoint import Checkpoint, load_checkpoint
 from composer.copycheck import (
     CopyConfig,
     CopyIndex,
@@ -33,6 +37,7 @@ from composer.generate import Generation, SampleConfig
 from composer.guards import Guards
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
+from composer.notes import Clock
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
 from composer.sample import (
     Output,
@@ -44,7 +49,7 @@ from composer.sample import (
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.train import TrainConfig, TrainResult, train, validation_split
-from composer.vocab import clock_from, vocabulary_of
+from composer.vocab import Events, clock_from, vocabulary_of
 
 Notify = Callable[[str], None]  # one line for the user (the CLI prints "Note: ...")
 Progress = Callable[[int, int], None]
@@ -151,31 +156,61 @@ class Composed:
     copy_check: str | None = None  # why the copy check did not run, when it was asked for
 
 
-def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None = None, *,
+@dataclass
+class LoadedModel:
+    """A checkpoint loaded for generation, reusable across :func:`generate_music` calls."""
+
+    ckpt: Checkpoint
+    events: Events  # its event vocabulary
+    guards: Guards  # the guards measured on its training corpus
+    notice: str | None  # why a training folder stood for its best checkpoint, else None
+
+
+def load_model(checkpoint: str | os.PathLike | None = None, device: str = "auto"
+               ) -> LoadedModel:
+    """The model :func:`~composer.sample.find_checkpoint` finds for ``checkpoint``, loaded
+    on ``device`` (a training folder stands for its best checkpoint)."""
+    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
+    ckpt = load_checkpoint(path, map_location=resolve_device(device))
+    return LoadedModel(ckpt, vocabulary_of(ckpt.event_config),
+                       Guards.from_dict(ckpt.data.get("guards")), why)
+
+
+class Seed(NamedTuple):
+    """A seed already in the model's tokens (e.g. parsed in an isolated worker)."""
+
+    tokens: np.ndarray  # (T,) token ids
+    clock: Clock | None = None  # a MIDI seed's tempo and metre (None: the model's)
+
+
+def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
+                   seed: str | Seed | None = None, *,
                    seed_seconds: float | None = None, seed_style: str = "chord",
                    config: SampleConfig = SampleConfig(), out: str | os.PathLike = ".",
                    device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
                    copy_warn: float = CopyConfig.warn_seconds,
                    progress: Progress | None = None, notify: Notify = _quiet,
                    **compose_args: Any) -> Composed:
-    """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
+    """``composer generate``: load the model (:func:`load_model`, unless given loaded; a
     training folder stands for its best checkpoint, said through ``notify``), resolve the
-    seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
-    prefix, include_seed, program, force, threads), then render, plot and copy-check them
-    as asked. Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the
-    partial files written."""
-    if seed_seconds is not None and seed is None:
+    seed (a CLI ``--seed`` string, or a :class:`Seed`), :func:`~composer.sample.compose`
+    the files (``compose_args``: num, rng_seed, prefix, include_seed, program, force,
+    threads), then render, plot and copy-check them as asked. Ctrl-C raises
+    :class:`~composer.generate.GenerationInterrupted` holding the partial files written."""
+    if seed_seconds is not None and not isinstance(seed, str):
         raise ComposerError("--seed-seconds needs --seed")
-    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
-    if why:
-        notify(why)
-    ckpt = load_checkpoint(path, map_location=resolve_device(device))
-    events = vocabulary_of(ckpt.event_config)
-    tokens = resolve_seed(seed, events, seed_seconds, seed_style)
-    clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
+    model = checkpoint if isinstance(checkpoint, LoadedModel) else load_model(checkpoint,
+                                                                             device)
+    if model.notice:
+        notify(model.notice)
+    ckpt, events = model.ckpt, model.events
+    if isinstance(seed, Seed):
+        tokens, clock = seed.tokens, seed.clock
+    else:
+        tokens, clock = resolve_seed(seed, events, seed_seconds, seed_style), seed_clock(seed)
+    clock = clock or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
-                           clock=clock, guards=Guards.from_dict(ckpt.data.get("guards")),
-                           **compose_args)
+                           clock=clock, guards=model.guards, **compose_args)
     done = Composed(outputs, gen)
     for o in outputs:
         if render_audio:
