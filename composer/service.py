@@ -167,7 +167,11 @@ class Service:
 def load_service(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeConfig(),
                  device: str = "cpu") -> Service:
     """A :class:`Service` for the shipped model (when installed) and ``checkpoints``, each
-    loaded once here, with a fresh private results folder."""
+    loaded once here, with a fresh private results folder. Torch runs on one thread per
+    generation (``ServeConfig.workers`` of them at once)."""
+    import torch
+
+    torch.set_num_threads(1)
     models: dict[str, tuple[str, LoadedModel]] = {}
     paths: list[str | Path | None] = list(checkpoints)
     if not paths or (default_checkpoint() / "checkpoint.json").is_file():

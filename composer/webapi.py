@@ -53,7 +53,7 @@ class ServeConfig(Config):
 
     host: str = "127.0.0.1"  # loopback only; another host is said out loud
     port: int = 8000
-    workers: int = 1  # generations at once, each on one CPU thread
+    workers: int = 2  # generations at once, each on one CPU thread
     queue: int = 32  # requests waiting for a worker; one more gets 503 at once
     wait_seconds: float = 60.0  # a request waits this long for a worker, then gets 503
     upload_bytes: int = 1 << 20  # largest MIDI upload (1 MiB); larger: 413

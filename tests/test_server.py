@@ -226,6 +226,15 @@ def test_internal_error_is_one_generic_line(client, monkeypatch, caplog):
     assert "secret detail" in caplog.text
 
 
+def test_second_checkpoint_served_under_its_own_id():
+    app = create_app([BACH.parents[1] / "checkpoints" / "default"])
+    with TestClient(app) as c:
+        ids = [m["id"] for m in c.get("/api/models").json()["models"]]
+        assert ids == ["default", "default-2"]
+        r = c.post("/api/generate", json={**SHORT, "model": "default-2"})
+        assert r.status_code == 200 and r.json()["results"][0]["notes"] > 0
+
+
 def test_results_store_evicts_oldest(tmp_path):
     store = Results(tmp_path, max_results=2, max_bytes=1000)
     ids = [store.add({"roll.json": b"{}"}, {})["id"] for _ in range(3)]
