@@ -11,6 +11,9 @@ A Starlette app (:func:`create_app`, run by uvicorn in :func:`serve`) over a
 - ``POST /api/generate``: a JSON request (:func:`composer.webapi.check_request`), or a
   multipart form with the JSON in field ``request`` and a MIDI file in field ``midi``;
   answers ``{"results": [{"id", "urls", ...}]}`` for the pieces made.
+- ``POST /api/jobs``: the same request answered at once (202) with a job id; ``GET
+  /api/jobs/{id}`` says its state (queued, running, done, failed), the seconds of music
+  drawn so far of how many, then its results or its error (what the page uses).
 - ``GET /api/results/{id}/{piece.mid,piece.wav,roll.json}``: a piece's files (roll.json:
   its notes and the seed's length, drawn by the page).
 
@@ -24,6 +27,7 @@ queue behind :class:`composer.webapi.Gate`; every error is one JSON line
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -41,7 +45,7 @@ from starlette.routing import Route
 from composer import ComposerError
 from composer.service import LOOPBACK_NAMES, Service, is_loopback, load_service, opening_name
 from composer.service import web_file as page_file
-from composer.webapi import RESULT_FILES, ApiError, ServeConfig, check_request
+from composer.webapi import RESULT_FILES, ApiError, GenerateRequest, ServeConfig, check_request
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +73,8 @@ def api(handler: Callable[[Request, Service], Any]) -> Callable[[Request], Any]:
         service: Service = request.app.state.service
         try:
             return await handler(request, service)
-        except ApiError as e:
-            return error(str(e), e.status)
-        except HTTPException as e:
-            return error(e.detail, e.status_code)
-        except ComposerError as e:  # a seed or a request the model cannot meet
-            return error(str(e).replace(str(service.root), "<results>"), 400)
-        except Exception:
-            log.exception("internal error on %s %s", request.method, request.url.path)
-            return error("internal error (the server log has the details)", 500)
+        except Exception as e:
+            return error(*failure(e, service))
     return route
 
 
@@ -105,8 +102,10 @@ def decode_json(data: bytes | str) -> Any:
         raise ApiError("the request is not valid JSON") from None
 
 
-async def generate(request: Request, service: Service) -> Response:
-    """``POST /api/generate``."""
+async def read_request(request: Request, service: Service
+                       ) -> tuple[GenerateRequest, bytes | None]:
+    """The checked generation request of a JSON body or a multipart form (its JSON in
+    field ``request``, a MIDI file in field ``midi``), and the upload's bytes."""
     if service.gate is None:
         raise ApiError("the server is starting", 503)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -139,8 +138,60 @@ async def generate(request: Request, service: Service) -> Response:
     req = check_request(fields, service.config, service.models, service.controls())
     if upload is not None and req.seed != "upload":
         raise ApiError("a MIDI file was sent but seed is not 'upload'")
+    return req, upload
+
+
+async def generate(request: Request, service: Service) -> Response:
+    """``POST /api/generate``: answers when the pieces are made."""
+    req, upload = await read_request(request, service)
     pieces = await service.gate.run(service.generate, req, upload)
     return JSONResponse({"results": pieces}, headers=HEADERS)
+
+
+def failure(e: Exception, service: Service) -> tuple[str, int]:
+    """The one-line message and HTTP status of an exception (unexpected ones logged)."""
+    if isinstance(e, ApiError):
+        return str(e), e.status
+    if isinstance(e, HTTPException):
+        return str(e.detail), e.status_code
+    if isinstance(e, ComposerError):  # a seed or a request the model cannot meet
+        return str(e).replace(str(service.root), "<results>"), 400
+    log.error("internal error", exc_info=e)
+    return "internal error (the server log has the details)", 500
+
+
+async def start_job(request: Request, service: Service) -> Response:
+    """``POST /api/jobs``: the same request as ``/api/generate``, answered at once (202)
+    with a job to poll (``GET /api/jobs/{id}``) for progress and then the results."""
+    req, upload = await read_request(request, service)
+    gate = service.gate
+    gate.admit()  # 503 now when the queue is full
+    job = service.jobs.new()
+
+    def work() -> list[dict[str, Any]]:
+        job.state = "running"
+        return service.generate(req, upload, job.progress)
+
+    async def run() -> None:
+        try:
+            job.results = await gate.run(work, admitted=True)
+            job.state = "done"
+        except Exception as e:
+            job.error, job.status = failure(e, service)
+            job.state = "failed"
+
+    task = asyncio.create_task(run())
+    service.tasks.add(task)  # held until done (the loop keeps weak references only)
+    task.add_done_callback(service.tasks.discard)
+    return JSONResponse({"job": job.id, "url": f"/api/jobs/{job.id}"}, 202, headers=HEADERS)
+
+
+async def job_state(request: Request, service: Service) -> Response:
+    """``GET /api/jobs/{id}``."""
+    job = service.jobs.get(request.path_params["id"])
+    if job is None:
+        raise ApiError("no such job (jobs are kept for a while only)", 404)
+    return JSONResponse(job.view(), headers=HEADERS)
 
 
 async def models(_request: Request, service: Service) -> Response:
@@ -228,6 +279,8 @@ def build_app(service: Service, allowed_hosts: Sequence[str] | None = None) -> S
     routes = [Route("/", api(static)), Route("/static/{name}", api(static)),
               Route("/api/models", api(models)), Route("/api/openings", api(list_openings)),
               Route("/api/generate", api(generate), methods=["POST"]),
+              Route("/api/jobs", api(start_job), methods=["POST"]),
+              Route("/api/jobs/{id}", api(job_state)),
               Route("/api/results/{id}/{file}", api(result_file))]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: not_found, Exception: internal})

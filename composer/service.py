@@ -10,7 +10,7 @@ import ipaddress
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from composer.commands import LoadedModel, Seed, generate_music, load_model
 from composer.generate import SampleConfig
 from composer.midi import load
 from composer.sample import default_checkpoint, seed_clock, seed_from_midi, seed_from_pitches
-from composer.webapi import ApiError, Gate, GenerateRequest, Results, ServeConfig
+from composer.webapi import ApiError, Gate, GenerateRequest, Jobs, Results, ServeConfig
 
 WEB = "web"  # package data folder of the page and the openings
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -77,6 +77,8 @@ class Service:
         self.models, self.config, self.root = models, config, root
         self.results = Results(root, config.max_results, config.max_bytes)
         self.openings = openings()
+        self.jobs = Jobs()
+        self.tasks: set[Any] = set()  # the background jobs' asyncio tasks
         self.gate: Gate | None = None  # made in the server's event loop (lifespan)
 
     def controls(self) -> dict[str, list[dict[str, Any]]]:
@@ -124,8 +126,10 @@ class Service:
             raise ApiError(got)
         return Seed(*got)
 
-    def generate(self, req: GenerateRequest, upload: bytes | None) -> list[dict[str, Any]]:
-        """Run one request (in a worker thread): seed, generate, render, store."""
+    def generate(self, req: GenerateRequest, upload: bytes | None,
+                 progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """Run one request (in a worker thread): seed, generate (``progress(done, total)``
+        in seconds of music), render, store."""
         _, model = self.models[req.model]
         work = self.results.work_folder()
         try:
@@ -136,7 +140,7 @@ class Service:
             extra = {"controls": req.controls} if req.controls else {}
             done = generate_music(model, seed, config=config, out=work, render_audio=True,
                                   copy_warn=0, num=req.num, rng_seed=req.rng_seed,
-                                  prefix="piece", threads=1, **extra)
+                                  prefix="piece", threads=1, progress=progress, **extra)
             pieces = []
             for out, rendered in zip(done.outputs, done.renders, strict=True):
                 notes = load(out.path).notes

@@ -10,6 +10,7 @@ them to Starlette).
   one of :data:`RESULT_FILES`, never a path.
 - :class:`Gate`: at most ``workers`` generations at once, at most ``queue`` waiting, each
   waiting at most ``wait_seconds``; past that a request gets 503 instead of memory.
+- :class:`Jobs`: requests run in the background whose progress the page polls.
 """
 
 from __future__ import annotations
@@ -246,14 +247,20 @@ class Gate:
         self._slots = asyncio.Semaphore(workers)
         self.queue, self.wait, self.waiting = queue, wait, 0
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def admit(self) -> None:
+        """Take a place in the queue now (the caller then calls :meth:`run` with
+        ``admitted=True``); :class:`ApiError` 503 when the queue is full."""
+        if self.waiting >= self.queue:
+            raise ApiError("the server is busy (too many requests waiting); try again", 503)
+        self.waiting += 1
+
+    async def run(self, fn: Callable[..., Any], *args: Any, admitted: bool = False) -> Any:
         """``fn(*args)`` in a worker thread once a slot is free; :class:`ApiError` 503 when
         the queue is full or no slot came free in time."""
         import anyio.to_thread
 
-        if self.waiting >= self.queue:
-            raise ApiError("the server is busy (too many requests waiting); try again", 503)
-        self.waiting += 1
+        if not admitted:
+            self.admit()
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait)
         except asyncio.TimeoutError:
@@ -265,3 +272,54 @@ class Gate:
             return await anyio.to_thread.run_sync(fn, *args)
         finally:
             self._slots.release()
+
+
+# --------------------------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """A generation request running in the background, polled by the page for progress."""
+
+    id: str
+    state: str = "queued"  # queued, running, done, failed
+    done: int = 0  # seconds of music (or events) drawn so far ...
+    total: int = 0  # ... of this many
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    status: int = 200  # the HTTP status a failure would have had
+
+    def progress(self, done: int, total: int) -> None:
+        """``generate``'s progress callback (called from the worker thread)."""
+        self.state, self.done, self.total = "running", done, total
+
+    def view(self) -> dict[str, Any]:
+        """What ``GET /api/jobs/{id}`` answers."""
+        out = {"id": self.id, "state": self.state, "done": self.done, "total": self.total}
+        if self.state == "done":
+            out["results"] = self.results
+        if self.state == "failed":
+            out.update(error=self.error, status=self.status)
+        return out
+
+
+class Jobs:
+    """The latest ``limit`` jobs by id (older finished ones are forgotten)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, Job] = OrderedDict()
+
+    def new(self) -> Job:
+        """A new queued job under a random id."""
+        job = Job(secrets.token_urlsafe(12))
+        self._items[job.id] = job
+        for old in [j for j in self._items.values() if j.state in ("done", "failed")]:
+            if len(self._items) <= self.limit:
+                break
+            del self._items[old.id]
+        return job
+
+    def get(self, jid: str) -> Job | None:
+        """The job of an id, None when unknown or forgotten."""
+        return self._items.get(jid) if ID_PATTERN.fullmatch(jid) else None

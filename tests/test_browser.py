@@ -83,14 +83,14 @@ def browser(server):
         options.add_argument(arg)
     service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
-    driver.set_script_timeout(60)
+    driver.set_script_timeout(120)
     try:
         yield driver
     finally:
         driver.quit()
 
 
-def wait_for(driver, condition, timeout: float = 90.0):
+def wait_for(driver, condition, timeout: float = 240.0):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)

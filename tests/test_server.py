@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 
 import pytest
@@ -199,6 +200,33 @@ def test_bad_bodies(client):
     one_line_error(client.put("/api/models"), 405)
 
 
+def poll(client, url: str) -> dict:
+    for _ in range(600):
+        job = client.get(url).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        assert job["state"] in ("queued", "running")
+        assert 0 <= job["done"] <= max(job["total"], 0)
+        time.sleep(0.05)
+    raise AssertionError("the job did not finish")
+
+
+def test_jobs_report_progress_then_results(client):
+    r = client.post("/api/jobs", json={**SHORT, "seconds": 4, "seed": "pitches",
+                                       "pitches": "D4 F#4 A4"})
+    assert r.status_code == 202, r.text
+    job = poll(client, r.json()["url"])
+    assert job["state"] == "done" and job["total"] == 4 and job["done"] == 4
+    (piece,) = job["results"]
+    assert client.get(piece["urls"]["mid"]).status_code == 200
+    failed = poll(client, client.post("/api/jobs", json={**SHORT, "seed": "pitches",
+                                                         "pitches": "C4 H4"}).json()["url"])
+    assert failed["state"] == "failed" and failed["status"] == 400 and "H4" in failed["error"]
+    one_line_error(client.post("/api/jobs", json={"seconds": -1}), 400)  # checked at once
+    one_line_error(client.get("/api/jobs/AAAAAAAAAAAAAAAA"), 404)
+    one_line_error(client.get("/api/jobs/..%2F..%2Fetc"), 404)
+
+
 def test_unknown_results_and_no_path_traversal(client):
     r = generate(client)
     piece = r.json()["results"][0]
@@ -247,21 +275,32 @@ def test_results_store_evicts_oldest(tmp_path):
 
 
 def test_gate_bounds_concurrent_work():
+    started = threading.Event()
+
+    def slow() -> None:
+        started.set()
+        time.sleep(0.6)
+
+    async def until(condition) -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
     async def scenario():
         gate = Gate(workers=1, queue=1, wait=0.2)
-        slow = asyncio.create_task(gate.run(time.sleep, 0.6))
-        await asyncio.sleep(0.05)
+        busy = asyncio.create_task(gate.run(slow))
+        await until(started.is_set)  # the one worker is busy
         waiting = asyncio.create_task(gate.run(lambda: "ok"))  # waits past 0.2 s: 503
-        await asyncio.sleep(0.05)
+        await until(lambda: gate.waiting == 1)
         with pytest.raises(ApiError) as full:  # the queue holds one: 503 at once
             await gate.run(lambda: "ok")
         with pytest.raises(ApiError) as late:
             await waiting
-        await slow
+        await busy
         return full.value, late.value, await gate.run(lambda: "ok")
 
     full, late, after = asyncio.run(scenario())
-    assert full.status == late.status == 503 and "busy" in str(full) and "0.2 s" in str(late)
+    assert full.status == late.status == 503
+    assert "too many requests waiting" in str(full) and "0.2 s" in str(late)
     assert after == "ok"
 
 

@@ -200,24 +200,40 @@ async function generate(event) {
             body: JSON.stringify(body)};
   }
   const began = Date.now();
+  const bar = $("busy");
   $("generate").disabled = true;
-  $("busy").hidden = false;
-  const tick = () => { $("status").textContent = `Generating… ${Math.round((Date.now() - began) / 1000)} s`; };
+  bar.hidden = false;
+  bar.removeAttribute("value"); // indeterminate until the first progress
+  let line = "Waiting for the server";
+  const tick = () => { $("status").textContent = `${line}… ${Math.round((Date.now() - began) / 1000)} s`; };
   tick();
   const timer = setInterval(tick, 500);
   try {
-    const response = await fetch("/api/generate", init);
+    const response = await fetch("/api/jobs", init);
     let answer;
     try { answer = await response.json(); } catch { answer = {error: response.statusText}; }
     if (!response.ok) throw new Error(answer.error || response.statusText);
-    for (const piece of answer.results) addResult(piece, ++counter);
+    let job = {state: "queued"};
+    while (job.state === "queued" || job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      job = await getJSON(answer.url);
+      if (job.state === "queued") line = "Queued (other requests first)";
+      if (job.state === "running") {
+        line = !job.total ? "Generating" : job.done < job.total
+          ? `Generating: ${job.done} of ${job.total} s of music` : "Rendering the audio";
+        if (job.total) { bar.max = job.total; bar.value = job.done; }
+      }
+      tick();
+    }
+    if (job.state === "failed") throw new Error(job.error);
+    for (const piece of job.results) addResult(piece, ++counter);
     $("status").textContent = `Done in ${((Date.now() - began) / 1000).toFixed(1)} s`;
   } catch (e) {
     $("status").textContent = "";
     showError(e.message);
   } finally {
     clearInterval(timer);
-    $("busy").hidden = true;
+    bar.hidden = true;
     $("generate").disabled = false;
   }
 }
