@@ -94,8 +94,10 @@ class Service:
                   ) -> tuple[str, float | None] | None:
         """The MIDI file (and the seconds of it) a request seeds from, if any."""
         if req.seed == "upload":
-            if not upload:
+            if upload is None:
                 raise ApiError("seed upload needs a MIDI file in the form field 'midi'")
+            if not upload:
+                raise ApiError("the uploaded MIDI file is empty")
             path = work / "upload.mid"
             path.write_bytes(upload)
             return str(path), self.config.seed_seconds

@@ -104,7 +104,8 @@ def _number(d: Mapping[str, Any], name: str, default: float, lo: float, hi: floa
     ok = is_int(v) if integer else is_number(v) and math.isfinite(v)
     if not ok or v < lo or v > hi or (lo_open and v == lo):
         kind = "an integer" if integer else "a number"
-        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        bounds = (lo, hi) if integer else (f"{lo:g}", f"{hi:g}")
+        span = f"{'(' if lo_open else '['}{bounds[0]}, {bounds[1]}]"
         raise ApiError(f"{name} must be {kind} in {span}, got {json.dumps(v)[:40]}")
     return int(v) if integer else float(v)
 
