@@ -131,7 +131,7 @@ function drawRoll(canvas, roll) {
   }
   g.fillStyle = "#666";
   const step = end > 60 ? 10 : end > 20 ? 5 : 1;
-  for (let t = 0; t <= end; t += step) g.fillText(t + " s", x(t), height - 3);
+  for (let t = 0; t <= end && x(t) < width - 24; t += step) g.fillText(t + " s", x(t), height - 3);
 }
 
 function addResult(piece, index) {
