@@ -144,7 +144,8 @@ async def read_request(request: Request, service: Service
 async def generate(request: Request, service: Service) -> Response:
     """``POST /api/generate``: answers when the pieces are made."""
     req, upload = await read_request(request, service)
-    pieces = await service.gate.run(service.generate, req, upload)
+    seed = await service.parse_gate.run(service.seed, req, upload)
+    pieces = await service.gate.run(service.generate, req, seed)
     return JSONResponse({"results": pieces}, headers=HEADERS)
 
 
@@ -164,13 +165,14 @@ async def start_job(request: Request, service: Service) -> Response:
     """``POST /api/jobs``: the same request as ``/api/generate``, answered at once (202)
     with a job to poll (``GET /api/jobs/{id}``) for progress and then the results."""
     req, upload = await read_request(request, service)
+    seed = await service.parse_gate.run(service.seed, req, upload)  # a bad seed: 4xx now
     gate = service.gate
     gate.admit()  # 503 now when the queue is full
     job = service.jobs.new()
 
     def work() -> list[dict[str, Any]]:
         job.state = "running"
-        return service.generate(req, upload, job.progress)
+        return service.generate(req, seed, job.progress)
 
     async def run() -> None:
         try:

@@ -80,6 +80,7 @@ class Service:
         self.jobs = Jobs()
         self.tasks: set[Any] = set()  # the background jobs' asyncio tasks
         self.gate: Gate | None = None  # made in the server's event loop (lifespan)
+        self.parse_gate: Gate | None = None
 
     def controls(self) -> dict[str, list[dict[str, Any]]]:
         """Each model's declared generation controls (``checkpoint.json`` data ``controls``:
@@ -113,29 +114,34 @@ class Service:
             return str(path), self.config.continue_seconds
         return None
 
-    def seed(self, req: GenerateRequest, model: LoadedModel, work: Path,
-             upload: bytes | None) -> Seed | None:
-        """The request's seed in the model's tokens; MIDI files go through the isolated
-        loader (a crash or a hang there costs this request only)."""
+    def seed(self, req: GenerateRequest, upload: bytes | None) -> Seed | None:
+        """The request's seed in its model's tokens (run in a worker thread, before the
+        request queues for generation, so a bad seed is answered at once); MIDI files go
+        through the isolated loader (a crash or a hang there costs this request only)."""
+        _, model = self.models[req.model]
         if req.seed == "pitches":
             return Seed(seed_from_pitches(req.pitches, req.style, model.events))
-        job = self.seed_file(req, work, upload)
-        if job is None:
-            return None
-        ((_, got),) = run_isolated(parse_seed_files, [job], (model.events,), workers=1,
-                                   timeout=self.config.parse_seconds, memory_headroom=1 << 30)
+        work = self.results.work_folder()
+        try:
+            job = self.seed_file(req, work, upload)
+            if job is None:
+                return None
+            ((_, got),) = run_isolated(parse_seed_files, [job], (model.events,), workers=1,
+                                       timeout=self.config.parse_seconds,
+                                       memory_headroom=1 << 30)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         if isinstance(got, str):
             raise ApiError(got)
         return Seed(*got)
 
-    def generate(self, req: GenerateRequest, upload: bytes | None,
+    def generate(self, req: GenerateRequest, seed: Seed | None,
                  progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """Run one request (in a worker thread): seed, generate (``progress(done, total)``
-        in seconds of music), render, store."""
+        """Run one request (in a worker thread): generate from ``seed`` (``progress(done,
+        total)`` in seconds of music), render, store."""
         _, model = self.models[req.model]
         work = self.results.work_folder()
         try:
-            seed = self.seed(req, model, work, upload)
             config = SampleConfig(temperature=req.temperature, top_p=req.top_p,
                                   seconds=req.seconds, max_num=self.config.max_num,
                                   max_seconds=self.config.max_seconds)
@@ -162,8 +168,11 @@ class Service:
 
 
     def start(self) -> None:
-        """Make the gate (in the server's event loop, as it starts)."""
+        """Make the gates (in the server's event loop, as it starts): generation, and the
+        parsing of seeds (as many at once as generation, apart from it)."""
         self.gate = Gate(self.config.workers, self.config.queue, self.config.wait_seconds)
+        self.parse_gate = Gate(self.config.workers, self.config.queue,
+                               self.config.wait_seconds)
 
     def close(self) -> None:
         """Delete the results folder."""

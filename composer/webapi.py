@@ -56,7 +56,7 @@ class ServeConfig(Config):
     port: int = 8000
     workers: int = 2  # generations at once, each on one CPU thread
     queue: int = 32  # requests waiting for a worker; one more gets 503 at once
-    wait_seconds: float = 60.0  # a request waits this long for a worker, then gets 503
+    wait_seconds: float = 180.0  # a request waits this long for a worker, then gets 503
     upload_bytes: int = 1 << 20  # largest MIDI upload (1 MiB); larger: 413
     parse_seconds: float = 10.0  # the isolated MIDI loader's limit per upload
     max_seconds: float = 120.0  # longest piece one request may ask for
