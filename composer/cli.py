@@ -22,6 +22,7 @@ from composer import __version__
 from composer.cli_controls import control_flags, generate_controls, train_controls
 from composer.cli_ensemble import corpus_config, events_option, instruments_flag, instruments_list
 from composer.cli_evaluate import evaluate
+from composer.cli_serve import serve
 from composer.copycheck import CopyConfig
 from composer.corpus import CorpusConfig
 from composer.midi import LoadConfig
@@ -412,6 +413,7 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 
 
 main.add_command(evaluate)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,9 @@
 prints what comes back. Everything here is usable without click:
 
 - :func:`train_model`: open or prepare a corpus, pick the model size, train.
-- :func:`generate_music`: load a model, seed, generate, write, render, plot, copy-check.
+- :func:`generate_music`: load a model, seed, generate, write, render, plot, copy-check;
+  :func:`load_model` and :class:`Seed` let a caller (``composer serve``) load a model once
+  and pass a seed it parsed itself.
 - :func:`judge_music`: music statistics against a reference and the copy check.
 """
 
@@ -16,10 +18,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from composer import ComposerError, MetricsError
-from composer.checkpoint import load_checkpoint
+from composer.checkpoint import Checkpoint, load_checkpoint
 from composer.controls import NONE, choose_spec
 from composer.copycheck import (
     CopyConfig,
@@ -35,7 +39,7 @@ from composer.guards import Guards
 from composer.instruments import Ensemble
 from composer.model import ModelConfig
 from composer.musicstats import MusicConfig, compare_sets
-from composer.notes import clock_of
+from composer.notes import Clock, clock_of
 from composer.render import RenderResult, plot_distributions, plot_piano_roll, render
 from composer.sample import (
     Output,
@@ -161,7 +165,35 @@ class Composed:
     copy_check: str | None = None  # why the copy check did not run, when it was asked for
 
 
-def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None = None, *,
+@dataclass
+class LoadedModel:
+    """A checkpoint loaded for generation, reusable across :func:`generate_music` calls."""
+
+    ckpt: Checkpoint
+    events: Events  # its event vocabulary
+    guards: Guards  # the guards measured on its training corpus
+    notice: str | None  # why a training folder stood for its best checkpoint, else None
+
+
+def load_model(checkpoint: str | os.PathLike | None = None, device: str = "auto"
+               ) -> LoadedModel:
+    """The model :func:`~composer.sample.find_checkpoint` finds for ``checkpoint``, loaded
+    on ``device`` (a training folder stands for its best checkpoint)."""
+    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
+    ckpt = load_checkpoint(path, map_location=resolve_device(device))
+    return LoadedModel(ckpt, vocabulary_of(ckpt.event_config),
+                       Guards.from_dict(ckpt.data.get("guards")), why)
+
+
+class Seed(NamedTuple):
+    """A seed already in the model's tokens (e.g. parsed in an isolated worker)."""
+
+    tokens: np.ndarray  # (T,) token ids
+    clock: Clock | None = None  # a MIDI seed's tempo and metre (None: the model's)
+
+
+def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
+                   seed: str | Seed | None = None, *,
                    controls: dict[str, Any] | None = None,
                    plan: str | os.PathLike | None = None,
                    seed_seconds: float | None = None, seed_style: str = "chord",
@@ -170,36 +202,40 @@ def generate_music(checkpoint: str | os.PathLike | None = None, seed: str | None
                    copy_warn: float = CopyConfig.warn_seconds,
                    progress: Progress | None = None, notify: Notify = _quiet,
                    instruments: Ensemble | None = None, **compose_args: Any) -> Composed:
-    """``composer generate``: load the model (:func:`~composer.sample.find_checkpoint`; a
+    """``composer generate``: load the model (:func:`load_model`, unless given loaded; a
     training folder stands for its best checkpoint, said through ``notify``), resolve the
-    seed, :func:`~composer.sample.compose` the files (``compose_args``: num, rng_seed,
-    prefix, include_seed, program, force, threads) under the ``controls`` asked for (flags:
-    density, key, pitch_classes, style, tempo) and the JSON ``plan`` file
-    (:func:`~composer.steering.make_plan`), then render, plot and copy-check them as
-    asked. ``instruments``: the ensemble an instrument-aware model may play (default: a
-    MIDI seed's instruments; see :func:`choose_instruments`). Ctrl-C raises
-    :class:`~composer.generate.GenerationInterrupted` holding the partial files written."""
-    if seed_seconds is not None and seed is None:
+    seed (a CLI ``--seed`` string, or a :class:`Seed`), :func:`~composer.sample.compose`
+    the files (``compose_args``: num, rng_seed, prefix, include_seed, program, force,
+    threads) under the ``controls`` asked for (flags: density, key, pitch_classes, style,
+    tempo) and the JSON ``plan`` file (:func:`~composer.steering.make_plan`), then render,
+    plot and copy-check them as asked. ``instruments``: the ensemble an instrument-aware
+    model may play (default: a MIDI seed's instruments; see :func:`choose_instruments`).
+    Ctrl-C raises :class:`~composer.generate.GenerationInterrupted` holding the partial
+    files written."""
+    if seed_seconds is not None and not isinstance(seed, str):
         raise ComposerError("--seed-seconds needs --seed")
-    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
-    if why:
-        notify(why)
-    ckpt = load_checkpoint(path, map_location=resolve_device(device))
-    events = vocabulary_of(ckpt.event_config)
+    model = checkpoint if isinstance(checkpoint, LoadedModel) else load_model(checkpoint,
+                                                                             device)
+    if model.notice:
+        notify(model.notice)
+    ckpt, events = model.ckpt, model.events
     steer = make_plan(ckpt.model_config.controls, controls, read_plan(plan) if plan else ())
-    tokens = resolve_seed(seed, events, seed_seconds, seed_style)
-    ensemble = choose_instruments(events, instruments, seed, notify)
+    if isinstance(seed, Seed):
+        tokens, clock = seed.tokens, seed.clock
+    else:
+        tokens, clock = resolve_seed(seed, events, seed_seconds, seed_style), seed_clock(seed)
+    ensemble = choose_instruments(events, instruments, seed if isinstance(seed, str) else None,
+                                  notify)
     if ensemble is not None:
         config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
         tokens = restrict_seed(tokens, events, ensemble.programs)
         if compose_args.get("program", 0) not in ensemble.programs:
             compose_args["program"] = ensemble.programs[0]
-    clock = seed_clock(seed) or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
+    clock = clock or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
         clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
-                           clock=clock, guards=Guards.from_dict(ckpt.data.get("guards")),
-                           controls=steer, **compose_args)
+                           clock=clock, guards=model.guards, controls=steer, **compose_args)
     done = Composed(outputs, gen)
     for o in outputs:
         if render_audio:
