@@ -21,6 +21,7 @@ from composer.commands import LoadedModel, Seed, generate_music, load_model
 from composer.generate import SampleConfig
 from composer.midi import load
 from composer.sample import default_checkpoint, seed_clock, seed_from_midi, seed_from_pitches
+from composer.steering import control_inputs
 from composer.webapi import ApiError, Gate, GenerateRequest, Jobs, Results, ServeConfig
 
 WEB = "web"  # package data folder of the page and the openings
@@ -83,13 +84,11 @@ class Service:
         self.parse_gate: Gate | None = None
 
     def controls(self) -> dict[str, list[dict[str, Any]]]:
-        """Each model's declared generation controls (``checkpoint.json`` data ``controls``:
-        ``[{"name": ..., "kind": ..., ...}]``; none for today's models)."""
-        out = {}
-        for mid, (_, m) in self.models.items():
-            declared = m.ckpt.data.get("controls") or []
-            out[mid] = [c for c in declared if isinstance(c, dict) and "name" in c]
-        return out
+        """Each model's generation controls as the page shows them (``[{"name": ..., "label":
+        ..., "min"/"max"/"step" or "choices"}]``, from the model's
+        :class:`~composer.controls.ControlSpec`; none for a model trained without)."""
+        return {mid: control_inputs(m.ckpt.model_config.controls)
+                for mid, (_, m) in self.models.items()}
 
     def seed_file(self, req: GenerateRequest, work: Path, upload: bytes | None
                   ) -> tuple[str, float | None] | None:

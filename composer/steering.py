@@ -206,3 +206,24 @@ def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise ControlError(f"{name}: entry {i + 1}: unknown control {unknown[0]!r}; "
                                f"expected from, {', '.join(REQUESTS)}")
     return plan
+
+
+KEY_NAMES = tuple(f"{n} {mode}" for mode in ("major", "minor")
+                  for n in ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"))
+
+
+def control_inputs(spec: ControlSpec) -> list[dict[str, Any]]:
+    """The requests a model with ``spec`` takes, as form inputs (for ``composer serve``):
+    ``{"name", "label"}`` plus ``min``/``max``/``step`` for a number or ``choices``."""
+    inputs: list[dict[str, Any]] = []
+    if DENSITY in spec.names:
+        inputs.append({"name": DENSITY, "label": "Density (notes per second)", "min": 0.5,
+                       "max": 30, "step": 0.5})
+    if PITCH_CLASSES in spec.names:
+        inputs.append({"name": KEY, "label": "Key", "choices": list(KEY_NAMES)})
+    if STYLE in spec.names:
+        inputs.append({"name": STYLE, "label": "Style", "choices": list(spec.styles)})
+    if TEMPO in spec.names:
+        inputs.append({"name": TEMPO, "label": "Tempo (quarter notes per minute)", "min": 20,
+                       "max": 300, "step": 1})
+    return inputs

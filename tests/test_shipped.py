@@ -65,3 +65,28 @@ def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
     result = evaluate_model(DEFAULT, cache, "test", train_corpus=cache, device="cpu")
     assert result["models"]["LSTM"]["loss"] == pytest.approx(stated, abs=6e-4)
     assert result["models"]["LSTM"]["loss"] < result["models"]["5-gram KN"]["loss"] - 0.3
+
+
+def test_the_shipped_controls_model_is_found_by_name_and_steered(tmp_path):
+    from composer.sample import find_checkpoint, shipped_names
+
+    assert {"default", "bach-folk-controls"} <= set(shipped_names())
+    path = find_checkpoint("bach-folk-controls")
+    assert path.parent.name == "models"
+    spec = load_checkpoint(path).model_config.controls
+    assert spec.names == ("density", "pitch-classes", "style", "tempo")
+    assert spec.styles == ("bach", "folk")
+    source = ROOT / "checkpoints" / "bach-folk-controls"
+    assert (path / "model.safetensors").read_bytes() == \
+        (source / "model.safetensors").read_bytes()
+    assert (path / "checkpoint.json").read_text() == (source / "checkpoint.json").read_text()
+    args = ["generate", "--checkpoint", "bach-folk-controls", "--length", "4", "-q",
+            "--rng-seed", "0", "--density", "4", "--key", "D minor", "--style", "folk",
+            "--out", str(tmp_path), "--copy-warn", "0", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(load(tmp_path / "composer-001.mid").notes) > 3
+    bad = CliRunner().invoke(main, [*args[:-6], "--style", "jazz"])
+    assert bad.exit_code == 1 and "bach, folk" in bad.output
+    missing = CliRunner().invoke(main, ["generate", "--checkpoint", "no-such-model"])
+    assert missing.exit_code == 2 and "bach-folk-controls" in missing.output
