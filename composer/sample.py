@@ -52,7 +52,7 @@ from composer.midi import (
 from composer.midi import parse_pitch as midi_pitch
 from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
-from composer.notes import DEFAULT_CLOCK, Clock, beats_of, clock_of
+from composer.notes import DEFAULT_CLOCK, Clock, beats_of, clock_of, shift_slots
 from composer.steering import ControlPlan
 from composer.timing import constant_tempo, seconds_to_beats
 from composer.vocab import Events, vocabulary_of
@@ -74,6 +74,12 @@ def _encode_seed(notes: np.ndarray | Piece, event_config: EventConfig | Events, 
     if not np.isin(tokens, events.note_start_ids()).any():
         raise GenerateError(f"{what} has no notes in the model's pitch range "
                             f"{events.config.min_pitch}..{events.config.max_pitch}")
+    if events.is_notes:  # time moves on to the seed's end, as NOTE_OFFs take it there
+        end = round(float(beats_of(notes)["end"].max()) * events.config.steps_per_quarter)
+        gap = end - int(events.token_steps()[tokens].sum())
+        if gap > 0:
+            shifts = shift_slots(np.array([gap]), np.array([0]), events.vocab)[0]
+            tokens = np.concatenate([tokens, shifts.astype(np.int64)])
     return tokens
 
 

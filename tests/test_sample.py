@@ -521,3 +521,15 @@ def test_cli_bad_inputs(ckpt, tmp_path, monkeypatch):
         assert len(result.output.strip().splitlines()) == 1
     both = run("--checkpoint", str(ckpt), "--length", "3", "--events", "8")
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_seed_in_the_beat_vocabulary_ends_where_its_notes_end():
+    from composer.notes import NoteEventConfig
+    from composer.vocab import vocabulary_of
+
+    beats = vocabulary_of(NoteEventConfig())
+    chord = seed_from_pitches("C4 E4 G4", "chord", beats)  # 0.5 s = one beat at 120 bpm
+    assert beats.seconds_of(chord) == pytest.approx(0.5)
+    assert str(beats.vocab.decode_event(int(chord[-1]))) == "SHIFT_1"
+    arpeggio = seed_from_pitches("C4 E4 G4", "arpeggio", beats)
+    assert beats.seconds_of(arpeggio) == pytest.approx(0.75)
