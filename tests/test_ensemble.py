@@ -333,8 +333,8 @@ def _fast():
 
 
 def test_shipped_model_generates_exactly_as_before():
-    """Tokens drawn by the shipped model, pinned before instruments existed."""
-    ckpt = load_checkpoint(ROOT / "checkpoints" / "default")
+    """Tokens drawn by the (then) shipped model, pinned before instruments existed."""
+    ckpt = load_checkpoint(ROOT / "checkpoints" / "bach-performance-2x256")
     events = vocabulary_of(ckpt.event_config)
     assert not events.instruments and events.size == 388
     seed = seed_from_midi(ROOT / "datasets/bach-chorales/bwv1.6.mid", 2.0, events)
