@@ -353,13 +353,14 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
 @errors_as_messages
 def info(checkpoint: Path, as_json: bool) -> None:
     """Show a checkpoint's model, vocabulary, training, data (CHECKPOINT: a checkpoint or
-    training folder)."""
+    training folder, or a shipped model's name)."""
     import json
 
     from composer.checkpoint import read_info, resolve_checkpoint_path
     from composer.report import checkpoint_summary
+    from composer.sample import find_checkpoint
 
-    path, why = resolve_checkpoint_path(checkpoint)
+    path, why = resolve_checkpoint_path(find_checkpoint(checkpoint))
     if why:
         note(why)
     meta = read_info(path)  # "resumable": the training state is there, intact and loadable

@@ -88,5 +88,7 @@ def test_the_shipped_controls_model_is_found_by_name_and_steered(tmp_path):
     assert len(load(tmp_path / "composer-001.mid").notes) > 3
     bad = CliRunner().invoke(main, [*args[:-6], "--style", "jazz"])
     assert bad.exit_code == 1 and "bach, folk" in bad.output
+    shown = CliRunner().invoke(main, ["info", "bach-folk-controls"])
+    assert shown.exit_code == 0 and "controls     density, pitch-classes, style" in shown.output
     missing = CliRunner().invoke(main, ["generate", "--checkpoint", "no-such-model"])
     assert missing.exit_code == 2 and "bach-folk-controls" in missing.output
