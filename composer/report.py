@@ -235,9 +235,9 @@ def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | N
     if value is None or Path(value).exists():
         return value
     from composer.checkpoint import read_info
-    from composer.sample import shipped_names
+    from composer.sample import find_checkpoint, shipped_names
 
-    if str(value) in shipped_names():
+    if find_checkpoint(value).exists():  # a shipped model's name, resolved as generate does
         return value
     try:
         read_info(value)  # finds the copy an interrupted save left, if any
