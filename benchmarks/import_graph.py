@@ -21,11 +21,11 @@ from pathlib import Path
 MAX_LINES = 420
 # The data flow, bottom to top: a module may import only modules on its left (or itself).
 # Names of the layout before issue 9 are mapped onto the layer that replaced them.
-LAYERS = ["__init__", "files", "rng", "_smf", "_smf_ref", "timing", "_tracks", "instruments",
-          "midi", "events", "notes", "ensemble", "vocab", "guards", "scan", "musicstats",
-          "_isolate", "cachecheck", "corpusfacts", "corpus", "sources", "controls", "steering",
-          "data", "device", "model", "ckptio", "checkpoint", "runs", "optim", "schedule",
-          "train", "_steppers", "_rules", "_sampling", "generate",
+LAYERS = ["__init__", "bounds", "files", "rng", "_smf", "_smf_ref", "timing", "_tracks",
+          "instruments", "midi", "events", "notes", "ensemble", "vocab", "guards", "scan",
+          "musicstats", "_isolate", "cachecheck", "corpusfacts", "corpus", "sources", "controls",
+          "steering", "data", "device", "model", "ckptio", "checkpoint", "runs", "optim",
+          "schedule", "train", "_steppers", "_rules", "_sampling", "generate",
           "sample", "copycheck", "render", "_ngram", "evaluation", "commands", "report",
           "cli_evaluate", "cli_controls", "cli_ensemble", "webapi", "service", "server",
           "cli_serve", "cli", "__main__"]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from composer import GenerateError
+from composer.bounds import check_threads
 from composer.model import ComposerLSTM
 
 ENGINES = ("auto", "plain", "fused", "int8")
@@ -160,6 +161,7 @@ def inference(model: ComposerLSTM, threads: int | None) -> Iterator[None]:
     """Meanwhile: eval mode, inference mode, and torch's CPU threads set to ``threads``
     (None, or a CUDA model: unchanged)."""
     old, training = torch.get_num_threads(), model.training
+    check_threads(threads, GenerateError)
     if threads is not None and model.head.weight.device.type == "cpu":
         torch.set_num_threads(threads)
     model.eval()

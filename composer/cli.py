@@ -18,8 +18,8 @@ from pathlib import Path
 
 import click
 
-from composer import __version__
-from composer.cli_controls import control_flags, generate_controls, train_controls
+from composer import __version__, bounds
+from composer.cli_controls import THREADS, bounded, control_flags, generate_controls, train_controls
 from composer.cli_ensemble import corpus_config, events_option, instruments_flag, instruments_list
 from composer.cli_evaluate import evaluate
 from composer.cli_serve import serve
@@ -161,7 +161,7 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=THREADS, default=1, show_default=True,
               help="CPU threads for training (more are often slower at small batches, and "
                    "much slower when other work shares the cores).")
 @events_option(" Used when MIDI_DIR is a MIDI folder.")
@@ -240,13 +240,13 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               default=default(SAMPLE, "max_seconds"), show_default=True,
               help="Refuse a --length (seconds) above this, and --events above 300 per second "
                    "of it (a guard; raise it on purpose).")
-@click.option("--temperature", type=click.FloatRange(min=0),
+@click.option("--temperature", type=bounded(bounds.TEMPERATURE),
               default=default(SAMPLE, "temperature"), show_default=True,
               help="Sampling temperature (0: always the most likely event).")
 @click.option("--top-k", type=click.IntRange(min=0), default=default(SAMPLE, "top_k"),
               show_default=True,
               help="Draw only among the K most likely events (0: off).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+@click.option("--top-p", type=bounded(bounds.TOP_P),
               default=default(SAMPLE, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
@@ -272,7 +272,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @instruments_list
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=THREADS, default=1, show_default=True,
               help="CPU threads (more are often slower at small batches).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--render", "render_audio", is_flag=True,

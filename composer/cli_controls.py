@@ -1,6 +1,7 @@
 """The control options of ``composer train`` and ``composer generate`` (see
 :mod:`composer.controls` and :mod:`composer.steering`), as decorators that :mod:`composer.cli`
-applies; the values go to the library unchanged, which validates them (one-line errors)."""
+applies; numbers are checked against :mod:`composer.bounds` (:func:`bounded`), the rest goes
+to the library unchanged, which validates it (one-line errors)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from composer import bounds
+from composer.bounds import Bound
 
 TRAIN_HELP = ("What the model is conditioned on: auto (density and pitch classes, + style "
               "when MIDI_DIR has subfolders, one style each, + tempo on the beat vocabulary), "
@@ -20,18 +24,29 @@ def train_controls(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--controls", default="auto", show_default=True, help=TRAIN_HELP)(f)
 
 
+def bounded(bound: Bound) -> click.ParamType:
+    """The click type of a :class:`~composer.bounds.Bound`: out of range is a usage error
+    naming the range, the same range the library and the server keep."""
+    if bound.integer:
+        return click.IntRange(int(bound.lo), int(bound.hi))
+    return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
+
+
+THREADS = bounded(bounds.threads_bound())  # --threads: 1 to the CPUs this process may use
+
+
 def generate_controls(f: Callable[..., Any]) -> Callable[..., Any]:
     """``composer generate --density --key --pitch-classes --style --tempo --controls``; the
     command receives them as ``density``, ``key``, ``pitch_classes``, ``style``, ``tempo``
     and ``plan``."""
     options = [
-        click.option("--density", type=float,
+        click.option("--density", type=bounded(bounds.DENSITY),
                      help="Notes per second to aim for (a model trained with controls)."),
         click.option("--key", help='Key to play in, e.g. "D minor", "Bb major", "F#m".'),
         click.option("--pitch-classes", metavar="W0,...,W11",
                      help="12 pitch-class weights, C first (instead of --key)."),
         click.option("--style", help="One of the model's styles (its training subfolders)."),
-        click.option("--tempo", type=float,
+        click.option("--tempo", type=bounded(bounds.TEMPO),
                      help="Quarter notes per minute (beat vocabulary); also the output's tempo."),
         click.option("--controls", "plan", type=click.Path(dir_okay=False, path_type=Path),
                      help='A JSON plan of controls over time: [{"from": 0, "density": 2}, '

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from composer import Config, GenerateError, check_int, is_int, is_number
+from composer import Config, GenerateError, bounds, check_int, is_int, is_number
 from composer._rules import Track, make_rules, max_note_seconds
 from composer._sampling import MASK32, draw, filter_logits, gumbel_noise
 from composer._steppers import Stepper, cuda_graph, inference, make_stepper
@@ -106,16 +106,14 @@ class SampleConfig(Config):
         return math.ceil(self.max_seconds * MAX_EVENTS_PER_SECOND)
 
     def __post_init__(self) -> None:
-        rules = {"temperature": ("a number >= 0", lambda v: v >= 0),
-                 "top_p": ("a number in (0, 1]", lambda v: 0 < v <= 1)}
-        for name in ("temperature", "top_p", "max_silence_seconds", "max_note_seconds",
-                     "max_seconds", "seconds"):
-            rule, ok = rules.get(name, ("a number > 0", lambda v: v > 0))
+        bounds.TEMPERATURE.check(self.temperature, GenerateError, "sample config: temperature")
+        bounds.TOP_P.check(self.top_p, GenerateError, "sample config: top_p")
+        for name in ("max_silence_seconds", "max_note_seconds", "max_seconds", "seconds"):
             v = getattr(self, name)
             if v is None and name == "max_note_seconds":
                 continue
-            if not (is_number(v) and math.isfinite(v) and ok(v)):
-                raise GenerateError(f"sample config: {name} must be {rule}, got {v!r}")
+            if not (is_number(v) and math.isfinite(v) and v > 0):
+                raise GenerateError(f"sample config: {name} must be a number > 0, got {v!r}")
         for name, least in (("top_k", 0), ("events", 1), ("max_polyphony", 1)):
             v = getattr(self, name)
             if v is not None or name == "top_k":

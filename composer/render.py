@@ -45,6 +45,7 @@ SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf3/default-GM.sf3",  # Debian/Ubuntu: compressed GM soundfonts
 )
 INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
+SILENT = "the piece has no notes: the audio is silence"  # RenderResult.notice of one
 SILENCE_RMS = 1e-4  # audio quieter than this (of full scale) counts as silent
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -71,7 +72,7 @@ class RenderResult:
     """What :func:`render` wrote."""
 
     wav_path: Path
-    backend: str  # "fluidsynth" or "sine" (pretty_midi's synthesizer)
+    backend: str  # "fluidsynth", "sine" (pretty_midi's synthesizer) or "silence" (no notes)
     seconds: float  # length of the audio
     sample_rate: int
     soundfont: Path | None  # soundfont used (None for the sine fallback)
@@ -106,17 +107,21 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
            soundfont: str | os.PathLike | None = None,
            config: RenderConfig = RenderConfig()) -> RenderResult:
     """Render a MIDI file to a WAV file (see the module docstring); the WAV is written to a
-    temporary name and renamed. Raises MidiError for an unreadable file, RenderError for a
-    file without notes or a bad ``soundfont``."""
+    temporary name and renamed. A piece without notes renders as its length of silence
+    (backend ``"silence"``, with a notice). Raises MidiError for an unreadable file,
+    RenderError for a bad ``soundfont``."""
     began = time.perf_counter()
     piece = load(midi_path)
-    if len(piece.notes) == 0:
-        raise RenderError(f"{midi_path}: no notes to render")
     sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
     out, done = Path(wav_path), {}
 
     def write(tmp: Path) -> None:
         notice, used = None, sf
+        if len(piece.notes) == 0:  # an empty piece is a result: its length of silence
+            _write_wav(tmp, np.zeros(round(piece.duration * config.sample_rate)),
+                       config.sample_rate)
+            done.update(seconds=piece.duration, notice=SILENT, sf=None)
+            return
         if exe is None:
             notice = f"FluidSynth is not installed ({INSTALL_HINT})"
         elif sf is None:
@@ -133,7 +138,7 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
 
     atomic_write(out, write)
     notice, seconds, sf = done["notice"], done["seconds"], done["sf"]
-    backend = "fluidsynth" if notice is None else "sine"
+    backend = "fluidsynth" if notice is None else "silence" if notice == SILENT else "sine"
     return RenderResult(out, backend, seconds, config.sample_rate, sf, notice,
                         time.perf_counter() - began)
 
@@ -212,7 +217,8 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     at each); each note is a bar coloured by velocity, or, when the notes hold more than
     one program, by instrument (a legend names each GM program); drums are left out. With
     ``seed_seconds``, the part up to it (the seed ``generate`` continued) sits on a shaded
-    band and a dashed line marks where the continuation begins.
+    band and a dashed line marks where the continuation begins. A piece without notes
+    gives an empty roll that says so.
     """
     from matplotlib.collections import PolyCollection
 
@@ -221,9 +227,7 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
         notes = load(notes).notes
     arr = as_note_array(notes)
     arr = arr[~arr["is_drum"]]
-    if len(arr) == 0:
-        raise RenderError("no notes to draw")
-    end = float(arr["end"].max())
+    end = float(arr["end"].max()) if len(arr) else max(seed_seconds or 0.0, 1.0)
     fig = _figure(min(max(8.0, 4 + end / 6), 24.0), 5.0)
     ax = fig.add_subplot()
     p, s, e = arr["pitch"].astype(float), arr["start"], arr["end"]
@@ -244,7 +248,9 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
         rolls = PolyCollection(bars, array=arr["velocity"].astype(float), cmap="viridis",
                                clim=(0, 127), linewidths=0.3, edgecolors="black")
     ax.add_collection(rolls)
-    lo, hi = int(p.min()) - 2, int(p.max()) + 2
+    lo, hi = (int(p.min()) - 2, int(p.max()) + 2) if len(arr) else (58, 74)
+    if len(arr) == 0:  # an empty piece is drawn as one, said in the picture
+        ax.text(end / 2, (lo + hi) / 2, "no notes", ha="center", va="center", color="0.4")
     ax.set_xlim(0, end * 1.01)
     ax.set_ylim(lo, hi)
     cs = [c for c in range(lo, hi + 1) if c % 12 == 0]

@@ -221,10 +221,13 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
 
 
 def echo_outputs(outputs: list) -> None:
-    """One line per written file: path, duration, notes, share of silence."""
+    """One line per written file: path, duration, notes, share of silence; a file without
+    notes (the model drew only rests) is a result too, and says so."""
     for o in outputs:
         click.echo(f"{o.path}  {o.seconds:7.1f} s  {o.notes:6,} notes  "
-                   f"{o.silence:6.1%} silence")
+                   f"{o.silence:6.1%} silence" + ("  (no notes: the model drew only rests; "
+                                                  "try a longer --length or another "
+                                                  "--rng-seed)" if o.notes == 0 else ""))
 
 
 def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None
@@ -249,24 +252,17 @@ def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | N
 
 def check_seed_spec(ctx: click.Context, param: click.Parameter, value: str | None
                     ) -> str | None:
-    """``--seed``: an existing MIDI file, or pitches; a missing file or a word that is no
-    pitch is a usage error naming it."""
-    if value is None or Path(value).is_file():
+    """``--seed``: an existing MIDI file, or pitches; anything else (empty, a folder, a
+    missing file, a word that is no pitch, too many pitches) is a usage error naming it."""
+    if value is None:
         return value
-    if Path(value).exists():
-        kind = "a folder" if Path(value).is_dir() else "not a regular file"
-        raise click.BadParameter(f"{value} is {kind}, not a MIDI file")
-    from composer import ComposerError
-    from composer.sample import looks_like_path, parse_pitches
+    from composer import ComposerError, sample
 
-    if looks_like_path(value):
-        raise click.BadParameter(f"file {value} does not exist")
     try:
-        parse_pitches(value)
+        sample.check_seed_spec(value)
     except ComposerError as e:
-        raise click.BadParameter(f"{e}; nor is it a file") from None
+        raise click.BadParameter(str(e)) from None
     return value
-
 
 
 def model_table(result: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 
 from composer import GenerateError, MidiError, is_int
 from composer._steppers import Stepper
+from composer.bounds import MAX_SEED_PITCHES
 from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
 from composer.events import DEFAULT_CONFIG, EventConfig, VocabularyError
 from composer.generate import (
@@ -115,17 +116,17 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
 def seed_clock(spec: str | None) -> Clock | None:
     """The tempo and time signature of a CLI ``--seed`` that is a MIDI file (None for a
     pitch list or no seed): beat-vocabulary output is written at its tempo."""
-    if spec is None or not Path(spec).is_file():
-        return None
-    return clock_of(_load_seed(spec))
+    path = seed_file(spec)
+    return None if path is None else clock_of(_load_seed(path))
 
 
 def seed_instruments(spec: str | None) -> Ensemble | None:
     """The instruments of a CLI ``--seed`` that is a MIDI file (its pitched programs, and
     drums if it has drum notes); None for a pitch list, no seed, or a seed of drums only."""
-    if spec is None or not Path(spec).is_file():
+    path = seed_file(spec)
+    if path is None:
         return None
-    notes = _load_seed(spec, keep_drums=True).notes
+    notes = _load_seed(path, keep_drums=True).notes
     programs = tuple(sorted(set(notes["program"][~notes["is_drum"]].tolist())))
     return Ensemble(programs, bool(notes["is_drum"].any())) if programs else None
 
@@ -156,6 +157,9 @@ def parse_pitches(text: str) -> list[int]:
     words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
     if not words:
         raise GenerateError("seed pitch list is empty")
+    if len(words) > MAX_SEED_PITCHES:
+        raise GenerateError(f"seed pitch list has {len(words):,} pitches; at most "
+                            f"{MAX_SEED_PITCHES} (use a MIDI file for a longer seed)")
     return [parse_pitch(w) for w in words]
 
 
@@ -193,11 +197,44 @@ def resolve_seed(spec: str | None, event_config: EventConfig | Events, seconds: 
     MIDI suffix) and a word that is no pitch raise GenerateError naming it."""
     if spec is None:
         return start_tokens(event_config)
-    if Path(spec).exists():
-        return seed_from_midi(spec, seconds, event_config)
+    path = seed_file(spec)
+    if path is not None:
+        return seed_from_midi(path, seconds, event_config)
+    check_seed_spec(spec)
+    return seed_from_pitches(spec, style, event_config)
+
+
+def seed_file(spec: str | None) -> Path | None:
+    """The file a ``--seed`` names, when it names an existing regular file; None otherwise
+    (no seed, pitches, a name too long to be a file)."""
+    if not spec:
+        return None
+    try:
+        return Path(spec) if Path(spec).is_file() else None
+    except OSError:  # e.g. ENAMETOOLONG: a long pitch list is no file name
+        return None
+
+
+def check_seed_spec(spec: str) -> None:
+    """GenerateError, one line, unless ``spec`` is an existing file or a pitch list: it is
+    empty, a folder or other non-file, a missing file, or a word that is no pitch."""
+    if seed_file(spec) is not None:
+        return
+    if not spec.strip():
+        raise GenerateError("seed is empty: give a MIDI file or pitches such as C4,E4,G4")
+    try:
+        there = Path(spec).exists()
+    except OSError:
+        there = False
+    if there:
+        kind = "a folder" if Path(spec).is_dir() else "not a regular file"
+        raise GenerateError(f"{spec} is {kind}, not a MIDI file")
     if looks_like_path(spec):
         raise GenerateError(f"seed file {spec} does not exist")
-    return seed_from_pitches(spec, style, event_config)
+    try:
+        parse_pitches(spec)
+    except GenerateError as e:
+        raise GenerateError(f"{e}; nor is it a file") from None
 
 
 def looks_like_path(spec: str) -> bool:

@@ -20,7 +20,6 @@ per piece (the beat vocabulary writes one tempo): it may be given only at 0 s.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from composer import is_number
+from composer import bounds, is_number
 from composer.controls import (
     DENSITY,
     PITCH_CLASSES,
@@ -90,11 +89,9 @@ def key_profile(text: str) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _number(value: Any, what: str, positive: bool = True) -> float:
-    if not (is_number(value) and math.isfinite(value) and (value > 0 or not positive
-                                                           and value >= 0)):
-        raise ControlError(f"{what} must be a number {'> 0' if positive else '>= 0'}, "
-                           f"got {value!r}")
+def _weight(value: Any) -> float:
+    if not (is_number(value) and np.isfinite(value) and value >= 0):
+        raise ControlError(f"each pitch-class weight must be a number >= 0, got {value!r}")
     return float(value)
 
 
@@ -107,7 +104,7 @@ def pitch_classes(values: Sequence[Any] | str) -> np.ndarray:
             raise ControlError(f"pitch classes must be 12 numbers, got {values!r}") from None
     if not isinstance(values, (list, tuple)) or len(values) != 12:
         raise ControlError(f"pitch classes must be 12 numbers (C first), got {values!r}")
-    out = np.array([_number(v, "each pitch-class weight", False) for v in values])
+    out = np.array([_weight(v) for v in values])
     if out.sum() <= 0:
         raise ControlError("pitch classes must not all be 0")
     return out / out.sum()
@@ -131,7 +128,7 @@ def _apply(spec: ControlSpec, vector: np.ndarray, request: Mapping[str, Any]) ->
         if value is None:
             vector[s] = np.nan
         elif name == DENSITY:
-            vector[s] = density_feature(_number(value, "density (notes per second)"))
+            vector[s] = density_feature(bounds.DENSITY.check(value, ControlError))
         elif name == KEY:
             vector[s] = key_profile(value)
         elif name == PITCH_CLASSES:
@@ -142,7 +139,7 @@ def _apply(spec: ControlSpec, vector: np.ndarray, request: Mapping[str, Any]) ->
                                    f"{', '.join(spec.styles)}")
             vector[s] = np.eye(len(spec.styles))[spec.styles.index(value)]
         elif name == TEMPO:
-            vector[s] = tempo_feature(_number(value, "tempo (quarter notes per minute)"))
+            vector[s] = tempo_feature(bounds.TEMPO.check(value, ControlError))
 
 
 def make_plan(spec: ControlSpec, flags: Mapping[str, Any] | None = None,
@@ -162,7 +159,7 @@ def make_plan(spec: ControlSpec, flags: Mapping[str, Any] | None = None,
         at = seg.get("from")
         request = {k: v for k, v in seg.items() if k != "from"}
         try:
-            at = _number(at, "'from' (seconds)", positive=False)
+            at = bounds.PLAN_FROM.check(at, ControlError)
             if starts and at < starts[-1]:
                 raise ControlError(f"'from' {at:g} comes before {starts[-1]:g}; entries "
                                    "go in increasing time")
@@ -188,7 +185,9 @@ def read_plan(path: str | os.PathLike) -> list[dict[str, Any]]:
     except ControlError as e:
         raise ControlError(f"{name}: {e}") from None
     try:
-        plan = json.loads(raw.decode("utf-8"))
+        plan = bounds.loads_json(raw.decode("utf-8"), ControlError)
+    except ControlError as e:
+        raise ControlError(f"{name}: {e}") from None
     except UnicodeDecodeError:
         raise ControlError(f"{name}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
@@ -217,13 +216,13 @@ def control_inputs(spec: ControlSpec) -> list[dict[str, Any]]:
     ``{"name", "label"}`` plus ``min``/``max``/``step`` for a number or ``choices``."""
     inputs: list[dict[str, Any]] = []
     if DENSITY in spec.names:
-        inputs.append({"name": DENSITY, "label": "Density (notes per second)", "min": 0.5,
-                       "max": 30, "step": 0.5})
+        inputs.append({"name": DENSITY, "label": "Density (notes per second)",
+                       "min": bounds.DENSITY.lo, "max": bounds.DENSITY.hi, "step": 0.1})
     if PITCH_CLASSES in spec.names:
         inputs.append({"name": KEY, "label": "Key", "choices": list(KEY_NAMES)})
     if STYLE in spec.names:
         inputs.append({"name": STYLE, "label": "Style", "choices": list(spec.styles)})
     if TEMPO in spec.names:
-        inputs.append({"name": TEMPO, "label": "Tempo (quarter notes per minute)", "min": 20,
-                       "max": 300, "step": 1})
+        inputs.append({"name": TEMPO, "label": "Tempo (quarter notes per minute)",
+                       "min": bounds.TEMPO.lo, "max": bounds.TEMPO.hi, "step": 1})
     return inputs

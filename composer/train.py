@@ -36,6 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from composer import ComposerError, Config, is_number, perplexity
+from composer.bounds import check_threads
 from composer.checkpoint import load_checkpoint, save_checkpoint, to_safe
 from composer.controls import open_controls
 from composer.corpus import Corpus
@@ -223,7 +224,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     rank, world = _init_distributed()
     dev = resolve_device(device)
     if dev.type == "cpu" and threads is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check_threads(threads))
     if dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import ComposerError, Config, is_int, is_number
+from composer import ComposerError, Config, bounds, is_int, is_number
+from composer.bounds import Bound
 
 SEED_KINDS = ("none", "pitches", "opening", "upload", "result")
 RESULT_FILES = {"piece.mid": "audio/midi", "piece.wav": "audio/wav",
@@ -98,16 +99,11 @@ class GenerateRequest:
     controls: dict[str, Any] = field(default_factory=dict)  # the model's declared controls
 
 
-def _number(d: Mapping[str, Any], name: str, default: float, lo: float, hi: float,
-            integer: bool = False, lo_open: bool = False) -> Any:
+def _number(d: Mapping[str, Any], name: str, default: float, bound: Bound) -> Any:
     v = d.get(name, default)
-    ok = is_int(v) if integer else is_number(v) and math.isfinite(v)
-    if not ok or v < lo or v > hi or (lo_open and v == lo):
-        kind = "an integer" if integer else "a number"
-        bounds = (lo, hi) if integer else (f"{lo:g}", f"{hi:g}")
-        span = f"{'(' if lo_open else '['}{bounds[0]}, {bounds[1]}]"
-        raise ApiError(f"{name} must be {kind} in {span}, got {json.dumps(v)[:40]}")
-    return int(v) if integer else float(v)
+    if not bound.contains(v):
+        raise ApiError(f"{name} must be {bound.describe()}, got {json.dumps(v)[:40]}")
+    return int(v) if bound.integer else float(v)
 
 
 def _text(d: Mapping[str, Any], name: str, pattern: re.Pattern[str] = ID_PATTERN) -> str:
@@ -146,7 +142,7 @@ def check_request(d: Any, config: ServeConfig, models: Mapping[str, Any],
             raise ApiError(f"seed {kind} needs the field {kind!r}")
     rng_seed = d.get("rng_seed")
     if rng_seed is not None:
-        rng_seed = _number(d, "rng_seed", 0, 0, 2**31 - 1, integer=True)
+        rng_seed = _number(d, "rng_seed", 0, Bound("rng_seed", 0, 2**31 - 1, integer=True))
     given = d.get("controls") or {}
     if not isinstance(given, dict):
         raise ApiError("controls must be an object")
@@ -157,10 +153,10 @@ def check_request(d: Any, config: ServeConfig, models: Mapping[str, Any],
     return GenerateRequest(
         model=model, seed=seed, pitches=pitches, style=style, opening=_text(d, "opening"),
         result=_text(d, "result"),
-        seconds=_number(d, "seconds", 30.0, 0, config.max_seconds, lo_open=True),
-        num=_number(d, "num", 1, 1, config.max_num, integer=True),
-        temperature=_number(d, "temperature", 1.0, 0, 5),
-        top_p=_number(d, "top_p", 1.0, 0, 1, lo_open=True),
+        seconds=_number(d, "seconds", 30.0, Bound("seconds", 0, config.max_seconds, True)),
+        num=_number(d, "num", 1, Bound("num", 1, config.max_num, integer=True)),
+        temperature=_number(d, "temperature", 1.0, bounds.TEMPERATURE),
+        top_p=_number(d, "top_p", 1.0, bounds.TOP_P),
         rng_seed=rng_seed, controls=dict(given))
 
 

@@ -366,7 +366,7 @@ def test_cli_control_errors(steered, tmp_path):
     bad.write_text('[{"from": 0, "density": 2}, {"from": -1}]')
     r = run(main, ["generate", "--checkpoint", str(steered), "--controls", str(bad), "-q",
                    "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "plan entry 2: 'from' (seconds) must be a number >= 0" \
+    assert r.exit_code == 1 and "plan entry 2: 'from' (seconds) must be a number in [0, 86400]" \
         in r.output
     assert "Traceback" not in r.output
     r = run(main, ["generate", "--checkpoint", str(steered), "--pitch-classes", "1,2,3", "-q",

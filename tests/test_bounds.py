@@ -1,0 +1,142 @@
+"""Issue 19's hostile inputs to generation: one set of bounds for the CLI, the library and
+the server (composer.bounds), one-line refusals instead of internal errors, and an empty
+piece treated as a result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from composer import ComposerError, GenerateError, bounds
+from composer.bounds import Bound, loads_json, threads_bound
+from composer.cli import main
+from composer.controls import ControlError, ControlSpec
+from composer.events import DEFAULT_CONFIG
+from composer.generate import SampleConfig
+from composer.midi import save
+from composer.render import plot_piano_roll, render
+from composer.sample import check_seed_spec, resolve_seed, seed_clock, seed_file
+from composer.steering import make_plan, read_plan
+from composer.webapi import ApiError, ServeConfig, check_request
+
+SPEC = ControlSpec(("density", "pitch-classes", "tempo"))
+
+
+def usage_error(args: list[str]) -> str:
+    """Run ``composer ARGS``: a usage error (exit 2), never a traceback; its text."""
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
+    return r.output
+
+
+@pytest.mark.parametrize("flag, value", [("--tempo", "1e9"), ("--tempo", "1e7"),
+                                         ("--density", "1e6"), ("--temperature", "1e308"),
+                                         ("--top-p", "1.5"), ("--threads", "1000")])
+def test_cli_refuses_unbounded_numbers_before_loading_anything(flag, value):
+    out = usage_error(["generate", "--length", "2", flag, value])
+    assert f"Invalid value for '{flag}'" in out and "is not in the range" in out
+
+
+def test_train_threads_are_bounded_by_the_cpus(tmp_path):
+    cpus = threads_bound().hi
+    assert cpus == bounds.available_cpus() >= 1
+    out = usage_error(["train", str(tmp_path), "--threads", str(cpus + 1)])
+    assert f"1<=x<={cpus}" in out
+
+
+def test_library_keeps_the_same_bounds_as_the_cli_and_the_server():
+    with pytest.raises(GenerateError, match=r"temperature must be a number in \[0, 5\]"):
+        SampleConfig(temperature=1e308)
+    SampleConfig(temperature=5.0)  # the edge itself is allowed
+    with pytest.raises(ControlError, match=r"tempo .* must be a number in \[10, 600\]"):
+        make_plan(SPEC, {"tempo": 1e9})  # ZeroDivisionError before
+    with pytest.raises(ControlError, match=r"density .* in \[0.1, 50\]"):
+        make_plan(SPEC, {"density": 1e6})
+    assert make_plan(SPEC, {"tempo": 600, "density": 50}) is not None
+    with pytest.raises(GenerateError, match="threads must be an integer"):
+        bounds.check_threads(10**6, GenerateError)
+    # the server's check names the same range for the same field
+    config, models = ServeConfig(), {"default": None}
+    for field, bad, good in (("temperature", 5.5, 5.0), ("top_p", 0, 1)):
+        with pytest.raises(ApiError, match=bounds.TEMPERATURE.describe().replace("[", r"\[")
+                           if field == "temperature" else r"\(0, 1\]"):
+            check_request({field: bad}, config, models, {})
+        assert getattr(check_request({field: good}, config, models, {}), field) == good
+
+
+def test_bound_describes_and_checks():
+    b = Bound("x", 0, 1, lo_open=True)
+    assert b.describe() == "a number in (0, 1]"
+    assert not b.contains(0) and b.contains(1) and not b.contains(float("nan"))
+    assert not b.contains(True) and not b.contains("0.5")
+    with pytest.raises(ComposerError, match=r"^x must be a number in \(0, 1\], got 2$"):
+        b.check(2)
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "nested deeper than 32"),  # RecursionError before
+    ('[{"from": 0, "density": ' + "9" * 5000 + "}]", "longer than 100 characters"),  # ValueError
+    ('[{"from": 0, "density": 2}, {"from": 1e300, "density": 8}]',  # applied from 0 s before
+     r"'from' \(seconds\) must be a number in \[0, 86400\], got 1e\+300"),
+])
+def test_hostile_plans_are_one_line_refusals(tmp_path, text, message):
+    path = write(tmp_path, "plan.json", text)
+    with pytest.raises(ControlError, match=message) as e:
+        make_plan(SPEC, None, read_plan(path))
+    assert "\n" not in str(e.value) and len(str(e.value)) < 200
+
+
+def test_loads_json_scans_strings_and_depth_exactly():
+    deep = "[" * 32 + "]" * 32
+    assert loads_json(deep) is not None
+    with pytest.raises(ComposerError, match="deeper than 32"):
+        loads_json("[" + deep + "]")
+    # brackets and long digit runs inside strings are text, not structure
+    assert loads_json(json.dumps({"a": "[" * 100 + "9" * 500, "b": '\\"['})) == {
+        "a": "[" * 100 + "9" * 500, "b": '\\"['}
+
+
+def test_long_pitch_lists_and_empty_seeds(tmp_path):
+    ninety = ",".join(["C4", "E4"] * 45)  # 269 characters: 'File name too long' before
+    check_seed_spec(ninety)
+    assert seed_file(ninety) is None and seed_clock(ninety) is None
+    assert len(resolve_seed(ninety, DEFAULT_CONFIG)) > 90
+    with pytest.raises(GenerateError, match="has 200 pitches; at most 128"):
+        check_seed_spec(",".join(["C4"] * 200))
+    with pytest.raises(GenerateError, match="seed is empty"):  # 'is a folder' before
+        check_seed_spec("")
+    with pytest.raises(GenerateError, match="is a folder"):
+        check_seed_spec(str(tmp_path))
+    assert "seed is empty" in usage_error(["generate", "--seed", ""])
+
+
+def test_an_empty_piece_renders_and_plots(tmp_path):
+    save([], tmp_path / "empty.mid")
+    done = render(tmp_path / "empty.mid", tmp_path / "empty.wav")  # RenderError before
+    assert done.backend == "silence" and "no notes" in done.notice
+    assert (tmp_path / "empty.wav").read_bytes()[:4] == b"RIFF"
+    png = plot_piano_roll(tmp_path / "empty.mid", tmp_path / "empty.png")  # error before
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_short_web_request_with_no_notes_is_a_result(one_thread):
+    from starlette.testclient import TestClient
+
+    from composer.server import create_app
+
+    with TestClient(create_app()) as client:  # the shipped model draws only rests here
+        r = client.post("/api/generate", json={"seconds": 1, "rng_seed": 3})
+        assert r.status_code == 200, r.text  # 400 naming an internal work file before
+        (piece,) = r.json()["results"]
+        assert piece["notes"] == 0 and piece["audio"] == "silence"
+        assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
+        assert client.get(piece["urls"]["roll"]).json()["notes"] == []
