@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
+from composer.bounds import available_cpus
+
 
 def _limit_memory(headroom: int) -> None:
     """Cap this process's address space at its current size plus ``headroom`` (Linux)."""
@@ -67,7 +69,7 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
     """
     if not jobs:
         return
-    n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    n = max(1, min(workers or available_cpus(), available_cpus(), len(jobs)))
     batch = max(1, min(batch, -(-len(jobs) // (4 * n))))  # at least 4 batches per worker
     queue: deque[list[int]] = deque([[]])
     total = 0

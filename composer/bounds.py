@@ -10,8 +10,10 @@ code can compute without overflow:
 - ``top_p`` in (0, 1];
 - ``density`` in [0.1, 50] notes per second (the densest piano music is about 30);
 - ``tempo`` in [10, 600] quarter notes per minute (real scores: about 20 to 400);
-- a plan's ``from`` in [0, 86,400] seconds (a day; later segments could never apply);
-- ``threads`` from 1 to the CPUs this process may run on;
+- lengths in seconds (a piece, its guards' silences and notes, a plan's ``from``): at most
+  86,400 (a day), which keeps step counts far from overflow;
+- ``max_num``, how far a user may raise the pieces per generation: 10,000;
+- ``threads`` and ingest worker processes: from 1 to the CPUs this process may run on;
 - a pitch-list seed holds at most :data:`MAX_SEED_PITCHES` pitches.
 
 JSON read from users (plans, web requests) is decoded by :func:`loads_json`, which refuses
@@ -79,12 +81,15 @@ TEMPERATURE = Bound("temperature", 0.0, 5.0)
 TOP_P = Bound("top_p", 0.0, 1.0, lo_open=True)
 DENSITY = Bound("density (notes per second)", 0.1, 50.0)
 TEMPO = Bound("tempo (quarter notes per minute)", 10.0, 600.0)
-PLAN_FROM = Bound("'from' (seconds)", 0.0, 86400.0)
+SECONDS = Bound("seconds", 0.0, 86400.0, lo_open=True)  # any length in seconds: a day at most
+PLAN_FROM = Bound("'from' (seconds)", 0.0, SECONDS.hi)
+MAX_NUM = Bound("max_num", 1, 10_000, integer=True)  # pieces one generation may be raised to
 
 
-def threads_bound() -> Bound:
-    """``threads``: 1 to :func:`available_cpus` (more only slow every thread down)."""
-    return Bound("threads", 1, available_cpus(), integer=True)
+def threads_bound(what: str = "threads") -> Bound:
+    """``threads`` (or worker processes): 1 to :func:`available_cpus` (more only slow every
+    one of them down)."""
+    return Bound(what, 1, available_cpus(), integer=True)
 
 
 def check_threads(threads: int | None, error: type[ComposerError] = ComposerError

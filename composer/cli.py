@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from composer import __version__, bounds
-from composer.cli_controls import THREADS, bounded, control_flags, generate_controls, train_controls
+from composer.cli_controls import bounded, control_flags, generate_controls, train_controls
 from composer.cli_ensemble import corpus_config, events_option, instruments_flag, instruments_list
 from composer.cli_evaluate import evaluate
 from composer.cli_serve import serve
@@ -56,7 +56,7 @@ def main() -> None:
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Cache folder [default: ~/.cache/composer/corpora/NAME-HASH].")
-@click.option("--workers", type=click.IntRange(min=1),
+@click.option("--workers", type=bounded(bounds.threads_bound("workers")),
               help="Worker processes [default: all cores].")
 @click.option("--valid", "valid_fraction", type=click.FloatRange(0, 1),
               default=default(CorpusConfig, "valid_fraction"),
@@ -160,8 +160,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), help="Ingest worker processes.")
-@click.option("--threads", type=THREADS, default=1, show_default=True,
+@click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
+@click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
               help="CPU threads for training (more are often slower at small batches, and "
                    "much slower when other work shares the cores).")
 @events_option(" Used when MIDI_DIR is a MIDI folder.")
@@ -227,16 +227,16 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               help="Use only the first S seconds of a MIDI seed [default: all of it].")
 @click.option("--seed-style", type=click.Choice(["chord", "arpeggio"]), default="chord",
               show_default=True, help="How a pitch-list seed is played.")
-@click.option("--length", type=click.FloatRange(min=0, min_open=True),
+@click.option("--length", type=bounded(bounds.SECONDS),
               help="Seconds of music per continuation [default: "
                    f"{default(SAMPLE, 'seconds'):g}].")
 @click.option("--events", type=click.IntRange(min=1),
               help="Events per continuation (instead of --length).")
 @click.option("--num", type=click.IntRange(min=1), default=1, show_default=True,
               help="Continuations, drawn in one batch, one file each.")
-@click.option("--max-num", type=click.IntRange(min=1), default=default(SAMPLE, "max_num"),
+@click.option("--max-num", type=bounded(bounds.MAX_NUM), default=default(SAMPLE, "max_num"),
               show_default=True, help="Refuse a --num above this (a guard; raise it on purpose).")
-@click.option("--max-length", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-length", type=bounded(bounds.SECONDS),
               default=default(SAMPLE, "max_seconds"), show_default=True,
               help="Refuse a --length (seconds) above this, and --events above 300 per second "
                    "of it (a guard; raise it on purpose).")
@@ -250,13 +250,13 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               default=default(SAMPLE, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
-@click.option("--max-silence", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-silence", type=bounded(bounds.SECONDS),
               default=default(SAMPLE, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
 @click.option("--max-polyphony", type=click.IntRange(min=1),
               help="Most notes sounding at once [default: the model's, measured on its "
                    "training corpus; none for older models].")
-@click.option("--max-note", type=click.FloatRange(min=0, min_open=True),
+@click.option("--max-note", type=bounded(bounds.SECONDS),
               help="Longest note in seconds [default: the model's, measured on its training "
                    "corpus; 5 s for older models].")
 @click.option("--rng-seed", type=int,
@@ -272,7 +272,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @instruments_list
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--threads", type=THREADS, default=1, show_default=True,
+@click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
               help="CPU threads (more are often slower at small batches).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--render", "render_audio", is_flag=True,

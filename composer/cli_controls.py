@@ -32,9 +32,6 @@ def bounded(bound: Bound) -> click.ParamType:
     return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
-THREADS = bounded(bounds.threads_bound())  # --threads: 1 to the CPUs this process may use
-
-
 def generate_controls(f: Callable[..., Any]) -> Callable[..., Any]:
     """``composer generate --density --key --pitch-classes --style --tempo --controls``; the
     command receives them as ``density``, ``key``, ``pitch_classes``, ``style``, ``tempo``

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from composer import Config, GenerateError, bounds, check_int, is_int, is_number
+from composer import Config, GenerateError, bounds, check_int, is_int
 from composer._rules import Track, make_rules, max_note_seconds
 from composer._sampling import MASK32, draw, filter_logits, gumbel_noise
 from composer._steppers import Stepper, cuda_graph, inference, make_stepper
@@ -109,16 +109,13 @@ class SampleConfig(Config):
         bounds.TEMPERATURE.check(self.temperature, GenerateError, "sample config: temperature")
         bounds.TOP_P.check(self.top_p, GenerateError, "sample config: top_p")
         for name in ("max_silence_seconds", "max_note_seconds", "max_seconds", "seconds"):
-            v = getattr(self, name)
-            if v is None and name == "max_note_seconds":
-                continue
-            if not (is_number(v) and math.isfinite(v) and v > 0):
-                raise GenerateError(f"sample config: {name} must be a number > 0, got {v!r}")
+            if (v := getattr(self, name)) is not None or name != "max_note_seconds":
+                bounds.SECONDS.check(v, GenerateError, f"sample config: {name}")
         for name, least in (("top_k", 0), ("events", 1), ("max_polyphony", 1)):
             v = getattr(self, name)
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
-        check_int(self.max_num, "sample config: max_num", 1, GenerateError)
+        bounds.MAX_NUM.check(self.max_num, GenerateError, "sample config: max_num")
         if self.instruments is not None and not (
                 self.instruments and all(is_int(p) and 0 <= p <= 127 for p in self.instruments)):
             raise GenerateError("sample config: instruments must be GM programs 0..127 (at "

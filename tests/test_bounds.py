@@ -32,9 +32,11 @@ def usage_error(args: list[str]) -> str:
     return r.output
 
 
-@pytest.mark.parametrize("flag, value", [("--tempo", "1e9"), ("--tempo", "1e7"),
-                                         ("--density", "1e6"), ("--temperature", "1e308"),
-                                         ("--top-p", "1.5"), ("--threads", "1000")])
+@pytest.mark.parametrize("flag, value", [
+    ("--tempo", "1e9"), ("--tempo", "1e7"), ("--density", "1e6"), ("--temperature", "1e308"),
+    ("--top-p", "1.5"), ("--threads", "1000"),
+    ("--max-silence", "1e308"), ("--max-note", "1e308"),  # OverflowError before
+    ("--max-length", "1e308"), ("--max-num", "1000000000"), ("--length", "1e9")])  # a 1e9-path loop before
 def test_cli_refuses_unbounded_numbers_before_loading_anything(flag, value):
     out = usage_error(["generate", "--length", "2", flag, value])
     assert f"Invalid value for '{flag}'" in out and "is not in the range" in out
@@ -45,12 +47,19 @@ def test_train_threads_are_bounded_by_the_cpus(tmp_path):
     assert cpus == bounds.available_cpus() >= 1
     out = usage_error(["train", str(tmp_path), "--threads", str(cpus + 1)])
     assert f"1<=x<={cpus}" in out
+    for command in ("train", "prepare"):  # ingest processes: 100,000 accepted before
+        assert f"1<=x<={cpus}" in usage_error([command, str(tmp_path), "--workers", "100000"])
 
 
 def test_library_keeps_the_same_bounds_as_the_cli_and_the_server():
     with pytest.raises(GenerateError, match=r"temperature must be a number in \[0, 5\]"):
         SampleConfig(temperature=1e308)
     SampleConfig(temperature=5.0)  # the edge itself is allowed
+    for name in ("max_silence_seconds", "max_note_seconds", "max_seconds"):
+        with pytest.raises(GenerateError, match=rf"{name} must be a number in \(0, 86400\]"):
+            SampleConfig(**{name: 1e308})
+    with pytest.raises(GenerateError, match=r"max_num must be an integer in \[1, 10000\]"):
+        SampleConfig(max_num=10**9)
     with pytest.raises(ControlError, match=r"tempo .* must be a number in \[10, 600\]"):
         make_plan(SPEC, {"tempo": 1e9})  # ZeroDivisionError before
     with pytest.raises(ControlError, match=r"density .* in \[0.1, 50\]"):
