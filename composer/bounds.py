@@ -12,6 +12,7 @@ code can compute without overflow:
 - ``tempo`` in [10, 600] quarter notes per minute (real scores: about 20 to 400);
 - lengths in seconds (a piece, its guards' silences and notes, a plan's ``from``): at most
   86,400 (a day), which keeps step counts far from overflow;
+- the n-gram baseline's ``order``: 1 to 12 (order 10^6 took 24 GB before it was killed);
 - ``max_num``, how far a user may raise the pieces per generation: 10,000;
 - ``threads`` and ingest worker processes: from 1 to the CPUs this process may run on;
 - a pitch-list seed holds at most :data:`MAX_SEED_PITCHES` pitches.
@@ -83,6 +84,7 @@ DENSITY = Bound("density (notes per second)", 0.1, 50.0)
 TEMPO = Bound("tempo (quarter notes per minute)", 10.0, 600.0)
 SECONDS = Bound("seconds", 0.0, 86400.0, lo_open=True)  # any length in seconds: a day at most
 PLAN_FROM = Bound("'from' (seconds)", 0.0, SECONDS.hi)
+NGRAM_ORDER = Bound("n-gram order", 1, 12, integer=True)  # its memory grows with the order
 MAX_NUM = Bound("max_num", 1, 10_000, integer=True)  # pieces one generation may be raised to
 
 

@@ -1,7 +1,7 @@
 """The control options of ``composer train`` and ``composer generate`` (see
 :mod:`composer.controls` and :mod:`composer.steering`), as decorators that :mod:`composer.cli`
-applies; numbers are checked against :mod:`composer.bounds` (:func:`bounded`), the rest goes
-to the library unchanged, which validates it (one-line errors)."""
+applies; numbers are checked against :mod:`composer.bounds` (:func:`composer.report.bounded`),
+the rest goes to the library unchanged, which validates it (one-line errors)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from composer import bounds
-from composer.bounds import Bound
+from composer.report import bounded
 
 TRAIN_HELP = ("What the model is conditioned on: auto (density and pitch classes, + style "
               "when MIDI_DIR has subfolders, one style each, + tempo on the beat vocabulary), "
@@ -22,14 +22,6 @@ TRAIN_HELP = ("What the model is conditioned on: auto (density and pitch classes
 def train_controls(f: Callable[..., Any]) -> Callable[..., Any]:
     """``composer train --controls``."""
     return click.option("--controls", default="auto", show_default=True, help=TRAIN_HELP)(f)
-
-
-def bounded(bound: Bound) -> click.ParamType:
-    """The click type of a :class:`~composer.bounds.Bound`: out of range is a usage error
-    naming the range, the same range the library and the server keep."""
-    if bound.integer:
-        return click.IntRange(int(bound.lo), int(bound.hi))
-    return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
 def generate_controls(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import click
 
+from composer import bounds
 from composer.copycheck import CopyConfig
-from composer.report import Progress, check_checkpoint, default, errors_as_messages, note
+from composer.report import (
+    Progress,
+    bounded,
+    check_checkpoint,
+    default,
+    errors_as_messages,
+    note,
+)
 
 
 @click.command()
@@ -26,7 +34,7 @@ from composer.report import Progress, check_checkpoint, default, errors_as_messa
 @click.option("--train-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Mode 1: fit the baselines on this corpus's train split [default: the "
                    "corpus the checkpoint trained on].")
-@click.option("--order", type=click.IntRange(min=1),
+@click.option("--order", type=bounded(bounds.NGRAM_ORDER),
               default=default("composer.evaluation:EvalConfig", "order"),
               show_default=True,
               help="Mode 1: order of the Kneser-Ney n-gram baseline.")

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from composer import Config, MetricsError, perplexity
+from composer import Config, MetricsError, bounds, perplexity
 from composer.checkpoint import load_checkpoint
 from composer.corpus import SPLITS, Corpus, is_prepared
 from composer.device import resolve_device
+from composer.sample import find_checkpoint
 from composer.sources import missing_corpus, open_or_prepare, training_corpus
 from composer.train import TrainConfig, evaluate
 from composer.vocab import vocabulary_of
@@ -46,6 +47,9 @@ class EvalConfig(Config):
     seq_len: int = 0  # LSTM evaluation window (0: the checkpoint's eval_seq_len)
     batch_size: int = 0  # LSTM evaluation batch (0: the checkpoint's)
 
+    def __post_init__(self) -> None:
+        bounds.NGRAM_ORDER.check(self.order, MetricsError, "evaluation settings: order")
+
 
 def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str = "test", *,
                    train_corpus: Any = None, config: EvalConfig = EvalConfig(),
@@ -63,7 +67,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     (that total over the ``notes`` / ``seconds`` of the scored files).
     """
     dev = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint, map_location=dev)
+    ckpt = load_checkpoint(find_checkpoint(checkpoint), map_location=dev)  # or a shipped name
     events = vocabulary_of(ckpt.event_config)
     trained_on, settings = training_corpus(ckpt.data, events)
 
@@ -158,8 +162,7 @@ class NGram:
     """
 
     def __init__(self, sequences: Sequence[np.ndarray], vocab_size: int, order: int = 5):
-        if order < 1:
-            raise MetricsError(f"n-gram order must be >= 1, got {order}")
+        bounds.NGRAM_ORDER.check(order, MetricsError)
         self.order, self.vocab = order, vocab_size
         stream, _ = self._pad(sequences)
         at = np.flatnonzero(stream != vocab_size)  # (N,) training targets: every real token

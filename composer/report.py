@@ -31,6 +31,7 @@ import click
 import numpy as np
 
 from composer import ComposerError
+from composer.bounds import Bound
 from composer.files import atomic_write_text
 
 
@@ -228,6 +229,14 @@ def echo_outputs(outputs: list) -> None:
                    f"{o.silence:6.1%} silence" + ("  (no notes: the model drew only rests; "
                                                   "try a longer --length or another "
                                                   "--rng-seed)" if o.notes == 0 else ""))
+
+
+def bounded(bound: Bound) -> click.ParamType:
+    """The click type of a :class:`~composer.bounds.Bound`: out of range is a usage error
+    naming the range, the same range the library and the server keep."""
+    if bound.integer:
+        return click.IntRange(int(bound.lo), int(bound.hi))
+    return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
 def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None

@@ -36,10 +36,24 @@ def usage_error(args: list[str]) -> str:
     ("--tempo", "1e9"), ("--tempo", "1e7"), ("--density", "1e6"), ("--temperature", "1e308"),
     ("--top-p", "1.5"), ("--threads", "1000"),
     ("--max-silence", "1e308"), ("--max-note", "1e308"),  # OverflowError before
-    ("--max-length", "1e308"), ("--max-num", "1000000000"), ("--length", "1e9")])  # a 1e9-path loop before
+    ("--max-length", "1e308"), ("--length", "1e9"),
+    ("--max-num", "1000000000")])  # a loop over 1e9 output paths before
 def test_cli_refuses_unbounded_numbers_before_loading_anything(flag, value):
     out = usage_error(["generate", "--length", "2", flag, value])
     assert f"Invalid value for '{flag}'" in out and "is not in the range" in out
+
+
+def test_evaluate_order_is_bounded(tmp_path):
+    # order 1,000,000 grew to 24 GB before the kernel killed it
+    out = usage_error(["evaluate", "--checkpoint", "default", "--order", "1000000"])
+    assert "Invalid value for '--order'" in out and "1<=x<=12" in out
+    from composer import MetricsError
+    from composer.evaluation import EvalConfig, NGram
+
+    with pytest.raises(MetricsError, match=r"order must be an integer in \[1, 12\]"):
+        EvalConfig(order=13)
+    with pytest.raises(MetricsError, match="n-gram order must be"):
+        NGram([], 4, order=10**6)
 
 
 def test_train_threads_are_bounded_by_the_cpus(tmp_path):
