@@ -4,6 +4,11 @@
   soundfont. Where FluidSynth or a soundfont is missing, or FluidSynth fails, hangs or
   renders silence, it says so in one line (``RenderResult.notice``, logged at INFO) and
   falls back to sine waves (mono, :func:`composer.midi.synthesize`) instead of failing.
+  What it renders is bounded before FluidSynth runs: pieces over ``RenderConfig.max_seconds``
+  or ``max_notes`` are refused in one line; a stack of notes on one key of one instrument
+  (:func:`max_unison`, which makes FluidSynth write without end) is rendered from a copy
+  with each stack merged into one note (:func:`merge_unisons`); and FluidSynth is stopped
+  when its WAV grows past what the piece's length can need, or it runs past its time.
 - :func:`plot_piano_roll`: time x pitch, velocity as colour, a seed part shaded.
 - :func:`plot_distributions`: the distance densities of
   :func:`composer.musicstats.compare_sets` (the terminal tables are in
@@ -30,7 +35,7 @@ import numpy as np
 from composer import ComposerError, Config
 from composer.files import atomic_write
 from composer.instruments import program_name
-from composer.midi import NoteInput, as_note_array, load, synthesize
+from composer.midi import LoadConfig, NoteInput, as_note_array, load, save, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ SOUNDFONT_PATHS = (
 )
 INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
 SILENT = "the piece has no notes: the audio is silence"  # RenderResult.notice of one
+WATCH_SECONDS = 0.05  # how often FluidSynth's output size is checked while it runs
 SILENCE_RMS = 1e-4  # audio quieter than this (of full scale) counts as silent
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -65,6 +71,15 @@ class RenderConfig(Config):
     gain: float = 0.8  # FluidSynth master gain; peak level of the sine fallback
     timeout_seconds: float = 60.0  # FluidSynth is stopped after this plus the piece's length
     fluidsynth: str = "fluidsynth"  # the program to run
+    # Bounds checked on the notes before anything is rendered (a user raises them on purpose):
+    max_seconds: float = 3600.0  # longer pieces are refused
+    max_notes: int = 200_000  # pieces with more notes are refused
+    # More notes than this sounding at once on one key of one instrument are rendered as one:
+    # FluidSynth's event buffer overflows on such a stack (about 100) and it then writes
+    # audio without end (2.6 GB in 60 s before this bound).
+    max_unison: int = 8
+    tail_seconds: float = 10.0  # FluidSynth's WAV may run this long past the last note;
+    #                             past it (in bytes, watched while it runs) it is stopped
 
 
 @dataclass
@@ -109,11 +124,18 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
     """Render a MIDI file to a WAV file (see the module docstring); the WAV is written to a
     temporary name and renamed. A piece without notes renders as its length of silence
     (backend ``"silence"``, with a notice). Raises MidiError for an unreadable file,
-    RenderError for a bad ``soundfont``."""
+    RenderError for a bad ``soundfont`` or a piece past ``config``'s bounds."""
     began = time.perf_counter()
-    piece = load(midi_path)
+    piece = load(midi_path, LoadConfig(keep_drums=True))
+    if len(piece.notes) > config.max_notes:
+        raise RenderError(f"{midi_path}: {len(piece.notes):,} notes; render takes at most "
+                          f"{config.max_notes:,}")
+    if piece.duration > config.max_seconds:
+        raise RenderError(f"{midi_path}: lasts {piece.duration:,.0f} s; render takes at most "
+                          f"{config.max_seconds:,.0f} s")
     sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
     out, done = Path(wav_path), {}
+    stacked = max_unison(piece.notes)
 
     def write(tmp: Path) -> None:
         notice, used = None, sf
@@ -126,13 +148,22 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
             notice = f"FluidSynth is not installed ({INSTALL_HINT})"
         elif sf is None:
             notice = (f"no General MIDI soundfont found (give --soundfont, or {INSTALL_HINT})")
+        elif stacked > config.max_unison:  # render a copy with each stack as one note
+            merged = tmp.with_name(tmp.name + ".mid")
+            try:
+                save(merge_unisons(piece.notes), merged)
+                notice = _fluidsynth(exe, sf, merged, tmp, piece.duration, config)
+            finally:
+                merged.unlink(missing_ok=True)
+            log.info("%s: %d notes at once on one key were rendered as one", midi_path, stacked)
         else:
             notice = _fluidsynth(exe, sf, midi_path, tmp, piece.duration, config)
         if notice is not None:
             notice += "; rendered with simple sine waves instead"
             log.info("%s", notice)
             used = None
-            _write_wav(tmp, _sine(piece.notes, config), config.sample_rate)
+            pitched = piece.notes[~piece.notes["is_drum"]]
+            _write_wav(tmp, _sine(merge_unisons(pitched), config), config.sample_rate)
         with wave.open(str(tmp)) as w:
             done.update(seconds=w.getnframes() / w.getframerate(), notice=notice, sf=used)
 
@@ -149,16 +180,29 @@ def _fluidsynth(exe: str, soundfont: Path, midi_path: str | os.PathLike, wav: Pa
     cmd = [exe, "-ni", "-g", str(config.gain), "-r", str(config.sample_rate), "-T", "wav",
            "-F", str(wav), os.path.abspath(soundfont), os.path.abspath(midi_path)]
     limit = config.timeout_seconds + duration
+    # 16-bit stereo for the piece and its tail, plus room for the header
+    most = math.ceil((duration + config.tail_seconds) * config.sample_rate) * 4 + (1 << 16)
     try:
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace", timeout=limit)
-    except subprocess.TimeoutExpired:
-        return f"FluidSynth took longer than {limit:.0f} s and was stopped"
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
     except OSError as e:
         return f"FluidSynth could not be started ({e.strerror or e})"
-    said = [s.strip() for s in (done.stderr + done.stdout).splitlines() if s.strip()]
-    if done.returncode != 0:
-        return f"FluidSynth failed (exit code {done.returncode}: {said[-1] if said else ''})"
+    deadline = time.monotonic() + limit
+    while True:  # wait, watching the time and the size of what it writes
+        try:
+            stdout, stderr = proc.communicate(timeout=WATCH_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            big = wav.exists() and wav.stat().st_size > most
+            if big or time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                return (f"FluidSynth wrote more than the {most / 2**20:.1f} MiB a "
+                        f"{duration:.1f} s piece needs and was stopped" if big else
+                        f"FluidSynth took longer than {limit:.0f} s and was stopped")
+    said = [s.strip() for s in (stderr + stdout).splitlines() if s.strip()]
+    if proc.returncode != 0:
+        return f"FluidSynth failed (exit code {proc.returncode}: {said[-1] if said else ''})"
     failed = [s for s in said if "failed to load" in s.lower()]
     if failed:  # it then renders noise and exits 0
         return f"FluidSynth failed ({failed[-1]})"
@@ -169,6 +213,44 @@ def _fluidsynth(exe: str, soundfont: Path, midi_path: str | os.PathLike, wav: Pa
     if audio.size == 0 or np.sqrt(np.mean(audio ** 2)) < SILENCE_RMS:
         return "FluidSynth rendered only silence"
     return None
+
+
+def _unison_keys(notes: np.ndarray) -> np.ndarray:
+    """(n,) one integer per instrument and key: program, drums and pitch."""
+    return (notes["program"].astype(np.int64) * 2 + notes["is_drum"]) * 128 + notes["pitch"]
+
+
+def max_unison(notes: np.ndarray) -> int:
+    """The most notes sounding at once on one key of one instrument (0 without notes);
+    a note ending when another starts does not overlap it."""
+    if len(notes) == 0:
+        return 0
+    keys = np.concatenate([_unison_keys(notes)] * 2)
+    times = np.concatenate([notes["start"], notes["end"]])
+    step = np.r_[np.ones(len(notes), np.int64), -np.ones(len(notes), np.int64)]
+    order = np.lexsort((step, times, keys))  # per key in time, ends before starts
+    keys, step = keys[order], step[order]
+    level = np.cumsum(step)  # the count of a key's notes is back to 0 at its last end
+    return int(level.max())
+
+
+def merge_unisons(notes: np.ndarray) -> np.ndarray:
+    """``notes`` with each run of overlapping notes on one key of one instrument merged into
+    one note spanning them, at their loudest velocity (what one key can sound)."""
+    if len(notes) < 2:
+        return notes
+    keys = _unison_keys(notes)
+    order = np.lexsort((notes["start"], keys))
+    arr, keys = notes[order], keys[order]
+    # the latest end so far within each key: a running max, offset per key so keys never mix
+    offset = keys * (float(arr["end"].max()) + 1.0)
+    reach = np.maximum.accumulate(offset + arr["end"]) - offset  # (n,)
+    new = np.r_[True, (keys[1:] != keys[:-1]) | (arr["start"][1:] >= reach[:-1])]
+    starts = np.flatnonzero(new)
+    out = arr[starts].copy()
+    out["end"] = reach[np.r_[starts[1:], len(arr)] - 1]
+    out["velocity"] = np.maximum.reduceat(arr["velocity"], starts)
+    return out[np.argsort(out["start"], kind="stable")]
 
 
 def _sine(notes: np.ndarray, config: RenderConfig) -> np.ndarray:

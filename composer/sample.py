@@ -168,7 +168,7 @@ def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
     """Tokens of a pitch list such as ``"60,64,67"`` or ``"C4,E4,G4"``
     (:func:`parse_pitches`) at velocity SEED_VELOCITY.
 
-    ``chord``: all pitches together for CHORD_SECONDS (0.5 s). ``arpeggio``: one after
+    ``chord``: all pitches together (each once) for CHORD_SECONDS (0.5 s). ``arpeggio``: one after
     another, each starting ARPEGGIO_SECONDS (0.25 s) after the previous and lasting that long.
     """
     if isinstance(pitches, str):
@@ -182,6 +182,8 @@ def seed_from_pitches(pitches: str | Sequence[int], style: str = "chord",
             raise GenerateError(f"seed pitch {p} is outside the model's pitch range {lo}..{hi}")
     if style not in ("chord", "arpeggio"):
         raise GenerateError(f"seed style must be chord or arpeggio, got {style!r}")
+    if style == "chord":  # a chord sounds each pitch once (a stack on one key is no chord)
+        pitches = list(dict.fromkeys(pitches))
     notes = np.zeros(len(pitches), NOTE_DTYPE)
     notes["pitch"], notes["velocity"] = pitches, SEED_VELOCITY
     step = ARPEGGIO_SECONDS if style == "arpeggio" else 0.0

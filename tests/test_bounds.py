@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -129,10 +130,11 @@ def test_loads_json_scans_strings_and_depth_exactly():
 
 
 def test_long_pitch_lists_and_empty_seeds(tmp_path):
-    ninety = ",".join(["C4", "E4"] * 45)  # 269 characters: 'File name too long' before
+    ninety = ",".join(str(p) for p in range(21, 111))  # 269 characters: 'File name too long'
+    assert len(ninety) > 255  # before: longer than a file name may be
     check_seed_spec(ninety)
     assert seed_file(ninety) is None and seed_clock(ninety) is None
-    assert len(resolve_seed(ninety, DEFAULT_CONFIG)) > 90
+    assert len(resolve_seed(ninety, DEFAULT_CONFIG)) > 90  # a 90-note chord
     with pytest.raises(GenerateError, match="has 200 pitches; at most 128"):
         check_seed_spec(",".join(["C4"] * 200))
     with pytest.raises(GenerateError, match="seed is empty"):  # 'is a folder' before
@@ -163,3 +165,12 @@ def test_a_short_web_request_with_no_notes_is_a_result(one_thread):
         assert piece["notes"] == 0 and piece["audio"] == "silence"
         assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
         assert client.get(piece["urls"]["roll"]).json()["notes"] == []
+
+
+def test_a_chord_seed_sounds_each_pitch_once():
+    from composer.sample import seed_from_pitches
+
+    once, stack = (seed_from_pitches(p, "chord", DEFAULT_CONFIG) for p in ("C4", "C4 " * 128))
+    assert np.array_equal(once, stack)  # 128 stacked C4s (the render bomb) are one C4
+    arpeggio = seed_from_pitches("C4 C4 C4", "arpeggio", DEFAULT_CONFIG)
+    assert len(arpeggio) > len(once)  # an arpeggio repeats a pitch in turn

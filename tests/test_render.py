@@ -15,7 +15,7 @@ from helpers import BACH
 
 from composer import render as render_mod
 from composer.cli import main
-from composer.midi import Note, load, save
+from composer.midi import NOTE_DTYPE, Note, load, save
 from composer.render import (
     RenderConfig,
     RenderError,
@@ -170,3 +170,62 @@ def test_cli_render_and_plot(tmp_path):
     assert png_size(tmp_path / "p.png")[1] == 500
     out = CliRunner().invoke(main, ["render", str(midi), "--soundfont", str(midi)])
     assert out.exit_code == 1 and "not an SF2/SF3 soundfont" in out.output
+
+
+def stacked_unison(path: Path, count: int) -> Path:
+    """``count`` notes on C4 at once, the 843-byte file that made FluidSynth write 2.6 GB."""
+    notes = np.zeros(count, NOTE_DTYPE)
+    notes["pitch"], notes["velocity"], notes["end"] = 60, 80, 0.5
+    save(notes, path)
+    return path
+
+
+def test_unison_stacks_are_measured_and_merged():
+    notes = np.zeros(6, NOTE_DTYPE)
+    notes["pitch"] = [60, 60, 60, 62, 60, 60]
+    notes["velocity"] = [10, 90, 20, 30, 40, 50]
+    notes["start"] = [0, 0.5, 1.0, 0, 2.0, 2.5]
+    notes["end"] = [1, 0.8, 1.5, 3, 2.5, 3]
+    assert render_mod.max_unison(notes) == 2  # touching notes do not overlap
+    merged = render_mod.merge_unisons(notes)
+    got = sorted((int(n["pitch"]), float(n["start"]), float(n["end"]), int(n["velocity"]))
+                 for n in merged)
+    assert got == [(60, 0.0, 1.0, 90), (60, 1.0, 1.5, 20), (60, 2.0, 2.5, 40),
+                   (60, 2.5, 3.0, 50), (62, 0.0, 3.0, 30)]
+    other = notes.copy()
+    other["program"] = np.arange(6)  # the same key on other instruments is no stack
+    assert render_mod.max_unison(other) == 1 and len(render_mod.merge_unisons(other)) == 6
+
+
+@needs_fluidsynth
+def test_a_unison_bomb_renders_its_length(tmp_path):
+    bomb = stacked_unison(tmp_path / "bomb.mid", 128)
+    result = render(bomb, tmp_path / "bomb.wav")  # 60 s and 2.6 GB before
+    assert result.backend == "fluidsynth" and result.notice is None
+    assert result.seconds < 5 and (tmp_path / "bomb.wav").stat().st_size < 1 << 20
+    assert result.elapsed < 20
+
+
+def test_fluidsynth_writing_without_end_is_stopped(tmp_path, short_midi):
+    sf = tmp_path / "fake.sf2"
+    sf.write_bytes(b"RIFF\0\0\0\0sfbk")
+    endless = 'while :; do head -c 200000 /dev/zero >> "$9"; sleep 0.01; done'
+    config = RenderConfig(fluidsynth=_fake_fluidsynth(tmp_path, endless), tail_seconds=0.5,
+                          timeout_seconds=30)
+    result = render(short_midi, tmp_path / "out.wav", soundfont=sf, config=config)
+    assert result.backend == "sine" and "wrote more than the" in result.notice
+    assert result.elapsed < 10  # stopped by size, long before the 30 s timeout
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_pieces_past_the_render_bounds_are_refused(tmp_path):
+    bomb = stacked_unison(tmp_path / "many.mid", 50)
+    with pytest.raises(RenderError, match="50 notes; render takes at most 40") as e:
+        render(bomb, tmp_path / "a.wav", config=RenderConfig(max_notes=40))
+    assert "\n" not in str(e.value)
+    long = np.zeros(1, NOTE_DTYPE)
+    long["pitch"], long["velocity"], long["start"], long["end"] = 60, 80, 100.0, 101.0
+    save(long, tmp_path / "long.mid")
+    with pytest.raises(RenderError, match="lasts 101 s; render takes at most 60 s"):
+        render(tmp_path / "long.mid", tmp_path / "a.wav", config=RenderConfig(max_seconds=60))
+    assert not (tmp_path / "a.wav").exists()
