@@ -15,7 +15,8 @@ code can compute without overflow:
 - the n-gram baseline's ``order``: 1 to 12 (order 10^6 took 24 GB before it was killed);
 - ``max_num``, how far a user may raise the pieces per generation: 10,000;
 - ``threads`` and ingest worker processes: from 1 to the CPUs this process may run on;
-- a pitch-list seed holds at most :data:`MAX_SEED_PITCHES` pitches.
+- a pitch-list seed holds at most :data:`MAX_SEED_PITCHES` pitches, a MIDI seed
+  :data:`MAX_SEED_NOTES` notes (a long orchestral movement; the server takes fewer).
 
 JSON read from users (plans, web requests) is decoded by :func:`loads_json`, which refuses
 nesting deeper than :data:`MAX_JSON_DEPTH` and numbers too long to convert before the
@@ -34,6 +35,7 @@ from typing import Any
 from composer import ComposerError, is_int, is_number
 
 MAX_SEED_PITCHES = 128  # pitches in a pitch-list seed (a chord or an arpeggio)
+MAX_SEED_NOTES = 20_000  # notes in a MIDI seed (after stacked unisons are merged)
 MAX_JSON_DEPTH = 32  # nesting of JSON read from users (a plan needs 3)
 MAX_NUMBER_CHARS = 100  # the longest number literal in such JSON
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]|[-+0-9.eE]+')

@@ -94,6 +94,44 @@ class Piece:
         default_factory=lambda: np.zeros(0, TIMESIG_DTYPE))
 
 
+def _unison_keys(notes: np.ndarray) -> np.ndarray:
+    """(n,) one integer per instrument and key: program, drums and pitch."""
+    return (notes["program"].astype(np.int64) * 2 + notes["is_drum"]) * 128 + notes["pitch"]
+
+
+def max_unison(notes: np.ndarray) -> int:
+    """The most notes sounding at once on one key of one instrument (0 without notes);
+    a note ending when another starts does not overlap it."""
+    if len(notes) == 0:
+        return 0
+    keys = np.concatenate([_unison_keys(notes)] * 2)
+    times = np.concatenate([notes["start"], notes["end"]])
+    step = np.r_[np.ones(len(notes), np.int64), -np.ones(len(notes), np.int64)]
+    order = np.lexsort((step, times, keys))  # per key in time, ends before starts
+    keys, step = keys[order], step[order]
+    level = np.cumsum(step)  # the count of a key's notes is back to 0 at its last end
+    return int(level.max())
+
+
+def merge_unisons(notes: np.ndarray) -> np.ndarray:
+    """``notes`` with each run of overlapping notes on one key of one instrument merged into
+    one note spanning them, at their loudest velocity (what one key can sound)."""
+    if len(notes) < 2:
+        return notes
+    keys = _unison_keys(notes)
+    order = np.lexsort((notes["start"], keys))
+    arr, keys = notes[order], keys[order]
+    # the latest end so far within each key: a running max, offset per key so keys never mix
+    offset = keys * (float(arr["end"].max()) + 1.0)
+    reach = np.maximum.accumulate(offset + arr["end"]) - offset  # (n,)
+    new = np.r_[True, (keys[1:] != keys[:-1]) | (arr["start"][1:] >= reach[:-1])]
+    starts = np.flatnonzero(new)
+    out = arr[starts].copy()
+    out["end"] = reach[np.r_[starts[1:], len(arr)] - 1]
+    out["velocity"] = np.maximum.reduceat(arr["velocity"], starts)
+    return out[np.argsort(out["start"], kind="stable")]
+
+
 def piece_from_beats(notes: NoteInput, beats: np.ndarray, tempos: np.ndarray | None = None,
                      time_signatures: np.ndarray | None = None) -> Piece:
     """A Piece whose note times are given in beats (BEAT_DTYPE, one row per note); the

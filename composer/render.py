@@ -6,9 +6,10 @@
   falls back to sine waves (mono, :func:`composer.midi.synthesize`) instead of failing.
   What it renders is bounded before FluidSynth runs: pieces over ``RenderConfig.max_seconds``
   or ``max_notes`` are refused in one line; a stack of notes on one key of one instrument
-  (:func:`max_unison`, which makes FluidSynth write without end) is rendered from a copy
-  with each stack merged into one note (:func:`merge_unisons`); and FluidSynth is stopped
-  when its WAV grows past what the piece's length can need, or it runs past its time.
+  (:func:`composer.midi.max_unison`, which makes FluidSynth write without end) is rendered
+  from a copy with each stack merged into one note (:func:`composer.midi.merge_unisons`);
+  and FluidSynth is stopped when its WAV grows past what the piece's length can need, or it
+  runs past its time.
 - :func:`plot_piano_roll`: time x pitch, velocity as colour, a seed part shaded.
 - :func:`plot_distributions`: the distance densities of
   :func:`composer.musicstats.compare_sets` (the terminal tables are in
@@ -35,7 +36,16 @@ import numpy as np
 from composer import ComposerError, Config
 from composer.files import atomic_write
 from composer.instruments import program_name
-from composer.midi import LoadConfig, NoteInput, as_note_array, load, save, synthesize
+from composer.midi import (
+    LoadConfig,
+    NoteInput,
+    as_note_array,
+    load,
+    max_unison,
+    merge_unisons,
+    save,
+    synthesize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,44 +223,6 @@ def _fluidsynth(exe: str, soundfont: Path, midi_path: str | os.PathLike, wav: Pa
     if audio.size == 0 or np.sqrt(np.mean(audio ** 2)) < SILENCE_RMS:
         return "FluidSynth rendered only silence"
     return None
-
-
-def _unison_keys(notes: np.ndarray) -> np.ndarray:
-    """(n,) one integer per instrument and key: program, drums and pitch."""
-    return (notes["program"].astype(np.int64) * 2 + notes["is_drum"]) * 128 + notes["pitch"]
-
-
-def max_unison(notes: np.ndarray) -> int:
-    """The most notes sounding at once on one key of one instrument (0 without notes);
-    a note ending when another starts does not overlap it."""
-    if len(notes) == 0:
-        return 0
-    keys = np.concatenate([_unison_keys(notes)] * 2)
-    times = np.concatenate([notes["start"], notes["end"]])
-    step = np.r_[np.ones(len(notes), np.int64), -np.ones(len(notes), np.int64)]
-    order = np.lexsort((step, times, keys))  # per key in time, ends before starts
-    keys, step = keys[order], step[order]
-    level = np.cumsum(step)  # the count of a key's notes is back to 0 at its last end
-    return int(level.max())
-
-
-def merge_unisons(notes: np.ndarray) -> np.ndarray:
-    """``notes`` with each run of overlapping notes on one key of one instrument merged into
-    one note spanning them, at their loudest velocity (what one key can sound)."""
-    if len(notes) < 2:
-        return notes
-    keys = _unison_keys(notes)
-    order = np.lexsort((notes["start"], keys))
-    arr, keys = notes[order], keys[order]
-    # the latest end so far within each key: a running max, offset per key so keys never mix
-    offset = keys * (float(arr["end"].max()) + 1.0)
-    reach = np.maximum.accumulate(offset + arr["end"]) - offset  # (n,)
-    new = np.r_[True, (keys[1:] != keys[:-1]) | (arr["start"][1:] >= reach[:-1])]
-    starts = np.flatnonzero(new)
-    out = arr[starts].copy()
-    out["end"] = reach[np.r_[starts[1:], len(arr)] - 1]
-    out["velocity"] = np.maximum.reduceat(arr["velocity"], starts)
-    return out[np.argsort(out["start"], kind="stable")]
 
 
 def _sine(notes: np.ndarray, config: RenderConfig) -> np.ndarray:

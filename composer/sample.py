@@ -28,7 +28,7 @@ import numpy as np
 
 from composer import GenerateError, MidiError, is_int
 from composer._steppers import Stepper
-from composer.bounds import MAX_SEED_PITCHES
+from composer.bounds import MAX_SEED_NOTES, MAX_SEED_PITCHES
 from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
 from composer.events import DEFAULT_CONFIG, EventConfig, VocabularyError
 from composer.generate import (
@@ -47,6 +47,7 @@ from composer.midi import (
     LoadConfig,
     Piece,
     load,
+    merge_unisons,
     piece_from_beats,
     save,
 )
@@ -55,7 +56,7 @@ from composer.model import ComposerLSTM
 from composer.musicstats import silence_fraction
 from composer.notes import DEFAULT_CLOCK, Clock, beats_of, clock_of, shift_slots
 from composer.steering import ControlPlan
-from composer.timing import constant_tempo, seconds_to_beats
+from composer.timing import BEAT_DTYPE, constant_tempo, seconds_to_beats
 from composer.vocab import Events, vocabulary_of
 
 SEED_VELOCITY = 80  # velocity of pitch-list seeds
@@ -92,10 +93,13 @@ def _load_seed(path: str | os.PathLike[str], keep_drums: bool = False) -> Piece:
 
 
 def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
-                   event_config: EventConfig | Events = DEFAULT_CONFIG) -> np.ndarray:
+                   event_config: EventConfig | Events = DEFAULT_CONFIG,
+                   max_notes: int = MAX_SEED_NOTES) -> np.ndarray:
     """Tokens of the first ``seconds`` of a MIDI file (all of it when None): notes starting
-    before that time are kept and cut off at it, then encoded (the beat vocabulary: in the
-    file's own beats). GenerateError when the file cannot be read or holds no notes there."""
+    before that time are kept and cut off at it, notes stacked on one key of one instrument
+    merged (:func:`~composer.midi.merge_unisons`), then encoded (the beat vocabulary: in the
+    file's own beats). GenerateError when the file cannot be read, holds no notes there, or
+    more than ``max_notes``."""
     if seconds is not None and not seconds > 0:
         raise GenerateError(f"seed seconds must be > 0, got {seconds}")
     piece = _load_seed(path, vocabulary_of(event_config).instruments)
@@ -109,7 +113,15 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
     span = "" if seconds is None else f" in its first {seconds:g} s"
     if len(notes) == 0:
         raise GenerateError(f"seed {path} has no notes{span}")
-    cut = piece_from_beats(notes, beats, piece.tempos, piece.time_signatures)
+    in_beats = notes.copy()  # a stack of notes on one key sounds as one: merged (in beats)
+    in_beats["start"], in_beats["end"] = beats["start"], beats["end"]
+    in_beats = merge_unisons(in_beats)
+    if len(in_beats) > max_notes:
+        raise GenerateError(f"seed {path} has {len(in_beats):,} notes{span}; a seed takes "
+                            f"at most {max_notes:,} (use fewer seconds of it)")
+    beats = np.empty(len(in_beats), BEAT_DTYPE)
+    beats["start"], beats["end"] = in_beats["start"], in_beats["end"]
+    cut = piece_from_beats(in_beats, beats, piece.tempos, piece.time_signatures)
     return _encode_seed(cut, event_config, f"seed {path}{span}")
 
 

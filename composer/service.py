@@ -57,13 +57,15 @@ def is_loopback(host: str) -> bool:
 # ----------------------------------------------------------------------------- the work
 
 
-def parse_seed_files(jobs: list[tuple[str, float | None]], events: Any) -> list[Any]:
+def parse_seed_files(jobs: list[tuple[str, float | None]], events: Any,
+                     max_notes: int) -> list[Any]:
     """``run_isolated`` worker: for each (MIDI path, seconds), its seed tokens and clock, or
-    the one-line reason it cannot be a seed (naming no server path)."""
+    the one-line reason it cannot be a seed (naming no server path; more than ``max_notes``
+    notes is one)."""
     out: list[Any] = []
     for path, seconds in jobs:
         try:
-            out.append((seed_from_midi(path, seconds, events), seed_clock(path)))
+            out.append((seed_from_midi(path, seconds, events, max_notes), seed_clock(path)))
         except ComposerError as e:
             out.append(str(e).replace(f"seed {path}", "the seed file")
                        .replace(path, "the seed file"))
@@ -125,7 +127,8 @@ class Service:
             job = self.seed_file(req, work, upload)
             if job is None:
                 return None
-            ((_, got),) = run_isolated(parse_seed_files, [job], (model.events,), workers=1,
+            ((_, got),) = run_isolated(parse_seed_files, [job],
+                                       (model.events, self.config.seed_notes), workers=1,
                                        timeout=self.config.parse_seconds,
                                        memory_headroom=1 << 30)
         finally:

@@ -62,14 +62,15 @@ class ServeConfig(Config):
     parse_seconds: float = 10.0  # the isolated MIDI loader's limit per upload
     max_seconds: float = 120.0  # longest piece one request may ask for
     max_num: int = 4  # pieces per request
-    seed_seconds: float = 20.0  # a MIDI seed's opening used (uploads, openings)
+    seed_seconds: float = 20.0  # a MIDI seed's opening used (uploads, openings) ...
+    seed_notes: int = 5_000  # ... and the most notes it may hold (stacked unisons merged)
     continue_seconds: float = 300.0  # "Continue from here": at most this much of the result
     max_results: int = 200  # pieces kept; the oldest are deleted past this ...
     max_bytes: int = 512 << 20  # ... or past this many bytes on disk
 
     def __post_init__(self) -> None:
         for name in ("port", "workers", "queue", "upload_bytes", "max_num", "max_results",
-                     "max_bytes"):
+                     "max_bytes", "seed_notes"):
             v = getattr(self, name)
             if not is_int(v) or v < (0 if name == "port" else 1):
                 raise ComposerError(f"{self._name}: {name} must be a positive integer, "

@@ -5,6 +5,8 @@ piece treated as a result."""
 from __future__ import annotations
 
 import json
+import struct
+import time
 
 import numpy as np
 import pytest
@@ -16,9 +18,15 @@ from composer.cli import main
 from composer.controls import ControlError, ControlSpec
 from composer.events import DEFAULT_CONFIG
 from composer.generate import SampleConfig
-from composer.midi import save
+from composer.midi import NOTE_DTYPE, save
 from composer.render import plot_piano_roll, render
-from composer.sample import check_seed_spec, resolve_seed, seed_clock, seed_file
+from composer.sample import (
+    check_seed_spec,
+    resolve_seed,
+    seed_clock,
+    seed_file,
+    seed_from_midi,
+)
 from composer.steering import make_plan, read_plan
 from composer.webapi import ApiError, ServeConfig, check_request
 
@@ -153,18 +161,61 @@ def test_an_empty_piece_renders_and_plots(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_short_web_request_with_no_notes_is_a_result(one_thread):
+@pytest.fixture(scope="module")
+def client(one_thread):
     from starlette.testclient import TestClient
 
     from composer.server import create_app
 
-    with TestClient(create_app()) as client:  # the shipped model draws only rests here
-        r = client.post("/api/generate", json={"seconds": 1, "rng_seed": 3})
-        assert r.status_code == 200, r.text  # 400 naming an internal work file before
-        (piece,) = r.json()["results"]
-        assert piece["notes"] == 0 and piece["audio"] == "silence"
-        assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
-        assert client.get(piece["urls"]["roll"]).json()["notes"] == []
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def test_a_short_web_request_with_no_notes_is_a_result(client):
+    r = client.post("/api/generate", json={"seconds": 1, "rng_seed": 3})
+    assert r.status_code == 200, r.text  # 400 naming an internal work file before
+    (piece,) = r.json()["results"]  # the shipped model draws only rests here
+    assert piece["notes"] == 0 and piece["audio"] == "silence"
+    assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
+    assert client.get(piece["urls"]["roll"]).json()["notes"] == []
+
+
+def many_tracks(path, tracks: int = 65_535, notes: int = 25_000):
+    """The issue's upload: a format-1 file of ``tracks`` tracks, the first ``notes`` each
+    holding one note, all at once (~1 MB; 73 s and 916 MB per request before)."""
+    body = [b"MThd" + struct.pack(">IHHH", 6, 1, tracks, 480)]
+    for i in range(tracks):
+        p = 21 + i % 88
+        ev = (bytes([0, 0x90, p, 64, 0x83, 0x60, 0x80, p, 0]) if i < notes else b"") + \
+            bytes([0, 0xFF, 0x2F, 0])
+        body.append(b"MTrk" + struct.pack(">I", len(ev)) + ev)
+    path.write_bytes(b"".join(body))
+    return path
+
+
+def test_a_seed_of_65535_tracks_is_bounded(client, tmp_path):
+    path = many_tracks(tmp_path / "tracks.mid")
+    assert path.stat().st_size < 1 << 20
+    tokens = seed_from_midi(path, None, DEFAULT_CONFIG)  # 25,000 notes on 88 keys: 88
+    assert len(tokens) < 400
+    began = time.perf_counter()
+    r = client.post("/api/generate", files={"midi": ("t.mid", path.read_bytes(), "audio/midi")},
+                    data={"request": json.dumps({"seed": "upload", "seconds": 2,
+                                                 "rng_seed": 1})})
+    assert r.status_code == 200, r.text
+    assert time.perf_counter() - began < 30
+    with pytest.raises(GenerateError, match="has 500 notes; a seed takes at most 100"):
+        seed_from_midi(spread(tmp_path / "long.mid", 500), None, DEFAULT_CONFIG, max_notes=100)
+
+
+def spread(path, count: int):
+    """``count`` notes one after another (no two at once)."""
+    notes = np.zeros(count, NOTE_DTYPE)
+    notes["pitch"], notes["velocity"] = 60 + np.arange(count) % 12, 80
+    notes["start"] = np.arange(count) * 0.1
+    notes["end"] = notes["start"] + 0.1
+    save(notes, path)
+    return path
 
 
 def test_a_chord_seed_sounds_each_pitch_once():

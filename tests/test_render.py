@@ -15,7 +15,7 @@ from helpers import BACH
 
 from composer import render as render_mod
 from composer.cli import main
-from composer.midi import NOTE_DTYPE, Note, load, save
+from composer.midi import NOTE_DTYPE, Note, load, max_unison, merge_unisons, save
 from composer.render import (
     RenderConfig,
     RenderError,
@@ -186,15 +186,15 @@ def test_unison_stacks_are_measured_and_merged():
     notes["velocity"] = [10, 90, 20, 30, 40, 50]
     notes["start"] = [0, 0.5, 1.0, 0, 2.0, 2.5]
     notes["end"] = [1, 0.8, 1.5, 3, 2.5, 3]
-    assert render_mod.max_unison(notes) == 2  # touching notes do not overlap
-    merged = render_mod.merge_unisons(notes)
+    assert max_unison(notes) == 2  # touching notes do not overlap
+    merged = merge_unisons(notes)
     got = sorted((int(n["pitch"]), float(n["start"]), float(n["end"]), int(n["velocity"]))
                  for n in merged)
     assert got == [(60, 0.0, 1.0, 90), (60, 1.0, 1.5, 20), (60, 2.0, 2.5, 40),
                    (60, 2.5, 3.0, 50), (62, 0.0, 3.0, 30)]
     other = notes.copy()
     other["program"] = np.arange(6)  # the same key on other instruments is no stack
-    assert render_mod.max_unison(other) == 1 and len(render_mod.merge_unisons(other)) == 6
+    assert max_unison(other) == 1 and len(merge_unisons(other)) == 6
 
 
 @needs_fluidsynth
