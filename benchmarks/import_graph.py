@@ -27,8 +27,8 @@ LAYERS = ["__init__", "bounds", "files", "rng", "_smf", "_smf_ref", "timing", "_
           "steering", "data", "device", "model", "ckptio", "checkpoint", "runs", "optim",
           "schedule", "train", "_steppers", "_rules", "_sampling", "generate",
           "sample", "copycheck", "render", "_ngram", "evaluation", "commands", "report",
-          "cli_evaluate", "cli_controls", "cli_ensemble", "webapi", "service", "server",
-          "cli_serve", "cli", "__main__"]
+          "cli_evaluate", "cli_controls", "cli_ensemble", "webapi", "service", "connections",
+          "server", "cli_serve", "cli", "__main__"]
 OLD = {"metrics": "musicstats", "_engine": "_steppers"}
 
 

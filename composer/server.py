@@ -18,8 +18,10 @@ A Starlette app (:func:`create_app`, run by uvicorn in :func:`serve`) over a
   its notes and the seed's length, drawn by the page).
 
 Safety: binds 127.0.0.1 unless told otherwise (another host is said out loud; on loopback
-other Host headers are refused, against DNS rebinding, and so is a POST from another
-Origin); bodies are bounded (413 from the Content-Length, else while reading); uploads are
+other Host headers are refused, against DNS rebinding; on any address a POST from another
+Origin is refused); connections are timed and capped, and repeated log lines are counted,
+not written (:mod:`composer.connections`); bodies are bounded (413 from the
+Content-Length, else while reading; 408 when they come too slowly); uploads are
 parsed in an isolated process (:mod:`composer.service`); every field is checked; requests
 queue behind :class:`composer.webapi.Gate`; every error is one JSON line
 ``{"error": "..."}``, never a traceback (unexpected ones are logged, answered 500).
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,11 +39,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from composer import ComposerError
+from composer.bounds import loads_json
+from composer.connections import guarded_protocol, quiet_logs, raise_file_limit
 from composer.service import LOOPBACK_NAMES, Service, is_loopback, load_service, opening_name
 from composer.service import web_file as page_file
 from composer.webapi import RESULT_FILES, ApiError, GenerateRequest, ServeConfig, check_request
@@ -86,18 +89,24 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise ApiError(f"request too large (the limit is {limit:,} bytes)" if length.isdigit()
                        else "bad Content-Length", 413 if length.isdigit() else 400)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(f"request too large (the limit is {limit:,} bytes)", 413)
-        chunks.append(chunk)
+    seconds = request.app.state.service.config.body_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(f"request too large (the limit is {limit:,} bytes)", 413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(f"the request's body took longer than {seconds:g} s", 408) from None
     return b"".join(chunks)
 
 
 def decode_json(data: bytes | str) -> Any:
-    """The JSON of a request; ApiError 400 when it is not JSON."""
+    """The JSON of a request; ApiError 400 when it is not JSON, or nested too deep or with
+    numbers too long to decode safely (:func:`composer.bounds.loads_json`)."""
     try:
-        return json.loads(data)
+        return loads_json(data, ApiError)
     except (ValueError, UnicodeDecodeError):
         raise ApiError("the request is not valid JSON") from None
 
@@ -157,6 +166,9 @@ def failure(e: Exception, service: Service) -> tuple[str, int]:
         return str(e.detail), e.status_code
     if isinstance(e, ComposerError):  # a seed or a request the model cannot meet
         return str(e).replace(str(service.root), "<results>"), 400
+    if isinstance(e, ClientDisconnect):  # nobody is left to answer: one line in the log
+        log.info("a client went away before its request was read")
+        return "client disconnected", 400
     log.error("internal error", exc_info=e)
     return "internal error (the server log has the details)", 500
 
@@ -245,23 +257,26 @@ async def internal(request: Request, exc: Exception) -> Response:
 
 
 class Guard:
-    """ASGI middleware: on a loopback server, refuse other Host headers (DNS rebinding)
-    and a POST whose Origin is another site."""
+    """ASGI middleware: on any address, refuse a request that changes something (anything
+    but GET and HEAD) sent from another site: an Origin other than the Host it was sent to
+    (``null`` included), or a browser's ``Sec-Fetch-Site: cross-site``. With ``hosts``
+    (a loopback server), also refuse other Host headers (DNS rebinding)."""
 
     def __init__(self, app: Any, hosts: Sequence[str] | None) -> None:
         self.app, self.hosts = app, set(hosts) if hosts is not None else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.hosts is not None:
+        if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             host = headers.get("host", "")
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             origin = headers.get("origin")
-            if name not in self.hosts:
+            if self.hosts is not None and name not in self.hosts:
                 await error("host not allowed", 400)(scope, receive, send)
                 return
-            if scope["method"] == "POST" and origin is not None and \
-                    origin.split("//", 1)[-1] != host:
+            foreign = (origin is not None and origin.split("//", 1)[-1] != host) or \
+                headers.get("sec-fetch-site") == "cross-site"
+            if scope["method"] not in ("GET", "HEAD") and foreign:
                 await error("cross-site request refused", 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -287,8 +302,7 @@ def build_app(service: Service, allowed_hosts: Sequence[str] | None = None) -> S
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: not_found, Exception: internal})
     app.state.service = service
-    if allowed_hosts is not None:
-        app.add_middleware(Guard, hosts=allowed_hosts)
+    app.add_middleware(Guard, hosts=allowed_hosts)
     return app
 
 
@@ -303,8 +317,6 @@ def serve(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeCon
           echo: Callable[[str], None] = print) -> None:
     """``composer serve``: load the models, then serve the page with uvicorn until Ctrl-C.
     A host other than loopback is said in a warning line first."""
-    import uvicorn
-
     local = is_loopback(config.host)
     app = create_app(checkpoints, config,
                      allowed_hosts=[*LOOPBACK_NAMES, config.host] if local else None)
@@ -312,6 +324,20 @@ def serve(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeCon
         echo(f"Warning: listening on {config.host}, not only on this machine: anyone who "
              "can reach it can use the page (there is no login)")
     shown = f"[{config.host}]" if ":" in config.host else config.host
+    raise_file_limit()
+    server = make_server(app, config)
     echo(f"composer serve: http://{shown}:{config.port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
-                timeout_graceful_shutdown=5)
+    server.run()
+
+
+def make_server(app: Any, config: ServeConfig) -> Any:
+    """The uvicorn server of ``app`` on ``config``'s address, with its connection deadlines
+    and caps (:func:`composer.connections.guarded_protocol`) and rate-limited logs."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning",
+        timeout_graceful_shutdown=5, http=guarded_protocol(config),  # type: ignore[arg-type]
+        timeout_keep_alive=config.keep_alive_seconds))
+    quiet_logs(config)  # after uvicorn.Config has set its loggers up
+    return server

@@ -67,16 +67,25 @@ class ServeConfig(Config):
     continue_seconds: float = 300.0  # "Continue from here": at most this much of the result
     max_results: int = 200  # pieces kept; the oldest are deleted past this ...
     max_bytes: int = 512 << 20  # ... or past this many bytes on disk
+    # Connections (composer.connections): slow or idle ones are closed, and new ones past
+    # the caps are closed before anything is read.
+    max_connections: int = 256  # open at once
+    max_connections_per_client: int = 64  # open at once from one address
+    header_seconds: float = 10.0  # a request's line and headers must arrive within this
+    body_seconds: float = 60.0  # its body within this (1 MiB at 17 KiB/s), else 408
+    keep_alive_seconds: float = 5.0  # an idle kept-alive connection is closed after this
+    log_repeats: int = 5  # identical log lines let through a minute; the rest are counted
 
     def __post_init__(self) -> None:
         for name in ("port", "workers", "queue", "upload_bytes", "max_num", "max_results",
-                     "max_bytes", "seed_notes"):
+                     "max_bytes", "seed_notes", "max_connections", "max_connections_per_client",
+                     "log_repeats"):
             v = getattr(self, name)
             if not is_int(v) or v < (0 if name == "port" else 1):
                 raise ComposerError(f"{self._name}: {name} must be a positive integer, "
                                     f"got {v!r}")
         for name in ("wait_seconds", "parse_seconds", "max_seconds", "seed_seconds",
-                     "continue_seconds"):
+                     "continue_seconds", "header_seconds", "body_seconds", "keep_alive_seconds"):
             v = getattr(self, name)
             if not (is_number(v) and math.isfinite(v) and v > 0):
                 raise ComposerError(f"{self._name}: {name} must be a number > 0, got {v!r}")

@@ -331,12 +331,13 @@ def test_serve_warns_off_loopback(monkeypatch):
 
     ran, lines = [], []
     monkeypatch.setattr(server, "create_app", lambda *a, **k: ran.append(k) or "app")
-    monkeypatch.setattr(uvicorn, "run", lambda app, **k: ran.append(k))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: ran.append(self.config))
     server.serve(config=ServeConfig(host="0.0.0.0", port=8123), echo=lines.append)
     assert lines[0].startswith("Warning: listening on 0.0.0.0")
-    assert ran == [{"allowed_hosts": None}, {"host": "0.0.0.0", "port": 8123,
-                                             "log_level": "warning",
-                                             "timeout_graceful_shutdown": 5}]
+    assert ran[0] == {"allowed_hosts": None}
+    run = ran[1]
+    assert (run.host, run.port, run.timeout_keep_alive) == ("0.0.0.0", 8123, 5.0)
+    assert run.http.__name__ == "Guarded"  # composer.connections' deadlines and caps
     lines.clear()
     server.serve(config=ServeConfig(), echo=lines.append)
     assert lines == ["composer serve: http://127.0.0.1:8000/ (Ctrl-C stops)"]
