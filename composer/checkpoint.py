@@ -205,11 +205,13 @@ def load_checkpoint(
 
 def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """checkpoint.json's contents plus ``path`` (folder read), ``parameters`` (from the
-    weights file's header; tensors are not read), ``has_train_state`` (one is recorded) and
+    weights file's header, after its size and SHA-256 are checked: CheckpointError when
+    they do not match), ``has_train_state`` (one is recorded) and
     ``resumable`` / ``resume_problem``: whether that train state is present, matches its
     recorded size and SHA-256 and loads (None, or the one-line reason why not)."""
     folder = resolve_folder(path)
     meta, model_config = _read_meta(folder)
+    verify_file(folder / WEIGHTS_FILE, meta)  # size and SHA-256, as loading checks them
     shapes = _check_header(folder / WEIGHTS_FILE, meta, model_config)
     has_train_state = TRAIN_STATE_FILE in meta["files"]
     problem = None if has_train_state else "no training state saved"

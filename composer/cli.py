@@ -36,6 +36,7 @@ from composer.report import (
     echo_outputs,
     engine_words,
     errors_as_messages,
+    not_with,
     note,
     prepared_line,
     train_count,
@@ -154,8 +155,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.option("--no-augment", is_flag=True, help="No transposition / time-stretch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--resume", is_flag=True, help="Continue OUT/latest where it stopped.")
-@click.option("--force", is_flag=True,
+@click.option("--resume", is_flag=True, callback=not_with("force"),
+              help="Continue OUT/latest where it stopped.")
+@click.option("--force", is_flag=True, callback=not_with("resume"),
               help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path),
               help="Fine-tune from this checkpoint's weights.")
@@ -244,10 +246,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               default=default(SAMPLE, "temperature"), show_default=True,
               help="Sampling temperature (0: always the most likely event).")
 @click.option("--top-k", type=click.IntRange(min=0), default=default(SAMPLE, "top_k"),
-              show_default=True,
-              help="Draw only among the K most likely events (0: off).")
-@click.option("--top-p", type=bounded(bounds.TOP_P),
-              default=default(SAMPLE, "top_p"),
+              show_default=True, help="Draw only among the K most likely events (0: off).")
+@click.option("--top-p", type=bounded(bounds.TOP_P), default=default(SAMPLE, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
 @click.option("--max-silence", type=bounded(bounds.SECONDS),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from composer.bounds import available_cpus
 from composer.report import check_checkpoint, default, errors_as_messages
 
 SERVE = "composer.webapi:ServeConfig"  # read by name: --help imports no torch or starlette
@@ -26,7 +27,8 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
               help="Address to listen on; anything but loopback lets other machines in.")
 @click.option("--port", type=click.IntRange(0, 65535), default=default(SERVE, "port"),
               show_default=True, help="Port to listen on.")
-@click.option("--workers", type=click.IntRange(min=1), default=default(SERVE, "workers"),
+@click.option("--workers", type=click.IntRange(1, max(available_cpus(), 2)),
+              default=default(SERVE, "workers"),
               show_default=True,
               help="Generations at once (each on one CPU thread); others queue.")
 @errors_as_messages

@@ -11,7 +11,8 @@ through :func:`read_regular`: it must be a regular file (a FIFO, a device such a
 ``/dev/zero``, or a folder is refused without blocking), and at most ``max_bytes`` are read
 whatever the file claims its size is.
 
-:func:`locked_folder` makes writers of one folder (a corpus cache) take turns.
+:func:`locked_folder` makes writers of one folder (a corpus cache) take turns, or keeps a
+second one out (a training run's folder).
 
 An ``OSError`` while writing becomes a one-line :class:`ComposerError` from
 :func:`write_error`; a full disk says so and names the folder.
@@ -179,11 +180,19 @@ def too_big(size: int, limit: int, at_least: bool = False) -> str:
     return f"file is {more}{size:,} bytes (limit {limit:,} bytes)"
 
 
+class FolderBusy(ComposerError):
+    """Another process holds the lock on a folder (:func:`locked_folder`, ``wait=False``)."""
+
+
 @contextlib.contextmanager
-def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
+def locked_folder(folder: str | os.PathLike, wait: bool = True, holder: str | None = None,
+                  what: str = "folder") -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (``flock`` on a ``.lock`` file in it, created
     with the folder if need be) for the ``with`` block: writers that take it wait for each
-    other. The lock goes when the block ends or the process dies."""
+    other, or (``wait=False``) the second raises :class:`FolderBusy` at once, saying who
+    holds it: the ``holder`` line the first wrote into the lock file (e.g. its pid, host,
+    start and command). The lock goes when the block ends or the process dies (even by
+    SIGKILL: a dead holder's lock is never stale)."""
     cache = Path(folder)
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -192,7 +201,15 @@ def locked_folder(folder: str | os.PathLike) -> Iterator[None]:
         raise write_error(e, cache / ".lock", "create") from None
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed, or the process dies
+            try:  # released when fd is closed, or the process dies
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                said = os.read(fd, 4096).decode("utf-8", "replace").strip()
+                raise FolderBusy(f"{cache} is in use by another {what}"
+                                 + (f" ({said})" if said else "")) from None
+        if holder is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode("utf-8") + b"\n", 0)
         yield
     finally:
         os.close(fd)

@@ -239,6 +239,17 @@ def bounded(bound: Bound) -> click.ParamType:
     return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
+def not_with(other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A flag's callback: a usage error when it is given together with the flag ``other``
+    (whichever of the two click reads second says so)."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value and ctx.params.get(other):
+            raise click.BadOptionUsage(param.name or "", f"--{param.name} and --{other} "
+                                       "contradict each other: give one of them")
+        return value
+    return check
+
+
 def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | None
                      ) -> Path | None:
     """A checkpoint path typed, or the name of a model shipped in the package: a usage error

@@ -5,19 +5,29 @@ logged step and evaluation) and ``OUT/tb`` (TensorBoard, when installed) make up
 (:data:`RUN_FILES`). A new run never silently mixes with an old one: :func:`set_aside_run`
 refuses, or moves the old run into ``OUT/previous-N`` (nothing is deleted); after a resume,
 :func:`truncate_metrics` drops the lines logged past the checkpoint resumed from.
+One run at a time: :func:`holds_run` locks ``OUT`` (``OUT/.lock``, which ``--force``
+does not move) for the whole of ``train``; a second run into it, ``--force`` or
+``--resume`` included, is refused at once, naming the run that holds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import socket
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from composer import ComposerError
 from composer.checkpoint import read_info
-from composer.files import atomic_write_text, write_error
+from composer.files import atomic_write_text, locked_folder, write_error
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_FILES = ("latest", "best", ".latest.bak", ".best.bak", "metrics.jsonl", "tb")  # one run
 
@@ -60,6 +70,23 @@ def set_aside_run(out: Path, force: bool, error: type[ComposerError] = ComposerE
                 os.rename(out / name, aside / name)
     except OSError as e:
         raise write_error(e, aside, "move the old run to") from None
+
+
+def holds_run(train: F) -> F:
+    """Decorates ``train(corpus, out_dir, ...)``: the call holds ``out_dir``'s lock (see the
+    module docstring; in a distributed run, rank 0 holds it for all)."""
+    @functools.wraps(train)
+    def locked(corpus: Any, out_dir: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise ComposerError(f"{out} is a file, not a folder for the training run")
+        if int(os.environ.get("RANK", "0")) != 0:
+            return train(corpus, out_dir, *args, **kwargs)
+        holder = (f"pid {os.getpid()} on {socket.gethostname()}, since "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)[:300]}")
+        with locked_folder(out, wait=False, holder=holder, what="training run"):
+            return train(corpus, out_dir, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 def truncate_metrics(path: Path, step: int) -> None:

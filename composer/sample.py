@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composer import GenerateError, MidiError, is_int
+from composer import ComposerError, GenerateError, MidiError, is_int
 from composer._steppers import Stepper
 from composer.bounds import MAX_SEED_NOTES, MAX_SEED_PITCHES
 from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
@@ -396,7 +396,8 @@ def compose(model: ComposerLSTM, event_config: EventConfig | Events,
 def _write(gen: Generation, paths: list[Path], events: Events,
            out_dir: str | os.PathLike[str], include_seed: bool, program: int, clock: Clock
            ) -> list[Output]:
-    """Write each row of ``gen`` to its path; one Output each."""
+    """Write each row of ``gen`` to its path; one Output each. A failed write (a full disk)
+    raises its one-line error naming the files written before it."""
     seed_seconds = events.seconds_of(gen.tokens[0][: gen.seed_len], clock)
     outputs = []
     try:
@@ -410,6 +411,10 @@ def _write(gen: Generation, paths: list[Path], events: Events,
             end = float(notes["end"].max()) if len(notes) else 0.0
             outputs.append(Output(path, end, len(notes), silence_fraction(notes),
                                   len(tokens) - gen.seed_len, seed_seconds))
-    except OSError as e:
-        raise GenerateError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+    except (OSError, ComposerError) as e:  # e.g. the disk filled up: say what is there
+        kept = (f" ({len(outputs)} written before it: {', '.join(str(o.path) for o in outputs)})"
+                if outputs else " (no file was written)")
+        if isinstance(e, OSError):
+            raise GenerateError(f"cannot write to {out_dir}: {e.strerror or e}{kept}") from None
+        raise type(e)(f"{e}{kept}") from None
     return outputs

@@ -45,7 +45,7 @@ from composer.device import resolve_device
 from composer.model import ComposerLSTM, ModelConfig, check_fits
 from composer.optim import param_groups, regroup
 from composer.rng import check_seed, get_rng_state, set_rng_state
-from composer.runs import MetricsLog, set_aside_run, truncate_metrics
+from composer.runs import MetricsLog, holds_run, set_aside_run, truncate_metrics
 from composer.schedule import Budget, lr_at, plan_line  # noqa: F401 (lr_at: re-exported)
 from composer.sources import corpus_record
 from composer.vocab import vocabulary_of
@@ -119,7 +119,7 @@ class TrainResult:
 
     step: int
     best_valid_loss: float
-    stopped: str  # "done", "early stop", "interrupted"
+    stopped: str  # "done", "early stop", "interrupted", "already complete" (resumed at its end)
     skipped_steps: int
     out_dir: Path
 
@@ -200,6 +200,7 @@ def _stop_on_signals():
             signal.signal(sig, old)
 
 
+@holds_run
 def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig | None = None,
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
           init_from: str | os.PathLike | None = None, force: bool = False,
@@ -211,7 +212,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     taken from ``config``); ``init_from`` starts from another checkpoint's weights (same
     event vocabulary) with fresh optimizer state. A new run into an ``out_dir`` that already
     holds one is refused unless ``force``, which moves the old run into ``OUT/previous-N``
-    (nothing is deleted).
+    (nothing is deleted); one a live run holds is refused (:func:`~composer.runs.holds_run`).
 
     ``threads``: torch's CPU threads (None: unchanged). One is the default: at the CPU
     recipe's small batches a second thread gains little on idle cores, and when anything else
@@ -233,8 +234,6 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if not len(corpus.files("train")):
         raise TrainingError(f"no training data: the train split of {corpus.cache_dir} is empty "
                             f"({len(corpus.paths)} files loaded; see skipped.tsv there)")
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"{out} is a file, not a folder for the training run")
     if not resume and (rank == 0 or not force):  # every rank refuses alike; rank 0 moves
         set_aside_run(out, force, TrainingError)
     start = _starting_point(out, resume, init_from, vocab, model_config, config)
@@ -285,7 +284,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                                     f"({model_config.vocab_size} types)",
                          files=corpus_record(corpus)["files"], start_step=start["step"]))
     net.train()
-    stopped, bad_run = "done", 0
+    complete = resume and budget.over(state["step"])  # resumed at its end: nothing to add
+    stopped, bad_run = "already complete" if complete else "done", 0
     t_last, tokens_since = time.perf_counter(), 0
     try:
         with _stop_on_signals() as signals:
@@ -347,8 +347,9 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                         progress(state["step"], config.steps, info)
             else:
                 state["seconds_used"] = budget.used()
-                _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
-                                   save, stop=True, table=table)
+                if not complete:  # (a finished run resumed writes no second last line)
+                    _evaluate_and_save(net, model, corpus, config, dev, rank, world, state,
+                                       log, save, stop=True, table=table)
         if world > 1:
             dist.barrier()  # rank 0 may still be writing; leave the group together
     finally:
