@@ -4,7 +4,7 @@
 the new or changed ones in worker processes (a worker that crashes or stalls costs one file,
 not the run), and writes a memory-mappable cache:
 
-    CACHE_DIR/manifest.json        per-file record: size, mtime, content hash, status, reason
+    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason
     CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
     CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
@@ -62,6 +62,7 @@ from composer.midi import MIDI_SUFFIXES, LoadConfig
 from composer.notes import Clock, NoteEventConfig
 from composer.scan import (  # noqa: F401 (scan, no_notes_reason: re-exported)
     display_name,
+    hash_files,
     ingest_files,
     no_notes_reason,
     scan,
@@ -185,27 +186,28 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
                     progress: Callable[[int, int], None] | None) -> PrepareReport:
     """:func:`prepare` once the cache's lock is held."""
     paths = sorted(stats)
-    listing = "\n".join(f"{r}\t{st.st_size}\t{st.st_mtime_ns}" if isinstance(st, os.stat_result)
-                        else f"{r}\t{st}" for r, st in stats.items())
+    readable = [r for r in paths if isinstance(stats[r], os.stat_result)]
+    hashes = hash_files(midi_dir, readable, config.load)  # the key: contents, not mtimes
+    listing = "\n".join(f"{r}\t{hashes[r]}" if r in hashes else f"{r}\t{stats[r]}"
+                        for r in paths)
     scan_stamp = _digest(f"{config.to_dict()}\n{listing}")
     unchanged = _unchanged(cache, scan_stamp, len(paths))
     if unchanged:
-        return unchanged  # fast path: no file was added, removed or touched
+        return unchanged  # fast path: no file was added, removed or changed
     manifest = _read_manifest(cache, config)
     old = manifest["files"]
     known = {r["hash"]: r for r in old.values() if r.get("reason") is None and r.get("hash")}
+    by_content = {r["hash"]: r for r in old.values() if r.get("hash")}  # loaded or skipped
     files: dict[str, dict] = {}
     todo = []
     for rel in paths:
         st = stats[rel]
         if isinstance(st, OSError):
             files[rel] = {"hash": None, "reason": f"cannot read file: {st.strerror or st}"}
-            continue
-        prev = old.get(rel)
-        if prev and (prev.get("size"), prev.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
-            files[rel] = prev
+        elif hashes[rel] is not None and hashes[rel] in by_content:  # same bytes as before
+            files[rel] = dict(by_content[hashes[rel]])  # (also under another name)
         else:
-            files[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            files[rel] = {"size": st.st_size}
             todo.append(rel)
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
     report.repaired = cache_problem(cache)
@@ -229,6 +231,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
                     pack.write(tokens.tobytes())
                     record["at"], at = at, at + len(tokens)
                     known[record["hash"]] = record
+                record["hash"] = record["hash"] or hashes[todo[i]]  # a crash is keyed too
                 files[todo[i]].update(record)
                 done += 1
                 if progress:
@@ -251,7 +254,7 @@ def _digest(text: str) -> str:
 
 
 def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
-    """The report of the last run if the scan is the same as then (same files, sizes, mtimes)."""
+    """The report of the last run if the scan is the same as then (same files and contents)."""
     try:
         meta = json.loads((cache / "corpus.json").read_text())
         if meta.get("scan") != scan_stamp or cache_problem(cache, meta):

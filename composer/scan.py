@@ -1,7 +1,8 @@
 """Finding MIDI files in a folder, reading them, and showing their names.
 
 ``scan(midi_dir)`` lists the MIDI files below a folder (recursive, regular files only, dot
-folders skipped); ``load_folder`` loads a small folder in-process; ``ingest_files`` reads,
+folders skipped); ``hash_files`` keys files by their contents (:func:`content_hash`);
+``load_folder`` loads a small folder in-process; ``ingest_files`` reads,
 hashes, parses and encodes a batch of files (what corpus workers run). File names are kept as
 ``str`` the way :mod:`os` gives them, so a name that is not valid UTF-8 holds surrogates and
 opens as it is; :func:`display_name` is the form to print or write to a text file.
@@ -13,6 +14,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -68,6 +70,28 @@ def scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError
     return found
 
 
+def content_hash(data: bytes) -> str:
+    """The key of a file's contents in a corpus cache (BLAKE2b, 16 bytes, hex)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_files(midi_dir: str | os.PathLike, paths: Sequence[str], load_config: LoadConfig,
+               threads: int = 8) -> dict[str, str | None]:
+    """Relative path -> :func:`content_hash` of each file's bytes, read in ``threads``
+    threads (hashing releases the GIL); None for a file that cannot be read within the
+    loader's bounds (its worker then says why)."""
+    def one(rel: str) -> str | None:
+        try:
+            return content_hash(read_bytes(os.path.join(midi_dir, rel), load_config))
+        except MidiError:
+            return None
+
+    if len(paths) < 64:
+        return {rel: one(rel) for rel in paths}
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(zip(paths, pool.map(one, paths, chunksize=16), strict=True))
+
+
 def ingest_files(paths: Sequence[str], load_config: LoadConfig,
                  event_config: Events | EventConfig | NoteEventConfig,
                  grid_steps: int = NoteEventConfig.steps_per_quarter) -> list[dict]:
@@ -91,8 +115,7 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
         except MidiError as e:
             records.append({"hash": None, "reason": str(e)})
             continue
-        records.append({"hash": hashlib.blake2b(datas[-1], digest_size=16).hexdigest(),
-                        "reason": None})
+        records.append({"hash": content_hash(datas[-1]), "reason": None})
     todo = [r for r in records if r["hash"]]
     try:
         pieces = parse_many(datas, load_config)

@@ -255,3 +255,28 @@ def test_special_files_are_skipped_without_being_opened(tmp_path):
     assert time.monotonic() - start < 10
     assert report.files_loaded == 2  # ok.mid and folder.mid/inside.mid
     assert dict(report.skipped) == {"pipe.mid": "cannot read file: not a regular file"}
+
+
+def test_an_edit_keeping_size_and_mtime_is_read_again(folder, tmp_path):
+    # cp -p, rsync -a and tar keep size and mtime through an edit: the cache must not
+    cache, tune = tmp_path / "cache", folder / "tune1.mid"
+    prepare(folder, cache)
+    before, st = tune.read_bytes(), tune.stat()
+    write_tune(tune, [50, 52, 53])  # other notes, the same number of bytes
+    assert len(tune.read_bytes()) == len(before) and tune.read_bytes() != before
+    os.utime(tune, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (tune.stat().st_size, tune.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    report = prepare(folder, cache)
+    assert report.files_parsed == 1  # before: 0, and the old notes were served
+    c = Corpus.open(cache)
+    i = c.paths.index("tune1.mid")
+    np.testing.assert_array_equal(c.sequence(i), encode(load(tune).notes, c.config.events))
+
+
+def test_a_renamed_file_is_not_parsed_again(folder, tmp_path):
+    cache = tmp_path / "cache"
+    first = prepare(folder, cache)
+    os.rename(folder / "tune1.mid", folder / "renamed.mid")
+    again = prepare(folder, cache)
+    assert again.files_parsed == 0 and again.files_loaded == first.files_loaded
+    assert "renamed.mid" in Corpus.open(cache).paths
