@@ -82,8 +82,11 @@ def holds_run(train: F) -> F:
             raise ComposerError(f"{out} is a file, not a folder for the training run")
         if int(os.environ.get("RANK", "0")) != 0:
             return train(corpus, out_dir, *args, **kwargs)
+        program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        command = " ".join(["composer" if program in ("composer", "__main__.py") else program,
+                            *sys.argv[1:]])
         holder = (f"pid {os.getpid()} on {socket.gethostname()}, since "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)[:300]}")
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {command[:300]}")
         with locked_folder(out, wait=False, holder=holder, what="training run"):
             return train(corpus, out_dir, *args, **kwargs)
     return locked  # type: ignore[return-value]
