@@ -37,7 +37,9 @@ LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "composer")
 
 def guarded_protocol(config: ServeConfig) -> type[H11Protocol]:
     """uvicorn's h11 protocol with ``config``'s header deadline and connection caps."""
-    clients: Counter[str] = Counter()  # open connections per address, shared by all
+    clients: Counter[str] = Counter()  # live connections per address, shared by all
+    live: set[Any] = set()  # connections not closed yet (an abort counts at once: the
+    #                         loop reports the loss later, after a burst of accepts)
     waiting: dict[Any, None] = {}  # connections waiting for headers, oldest first
 
     class Guarded(H11Protocol):
@@ -50,11 +52,12 @@ def guarded_protocol(config: ServeConfig) -> type[H11Protocol]:
             super().connection_made(transport)
             self.address = (self.client or ("?", 0))[0]
             clients[self.address] += 1
-            if len(self.connections) > config.max_connections:
+            live.add(self)
+            if len(live) > config.max_connections:
                 self.make_room(None)
             if clients[self.address] > config.max_connections_per_client:
                 self.make_room(self.address)
-            if not transport.is_closing():
+            if self in live:
                 self.arm()
 
         def make_room(self, address: str | None) -> None:
@@ -64,14 +67,23 @@ def guarded_protocol(config: ServeConfig) -> type[H11Protocol]:
             oldest = next((c for c in waiting if address is None or c.address == address),
                           self)
             log.warning("too many connections: closing the oldest still waiting")
-            oldest.disarm()
-            oldest.transport.abort()
+            oldest.close()
+
+        def close(self) -> None:
+            """Abort this connection, and stop counting it now."""
+            self.gone()
+            self.transport.abort()
+
+        def gone(self) -> None:
+            self.disarm()
+            if self in live:
+                live.discard(self)
+                clients[self.address] -= 1
+                if clients[self.address] <= 0:
+                    del clients[self.address]
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self.disarm()
-            clients[self.address] -= 1
-            if clients[self.address] <= 0:
-                del clients[self.address]
+            self.gone()
             super().connection_lost(exc)
 
         def arm(self) -> None:
@@ -91,7 +103,7 @@ def guarded_protocol(config: ServeConfig) -> type[H11Protocol]:
             waiting.pop(self, None)
             log.warning("a request's headers took longer than %g s: connection closed",
                         config.header_seconds)
-            self.transport.abort()
+            self.close()
 
         def handle_events(self) -> None:
             cycle = self.cycle
