@@ -7,6 +7,7 @@ on a free port, over a tiny Starlette app, with small limits so that they take s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -109,6 +110,24 @@ def test_a_flood_of_slow_connections_leaves_room_for_real_requests(server):
     # oldest waiting connection; were it refused, it would be closed without an answer)
     for s in socks:
         s.close()
+
+
+def test_a_burst_of_slow_connections_keeps_the_newest(server):
+    socks = []
+    for _ in range(200):  # all at once: the server accepts them in batches
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", server))
+        socks.append(s)
+    time.sleep(0.2)
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.send(b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a")
+    time.sleep(0.5)
+    assert sum(is_open(s) for s in socks) == 8  # the cap, neither more nor fewer
+    for s in socks:
+        s.close()
+    time.sleep(0.2)
 
 
 def test_a_slow_body_is_answered_408(server):
