@@ -36,6 +36,8 @@ from composer import ComposerError, is_int, is_number
 
 MAX_SEED_PITCHES = 128  # pitches in a pitch-list seed (a chord or an arpeggio)
 MAX_SEED_NOTES = 20_000  # notes in a MIDI seed (after stacked unisons are merged)
+MAX_UNISON = 8  # notes at once on one key of one instrument past which a file's stacks are
+#                 merged before rendering or seeding (two voices in unison stay two notes)
 MAX_JSON_DEPTH = 32  # nesting of JSON read from users (a plan needs 3)
 MAX_NUMBER_CHARS = 100  # the longest number literal in such JSON
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]|[-+0-9.eE]+')

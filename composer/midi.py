@@ -113,10 +113,11 @@ def max_unison(notes: np.ndarray) -> int:
     return int(level.max())
 
 
-def merge_unisons(notes: np.ndarray) -> np.ndarray:
+def merge_unisons(notes: np.ndarray, above: int = 1) -> np.ndarray:
     """``notes`` with each run of overlapping notes on one key of one instrument merged into
-    one note spanning them, at their loudest velocity (what one key can sound)."""
-    if len(notes) < 2:
+    one note spanning them, at their loudest velocity (what one key can sound); ``notes``
+    as they are when no key holds more than ``above`` at once (:func:`max_unison`)."""
+    if len(notes) < 2 or max_unison(notes) <= above:
         return notes
     keys = _unison_keys(notes)
     order = np.lexsort((notes["start"], keys))

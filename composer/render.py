@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from composer import ComposerError, Config
+from composer.bounds import MAX_UNISON
 from composer.files import atomic_write
 from composer.instruments import program_name
 from composer.midi import (
@@ -87,7 +88,7 @@ class RenderConfig(Config):
     # More notes than this sounding at once on one key of one instrument are rendered as one:
     # FluidSynth's event buffer overflows on such a stack (about 100) and it then writes
     # audio without end (2.6 GB in 60 s before this bound).
-    max_unison: int = 8
+    max_unison: int = MAX_UNISON
     tail_seconds: float = 10.0  # FluidSynth's WAV may run this long past the last note;
     #                             past it (in bytes, watched while it runs) it is stopped
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from composer import ComposerError, GenerateError, MidiError, is_int
 from composer._steppers import Stepper
-from composer.bounds import MAX_SEED_NOTES, MAX_SEED_PITCHES
+from composer.bounds import MAX_SEED_NOTES, MAX_SEED_PITCHES, MAX_UNISON
 from composer.checkpoint import META_FILE, resolve_checkpoint_path  # noqa: F401 (re-exported)
 from composer.events import DEFAULT_CONFIG, EventConfig, VocabularyError
 from composer.generate import (
@@ -96,10 +96,10 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
                    event_config: EventConfig | Events = DEFAULT_CONFIG,
                    max_notes: int = MAX_SEED_NOTES) -> np.ndarray:
     """Tokens of the first ``seconds`` of a MIDI file (all of it when None): notes starting
-    before that time are kept and cut off at it, notes stacked on one key of one instrument
-    merged (:func:`~composer.midi.merge_unisons`), then encoded (the beat vocabulary: in the
-    file's own beats). GenerateError when the file cannot be read, holds no notes there, or
-    more than ``max_notes``."""
+    before that time are kept and cut off at it, stacks of over MAX_UNISON notes on one key
+    of one instrument merged (:func:`~composer.midi.merge_unisons`), then encoded (the beat
+    vocabulary: in the file's own beats). GenerateError when the file cannot be read, holds
+    no notes there, or more than ``max_notes``."""
     if seconds is not None and not seconds > 0:
         raise GenerateError(f"seed seconds must be > 0, got {seconds}")
     piece = _load_seed(path, vocabulary_of(event_config).instruments)
@@ -115,7 +115,7 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
         raise GenerateError(f"seed {path} has no notes{span}")
     in_beats = notes.copy()  # a stack of notes on one key sounds as one: merged (in beats)
     in_beats["start"], in_beats["end"] = beats["start"], beats["end"]
-    in_beats = merge_unisons(in_beats)
+    in_beats = merge_unisons(in_beats, above=MAX_UNISON)
     if len(in_beats) > max_notes:
         raise GenerateError(f"seed {path} has {len(in_beats):,} notes{span}; a seed takes "
                             f"at most {max_notes:,} (use fewer seconds of it)")

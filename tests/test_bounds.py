@@ -225,3 +225,16 @@ def test_a_chord_seed_sounds_each_pitch_once():
     assert np.array_equal(once, stack)  # 128 stacked C4s (the render bomb) are one C4
     arpeggio = seed_from_pitches("C4 C4 C4", "arpeggio", DEFAULT_CONFIG)
     assert len(arpeggio) > len(once)  # an arpeggio repeats a pitch in turn
+
+
+def test_a_seed_keeps_a_unison_of_two_voices_but_merges_a_stack(tmp_path):
+    def seed_of(count: int) -> np.ndarray:
+        notes = np.zeros(count + 1, NOTE_DTYPE)
+        notes["pitch"], notes["velocity"], notes["end"] = 60, 80, 1.0
+        notes[-1]["pitch"] = 64  # and an E4 beside them
+        save(notes, tmp_path / f"{count}.mid")
+        return seed_from_midi(tmp_path / f"{count}.mid", None, DEFAULT_CONFIG)
+
+    one, two, stack = seed_of(1), seed_of(2), seed_of(9)
+    assert not np.array_equal(one, two)  # two voices in unison stay two notes
+    assert np.array_equal(one, stack)  # nine on one key are the one a key can sound
