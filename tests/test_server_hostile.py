@@ -133,8 +133,9 @@ def test_a_burst_of_slow_connections_keeps_the_newest(server):
 def test_a_slow_body_is_answered_408(server):
     s = socket.create_connection(("127.0.0.1", server), timeout=5)
     s.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nab")
-    began = time.perf_counter()
-    reply = s.recv(65536)
+    began, reply = time.perf_counter(), b""
+    while b"took longer" not in reply and (chunk := s.recv(65536)):  # headers, then body
+        reply += chunk
     assert b"408" in reply.split(b"\r\n")[0] and b"took longer than 1 s" in reply
     assert time.perf_counter() - began < 5
     s.close()
