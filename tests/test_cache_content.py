@@ -1,0 +1,62 @@
+"""The incremental corpus cache is keyed by file content, not by size + mtime (issue 19, case 6):
+touched, renamed and duplicated files, and a manifest of the old size + mtime format
+(``tests/test_corpus.py`` has the same-size, same-mtime edit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from helpers import write_tune
+
+from composer.corpus import Corpus, prepare
+
+
+def _same_size_edit(path: Path, pitches: list[int]) -> None:
+    """Rewrite ``path`` with other notes but the same size and mtime (as `cp -p`/`rsync -a`)."""
+    st = path.stat()
+    before = path.read_bytes()
+    write_tune(path, pitches)
+    assert path.read_bytes() != before and path.stat().st_size == st.st_size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_unchanged_and_renamed_files_are_not_parsed_again(tmp_path):
+    src = tmp_path / "midi"
+    src.mkdir()
+    write_tune(src / "a.mid", [60, 62, 64])
+    write_tune(src / "b.mid", [50, 52, 54])
+    shutil.copy(src / "b.mid", src / "twin.mid")  # a duplicate: listed as such, per path
+    cache = tmp_path / "cache"
+    first = prepare(src, cache, workers=0)
+    assert first.files_parsed == 3 and ("twin.mid", "duplicate of b.mid") in first.skipped
+    os.utime(src / "a.mid", ns=(5, 5))  # touched, same content
+    again = prepare(src, cache, workers=0)
+    assert again.files_parsed == 0
+    assert again.skipped == first.skipped and again.events == first.events
+    (src / "a.mid").rename(src / "moved.mid")
+    moved = prepare(src, cache, workers=0)
+    assert moved.files_parsed == 0
+    assert moved.files_loaded == first.files_loaded and moved.events == first.events
+    assert "moved.mid" in Corpus.open(cache).paths
+
+
+def test_cache_written_by_the_size_mtime_format_is_re_read(tmp_path):
+    src = tmp_path / "midi"
+    src.mkdir()
+    write_tune(src / "a.mid", [60, 62, 64])
+    cache = tmp_path / "cache"
+    prepare(src, cache, workers=0)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    st = (src / "a.mid").stat()
+    manifest["files"]["a.mid"].update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    (cache / "manifest.json").write_text(json.dumps(manifest))  # as the old format wrote it
+    _same_size_edit(src / "a.mid", [70, 72, 74])
+    report = prepare(src, cache, workers=0)
+    assert report.files_parsed == 1
+    c = Corpus.open(cache)
+    fresh = tmp_path / "fresh"
+    prepare(src, fresh, workers=0)
+    assert c.sequence(0).tolist() == Corpus.open(fresh).sequence(0).tolist()
