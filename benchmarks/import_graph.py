@@ -25,7 +25,7 @@ LAYERS = ["__init__", "bounds", "files", "rng", "_smf", "_smf_ref", "timing", "_
           "instruments", "midi", "events", "notes", "ensemble", "vocab", "guards", "scan",
           "musicstats", "_isolate", "cachecheck", "corpusfacts", "corpus", "sources", "controls",
           "steering", "data", "device", "model", "ckptio", "checkpoint", "runs", "optim",
-          "schedule", "train", "_steppers", "_rules", "_sampling", "generate",
+          "schedule", "train", "_steppers", "_rules", "_sampling", "generate", "seeds",
           "sample", "copycheck", "render", "_ngram", "evaluation", "commands", "report",
           "cli_evaluate", "cli_controls", "cli_ensemble", "webapi", "service", "connections",
           "server", "cli_serve", "cli", "__main__"]

@@ -45,11 +45,9 @@ from composer.sample import (
     Output,
     compose,
     find_checkpoint,
+    read_seed,
     resolve_checkpoint_path,
-    resolve_seed,
     restrict_seed,
-    seed_clock,
-    seed_instruments,
 )
 from composer.sources import load_folder, missing_corpus, open_or_prepare
 from composer.steering import make_plan, read_plan
@@ -221,11 +219,10 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
     ckpt, events = model.ckpt, model.events
     steer = make_plan(ckpt.model_config.controls, controls, read_plan(plan) if plan else ())
     if isinstance(seed, Seed):
-        tokens, clock = seed.tokens, seed.clock
-    else:
-        tokens, clock = resolve_seed(seed, events, seed_seconds, seed_style), seed_clock(seed)
-    ensemble = choose_instruments(events, instruments, seed if isinstance(seed, str) else None,
-                                  notify)
+        tokens, clock, seeded = seed.tokens, seed.clock, None
+    else:  # a MIDI file is loaded once for its tokens, clock and instruments
+        tokens, clock, seeded = read_seed(seed, events, seed_seconds, seed_style)
+    ensemble = choose_instruments(events, instruments, seeded, notify)
     if ensemble is not None:
         config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
         tokens = restrict_seed(tokens, events, ensemble.programs)
@@ -261,11 +258,12 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
     return done
 
 
-def choose_instruments(events: Events, given: Ensemble | None, seed: str | None,
+def choose_instruments(events: Events, given: Ensemble | None, seeded: Ensemble | None,
                        notify: Notify = _quiet) -> Ensemble | None:
-    """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else the
-    instruments of a MIDI seed, else None (any). ComposerError for ``given`` with a model
-    without instruments, or with no pitched instrument."""
+    """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else
+    ``seeded``, the instruments of a MIDI seed (:func:`~composer.seeds.read_seed`), else None
+    (any). ComposerError for ``given`` with a model without instruments, or with no pitched
+    instrument."""
     if not events.instruments:
         if given is not None:
             raise ComposerError("this model was trained without instruments (prepare/train "
@@ -275,7 +273,7 @@ def choose_instruments(events: Events, given: Ensemble | None, seed: str | None,
     if given is not None and not given.programs:
         raise ComposerError("--instruments needs at least one pitched instrument (drums "
                             "alone are not supported)")
-    chosen = given or seed_instruments(seed)
+    chosen = given or seeded
     if chosen is not None:
         notify(f"instruments: {chosen.describe()}" + ("" if given else " (from the seed)"))
     return chosen

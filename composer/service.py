@@ -20,7 +20,7 @@ from composer._isolate import run_isolated
 from composer.commands import LoadedModel, Seed, generate_music, load_model
 from composer.generate import SampleConfig
 from composer.midi import load
-from composer.sample import default_checkpoint, seed_clock, seed_from_midi, seed_from_pitches
+from composer.sample import default_checkpoint, read_seed, seed_from_pitches
 from composer.steering import control_inputs
 from composer.webapi import ApiError, Gate, GenerateRequest, Jobs, Results, ServeConfig
 
@@ -65,7 +65,8 @@ def parse_seed_files(jobs: list[tuple[str, float | None]], events: Any,
     out: list[Any] = []
     for path, seconds in jobs:
         try:
-            out.append((seed_from_midi(path, seconds, events, max_notes), seed_clock(path)))
+            tokens, clock, _ = read_seed(path, events, seconds, max_notes=max_notes)
+            out.append((tokens, clock))
         except ComposerError as e:
             out.append(str(e).replace(f"seed {path}", "the seed file")
                        .replace(path, "the seed file"))

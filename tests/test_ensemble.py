@@ -27,7 +27,7 @@ from composer.instruments import Ensemble, InstrumentError, parse_instruments, p
 from composer.midi import NOTE_DTYPE, LoadConfig, Note, load, save
 from composer.model import ComposerLSTM, ModelConfig
 from composer.notes import NoteEventConfig, NoteVocabulary, clock_of
-from composer.sample import restrict_seed, seed_from_midi, to_piece
+from composer.sample import restrict_seed, seed_from_midi, seed_instruments, to_piece
 from composer.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,8 +288,8 @@ def test_choose_instruments_rules(tmp_path):
         choose_instruments(PERF, Ensemble((), True), None)
     save(TRIO, tmp_path / "seed.mid")
     said = []
-    assert choose_instruments(PERF, None, str(tmp_path / "seed.mid"), said.append) == Ensemble(
-        (40, 41), True)
+    seeded = seed_instruments(str(tmp_path / "seed.mid"))
+    assert choose_instruments(PERF, None, seeded, said.append) == Ensemble((40, 41), True)
     assert said == ["instruments: Violin, Viola, Drums (from the seed)"]
     tokens = seed_from_midi(tmp_path / "seed.mid", None, PERF)
     assert (np.isin(tokens, PERF.instrument_ids()[1])).sum() == 2  # the seed keeps its drums

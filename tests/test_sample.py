@@ -533,3 +533,19 @@ def test_a_seed_in_the_beat_vocabulary_ends_where_its_notes_end():
     assert str(beats.vocab.decode_event(int(chord[-1]))) == "SHIFT_1"
     arpeggio = seed_from_pitches("C4 E4 G4", "arpeggio", beats)
     assert beats.seconds_of(arpeggio) == pytest.approx(0.75)
+
+
+def test_a_midi_seed_is_loaded_once_for_tokens_clock_and_instruments(tmp_path, monkeypatch):
+    from composer import seeds
+    from composer.commands import generate_music
+
+    chorale = sorted(BACH_DIR.glob("*.mid"))[0]
+    loads, real = [], seeds.load
+    monkeypatch.setattr(seeds, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
+    done = generate_music(None, str(chorale), seed_seconds=2.0, out=tmp_path,
+                          config=SampleConfig(events=8), copy_warn=0, rng_seed=1)
+    assert len(done.outputs) == 1 and len(loads) == 1  # three loads before
+    facts = seeds.read_seed(str(chorale), seeds.DEFAULT_CONFIG, 2.0)  # the same facts as
+    # the three separate readers give
+    assert facts.clock == seeds.seed_clock(str(chorale))
+    assert np.array_equal(facts.tokens, seeds.seed_from_midi(chorale, 2.0))
