@@ -88,16 +88,20 @@ async def read_body(request: Request, limit: int) -> bytes:
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise ApiError(f"request too large (the limit is {limit:,} bytes)" if length.isdigit()
                        else "bad Content-Length", 413 if length.isdigit() else 400)
-    chunks, size = [], 0
+    chunks: list[bytes] = []
     seconds = request.app.state.service.config.body_seconds
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(f"request too large (the limit is {limit:,} bytes)", 413)
+            chunks.append(chunk)
+
     try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(f"request too large (the limit is {limit:,} bytes)", 413)
-                chunks.append(chunk)
-    except TimeoutError:
+        await asyncio.wait_for(read(), seconds)
+    except asyncio.TimeoutError:  # (TimeoutError itself from Python 3.11 on)
         raise ApiError(f"the request's body took longer than {seconds:g} s", 408) from None
     return b"".join(chunks)
 
