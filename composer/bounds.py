@@ -1,7 +1,7 @@
 """Bounds on what a user may ask for: one set, read by the CLI, the library and the server.
 
 A number outside its :class:`Bound` is refused in one line naming the bound, wherever it
-comes from: a CLI flag (click shows it as a usage error: :func:`click_range` in the CLI
+comes from: a CLI flag (click shows it as a usage error: :func:`composer.report.bounded`
 builds the click type from the same bound), a config built in Python, a JSON plan, or a
 web request. The values are what makes musical sense, with room to spare, and what the
 code can compute without overflow:

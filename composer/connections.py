@@ -99,8 +99,7 @@ def guarded_protocol(config: ServeConfig) -> type[H11Protocol]:
                 self.deadline = None
 
         def too_slow(self) -> None:
-            self.deadline = None
-            waiting.pop(self, None)
+            self.deadline = None  # it has fired: nothing to cancel
             log.warning("a request's headers took longer than %g s: connection closed",
                         config.header_seconds)
             self.close()
@@ -145,14 +144,15 @@ class RateLimit(logging.Filter):
 
 
 def quiet_logs(config: ServeConfig) -> RateLimit:
-    """Put one :class:`RateLimit` on every handler the server's records reach (uvicorn's,
-    the root's, Python's last-resort one) and on the loggers that log directly (asyncio's
-    accept loop, when out of file descriptors, logs a traceback per attempt)."""
+    """Put one :class:`RateLimit` on every handler the server's records reach: uvicorn's,
+    the root's, and Python's last-resort one, where records of loggers without handlers go
+    (asyncio's accept loop, out of file descriptors, logs a traceback per attempt). Each
+    record passes the limit once."""
     limit = RateLimit(config.log_repeats)
     loggers = [logging.getLogger(n) for n in LOGGERS] + [logging.getLogger()]
     handlers = {h for lg in loggers for h in lg.handlers} | (
         {logging.lastResort} if logging.lastResort is not None else set())
-    for target in [*loggers, *handlers]:
+    for target in handlers:
         for old in [f for f in target.filters if isinstance(f, RateLimit)]:
             target.removeFilter(old)  # one limit each: the newest server's
         target.addFilter(limit)

@@ -108,8 +108,7 @@ def max_unison(notes: np.ndarray) -> int:
     times = np.concatenate([notes["start"], notes["end"]])
     step = np.r_[np.ones(len(notes), np.int64), -np.ones(len(notes), np.int64)]
     order = np.lexsort((step, times, keys))  # per key in time, ends before starts
-    keys, step = keys[order], step[order]
-    level = np.cumsum(step)  # the count of a key's notes is back to 0 at its last end
+    level = np.cumsum(step[order])  # the count of a key's notes is back to 0 at its last end
     return int(level.max())
 
 

@@ -42,7 +42,6 @@ from composer.midi import (
     NoteInput,
     as_note_array,
     load,
-    max_unison,
     merge_unisons,
     save,
     synthesize,
@@ -146,7 +145,8 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
                           f"{config.max_seconds:,.0f} s")
     sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
     out, done = Path(wav_path), {}
-    stacked = max_unison(piece.notes)
+    merged = merge_unisons(piece.notes, above=config.max_unison)  # the notes themselves if
+    #                                                               no key holds a stack
 
     def write(tmp: Path) -> None:
         notice, used = None, sf
@@ -159,14 +159,14 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
             notice = f"FluidSynth is not installed ({INSTALL_HINT})"
         elif sf is None:
             notice = (f"no General MIDI soundfont found (give --soundfont, or {INSTALL_HINT})")
-        elif stacked > config.max_unison:  # render a copy with each stack as one note
-            merged = tmp.with_name(tmp.name + ".mid")
+        elif merged is not piece.notes:  # render a copy with each stack as one note
+            copy = tmp.with_name(tmp.name + ".mid")
             try:
-                save(merge_unisons(piece.notes), merged)
-                notice = _fluidsynth(exe, sf, merged, tmp, piece.duration, config)
+                save(merged, copy)
+                notice = _fluidsynth(exe, sf, copy, tmp, piece.duration, config)
             finally:
-                merged.unlink(missing_ok=True)
-            log.info("%s: %d notes at once on one key were rendered as one", midi_path, stacked)
+                copy.unlink(missing_ok=True)
+            log.info("%s: notes stacked on one key were rendered as one", midi_path)
         else:
             notice = _fluidsynth(exe, sf, midi_path, tmp, piece.duration, config)
         if notice is not None:

@@ -65,9 +65,11 @@ def _encode_seed(notes: np.ndarray | Piece, event_config: EventConfig | Events, 
     return tokens
 
 
-def _load_seed(path: str | os.PathLike[str], keep_drums: bool = True) -> Piece:
+def _load_seed(path: str | os.PathLike[str]) -> Piece:
+    """The seed file, drums included (:func:`_pitched` leaves them out where they do not
+    belong); GenerateError naming it when it cannot be read."""
     try:
-        return load(path, LoadConfig(keep_drums=keep_drums))
+        return load(path, LoadConfig(keep_drums=True))
     except MidiError as e:
         raise GenerateError(f"seed {path}: {e}") from None
 
@@ -93,7 +95,7 @@ def read_seed(spec: str | None, event_config: EventConfig | Events,
     if path is None:
         check_seed_spec(spec)
         return SeedFacts(seed_from_pitches(spec, style, event_config))
-    piece = _load_seed(path, keep_drums=True)
+    piece = _load_seed(path)
     return SeedFacts(seed_from_piece(piece, path, seconds, event_config, max_notes),
                      clock_of(_pitched(piece)), _instruments(piece.notes))
 
@@ -102,7 +104,7 @@ def seed_from_midi(path: str | os.PathLike[str], seconds: float | None = None,
                    event_config: EventConfig | Events = DEFAULT_CONFIG,
                    max_notes: int = MAX_SEED_NOTES) -> np.ndarray:
     """Tokens of the first ``seconds`` of a MIDI file (:func:`seed_from_piece`)."""
-    return seed_from_piece(_load_seed(path, keep_drums=True), path, seconds, event_config,
+    return seed_from_piece(_load_seed(path), path, seconds, event_config,
                            max_notes)
 
 
@@ -160,14 +162,14 @@ def seed_clock(spec: str | None) -> Clock | None:
     """The tempo and time signature of a CLI ``--seed`` that is a MIDI file (None for a
     pitch list or no seed): beat-vocabulary output is written at its tempo."""
     path = seed_file(spec)
-    return None if path is None else clock_of(_pitched(_load_seed(path, keep_drums=True)))
+    return None if path is None else clock_of(_pitched(_load_seed(path)))
 
 
 def seed_instruments(spec: str | None) -> Ensemble | None:
     """The instruments of a CLI ``--seed`` that is a MIDI file (its pitched programs, and
     drums if it has drum notes); None for a pitch list, no seed, or a seed of drums only."""
     path = seed_file(spec)
-    return None if path is None else _instruments(_load_seed(path, keep_drums=True).notes)
+    return None if path is None else _instruments(_load_seed(path).notes)
 
 
 def restrict_seed(tokens: np.ndarray, events: Events, programs: Sequence[int]) -> np.ndarray:

@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from composer import ComposerError
+from composer import ComposerError, bounds
 from composer.bounds import loads_json
 from composer.connections import guarded_protocol, quiet_logs, raise_file_limit
 from composer.service import LOOPBACK_NAMES, Service, is_loopback, load_service, opening_name
@@ -220,7 +220,7 @@ async def models(_request: Request, service: Service) -> Response:
         "models": [{"id": mid, "name": name, "vocabulary": m.events.kind,
                     "controls": controls[mid]} for mid, (name, m) in service.models.items()],
         "limits": {"seconds": c.max_seconds, "num": c.max_num, "upload_bytes": c.upload_bytes,
-                   "temperature": 5.0}}, headers=HEADERS)
+                   "temperature": bounds.TEMPERATURE.hi}}, headers=HEADERS)
 
 
 async def list_openings(_request: Request, service: Service) -> Response:
