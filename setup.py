@@ -1,4 +1,4 @@
-"""Build hook: compiles the optional C MIDI parser (composer._smf).
+"""Build hook: compiles the optional C MIDI parser (composer.midi._smf).
 
 `optional=True` keeps installation working without a C compiler; composer then
 falls back to its pure-Python parser, which follows the same rules.
@@ -8,6 +8,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("composer._smf", ["composer/_smf.c"], optional=True, extra_compile_args=["-O2"]),
+        Extension("composer.midi._smf", ["composer/midi/_smf.c"], optional=True,
+                  extra_compile_args=["-O2"]),
     ]
 )

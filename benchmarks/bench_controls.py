@@ -16,10 +16,10 @@ generated from the start context (no seed), ``--pieces`` per request in one batc
 - **key**: 4 keys: the corpus's most common major and minor key and its rarest major and
   minor key (each corpus piece's key is the one whose profile, :func:`~composer.steering.
   key_profile`, correlates best with its pitch-class histogram). Reported per key: the share
-  of notes in the key's scale (:func:`~composer.steering.key_scale`) steered and unsteered
+  of notes in the key's scale (:func:`~composer.controls.plan.key_scale`) steered and unsteered
   (the same model, no controls), the corpus median for pieces in that mode (target: steered
   at least that), and the largest change of any other statistic's overlap with the corpus
-  (:func:`~composer.musicstats.compare_sets`, pitch-class statistics left out; target
+  (:func:`~composer.evaluation.musicstats.compare_sets`, pitch-class statistics left out; target
   <= 0.1) against the unsteered model's.
 - **style** (a model with styles): each style's pieces are classified by the nearest corpus
   style centroid of (notes per second, mean pitch, pitch spread, mean note length),
@@ -35,15 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.checkpoint import load_checkpoint
-from composer.controls import STYLE, style_labels
-from composer.corpus import CorpusConfig
-from composer.generate import SampleConfig, generate
-from composer.guards import Guards
-from composer.musicstats import compare_sets
-from composer.sources import open_or_prepare
-from composer.steering import key_profile, key_scale, make_plan
-from composer.vocab import clock_from
+from composer.controls.features import STYLE, style_labels
+from composer.controls.plan import key_profile, key_scale, make_plan
+from composer.corpus.cache import CorpusConfig
+from composer.corpus.facts import Guards
+from composer.corpus.sources import open_or_prepare
+from composer.evaluation.musicstats import compare_sets
+from composer.generation.config import SampleConfig
+from composer.generation.loop import generate
+from composer.model.checkpoint import load_checkpoint
+from composer.tokens.vocab import clock_from
 
 PERCENTILES = (10, 30, 50, 70, 90)
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

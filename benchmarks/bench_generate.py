@@ -5,7 +5,7 @@ size (random weights: speed does not depend on them), on CPU at each thread coun
 for, and on CUDA when present. Two figures per path:
 
 - ``step``: the model step alone (``stepper.step`` per event, the issue's measure);
-- ``generate``: the whole loop of :func:`composer.sample.generate` (sampling filters,
+- ``generate``: the whole loop of :func:`composer.generation.loop.generate` (sampling filters,
   Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph.
 
 ``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ratios are
@@ -37,12 +37,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer._steppers import INT8_KL_THRESHOLD, FusedStepper, PlainStepper, step_logits
-from composer.checkpoint import load_checkpoint
-from composer.events import EventConfig, encode
-from composer.generate import CHUNK, SampleConfig, generate
-from composer.midi import load
-from composer.model import ComposerLSTM, ModelConfig
+from composer.generation.config import SampleConfig
+from composer.generation.loop import CHUNK, generate
+from composer.midi.io import load
+from composer.model.checkpoint import load_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.model.steppers import INT8_KL_THRESHOLD, FusedStepper, PlainStepper, step_logits
+from composer.tokens.performance import EventConfig, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 BACH = ROOT / "datasets" / "bach-chorales"

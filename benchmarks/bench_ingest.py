@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pretty_midi
 
-from composer.corpus import prepare, scan
+from composer.corpus.prepare import prepare
+from composer.corpus.scan import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 

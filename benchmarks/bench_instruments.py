@@ -38,16 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from composer.cli_ensemble import corpus_config
-from composer.commands import generate_music, train_model
-from composer.evaluation import EvalConfig, evaluate_model
-from composer.generate import SampleConfig
-from composer.instruments import program_name
-from composer.midi import NOTE_DTYPE, LoadConfig, load
-from composer.render import plot_piano_roll
-from composer.sample import find_checkpoint, resolve_checkpoint_path
-from composer.sources import open_or_prepare
-from composer.train import TrainConfig
+from composer.cli.options import corpus_config
+from composer.corpus.sources import open_or_prepare
+from composer.evaluation.likelihood import EvalConfig, evaluate_model
+from composer.generation.config import SampleConfig
+from composer.generation.session import generate_music
+from composer.midi.instruments import program_name
+from composer.midi.io import NOTE_DTYPE, LoadConfig, load
+from composer.midi.render import plot_piano_roll
+from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
+from composer.training.config import TrainConfig
+from composer.training.recipe import train_model
 
 DRUMS = -1  # the key of the drum part in the per-instrument tables
 

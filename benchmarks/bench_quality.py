@@ -4,10 +4,10 @@ For each corpus, recipe and budget it trains a model for M wall-clock minutes, s
 the corpus's test split against the Kneser-Ney 5-gram and the unigram of ``composer
 evaluate`` (fitted on the train split), generates 20 pieces of 30 s at temperature 1.0 (10
 seeded with the first seconds of test files, 10 unseeded) and compares them with the
-corpus's pieces (:func:`composer.musicstats.compare_sets`). Recipes:
+corpus's pieces (:func:`composer.evaluation.musicstats.compare_sets`). Recipes:
 
 - ``new``: what a user gets from ``composer train DIR --minutes M`` alone (the library
-  call :func:`composer.commands.train_model` with the default :class:`TrainConfig`).
+  call :func:`composer.training.recipe.train_model` with the default :class:`TrainConfig`).
 - ``old``: the pre-issue-11 defaults on the same budget: batch 64 x window 256, lr 1e-3, a
   fixed 200-step warm-up, validation in the training windows (256 events; the test NLL of
   every recipe is scored in today's 2048-event windows). Weight decay on
@@ -45,15 +45,16 @@ from typing import Any
 
 import torch
 
-from composer.commands import generate_music, train_model
-from composer.corpus import AUTO_CHOICE, CorpusConfig
-from composer.evaluation import EvalConfig, evaluate_model
-from composer.generate import SampleConfig
-from composer.musicstats import compare_sets
-from composer.sample import find_checkpoint, resolve_checkpoint_path
-from composer.sources import load_folder, open_or_prepare
-from composer.train import TrainConfig
-from composer.vocab import CHOICES
+from composer.corpus.cache import AUTO_CHOICE, CorpusConfig
+from composer.corpus.sources import load_folder, open_or_prepare
+from composer.evaluation.likelihood import EvalConfig, evaluate_model
+from composer.evaluation.musicstats import compare_sets
+from composer.generation.config import SampleConfig
+from composer.generation.session import generate_music
+from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
+from composer.tokens.vocab import CHOICES
+from composer.training.config import TrainConfig
+from composer.training.recipe import train_model
 
 OLD_DEFAULTS = TrainConfig(batch_size=64, seq_len=256, eval_seq_len=256, lr=1e-3,
                            warmup_steps=200)

@@ -1,6 +1,6 @@
 """Training speed and memory: composer's training loop vs a bare loop of the same model.
 
-Speed: tokens/s of ``composer.train.train`` (window sampling, augmentation, forward,
+Speed: tokens/s of ``composer.training.loop.train`` (window sampling, augmentation, forward,
 backward, clipping, AdamW, logging) against, in the same run on the same device, a bare
 loop of the same sizes (embedding + nn.LSTM + linear + cross-entropy + AdamW on random
 tokens). Target: ratio >= 0.9.
@@ -29,10 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.device import resolve_device
-from composer.model import ModelConfig
-from composer.train import TrainConfig, train
+from composer.core.device import resolve_device
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.model.config import ModelConfig
+from composer.training.config import TrainConfig
+from composer.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 BACH = ROOT / "datasets" / "bach-chorales"

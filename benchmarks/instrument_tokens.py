@@ -3,7 +3,7 @@
 For a MIDI folder (default ``datasets/ensemble``), drums kept, both vocabularies:
 
 - ``merged``: the plain vocabulary (instruments merged into one part, drums left out);
-- ``program``: the instrument-aware vocabulary as built (:mod:`composer.ensemble`: a
+- ``program``: the instrument-aware vocabulary as built (:mod:`composer.tokens.ensemble`: a
   PROGRAM token before a note start whose program differs from the last one; NOTE_OFFs need
   none, they end the oldest sounding note of their pitch in any instrument);
 - ``family``: the same with programs reduced to their GM family (8 programs each): fewer
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.events import EventConfig, note_steps
-from composer.midi import LoadConfig, load
-from composer.notes import NoteEventConfig
-from composer.vocab import NOTES, PERFORMANCE, Events
+from composer.midi.io import LoadConfig, load
+from composer.tokens.beats import NoteEventConfig
+from composer.tokens.performance import EventConfig, note_steps
+from composer.tokens.vocab import NOTES, PERFORMANCE, Events
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,7 @@
 """Recipe sweep for short CPU training runs: one run per call, compared at equal training tokens.
 
-A lean copy of ``composer.train``'s loop (no checkpoints) that exposes the knobs the CLI does
+A lean copy of ``composer.training.loop``'s loop (no checkpoints) that exposes the knobs the CLI
+does
 not: warm-up as a fraction of the run, the decay shape, weight decay on weight matrices only,
 and truncated backprop through time (TBPTT: each batch row walks its pieces in consecutive
 windows and carries the LSTM state from one window to the next). Everything else (model,
@@ -32,11 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from composer.corpus import Corpus
-from composer.data import AugmentConfig, WindowSampler
-from composer.events import Vocabulary
-from composer.model import ComposerLSTM, ModelConfig
-from composer.train import TrainConfig, evaluate
+from composer.corpus.cache import Corpus
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.performance import Vocabulary
+from composer.training.config import TrainConfig
+from composer.training.data import AugmentConfig, WindowSampler
+from composer.training.loop import evaluate
 
 
 def lr_factor(progress: float, warmup: float, decay: str, floor: float) -> float:

@@ -1,7 +1,8 @@
 """Both vocabularies side by side: tokens per note and sequence lengths per piece.
 
-For each corpus folder: the performance events (composer.events, 10 ms grid) and the beat
-vocabulary (composer.notes, 12 steps per quarter) of every file that loads, with the share
+For each corpus folder: the performance events (composer.tokens.performance, 10 ms grid) and the
+beat
+vocabulary (composer.tokens.beats, 12 steps per quarter) of every file that loads, with the share
 of onsets on the beat grid and what quantising to the beat grid changes. Without arguments
 it reads every folder under datasets/ that holds MIDI files.
 
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from composer import events, notes
-from composer.corpus import scan
-from composer.midi import Piece, parse_many
+from composer.corpus.scan import scan
+from composer.midi.io import Piece, parse_many
+from composer.tokens import beats as notes
+from composer.tokens import performance as events
 
 ROOT = Path(__file__).resolve().parents[1]
 

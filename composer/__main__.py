@@ -1,5 +1,5 @@
 """``python -m composer`` (and ``torchrun -m composer train ...``) runs the CLI."""
 
-from composer.cli import main
+from composer.cli.main import main
 
 main()

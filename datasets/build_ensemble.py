@@ -15,7 +15,7 @@ name (:data:`PROGRAMS`: the first pattern that matches; voices become Choir Aahs
 part whose name matches nothing is reported and the file skipped. Every instrument object
 in the score is replaced by one per part with that program, then music21 writes the MIDI
 file (its defaults: a conductor track, one track per part, 10080 ticks per quarter).
-Each written file is read back with :func:`composer.midi.load` and its programs checked.
+Each written file is read back with :func:`composer.midi.io.load` and its programs checked.
 
 There are no drums in music21's corpus: drum tests use hand-made files (tests/).
 
@@ -37,7 +37,7 @@ from music21 import corpus, instrument
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # composer, from the source tree
 
-from composer.midi import load  # noqa: E402
+from composer.midi.io import load
 
 QUARTETS = (
     *(f"haydn/opus1no1/movement{i}.mxl" for i in range(1, 6)),

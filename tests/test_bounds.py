@@ -1,5 +1,5 @@
 """Issue 19's hostile inputs to generation: one set of bounds for the CLI, the library and
-the server (composer.bounds), one-line refusals instead of internal errors, and an empty
+the server (composer.core.bounds), one-line refusals instead of internal errors, and an empty
 piece treated as a result."""
 
 from __future__ import annotations
@@ -12,23 +12,24 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from composer import ComposerError, GenerateError, bounds
-from composer.bounds import Bound, loads_json, threads_bound
-from composer.cli import main
-from composer.controls import ControlError, ControlSpec
-from composer.events import DEFAULT_CONFIG
-from composer.generate import SampleConfig
-from composer.midi import NOTE_DTYPE, save
-from composer.render import plot_piano_roll, render
-from composer.sample import (
+from composer.cli.main import main
+from composer.controls.features import ControlError, ControlSpec
+from composer.controls.plan import make_plan, read_plan
+from composer.core import bounds
+from composer.core.bounds import Bound, loads_json, threads_bound
+from composer.core.messages import ComposerError, GenerateError
+from composer.generation.config import SampleConfig
+from composer.generation.seeds import (
     check_seed_spec,
     resolve_seed,
     seed_clock,
     seed_file,
     seed_from_midi,
 )
-from composer.steering import make_plan, read_plan
-from composer.webapi import ApiError, ServeConfig, check_request
+from composer.midi.io import NOTE_DTYPE, save
+from composer.midi.render import plot_piano_roll, render
+from composer.serve.api import ApiError, ServeConfig, check_request
+from composer.tokens.performance import DEFAULT_CONFIG
 
 SPEC = ControlSpec(("density", "pitch-classes", "tempo"))
 
@@ -56,8 +57,8 @@ def test_evaluate_order_is_bounded(tmp_path):
     # order 1,000,000 grew to 24 GB before the kernel killed it
     out = usage_error(["evaluate", "--checkpoint", "default", "--order", "1000000"])
     assert "Invalid value for '--order'" in out and "1<=x<=12" in out
-    from composer import MetricsError
-    from composer.evaluation import EvalConfig, NGram
+    from composer.core.messages import MetricsError
+    from composer.evaluation.likelihood import EvalConfig, NGram
 
     with pytest.raises(MetricsError, match=r"order must be an integer in \[1, 12\]"):
         EvalConfig(order=13)
@@ -165,7 +166,7 @@ def test_an_empty_piece_renders_and_plots(tmp_path):
 def client(one_thread):
     from starlette.testclient import TestClient
 
-    from composer.server import create_app
+    from composer.serve.app import create_app
 
     with TestClient(create_app()) as c:
         yield c
@@ -219,7 +220,7 @@ def spread(path, count: int):
 
 
 def test_a_chord_seed_sounds_each_pitch_once():
-    from composer.sample import seed_from_pitches
+    from composer.generation.seeds import seed_from_pitches
 
     once, stack = (seed_from_pitches(p, "chord", DEFAULT_CONFIG) for p in ("C4", "C4 " * 128))
     assert np.array_equal(once, stack)  # 128 stacked C4s (the render bomb) are one C4

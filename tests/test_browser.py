@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, write_tune
 
-from composer.midi import load
+from composer.midi.io import load
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

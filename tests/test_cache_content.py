@@ -11,7 +11,8 @@ from pathlib import Path
 
 from helpers import write_tune
 
-from composer.corpus import Corpus, prepare
+from composer.corpus.cache import Corpus
+from composer.corpus.prepare import prepare
 
 
 def _same_size_edit(path: Path, pitches: list[int]) -> None:

@@ -13,18 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-import composer.checkpoint as ckpt
-from composer import ComposerError
-from composer.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    read_info,
-    save_checkpoint,
-    to_safe,
-)
-from composer.events import EventConfig
-from composer.model import ComposerLSTM, ModelConfig
-from composer.rng import get_rng_state, set_rng_state
+import composer.model.checkpoint as ckpt
+from composer.core.messages import ComposerError
+from composer.core.rng import get_rng_state, set_rng_state
+from composer.model.checkpoint import load_checkpoint, read_info, save_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.model.storage import CheckpointError, to_safe
+from composer.tokens.performance import EventConfig
 
 EVENTS = EventConfig().to_dict()
 TRAIN = {"lr": 0.001, "batch_size": 8, "betas": [0.9, 0.999], "schedule": {"kind": "cosine"}}

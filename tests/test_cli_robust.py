@@ -19,22 +19,23 @@ import torch
 from click.testing import CliRunner
 from helpers import copy_chorales, write_tune
 
-import composer.generate as generate_mod
-import composer.report as report_mod
-from composer.checkpoint import TRAIN_STATE_FILE, save_checkpoint
-from composer.cli import main
-from composer.corpus import CorpusConfig, prepare
-from composer.events import EventConfig, Vocabulary
-from composer.generate import (
-    GenerateError,
-    GenerationInterrupted,
-    SampleConfig,
-    generate,
-)
-from composer.midi import load
-from composer.model import ComposerLSTM, ModelConfig
-from composer.report import Progress, engine_words
-from composer.sample import compose, parse_pitch, parse_pitches, resolve_checkpoint_path
+import composer.cli.report as report_mod
+import composer.generation.loop as generate_mod
+from composer.cli.main import main
+from composer.cli.report import Progress, engine_words
+from composer.core.messages import GenerateError
+from composer.corpus.cache import CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.generation.config import SampleConfig
+from composer.generation.loop import GenerationInterrupted, generate
+from composer.generation.output import compose
+from composer.generation.seeds import parse_pitch, parse_pitches
+from composer.midi.io import load
+from composer.model.checkpoint import resolve_checkpoint_path, save_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.model.storage import TRAIN_STATE_FILE
+from composer.tokens.performance import EventConfig, Vocabulary
 
 EC = EventConfig()
 V = Vocabulary(EC).size
@@ -292,7 +293,7 @@ def test_paths_typed_that_do_not_exist_are_usage_errors(ckpt, tmp_path):
 
 
 def test_an_unexpected_exception_is_one_line_unless_debugging(tmp_path, monkeypatch):
-    import composer.render as render_mod
+    import composer.midi.render as render_mod
 
     def broken(*a, **k):
         raise ValueError("boom\nsecond line")

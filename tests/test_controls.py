@@ -15,12 +15,8 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH, copy_chorales, write_tune
 
-from composer._steppers import PlainStepper
-from composer.cachecheck import INDEX_DTYPE
-from composer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from composer.cli import main
-from composer.commands import generate_music, train_model
-from composer.controls import (
+from composer.cli.main import main
+from composer.controls.features import (
     ControlError,
     ControlSpec,
     choose_spec,
@@ -29,15 +25,23 @@ from composer.controls import (
     rotate_pitch_classes,
     stretch_density,
 )
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.data import AugmentConfig, WindowSampler
-from composer.events import EventConfig
-from composer.generate import SampleConfig, generate
-from composer.midi import NOTE_DTYPE
-from composer.model import ComposerLSTM, ModelConfig
-from composer.steering import key_profile, key_scale, make_plan, parse_key, read_plan
-from composer.train import TrainConfig
-from composer.vocab import vocabulary_of
+from composer.controls.plan import key_profile, key_scale, make_plan, parse_key, read_plan
+from composer.corpus.cache import INDEX_DTYPE, Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.generation.config import SampleConfig
+from composer.generation.loop import generate
+from composer.generation.session import generate_music
+from composer.midi.io import NOTE_DTYPE
+from composer.model.checkpoint import load_checkpoint, save_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.model.steppers import PlainStepper
+from composer.model.storage import CheckpointError
+from composer.tokens.performance import EventConfig
+from composer.tokens.vocab import vocabulary_of
+from composer.training.config import TrainConfig
+from composer.training.data import AugmentConfig, WindowSampler
+from composer.training.recipe import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF = vocabulary_of(EventConfig())
@@ -155,7 +159,7 @@ def test_sampler_moves_controls_with_the_transposed_window(tmp_path):
 
 
 def test_controls_are_the_same_in_chunks_and_stored_beside_the_corpus(tmp_path, monkeypatch):
-    import composer.controls as controls
+    import composer.controls.features as controls
 
     prepare(copy_chorales(tmp_path / "m", 4), tmp_path / "c", CorpusConfig(vocabulary="notes"),
             workers=1)
@@ -345,7 +349,7 @@ def test_a_model_trained_with_controls_generates_with_a_plan(steered, tmp_path):
     done = generate_music(steered, controls={"tempo": 90}, plan=plan, out=tmp_path, num=2,
                           rng_seed=1, config=SampleConfig(seconds=4), copy_warn=0)
     assert len(done.outputs) == 2 and all(o.path.exists() for o in done.outputs)
-    from composer.midi import load
+    from composer.midi.io import load
 
     assert load(done.outputs[0].path).tempos["us_per_quarter"][0] == round(60e6 / 90)
     unsteered = generate_music(steered, out=tmp_path / "u", rng_seed=1, copy_warn=0,

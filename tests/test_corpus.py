@@ -14,12 +14,14 @@ import pytest
 from click.testing import CliRunner
 from helpers import BACH, write_tune
 
-from composer import ComposerError, corpus
-from composer._isolate import run_isolated
-from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig, prepare, split_of
-from composer.events import EventConfig, decode, encode, quantise
-from composer.midi import LoadConfig, load
+from composer.cli.main import main
+from composer.core.isolate import run_isolated
+from composer.core.messages import ComposerError
+from composer.corpus import prepare as corpus
+from composer.corpus.cache import Corpus, CorpusConfig, split_of
+from composer.corpus.prepare import prepare
+from composer.midi.io import LoadConfig, load
+from composer.tokens.performance import EventConfig, decode, encode, quantise
 
 
 @pytest.fixture

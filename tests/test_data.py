@@ -11,18 +11,10 @@ from helpers import BACH, write_tune
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import ComposerError
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.data import (
-    IGNORE_INDEX,
-    AugmentConfig,
-    DataError,
-    WindowSampler,
-    augment_tokens,
-    eval_batches,
-    transpose_range,
-)
-from composer.events import (
+from composer.core.messages import ComposerError
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.tokens.performance import (
     NOTE_OFF,
     NOTE_ON,
     TIME_SHIFT,
@@ -30,6 +22,15 @@ from composer.events import (
     Vocabulary,
     canonical_order,
     decode,
+)
+from composer.training.data import (
+    IGNORE_INDEX,
+    AugmentConfig,
+    DataError,
+    WindowSampler,
+    augment_tokens,
+    eval_batches,
+    transpose_range,
 )
 
 T, B = 32, 16  # small windows keep the tests fast

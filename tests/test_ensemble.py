@@ -14,21 +14,25 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import ComposerError
-from composer.checkpoint import load_checkpoint
-from composer.cli import main
-from composer.commands import choose_instruments, generate_music, train_model
-from composer.corpus import Corpus
-from composer.data import augment_tokens
-from composer.events import DRUM, NOTE_ON, PROGRAM, EventConfig, Vocabulary
-from composer.generate import SampleConfig, generate, start_tokens
-from composer.guards import Guards
-from composer.instruments import Ensemble, InstrumentError, parse_instruments, program_name
-from composer.midi import NOTE_DTYPE, LoadConfig, Note, load, save
-from composer.model import ComposerLSTM, ModelConfig
-from composer.notes import NoteEventConfig, NoteVocabulary, clock_of
-from composer.sample import restrict_seed, seed_from_midi, seed_instruments, to_piece
-from composer.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
+from composer.cli.main import main
+from composer.core.messages import ComposerError
+from composer.corpus.cache import Corpus
+from composer.corpus.facts import Guards
+from composer.generation.config import SampleConfig
+from composer.generation.loop import generate, start_tokens
+from composer.generation.output import to_piece
+from composer.generation.seeds import restrict_seed, seed_from_midi, seed_instruments
+from composer.generation.session import choose_instruments, generate_music
+from composer.midi.instruments import Ensemble, InstrumentError, parse_instruments, program_name
+from composer.midi.io import NOTE_DTYPE, LoadConfig, Note, load, save
+from composer.model.checkpoint import load_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.beats import NoteEventConfig, NoteVocabulary, clock_of
+from composer.tokens.performance import DRUM, NOTE_ON, PROGRAM, EventConfig, Vocabulary
+from composer.tokens.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
+from composer.training.data import augment_tokens
+from composer.training.recipe import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE = ROOT / "datasets" / "ensemble"
@@ -323,7 +327,7 @@ def test_prepare_train_generate_an_ensemble_end_to_end(tmp_path):
 
 
 def _fast():
-    from composer.train import TrainConfig
+    from composer.training.config import TrainConfig
 
     return TrainConfig(batch_size=4, seq_len=16, eval_seq_len=32, eval_every=3,
                        warmup_steps=1, eval_max_batches=2, log_every=1)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import ComposerError
-from composer.events import (
+from composer.core.messages import ComposerError
+from composer.midi.io import NOTE_DTYPE, Note, as_note_array
+from composer.tokens.performance import (
     DEFAULT_VELOCITY,
     Event,
     EventConfig,
@@ -24,7 +25,6 @@ from composer.events import (
     quantise,
     velocity_to_bin,
 )
-from composer.midi import NOTE_DTYPE, Note, as_note_array
 
 ALT = EventConfig(
     steps_per_second=50, max_shift_steps=50, velocity_bins=16, min_pitch=21, max_pitch=108

@@ -13,20 +13,23 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from composer import events as perf
-from composer import notes as beat
-from composer._rules import make_rules
-from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.data import augment_tokens
-from composer.events import EventConfig
-from composer.generate import SampleConfig, generate
-from composer.guards import Guards, combine, file_stats, sounding_at_onsets
-from composer.midi import load
-from composer.model import ComposerLSTM, ModelConfig
-from composer.notes import Clock, NoteEventConfig, grid_fraction
-from composer.sample import to_notes
-from composer.vocab import Events, vocabulary_of
+from composer.cli.main import main
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.facts import Guards, combine, file_stats, sounding_at_onsets
+from composer.corpus.prepare import prepare
+from composer.generation.config import SampleConfig
+from composer.generation.loop import generate
+from composer.generation.output import to_notes
+from composer.generation.processors import make_rules
+from composer.midi.io import load
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens import beats as beat
+from composer.tokens import performance as perf
+from composer.tokens.beats import Clock, NoteEventConfig, grid_fraction
+from composer.tokens.performance import EventConfig
+from composer.tokens.vocab import Events, vocabulary_of
+from composer.training.data import augment_tokens
 
 PERF = Events("performance", EventConfig())
 NOTES = Events("notes", NoteEventConfig())

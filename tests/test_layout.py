@@ -15,22 +15,23 @@ import torch
 from helpers import copy_chorales
 
 import composer
-from composer import check_int, is_int, perplexity
-from composer.checkpoint import load_checkpoint
-from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig
-from composer.generate import SampleConfig
-from composer.midi import NOTE_DTYPE
-from composer.model import ComposerLSTM, ModelConfig
-from composer.musicstats import compare_sets
-from composer.notes import NoteEventConfig
-from composer.optim import param_groups
-from composer.optim import regroup as _regroup
-from composer.report import default
-from composer.sample import default_checkpoint, find_checkpoint
-from composer.sources import corpus_record, missing_corpus, open_or_prepare, training_corpus
-from composer.train import TrainConfig
-from composer.vocab import vocabulary_of
+from composer.cli.main import main
+from composer.cli.report import default
+from composer.core.messages import GenerateError, check_int, is_int
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.sources import corpus_record, missing_corpus, open_or_prepare, training_corpus
+from composer.evaluation.likelihood import perplexity
+from composer.evaluation.musicstats import compare_sets
+from composer.generation.config import SampleConfig
+from composer.midi.io import NOTE_DTYPE
+from composer.model.checkpoint import default_checkpoint, find_checkpoint, load_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.beats import NoteEventConfig
+from composer.tokens.vocab import vocabulary_of
+from composer.training.config import TrainConfig
+from composer.training.optim import param_groups
+from composer.training.optim import regroup as _regroup
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,23 +41,35 @@ import import_graph  # noqa: E402
 def test_import_graph_has_no_cycles_private_imports_upward_imports_or_long_files():
     text, problems = import_graph.report(ROOT / "composer")
     assert problems == [], "\n".join(problems)
-    assert "generate" in text and "_steppers" in text
+    assert "generation" in text and "steppers" in text
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "import_graph.py")],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "problem(s)" in out.stdout, out.stdout
+    # The layer order is stated by package, and composer/ holds only subpackages.
+    assert import_graph.LAYERS[1:-1] == ["core", "midi", "tokens", "corpus", "controls", "model",
+                                         "training", "evaluation", "generation", "serve", "cli"]
+    flat = {p.name for p in (ROOT / "composer").glob("*.py")}
+    assert flat == {"__init__.py", "__main__.py"}
 
 
 def test_import_graph_finds_what_it_checks(tmp_path):
     pkg = tmp_path / "composer"
-    pkg.mkdir()
-    (pkg / "midi.py").write_text("from composer.train import _helper\n")
-    (pkg / "train.py").write_text("def f():\n    from composer import midi\n")
-    (pkg / "events.py").write_text("x = 1\n" * 500)
+    for sub in ("midi", "training", "tokens"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "midi" / "io.py").write_text("from composer.training.loop import _helper\n" * 50)
+    (pkg / "training" / "loop.py").write_text("from composer.midi import io\n" * 50)
+    (pkg / "tokens" / "performance.py").write_text("x = 1\n" * 500)
+    (pkg / "tokens" / "tiny.py").write_text("x = 1\n")
+    (pkg / "stray.py").write_text("x = 1\n")
     _, problems = import_graph.report(pkg)
-    assert "cycle: midi <-> train" in problems
-    assert "private: midi imports _helper from train" in problems
-    assert "upward: midi imports train" in problems
-    assert any(p.startswith("long: events.py has 500 lines") for p in problems)
+    assert "cycle: midi.io <-> training.loop" in problems
+    assert "private: midi.io imports _helper from training.loop" in problems
+    assert "upward: midi.io imports training.loop" in problems
+    assert "upward: training.loop imports midi.io" not in problems
+    assert any(p.startswith("long: tokens.performance has 500 lines") for p in problems)
+    assert "short: tokens.tiny has 1 lines (< 40)" in problems
+    assert "flat: stray.py is not in a subpackage" in problems
 
 
 def test_the_default_model_is_package_data_equal_to_checkpoints_default():
@@ -77,12 +90,13 @@ def test_the_default_model_is_package_data_equal_to_checkpoints_default():
 def test_cli_defaults_are_the_dataclass_defaults():
     assert default(TrainConfig, "steps") == TrainConfig().steps
     for name in ("steps", "batch_size", "seq_len", "lr", "eval_every", "patience", "seed"):
-        assert default("composer.train:TrainConfig", name) == getattr(TrainConfig(), name)
+        assert default("composer.training.config:TrainConfig", name) == getattr(TrainConfig(), name)
     for name in ("seconds", "temperature", "top_k", "top_p", "max_silence_seconds"):
-        assert default("composer.generate:SampleConfig", name) == getattr(SampleConfig(), name)
-    assert default("composer.midi:LoadConfig", "max_seconds") == 4 * 3600.0  # not a literal
+        assert default("composer.generation.config:SampleConfig", name) == \
+            getattr(SampleConfig(), name)
+    assert default("composer.midi.io:LoadConfig", "max_seconds") == 4 * 3600.0  # not a literal
     help_imports = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                                   "import composer.cli"], capture_output=True, text=True)
+                                   "import composer.cli.main"], capture_output=True, text=True)
     assert re.search(r"\|\s+composer\.cli$", help_imports.stderr, re.M)
     assert not re.search(r"\|\s+torch$", help_imports.stderr, re.M)  # options need no torch
     assert default(SampleConfig, "temperature") == SampleConfig().temperature
@@ -128,8 +142,8 @@ def test_shared_helpers():
     assert perplexity(1.0) == pytest.approx(np.e) and perplexity(1e6) == pytest.approx(
         np.exp(50.0))
     assert is_int(3) and is_int(np.int64(3)) and not is_int(True) and not is_int(3.0)
-    with pytest.raises(composer.GenerateError, match="n must be an integer >= 1, got True"):
-        check_int(True, "n", 1, composer.GenerateError)
+    with pytest.raises(GenerateError, match="n must be an integer >= 1, got True"):
+        check_int(True, "n", 1, GenerateError)
 
 
 def test_an_optimizer_state_of_one_group_resumes_into_the_new_groups():

@@ -13,18 +13,22 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH
 
-from composer import MetricsError, notes
-from composer.checkpoint import save_checkpoint
-from composer.cli import main
-from composer.copycheck import CopyConfig, CopyIndex, copy_warning
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.evaluation import NGram, Unigram, evaluate_model, per_amount, score
-from composer.events import encode
-from composer.midi import Note, as_note_array, load, save
-from composer.model import ComposerLSTM, ModelConfig
-from composer.musicstats import compare_sets, piece_features, silence_fraction
-from composer.train import TrainConfig, evaluate
-from composer.vocab import vocabulary_of
+from composer.cli.main import main
+from composer.core.messages import MetricsError
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.evaluation.copycheck import CopyConfig, CopyIndex, copy_warning
+from composer.evaluation.likelihood import NGram, Unigram, evaluate_model, per_amount, score
+from composer.evaluation.musicstats import compare_sets, piece_features, silence_fraction
+from composer.midi.io import Note, as_note_array, load, save
+from composer.model.checkpoint import save_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens import beats as notes
+from composer.tokens.performance import encode
+from composer.tokens.vocab import vocabulary_of
+from composer.training.config import TrainConfig
+from composer.training.loop import evaluate
 
 
 def melody(pitches, step=0.5, velocity=80) -> np.ndarray:

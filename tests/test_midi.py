@@ -18,8 +18,9 @@ from helpers import BACH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import MidiError, _smf, _smf_ref
-from composer.midi import NOTE_DTYPE, LoadConfig, Note, as_note_array, load, parse, save
+from composer.core.messages import MidiError
+from composer.midi import _smf, _smf_ref
+from composer.midi.io import NOTE_DTYPE, LoadConfig, Note, as_note_array, load, parse, save
 
 BACH_FILES = sorted(BACH.glob("*.mid"))[:50] if BACH.is_dir() else []
 needs_bach = pytest.mark.skipif(not BACH_FILES, reason=f"no .mid files in {BACH}")
@@ -382,7 +383,7 @@ def test_file_over_max_bytes_refused_before_reading(tmp_path, monkeypatch):
     big = tmp_path / "big.mid"
     with open(big, "wb") as f:
         f.truncate(65 << 20)  # sparse: 65 MiB of zeros, written in no time
-    monkeypatch.setattr(composer.midi, "open", no_open, raising=False)
+    monkeypatch.setattr(composer.midi.io, "open", no_open, raising=False)
     with pytest.raises(MidiError) as e:
         load(big)
     assert "65.0 MiB (limit 64 MiB)" in one_line_error(e)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from composer import ComposerError
-from composer.events import EventConfig, Vocabulary
-from composer.model import ComposerLSTM, ModelConfig, ModelError
+from composer.core.messages import ComposerError
+from composer.model.config import ModelConfig, ModelError
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.performance import EventConfig, Vocabulary
 
 V = Vocabulary(EventConfig()).size  # 388
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from helpers import write_tune
 
-from composer import MetricsError
-from composer.cli import main
-from composer.midi import Note, as_note_array, load, save
-from composer.musicstats import (
+from composer.cli.main import main
+from composer.cli.report import music_table
+from composer.core.messages import MetricsError
+from composer.evaluation.musicstats import (
     beyond_reference,
     compare_sets,
     long_note_share,
@@ -22,8 +22,8 @@ from composer.musicstats import (
     piece_features,
     restrike_share,
 )
-from composer.report import music_table
-from composer.timing import BEAT_DTYPE
+from composer.midi.io import Note, as_note_array, load, save
+from composer.midi.timing import BEAT_DTYPE
 
 
 def notes_of(*rows) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Tests of the beat vocabulary (composer.notes) and of the beats, tempo map and time
-signatures that composer.midi gives every piece."""
+"""Tests of the beat vocabulary (composer.tokens.beats) and of the beats, tempo map and time
+signatures that composer.midi.io gives every piece."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from helpers import BACH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import ComposerError, _smf, _smf_ref
-from composer.events import VocabularyError
-from composer.midi import (
+from composer.core.messages import ComposerError
+from composer.midi import _smf, _smf_ref
+from composer.midi.io import (
     NOTE_DTYPE,
     LoadConfig,
     Note,
@@ -25,7 +25,16 @@ from composer.midi import (
     piece_from_beats,
     save,
 )
-from composer.notes import (
+from composer.midi.timing import (
+    BEAT_DTYPE,
+    TEMPO_DTYPE,
+    beats_to_seconds,
+    bpm_to_us,
+    constant_tempo,
+    dominant_tempo,
+    seconds_to_beats,
+)
+from composer.tokens.beats import (
     Clock,
     NoteEvent,
     NoteEventConfig,
@@ -39,15 +48,7 @@ from composer.notes import (
     is_quantised,
     quantise,
 )
-from composer.timing import (
-    BEAT_DTYPE,
-    TEMPO_DTYPE,
-    beats_to_seconds,
-    bpm_to_us,
-    constant_tempo,
-    dominant_tempo,
-    seconds_to_beats,
-)
+from composer.tokens.performance import VocabularyError
 
 BACH_FILES = sorted(BACH.glob("*.mid")) if BACH.is_dir() else []
 needs_bach = pytest.mark.skipif(not BACH_FILES, reason=f"no .mid files in {BACH}")

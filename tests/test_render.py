@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from helpers import BACH
 
-from composer import render as render_mod
-from composer.cli import main
-from composer.midi import NOTE_DTYPE, Note, load, max_unison, merge_unisons, save
-from composer.render import (
+from composer.cli.main import main
+from composer.midi import render as render_mod
+from composer.midi.io import NOTE_DTYPE, Note, load, max_unison, merge_unisons, save
+from composer.midi.render import (
     RenderConfig,
     RenderError,
     find_soundfont,

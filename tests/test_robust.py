@@ -22,23 +22,26 @@ import pytest
 import torch
 from helpers import BACH, copy_chorales, write_tune
 
-from composer import ComposerError, MidiError, ckptio
-from composer import checkpoint as ckpt
-from composer import corpus as corpus_mod
-from composer.checkpoint import (
-    CheckpointError,
+from composer.core.files import DiskFullError
+from composer.core.messages import ComposerError, MidiError, check_seed
+from composer.corpus import prepare as corpus_mod
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.midi.io import LoadConfig, load, parse_pitch, read_bytes
+from composer.model import checkpoint as ckpt
+from composer.model import storage as ckptio
+from composer.model.checkpoint import (
     load_checkpoint,
     read_info,
     resolve_checkpoint_path,
     save_checkpoint,
 )
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.events import EventConfig
-from composer.files import DiskFullError
-from composer.midi import LoadConfig, load, parse_pitch, read_bytes
-from composer.model import ComposerLSTM, ModelConfig, ModelError, check_fits, estimate_bytes
-from composer.rng import check_seed
-from composer.train import TrainConfig, TrainingError, train
+from composer.model.config import ModelConfig, ModelError
+from composer.model.lstm import ComposerLSTM, check_fits, estimate_bytes
+from composer.model.storage import CheckpointError
+from composer.tokens.performance import EventConfig
+from composer.training.config import TrainConfig, TrainingError
+from composer.training.loop import train
 
 TINY = ModelConfig.preset("tiny")
 EVENTS = EventConfig().to_dict()
@@ -325,7 +328,7 @@ def test_memory_is_estimated_before_a_model_is_built(monkeypatch):
 
 
 def test_training_that_cannot_fit_is_refused(small_corpus, tmp_path, monkeypatch):
-    import composer.model as model_mod
+    import composer.model.lstm as model_mod
 
     monkeypatch.setattr(model_mod, "available_memory", lambda device="cpu": 1 << 20)
     with pytest.raises(TrainingError, match="needs about .* GiB of memory .* but only"):
@@ -446,7 +449,7 @@ def test_note_names_parse_to_midi_pitches():
 
 def test_a_checkpoint_too_big_for_free_memory_is_refused_before_building(tmp_path,
                                                                           monkeypatch):
-    import composer.model as model_mod
+    import composer.model.lstm as model_mod
 
     path = save_tiny(tmp_path / "ck")
     monkeypatch.setattr(model_mod, "available_memory", lambda device="cpu": 1000)

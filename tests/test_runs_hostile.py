@@ -14,14 +14,18 @@ import pytest
 from click.testing import CliRunner
 from helpers import copy_chorales
 
-from composer import sample as sample_mod
-from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.events import EventConfig
-from composer.files import DiskFullError, FolderBusy, locked_folder
-from composer.model import ComposerLSTM, ModelConfig
-from composer.sample import compose
-from composer.train import TrainConfig, train
+from composer.cli.main import main
+from composer.core.files import DiskFullError, FolderBusy, locked_folder
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.generation import output as sample_mod
+from composer.generation.config import SampleConfig
+from composer.generation.output import compose
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.performance import EventConfig
+from composer.training.config import TrainConfig
+from composer.training.loop import train
 
 TINY = ModelConfig.preset("tiny")
 FAST = TrainConfig(steps=10, batch_size=8, seq_len=32, eval_seq_len=64, eval_every=5,
@@ -55,7 +59,7 @@ def test_a_second_run_into_a_live_runs_folder_is_refused(corpus, tmp_path):
 def test_a_dead_holders_lock_is_free(corpus, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from composer.files import locked_folder\n"
+        [sys.executable, "-c", "import sys, time; from composer.core.files import locked_folder\n"
          f"with locked_folder({str(out)!r}, wait=False, holder='a dying run'):\n"
          "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -103,7 +107,7 @@ def test_a_full_disk_mid_generate_lists_what_was_written(tmp_path, monkeypatch):
         return real(piece, path, **kw)
 
     monkeypatch.setattr(sample_mod, "save", save)
-    config = sample_mod.SampleConfig(events=20)
+    config = SampleConfig(events=20)
     with pytest.raises(DiskFullError) as e:
         compose(model, EventConfig(), tmp_path, None, 4, config, rng_seed=1)
     message = str(e.value)

@@ -15,12 +15,22 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH as BACH_DIR
 
-import composer.generate as generate_mod
-import composer.sample as sample_mod
-from composer._steppers import FusedStepper, PlainStepper, step_logits
-from composer.checkpoint import save_checkpoint
-from composer.cli import main
-from composer.events import (
+import composer.generation.loop as generate_mod
+import composer.model.checkpoint as checkpoint_mod
+from composer.cli.main import main
+from composer.core.messages import GenerateError
+from composer.generation.config import MAX_EVENTS_PER_SECOND, SampleConfig
+from composer.generation.loop import CHUNK, generate, start_tokens
+from composer.generation.output import compose, to_notes
+from composer.generation.processors import draw, filter_logits, gumbel_noise
+from composer.generation.seeds import seed_from_midi, seed_from_pitches
+from composer.midi.io import NOTE_DTYPE, load
+from composer.midi.io import save as save_midi
+from composer.model.checkpoint import find_checkpoint, save_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.model.steppers import FusedStepper, PlainStepper, step_logits
+from composer.tokens.performance import (
     NOTE_OFF,
     NOTE_ON,
     TIME_SHIFT,
@@ -30,27 +40,6 @@ from composer.events import (
     Vocabulary,
     decode,
     quantise,
-)
-from composer.generate import (
-    CHUNK,
-    MAX_EVENTS_PER_SECOND,
-    GenerateError,
-    SampleConfig,
-    draw,
-    filter_logits,
-    generate,
-    gumbel_noise,
-    start_tokens,
-)
-from composer.midi import NOTE_DTYPE, load
-from composer.midi import save as save_midi
-from composer.model import ComposerLSTM, ModelConfig
-from composer.sample import (
-    compose,
-    find_checkpoint,
-    seed_from_midi,
-    seed_from_pitches,
-    to_notes,
 )
 
 EC = EventConfig()
@@ -439,7 +428,7 @@ def test_find_checkpoint(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPOSER_CHECKPOINT", raising=False)
     assert find_checkpoint(tmp_path) == tmp_path
     packaged = tmp_path / "composer" / "models" / "default"
-    monkeypatch.setattr(sample_mod, "default_checkpoint", lambda: packaged)
+    monkeypatch.setattr(checkpoint_mod, "default_checkpoint", lambda: packaged)
     with pytest.raises(GenerateError, match="no default model is installed"):
         find_checkpoint()
     packaged.mkdir(parents=True)
@@ -507,7 +496,7 @@ def test_cli_bad_inputs(ckpt, tmp_path, monkeypatch):
     meta["events"]["min_pitch"] = 21  # vocabulary no longer fits the model
     meta_file.write_text(json.dumps(meta))
     monkeypatch.delenv("COMPOSER_CHECKPOINT", raising=False)
-    monkeypatch.setattr(sample_mod, "default_checkpoint", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr(checkpoint_mod, "default_checkpoint", lambda: tmp_path / "nowhere")
     cases = [
         ([], "no default model is installed"),
         (["--checkpoint", str(ckpt), "--seed", str(junk)], "junk.mid"),
@@ -524,8 +513,8 @@ def test_cli_bad_inputs(ckpt, tmp_path, monkeypatch):
 
 
 def test_a_seed_in_the_beat_vocabulary_ends_where_its_notes_end():
-    from composer.notes import NoteEventConfig
-    from composer.vocab import vocabulary_of
+    from composer.tokens.beats import NoteEventConfig
+    from composer.tokens.vocab import vocabulary_of
 
     beats = vocabulary_of(NoteEventConfig())
     chord = seed_from_pitches("C4 E4 G4", "chord", beats)  # 0.5 s = one beat at 120 bpm
@@ -536,8 +525,8 @@ def test_a_seed_in_the_beat_vocabulary_ends_where_its_notes_end():
 
 
 def test_a_midi_seed_is_loaded_once_for_tokens_clock_and_instruments(tmp_path, monkeypatch):
-    from composer import seeds
-    from composer.commands import generate_music
+    from composer.generation import seeds
+    from composer.generation.session import generate_music
 
     chorale = sorted(BACH_DIR.glob("*.mid"))[0]
     loads, real = [], seeds.load

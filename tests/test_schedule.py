@@ -9,16 +9,18 @@ import pytest
 from click.testing import CliRunner
 from helpers import copy_chorales
 
-from composer import ComposerError
-from composer import schedule as schedule_mod
-from composer.checkpoint import load_checkpoint
-from composer.cli import main
-from composer.commands import CPU_BUDGET_MINUTES, run_length
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.model import ModelConfig
-from composer.report import train_count, train_postfix
-from composer.schedule import Budget, lr_at
-from composer.train import TrainConfig, train
+from composer.cli.main import main
+from composer.cli.report import train_count, train_postfix
+from composer.core.messages import ComposerError
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.model.checkpoint import load_checkpoint
+from composer.model.config import ModelConfig
+from composer.training import optim as schedule_mod
+from composer.training.config import TrainConfig
+from composer.training.loop import train
+from composer.training.optim import Budget, lr_at
+from composer.training.recipe import CPU_BUDGET_MINUTES, run_length
 
 TINY = ModelConfig.preset("tiny")
 

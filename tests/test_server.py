@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from helpers import BACH, write_tune
 from starlette.testclient import TestClient
 
-from composer.cli import main
-from composer.midi import load
-from composer.server import create_app
-from composer.webapi import ApiError, Gate, Results, ServeConfig, check_request
+from composer.cli.main import main
+from composer.midi.io import load
+from composer.serve.api import ApiError, Gate, Results, ServeConfig, check_request
+from composer.serve.app import create_app
 
 SHORT = {"seconds": 2, "rng_seed": 3}  # two seconds of music: fast
 
@@ -327,7 +327,7 @@ def test_host_and_origin_guard(tmp_path):
 def test_serve_warns_off_loopback(monkeypatch):
     import uvicorn
 
-    import composer.server as server
+    import composer.serve.app as server
 
     ran, lines = [], []
     monkeypatch.setattr(server, "create_app", lambda *a, **k: ran.append(k) or "app")
@@ -337,7 +337,7 @@ def test_serve_warns_off_loopback(monkeypatch):
     assert ran[0] == {"allowed_hosts": None}
     run = ran[1]
     assert (run.host, run.port, run.timeout_keep_alive) == ("0.0.0.0", 8123, 5.0)
-    assert run.http.__name__ == "Guarded"  # composer.connections' deadlines and caps
+    assert run.http.__name__ == "Guarded"  # composer.serve.connections' deadlines and caps
     lines.clear()
     server.serve(config=ServeConfig(), echo=lines.append)
     assert lines == ["composer serve: http://127.0.0.1:8000/ (Ctrl-C stops)"]

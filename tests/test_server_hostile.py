@@ -1,7 +1,7 @@
 """Issue 19's hostile clients against ``composer serve``: slow and idle connections, floods,
 cross-site POSTs on any address, deep JSON, clients that leave mid-body, repeated logs.
 
-The connection tests run a real uvicorn server (composer.server.make_server) in a thread
+The connection tests run a real uvicorn server (composer.serve.app.make_server) in a thread
 on a free port, over a tiny Starlette app, with small limits so that they take seconds."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from composer.connections import RateLimit
-from composer.server import build_app, make_server, read_body
-from composer.service import load_service
-from composer.webapi import ServeConfig
+from composer.serve.api import ServeConfig
+from composer.serve.app import build_app, make_server, read_body
+from composer.serve.connections import RateLimit
+from composer.serve.service import load_service
 
 
 class Tiny:

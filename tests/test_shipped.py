@@ -9,14 +9,16 @@ import pytest
 from click.testing import CliRunner
 from helpers import BACH
 
-from composer.checkpoint import FORMAT_VERSION, load_checkpoint, read_info
-from composer.cli import main
-from composer.corpus import CorpusConfig, prepare
-from composer.evaluation import evaluate_model
-from composer.events import EventConfig, Vocabulary
-from composer.midi import load
-from composer.notes import NoteEventConfig, NoteVocabulary
-from composer.vocab import vocabulary_of
+from composer.cli.main import main
+from composer.corpus.cache import CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.evaluation.likelihood import evaluate_model
+from composer.midi.io import load
+from composer.model.checkpoint import load_checkpoint, read_info
+from composer.model.storage import FORMAT_VERSION
+from composer.tokens.beats import NoteEventConfig, NoteVocabulary
+from composer.tokens.performance import EventConfig, Vocabulary
+from composer.tokens.vocab import vocabulary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "checkpoints" / "default"
@@ -68,11 +70,11 @@ def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
 
 
 def test_the_shipped_controls_model_is_found_by_name_and_steered(tmp_path):
-    from composer.sample import find_checkpoint, shipped_names
+    from composer.model.checkpoint import find_checkpoint, shipped_names
 
     assert {"default", "bach-folk-controls"} <= set(shipped_names())
     path = find_checkpoint("bach-folk-controls")
-    assert path.parent.name == "models"
+    assert path.parent.name == "shipped"
     spec = load_checkpoint(path).model_config.controls
     assert spec.names == ("density", "pitch-classes", "style", "tempo")
     assert spec.styles == ("bach", "folk")

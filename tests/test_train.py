@@ -16,14 +16,18 @@ import torch
 from click.testing import CliRunner
 from helpers import copy_chorales, free_port, write_tune
 
-from composer import train as train_mod
-from composer.checkpoint import load_checkpoint
-from composer.cli import main
-from composer.corpus import Corpus, CorpusConfig, prepare
-from composer.data import AugmentConfig
-from composer.events import EventConfig
-from composer.model import ComposerLSTM, ModelConfig
-from composer.train import TrainConfig, TrainingError, evaluate, lr_at, train
+from composer.cli.main import main
+from composer.corpus.cache import Corpus, CorpusConfig
+from composer.corpus.prepare import prepare
+from composer.model.checkpoint import load_checkpoint
+from composer.model.config import ModelConfig
+from composer.model.lstm import ComposerLSTM
+from composer.tokens.performance import EventConfig
+from composer.training import loop as train_mod
+from composer.training.config import TrainConfig, TrainingError
+from composer.training.data import AugmentConfig
+from composer.training.loop import evaluate, train
+from composer.training.optim import lr_at
 
 TINY = ModelConfig.preset("tiny")
 

@@ -1,0 +1,272 @@
+"""Corpus: scan a folder of MIDI, ingest it in parallel, cache it, split it.
+
+``prepare(midi_dir, cache_dir)`` finds every MIDI file below ``midi_dir``, parses and encodes
+the new or changed ones in worker processes (a worker that crashes or stalls costs one file,
+not the run), and writes a memory-mappable cache:
+
+    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason
+    CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
+    CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
+    CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
+                                   time signature, onsets on the beat grid (INDEX_DTYPE)
+    CACHE_DIR/corpus.json          settings (the event vocabulary chosen), file list, totals,
+                                   grid counts, sampling guards, median tempo
+    CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
+
+Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
+is written atomically under a unique temporary name. corpus.json records the byte sizes of
+tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpus.open``
+(one line) and rebuilt by the next ``prepare`` (``PrepareReport.repaired`` says why).
+
+``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
+assigned to train/valid/test by a hash of their content, so a split never changes from run to
+run and a piece (or an exact copy of it) never sits in two splits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from composer.core.files import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    locked_folder,
+    write_error,
+)
+from composer.core.isolate import describe_failure, run_isolated
+from composer.core.messages import ComposerError
+from composer.corpus.cache import (
+    FORMAT_VERSION,
+    INDEX_DTYPE,
+    SPLITS,
+    CorpusConfig,
+    cache_problem,
+    default_cache_dir,
+    pack_path,
+    read_manifest,
+    split_of,
+)
+from composer.corpus.facts import PrepareReport, choose_vocabulary, summarise
+from composer.corpus.scan import (
+    display_name,
+    hash_files,
+    ingest_files,
+    scan_stat,
+)
+from composer.midi.io import MIDI_SUFFIXES
+from composer.tokens.vocab import CHOICES
+
+
+def parse_failure(stalled: bool, code: int | None, timeout: float) -> dict:
+    """The record of a file whose parser stalled or crashed (``run_isolated``'s failure)."""
+    return {"hash": None, "reason": describe_failure(stalled, code, timeout, "parse", "parser")}
+
+
+def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+            config: CorpusConfig | None = None, workers: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> PrepareReport:
+    """Ingest ``midi_dir`` into ``cache_dir``; only new or changed files are parsed.
+
+    ``progress(done, total)`` is called as files finish. Returns a :class:`PrepareReport`.
+    With ``config.vocabulary == "auto"`` the files are encoded with the vocabulary the last
+    prepare of this cache chose (the beat vocabulary the first time); if the grid counts
+    then call for the other one (:func:`~composer.corpus.facts.choose_vocabulary`), they are
+    encoded again with it. ``PrepareReport.why`` says which and why.
+    """
+    config = config or CorpusConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
+    stats = scan_stat(midi_dir)
+    if not stats:
+        raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
+                            f"(looked for {' '.join(MIDI_SUFFIXES)})")
+    with locked_folder(cache):
+        if config.vocabulary != "auto":
+            report = _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+            report.why = f"{config.vocabulary} (as asked)"
+            return report
+        guess = _last_choice(cache)
+        report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=guess), stats,
+                                 workers, progress)
+        kind, why = choose_vocabulary(*report.grid, config.notes.steps_per_quarter)
+        if kind != guess:
+            report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=kind), stats,
+                                     workers, progress)
+        report.why = f"{kind} ({why})"
+        return report
+
+
+def _last_choice(cache: Path) -> str:
+    """The vocabulary of the corpus already in ``cache`` (the beat vocabulary if none)."""
+    try:
+        kind = json.loads((cache / "corpus.json").read_text())["config"]["vocabulary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "notes"
+    return kind if kind in CHOICES[:2] else "notes"
+
+
+def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
+                    stats: dict[str, os.stat_result | OSError], workers: int | None,
+                    progress: Callable[[int, int], None] | None) -> PrepareReport:
+    """:func:`prepare` once the cache's lock is held."""
+    paths = sorted(stats)
+    readable = [r for r in paths if isinstance(stats[r], os.stat_result)]
+    hashes = hash_files(midi_dir, readable, config.load)  # the key: contents, not mtimes
+    listing = "\n".join(f"{r}\t{hashes[r]}" if r in hashes else f"{r}\t{stats[r]}"
+                        for r in paths)
+    scan_stamp = _digest(f"{config.to_dict()}\n{listing}")
+    unchanged = _unchanged(cache, scan_stamp, len(paths))
+    if unchanged:
+        return unchanged  # fast path: no file was added, removed or changed
+    manifest = read_manifest(cache, config)
+    old = manifest["files"]
+    known = {r["hash"]: r for r in old.values() if r.get("reason") is None and r.get("hash")}
+    by_content = {r["hash"]: r for r in old.values() if r.get("hash")}  # loaded or skipped
+    files: dict[str, dict] = {}
+    todo = []
+    for rel in paths:
+        st = stats[rel]
+        if isinstance(st, OSError):
+            files[rel] = {"hash": None, "reason": f"cannot read file: {st.strerror or st}"}
+        elif hashes[rel] is not None and hashes[rel] in by_content:  # same bytes as before
+            files[rel] = dict(by_content[hashes[rel]])  # (also under another name)
+        else:
+            files[rel] = {"size": st.st_size}
+            todo.append(rel)
+    report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
+    report.repaired = cache_problem(cache)
+    done = len(paths) - len(todo)
+    if progress:
+        progress(done, len(paths))
+    packed = pack_path(cache, config)
+    try:
+        with open(packed, "ab") as pack:
+            at = pack.tell() // 2
+            jobs = [os.path.join(midi_dir, rel) for rel in todo]
+            sizes = [files[rel]["size"] for rel in todo]
+            args = (config.load, config.vocab_events, config.notes.steps_per_quarter)
+            for i, record in run_isolated(ingest_files, jobs, args,
+                                          workers, config.timeout_seconds, cost=sizes,
+                                          failure=parse_failure):
+                tokens = record.pop("tokens", None)
+                if tokens is not None and record["hash"] in known:  # same content seen before
+                    record["at"] = known[record["hash"]]["at"]
+                elif tokens is not None:
+                    pack.write(tokens.tobytes())
+                    record["at"], at = at, at + len(tokens)
+                    known[record["hash"]] = record
+                record["hash"] = record["hash"] or hashes[todo[i]]  # a crash is keyed too
+                files[todo[i]].update(record)
+                done += 1
+                if progress:
+                    progress(done, len(paths))
+    except OSError as e:
+        raise write_error(e, packed) from None
+    finally:
+        kept = {k: v for k, v in files.items() if "reason" in v}
+        if kept != old:
+            manifest["files"] = kept
+            with contextlib.suppress(ComposerError):  # a full disk is reported already
+                atomic_write_json(cache / "manifest.json", manifest)
+    _consolidate(cache, packed, files, config, report, scan_stamp, Path(midi_dir).resolve())
+    return report
+
+
+def _digest(text: str) -> str:
+    """Hash of ``text``; file names that are not valid UTF-8 (surrogates) hash by their bytes."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
+    """The report of the last run if the scan is the same as then (same files and contents)."""
+    try:
+        meta = json.loads((cache / "corpus.json").read_text())
+        if meta.get("scan") != scan_stamp or cache_problem(cache, meta):
+            return None
+        rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]
+        return PrepareReport(cache, found, meta["files_loaded"], 0,
+                             [tuple(r.split("\t", 1)) for r in rows], meta["notes"],
+                             meta["events"], meta["seconds"], meta["split_files"],
+                             vocabulary=meta["config"]["vocabulary"], grid=meta["grid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
+                 report: PrepareReport, scan_stamp: str, source: Path) -> None:
+    """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date."""
+    seen: dict[str, str] = {}
+    loaded = []
+    for rel, rec in files.items():
+        if rec.get("reason") is None and rec.get("hash"):
+            if rec["hash"] in seen:
+                report.skipped.append((rel, f"duplicate of {seen[rec['hash']]}"))
+                continue
+            seen[rec["hash"]] = rel
+            loaded.append(rel)
+        else:
+            report.skipped.append((rel, rec.get("reason") or "not processed"))
+    listing = [f"{r}\t{files[r]['hash']}" for r in loaded]
+    listing += [f"{r}\t{why}" for r, why in report.skipped]
+    stamp = _digest(f"{config.to_dict()}\n" + "\n".join(listing))
+    meta_path = cache / "corpus.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("stamp") == stamp and not cache_problem(cache, meta):  # same contents
+            report.files_loaded, report.notes = meta["files_loaded"], meta["notes"]
+            report.events, report.seconds = meta["events"], meta["seconds"]
+            report.split_files, report.grid = meta["split_files"], meta["grid"]
+            report.vocabulary = meta["config"]["vocabulary"]
+            if meta.get("scan") != scan_stamp:
+                atomic_write_json(meta_path, {**meta, "scan": scan_stamp})
+            return
+    except (OSError, ValueError, KeyError):
+        pass
+    index = np.zeros(len(loaded), INDEX_DTYPE)
+    for i, rel in enumerate(loaded):
+        rec = files[rel]
+        index[i] = (0, rec["events"], split_of(rec["hash"], config), rec["seconds"], rec["notes"],
+                    *rec["clock"], *rec["grid"])
+    index["offset"] = np.concatenate([[0], np.cumsum(index["length"])[:-1]]).astype(np.int64)
+    report.files_loaded = len(loaded)
+    report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())
+    report.seconds = float(index["seconds"].sum())
+    report.split_files = {s: int((index["split"] == k).sum()) for k, s in enumerate(SPLITS)}
+    facts = summarise([files[rel] for rel in loaded], index["split"])
+    report.grid, report.vocabulary = facts["grid"], config.vocabulary
+    def write_tokens(tmp: Path) -> None:
+        tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
+                                           shape=(report.events,))  # (N,)
+        pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
+        for i, rel in enumerate(loaded):
+            o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
+            tokens[o : o + n] = pack[at : at + n]
+        del pack
+        tokens.flush()
+        del tokens
+
+    def write_index(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, index)
+
+    atomic_write(cache / "tokens.npy", write_tokens)
+    atomic_write(cache / "index.npy", write_index)
+    lines = "".join(f"{display_name(rel)}\t{display_name(reason)}\n"
+                    for rel, reason in report.skipped)
+    atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
+    sizes = {name: (cache / name).stat().st_size for name in ("tokens.npy", "index.npy")}
+    atomic_write_json(meta_path, {
+        "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
+        "source": str(source), "config": config.to_dict(), "files": sizes,
+        "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
+        "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
+        **facts,
+    })

@@ -1,0 +1,150 @@
+"""Finding MIDI files in a folder, reading them, and showing their names.
+
+``scan(midi_dir)`` lists the MIDI files below a folder (recursive, regular files only, dot
+folders skipped); ``hash_files`` keys files by their contents (:func:`content_hash`);
+``load_folder`` loads a small folder in-process; ``ingest_files`` reads,
+hashes, parses and encodes a batch of files (what corpus workers run). File names are kept as
+``str`` the way :mod:`os` gives them, so a name that is not valid UTF-8 holds surrogates and
+opens as it is; :func:`display_name` is the form to print or write to a text file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from composer.core.messages import ComposerError, MidiError
+from composer.corpus.facts import stats_many
+from composer.midi.io import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
+from composer.tokens.beats import NoteEventConfig, clock_of, grid_counts
+from composer.tokens.performance import EventConfig
+from composer.tokens.vocab import Events, vocabulary_of
+
+
+def display_name(name: str) -> str:
+    """``name`` fit to print or write as UTF-8 text: bytes of a file name that are not valid
+    UTF-8 (kept in ``str`` paths as surrogates) become U+FFFD, tabs and newlines spaces. The
+    real name, for opening the file, is ``name`` itself."""
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return shown.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def scan(midi_dir: str | os.PathLike) -> list[str]:
+    """Relative paths of the MIDI files below ``midi_dir`` (recursive, sorted, skips dot-dirs)."""
+    return sorted(scan_stat(midi_dir))
+
+
+def scan_stat(midi_dir: str | os.PathLike) -> dict[str, os.stat_result | OSError]:
+    """Relative path -> stat result (or the OSError) of every MIDI file below ``midi_dir``."""
+    if not os.path.isdir(midi_dir):
+        raise ComposerError(f"not a folder: {display_name(os.fspath(midi_dir))}")
+    found: dict[str, os.stat_result | OSError] = {}
+    stack = [("", os.fspath(midi_dir))]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # an unreadable sub-folder holds nothing we can read
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((prefix + entry.name + os.sep, entry.path))
+                    continue
+            except OSError:
+                continue
+            if entry.name.lower().endswith(MIDI_SUFFIXES):
+                try:
+                    st = entry.stat()
+                    found[prefix + entry.name] = st if stat.S_ISREG(st.st_mode) else \
+                        OSError(0, "not a regular file")
+                except OSError as e:
+                    found[prefix + entry.name] = e
+    return found
+
+
+def content_hash(data: bytes) -> str:
+    """The key of a file's contents in a corpus cache (BLAKE2b, 16 bytes, hex)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_files(midi_dir: str | os.PathLike, paths: Sequence[str], load_config: LoadConfig,
+               threads: int = 8) -> dict[str, str | None]:
+    """Relative path -> :func:`content_hash` of each file's bytes, read in ``threads``
+    threads (hashing releases the GIL); None for a file that cannot be read within the
+    loader's bounds (its worker then says why)."""
+    def one(rel: str) -> str | None:
+        try:
+            return content_hash(read_bytes(os.path.join(midi_dir, rel), load_config))
+        except MidiError:
+            return None
+
+    if len(paths) < 64:
+        return {rel: one(rel) for rel in paths}
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(zip(paths, pool.map(one, paths, chunksize=16), strict=True))
+
+
+def ingest_files(paths: Sequence[str], load_config: LoadConfig,
+                 event_config: Events | EventConfig | NoteEventConfig,
+                 grid_steps: int = NoteEventConfig.steps_per_quarter) -> list[dict]:
+    """Read, hash, parse and encode files (runs inside a worker process), one record each.
+
+    A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
+    (uint16), ``notes``, ``events``, ``seconds``, the file's ``clock`` (microseconds per
+    quarter, time signature numerator and denominator: :func:`composer.tokens.beats.clock_of`),
+    ``grid`` (onsets on the beat grid of ``grid_steps`` per quarter, onsets), ``smpte``
+    (whether its time division is SMPTE) and ``stats`` (:func:`composer.corpus.facts.stats_many`).
+    Files are parsed and encoded together, in one vectorised pass; should that fail on an
+    unforeseen input, they are redone one by one so that the failure costs only the file
+    that caused it.
+    """
+    events = vocabulary_of(event_config)
+    records: list[dict] = []
+    datas: list[bytes] = []
+    for path in paths:
+        try:
+            datas.append(read_bytes(path, load_config))
+        except MidiError as e:
+            records.append({"hash": None, "reason": str(e)})
+            continue
+        records.append({"hash": content_hash(datas[-1]), "reason": None})
+    todo = [r for r in records if r["hash"]]
+    try:
+        pieces = parse_many(datas, load_config)
+        loaded = [(r, p) for r, p in zip(todo, pieces, strict=True) if isinstance(p, Piece)]
+        encoded = events.encode_many([p for _, p in loaded])
+        for record, piece in zip(todo, pieces, strict=True):
+            if isinstance(piece, MidiError):
+                record["reason"] = str(piece)
+        stats = stats_many([p for _, p in loaded])
+        for (record, piece), tokens, stat in zip(loaded, encoded, stats, strict=True):
+            if len(tokens) == 0:
+                record["reason"] = no_notes_reason(piece)
+                continue
+            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+                          events=int(len(tokens)), seconds=round(float(piece.duration), 3),
+                          clock=list(clock_of(piece)), grid=list(grid_counts(piece, grid_steps)),
+                          smpte=piece.ticks_per_beat <= 0, stats=stat)
+    except Exception as e:  # a bug or a pathological file must cost one file, not the run
+        if len(paths) > 1:
+            return [ingest_files([p], load_config, events, grid_steps)[0] for p in paths]
+        return [{**records[0], "reason": f"internal error: {type(e).__name__}: {e}"
+                 .splitlines()[0]}]
+    return records
+
+
+def no_notes_reason(piece: Piece) -> str:
+    """Why a piece gave no tokens: no notes at all, none in the pitch range, and whether
+    drum notes were left out."""
+    what = "no notes" if len(piece.notes) == 0 else "no notes in the pitch range"
+    if piece.drums_left_out:
+        what += f" ({piece.drums_left_out} drum notes left out; --keep-drums keeps them)"
+    return what

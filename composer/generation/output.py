@@ -1,0 +1,166 @@
+"""Seeds in, MIDI files out: what :mod:`composer.generation.loop` continues and what it writes.
+
+- Seeds (:mod:`composer.generation.seeds`, re-exported here): a MIDI file's opening, a pitch list,
+or
+  the start context.
+- Outputs: :func:`to_piece` / :func:`to_notes` decode a generated row in the model's
+  vocabulary (performance events: hanging notes closed after ``max_note_seconds``; the
+  beat vocabulary: notes on the grid at a given tempo), :func:`compose` generates and
+  writes ``OUT/PREFIX-NNN.mid`` files.
+- :func:`find_checkpoint`: the model to use (an explicit path, ``$COMPOSER_CHECKPOINT``, or
+  the default model shipped inside the package); :func:`resolve_checkpoint_path` lets a
+  training folder stand for its ``best`` checkpoint.
+- Ctrl-C during :func:`compose` writes the continuations drawn so far (valid MIDI files,
+  cut where they were) and re-raises :class:`~composer.generation.loop.GenerationInterrupted`
+  with them in ``outputs``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from composer.controls.plan import ControlPlan
+from composer.core.messages import ComposerError, GenerateError, is_int
+from composer.corpus.facts import DEFAULT_MAX_NOTE_SECONDS, Guards
+from composer.evaluation.musicstats import silence_fraction
+from composer.generation.config import SampleConfig
+from composer.generation.loop import NO_GUARDS, Generation, GenerationInterrupted, generate
+from composer.midi.io import Piece, piece_from_beats, save
+from composer.midi.timing import constant_tempo
+from composer.model.lstm import ComposerLSTM
+from composer.model.steppers import Stepper
+from composer.tokens.beats import DEFAULT_CLOCK, Clock
+from composer.tokens.performance import EventConfig, VocabularyError
+from composer.tokens.vocab import Events, vocabulary_of
+
+# ------------------------------------------------------------------------ outputs
+
+
+def to_notes(tokens: Sequence[int] | np.ndarray, event_config: EventConfig | Events, *,
+             seed_len: int = 0, include_seed: bool = True,
+             max_note_seconds: float = DEFAULT_MAX_NOTE_SECONDS, program: int = 0,
+             clock: Clock = DEFAULT_CLOCK) -> np.ndarray:
+    """Notes (NOTE_DTYPE) of a generated row: :func:`to_piece`'s."""
+    return to_piece(tokens, event_config, seed_len=seed_len, include_seed=include_seed,
+                    max_note_seconds=max_note_seconds, program=program, clock=clock).notes
+
+
+def to_piece(tokens: Sequence[int] | np.ndarray, event_config: EventConfig | Events, *,
+             seed_len: int = 0, include_seed: bool = True,
+             max_note_seconds: float = DEFAULT_MAX_NOTE_SECONDS, program: int = 0,
+             clock: Clock = DEFAULT_CLOCK) -> Piece:
+    """The piece of a generated row. Performance events: ``events.decode`` with hanging
+    notes closed after at most ``max_note_seconds``, every note clipped to that length (no
+    beats: written at 120 bpm). Beat vocabulary: notes on the grid at ``clock``'s tempo.
+    Without ``include_seed`` only notes starting after the first ``seed_len`` tokens are
+    kept, moved so that the continuation starts at 0."""
+    events = vocabulary_of(event_config)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    try:
+        piece = events.decode(tokens, clock, program, max_note_seconds)
+    except VocabularyError as e:
+        raise GenerateError(str(e)) from None
+    if include_seed:
+        return piece
+    t0 = events.seconds_of(tokens[:seed_len], clock)
+    keep = piece.notes["start"] >= t0 - 1e-9
+    notes = piece.notes[keep].copy()
+    if piece.beats is not None:
+        beats = piece.beats[keep].copy()
+        b0 = float(events.token_steps()[tokens[:seed_len]].sum()) / events.config.steps_per_quarter
+        beats["start"] -= b0
+        beats["end"] -= b0
+        return piece_from_beats(notes, beats, constant_tempo(clock.us_per_quarter),
+                                piece.time_signatures)
+    notes["start"] -= t0
+    notes["end"] -= t0
+    return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
+
+
+@dataclass
+class Output:
+    """One written continuation."""
+
+    path: Path
+    seconds: float  # duration: end of the last note
+    notes: int
+    silence: float  # metrics.silence_fraction over [0, seconds]
+    tokens: int  # events drawn (seed not counted)
+    seed_seconds: float  # music time of the seed (0 without one)
+
+
+def output_paths(out_dir: str | os.PathLike[str], prefix: str, num: int,
+                 force: bool = False) -> list[Path]:
+    """``num`` paths ``OUT/PREFIX-NNN.mid``: from 001 on when ``force`` (overwriting), else
+    the lowest numbers not taken yet, so earlier outputs are never overwritten.
+    GenerateError if the prefix is not a plain file name."""
+    if not prefix or Path(prefix).name != prefix or prefix in (".", ".."):
+        raise GenerateError(f"prefix {prefix!r} must be a plain file name")
+    paths: list[Path] = []
+    i = 1
+    while len(paths) < num:
+        path = Path(out_dir) / f"{prefix}-{i:03d}.mid"
+        if force or not path.exists():
+            paths.append(path)
+        i += 1
+    return paths
+
+
+def compose(model: ComposerLSTM, event_config: EventConfig | Events,
+            out_dir: str | os.PathLike[str],
+            seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
+            config: SampleConfig = SampleConfig(), *, rng_seed: int | None = None,
+            prefix: str = "composer", include_seed: bool = True, program: int = 0,
+            force: bool = False, engine: str | Stepper = "auto", threads: int | None = 1,
+            progress: Callable[[int, int], None] | None = None, clock: Clock = DEFAULT_CLOCK,
+            guards: Guards = NO_GUARDS, controls: ControlPlan | None = None
+            ) -> tuple[list[Output], Generation]:
+    """Generate ``num`` continuations of ``seed`` and write them as ``OUT/PREFIX-NNN.mid``
+    (:func:`output_paths`); returns one :class:`Output` per file and the tokens. The beat
+    vocabulary's files are written at ``clock``'s tempo and time signature, notes on the
+    grid; ``guards``, ``controls``: see :func:`~composer.generation.loop.generate`."""
+    if not is_int(program) or not 0 <= program <= 127:
+        raise GenerateError(f"program must be in 0..127, got {program!r}")
+    paths = output_paths(out_dir, prefix, config.check_num(num), force)
+    events = vocabulary_of(event_config)
+    try:
+        gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
+                       progress=progress, clock=clock, guards=guards, controls=controls)
+    except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
+        if stop.generation is not None:
+            stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,
+                                  program, clock)
+        raise
+    return _write(gen, paths, events, out_dir, include_seed, program, clock), gen
+
+
+def _write(gen: Generation, paths: list[Path], events: Events,
+           out_dir: str | os.PathLike[str], include_seed: bool, program: int, clock: Clock
+           ) -> list[Output]:
+    """Write each row of ``gen`` to its path; one Output each. A failed write (a full disk)
+    raises its one-line error naming the files written before it."""
+    seed_seconds = events.seconds_of(gen.tokens[0][: gen.seed_len], clock)
+    outputs = []
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for path, tokens in zip(paths, gen.tokens, strict=True):
+            piece = to_piece(tokens, events, seed_len=gen.seed_len, include_seed=include_seed,
+                             max_note_seconds=gen.max_note_seconds, program=program,
+                             clock=clock)
+            save(piece, path)
+            notes = piece.notes
+            end = float(notes["end"].max()) if len(notes) else 0.0
+            outputs.append(Output(path, end, len(notes), silence_fraction(notes),
+                                  len(tokens) - gen.seed_len, seed_seconds))
+    except (OSError, ComposerError) as e:  # e.g. the disk filled up: say what is there
+        kept = (f" ({len(outputs)} written before it: {', '.join(str(o.path) for o in outputs)})"
+                if outputs else " (no file was written)")
+        if isinstance(e, OSError):
+            raise GenerateError(f"cannot write to {out_dir}: {e.strerror or e}{kept}") from None
+        raise type(e)(f"{e}{kept}") from None
+    return outputs

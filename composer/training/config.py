@@ -1,0 +1,119 @@
+"""What a training run does: :class:`TrainConfig` and :class:`AugmentConfig` (torch-free, so
+the CLI reads their defaults without loading torch), and what a run returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composer.core.config import Config
+from composer.core.messages import ComposerError, check_seed, is_int, is_number, require
+
+
+class TrainingError(ComposerError):
+    """Training cannot start or cannot go on (bad settings, diverged loss, mismatched data)."""
+
+
+
+class DataError(ComposerError):
+    """Bad sampler or augmentation settings, or a split with nothing to draw from."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig(Config):
+    """On-the-fly augmentation of training windows (Magenta's Performance RNN recipe)."""
+
+    _error = DataError
+    _name = "augment"
+
+    transpose: int = 3  # shift each window by k semitones, k uniform in [-3, 3]; 0 = off
+    stretch: float = 0.05  # scale its time by f uniform in [0.95, 1.05]; 0 = off
+
+    def __post_init__(self) -> None:
+        t, s = self.transpose, self.stretch
+        require(
+            is_int(t) and 0 <= t <= 127,
+            f"augment: transpose must be an integer in 0..127, got {t!r}",
+            DataError,
+        )
+        require(
+            is_number(s) and 0 <= s < 1,
+            f"augment: stretch must be a number in [0, 1), got {s!r}",
+            DataError,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this config changes anything."""
+        return self.transpose > 0 or self.stretch > 0
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """How to train; saved in every checkpoint."""
+
+    _error = TrainingError
+    _name = "train settings"
+
+    steps: int = 20_000  # optimizer steps in all (a resumed run continues to this)
+    minutes: float = 0.0  # wall-clock budget (0: none); the run ends at it or at `steps`
+    batch_size: int = 16  # windows per step (per process under torchrun); small batches of
+    seq_len: int = 64  # short windows (events) make many updates early: see benchmarks/RECIPE.md
+    eval_seq_len: int = 2048  # events per validation window (the state carries through it)
+    lr: float = 6e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup: float = 0.05  # linear warm-up over this fraction of the run (steps or budget)
+    warmup_steps: int = 0  # a fixed warm-up in steps instead (0: use `warmup`)
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm
+    eval_every: int = 200  # steps between evaluations (and `latest` checkpoints)
+    eval_minutes: float = 0.0  # with a budget: minutes between evaluations (0: 1/10 of it)
+    eval_max_batches: int = 0  # cap on validation batches per evaluation (0: whole split)
+    patience: int = 10  # evaluations without improvement before stopping early (0: never)
+    max_bad_steps: int = 20  # consecutive non-finite steps that stop the run
+    log_every: int = 10  # steps between train-loss log lines
+    seed: int = 0  # seeds model init, dropout and the data sampler
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # train split only
+
+    def __post_init__(self) -> None:
+        for name, top in _INT_BOUNDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise TrainingError(f"{name} must be a whole number from 1 to {top:,}, "
+                                    f"got {value!r}")
+        for name in ("warmup_steps", "eval_max_batches", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise TrainingError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name, low, high in (("lr", 0, 10.0), ("grad_clip", 0, math.inf),
+                                ("minutes", None, 1e7), ("eval_minutes", None, 1e7),
+                                ("warmup", None, 0.99),
+                                ("weight_decay", None, 1.0), ("min_lr_ratio", None, 1.0)):
+            value = getattr(self, name)
+            ok = (is_number(value) and math.isfinite(value)
+                  and (value > low if low is not None else value >= 0) and value <= high)
+            if not ok:
+                bound = f"> {low}" if low is not None else ">= 0"
+                top = "" if high == math.inf else f" and <= {high:g}"
+                raise TrainingError(f"{name} must be a finite number {bound}{top}, "
+                                    f"got {value!r}")
+        check_seed(self.seed, TrainingError)
+
+
+# Upper bounds of the whole-number settings: far past useful, low enough to catch typos.
+_INT_BOUNDS = {"steps": 10**9, "batch_size": 1 << 16, "seq_len": 1 << 16,
+               "eval_seq_len": 1 << 20, "eval_every": 10**9, "log_every": 10**9,
+               "max_bad_steps": 10**6}
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps reached, best validation loss and why it stopped."""
+
+    step: int
+    best_valid_loss: float
+    stopped: str  # "done", "early stop", "interrupted", "already complete" (resumed at its end)
+    skipped_steps: int
+    out_dir: Path
+

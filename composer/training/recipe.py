@@ -1,0 +1,107 @@
+"""From a MIDI folder to a trained model: open or prepare the corpus, choose the model size
+for the device and the budget, decide the run's length, train (``composer train``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from composer.controls.features import NONE, choose_spec
+from composer.core.device import resolve_device
+from composer.core.messages import ComposerError, Notify, Progress, quiet
+from composer.corpus.cache import CorpusConfig
+from composer.corpus.facts import PrepareReport
+from composer.corpus.sources import open_or_prepare
+from composer.model.config import ModelConfig
+from composer.training.config import TrainConfig, TrainResult
+from composer.training.loop import train, validation_split
+
+# ---------------------------------------------------------------------------------- train
+
+
+def steps_for_epochs(epochs: float, train_events: int, config: TrainConfig) -> int:
+    """Optimizer steps that make ``epochs`` passes over ``train_events`` events."""
+    return max(1, round(epochs * train_events / (config.batch_size * config.seq_len)))
+
+
+def choose_model(preset: str, device: str, vocab_size: int, **sizes: Any) -> ModelConfig:
+    """The preset's model config (``auto``: ``default`` on a GPU, ``small`` on a CPU) with
+    the given sizes (layers, hidden, embed_dim, dropout; None: the preset's) replaced."""
+    if preset == "auto":
+        preset = "default" if resolve_device(device).type == "cuda" else "small"
+    base = ModelConfig.preset(preset, vocab_size=vocab_size)
+    return dataclasses.replace(base, **{k: v for k, v in sizes.items() if v is not None})
+
+
+CPU_BUDGET_MINUTES = 30.0  # a run on a CPU given no --steps, --epochs or --minutes
+
+
+def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
+               minutes: float | None, train_events: int, device: str) -> TrainConfig:
+    """``config`` with its length set from at most one of ``steps``, ``epochs`` (passes over
+    ``train_events``) and ``minutes`` (a wall-clock budget); with none, a CPU gets a
+    :data:`CPU_BUDGET_MINUTES` budget and a GPU ``config.steps``."""
+    given = [name for name, v in (("--steps", steps), ("--epochs", epochs),
+                                  ("--minutes", minutes)) if v is not None]
+    if len(given) > 1:
+        raise ComposerError(f"give one of {', '.join(given)}, not {len(given)}")
+    if steps is not None:
+        return dataclasses.replace(config, steps=steps, minutes=0.0)
+    if epochs is not None:
+        if not (math.isfinite(epochs) and 0 < epochs <= 1e6):
+            raise ComposerError(f"epochs must be a finite number > 0 and <= 1e6, got {epochs!r}")
+        return dataclasses.replace(config, minutes=0.0,
+                                   steps=steps_for_epochs(epochs, train_events, config))
+    if minutes is None and resolve_device(device).type == "cpu":
+        minutes = CPU_BUDGET_MINUTES
+    if minutes is not None:  # the budget decides; steps only as a far cap
+        return dataclasses.replace(config, minutes=minutes, steps=10**9)
+    return config
+
+
+def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                config: TrainConfig = TrainConfig(), steps: int | None = None,
+                epochs: float | None = None, minutes: float | None = None,
+                preset: str = "auto", sizes: dict[str, Any] | None = None,
+                device: str = "auto", resume: bool = False, force: bool = False,
+                init_from: str | os.PathLike | None = None, workers: int | None = None,
+                corpus_config: CorpusConfig | None = None, notify: Notify = quiet,
+                plan: Notify | None = None, threads: int | None = 1,
+                ingest: Progress | None = None,
+                prepared: Callable[[PrepareReport], None] | None = None,
+                progress: Callable[[int, int, dict], None] | None = None,
+                controls: str = NONE) -> TrainResult:
+    """``composer train``: train on ``source`` (a MIDI folder, prepared first, or a prepared
+    corpus) into ``out`` (default ``checkpoints/NAME`` of the source). The run's length is
+    one of ``steps``, ``epochs`` and ``minutes`` (:func:`run_length`; a resumed run given
+    none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
+    is called with the report when a MIDI folder was prepared first (with
+    ``corpus_config``); ``plan`` gets the line that says what the run is about to do;
+    ``controls``: what a fresh model is conditioned on
+    (:func:`~composer.controls.features.choose_spec`:
+    ``none``, ``auto`` or a comma list of density, pitch-classes, style, tempo)."""
+    corpus = open_or_prepare(source, corpus_config, workers=workers, progress=ingest,
+                             report=prepared)
+    if len(corpus.paths) and validation_split(corpus) == "train":
+        notify("no file fell in the validation split; validating on the train split "
+               "(`composer prepare --valid` sets the share)")
+    out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
+    model_config = None
+    if init_from is None and not resume:
+        model_config = choose_model(preset, device, corpus.events.size, **(sizes or {}))
+        spec = choose_spec(controls, corpus.events, corpus.paths)
+        model_config = dataclasses.replace(model_config, controls=spec)
+    run: TrainConfig | None = config
+    if resume and steps is None and epochs is None and minutes is None:
+        run = None  # the saved run's own length and budget
+    else:
+        train_events = int(corpus.index["length"][corpus.files("train")].sum())
+        run = run_length(config, steps=steps, epochs=epochs, minutes=minutes,
+                         train_events=train_events, device=device)
+    return train(corpus, out, model_config, run, device=device, resume=resume,
+                 force=force, init_from=init_from, progress=progress, notify=plan,
+                 threads=threads)
