@@ -20,7 +20,9 @@ conductor track): the tune on Violin (program 40, channel 1), a bass on Acoustic
   hornpipes and clogs 42, strathspeys 32), so the 2/4 and cut-time notations of one kind play
   at the same speed (a 2/4 reel at quarter = 112, a C| reel at half = 112). Tempo marks
   (``Q:``, in 5 of the 1,059 files) are ignored.
-- **Bars:** the measures as music21 reads them, repeats written once as notated. A short
+- **Bars:** the measures as music21 reads them, with the repeats expanded (AABB, as the
+  tunes are danced; where music21 cannot expand a tune's repeats, they are written once, as
+  notated, and the build says so). A short
   measure that opens the tune, or follows another short measure (a section's last bar, then
   the next section's pickup), is a pickup: its beats are counted back from its end. Other short
   measures are counted from their start.
@@ -59,7 +61,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import mido
-from music21 import corpus, key, meter, stream
+from music21 import corpus, key, meter, repeat, stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # composer, from the source tree
 
@@ -176,7 +178,11 @@ def arrange(source: Path, kind: str) -> tuple[dict, str]:
     """The notes of one tune with its bass and drums: {channel: [(on, off, pitch, velocity)]},
     and its title; raises ValueError with a reason when the tune cannot be arranged."""
     score = corpus.parse(str(source))
-    part = score.parts[0]
+    part, repeats = score.parts[0], "repeats expanded"
+    try:
+        part = part.expandRepeats()
+    except repeat.ExpanderException:
+        repeats = "repeats as notated (music21 cannot expand them)"
     signatures = list(part.recurse().getElementsByClass(meter.TimeSignature))
     if len({ts.ratioString for ts in signatures}) != 1:
         raise ValueError(f"meter changes or is missing ({[ts.ratioString for ts in signatures]})")
@@ -228,7 +234,7 @@ def arrange(source: Path, kind: str) -> tuple[dict, str]:
         bpm = 1.5 * DOTTED_QUARTERS_PER_MINUTE.get(kind, 116)
     else:
         bpm = BARS_PER_MINUTE[kind] * float(bar)
-    return {"notes": notes, "ts": ts, "bpm": bpm, "title": title}, kind
+    return {"notes": notes, "ts": ts, "bpm": bpm, "title": title, "repeats": repeats}, kind
 
 
 def write(tune: dict, out: Path) -> None:
@@ -276,7 +282,8 @@ def convert(source: Path, kind: str, out: Path) -> str:
         return (f"skip {source.name}: read back programs {programs}, "
                 f"{piece.drums_left_out} drum notes (wrote {drums})")
     return (f"{out.name}: {kind}, {tune['ts'].ratioString}, {tune['bpm']:.0f} bpm, "
-            f"{len(piece.notes)} notes + {drums} drum notes, {piece.duration:.0f} s")
+            f"{len(piece.notes)} notes + {drums} drum notes, {piece.duration:.0f} s, "
+            f"{tune['repeats']}")
 
 
 def main() -> None:
