@@ -6,13 +6,14 @@ rebuilt when needed. Each comes from music21's corpus (music21 10.5.1 was used):
 
 ``palestrina``
     Polyphonic vocal music: movements of Palestrina's masses (Kyrie, Gloria, Credo, Sanctus,
-    Benedictus, Agnus Dei; 4 to 8 voices), ``corpus/palestrina/``, 1,318 Humdrum (``.krn``)
+    Benedictus, Agnus Dei; 3 to 8 voices), ``corpus/palestrina/``, 1,318 Humdrum (``.krn``)
     files encoded by John Miller (1992), converted to Humdrum by Bret Aarden. Every file
     carries "Copyright 2000, John Miller" and "Rights to all derivative electronic formats
     reserved. Refer to licensing agreement ..." (the Ohio State Humdrum Palestrina licence):
     this is why the corpus is not bundled. ``--limit`` files are taken evenly spaced in file
     name order (so every kind of movement is sampled) and written with music21's defaults
-    (one track per voice, program 0, the encoded tempo or 120 bpm) as ``<file name>.mid``.
+    (one track per voice, all on the program music21 gives the Humdrum voice codes: 53, Voice
+    Oohs; 120 bpm where the encoding has no tempo) as ``<file stem>.mid``.
 ``essen``
     Monophonic folk songs from the Essen Folksong Collection (EsAC), ABC encodings by Seymour
     Shlien, ``corpus/essenFolksong/``: the German-language and other Central European
