@@ -40,7 +40,8 @@ import torch
 
 from composer.cli.options import corpus_config
 from composer.corpus.sources import open_or_prepare
-from composer.evaluation.likelihood import EvalConfig, evaluate_model
+from composer.evaluation.baselines import EvalConfig
+from composer.evaluation.likelihood import evaluate_model
 from composer.generation.config import SampleConfig
 from composer.generation.session import generate_music
 from composer.midi.instruments import program_name

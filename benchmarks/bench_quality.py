@@ -47,7 +47,8 @@ import torch
 
 from composer.corpus.cache import AUTO_CHOICE, CorpusConfig
 from composer.corpus.sources import load_folder, open_or_prepare
-from composer.evaluation.likelihood import EvalConfig, evaluate_model
+from composer.evaluation.baselines import EvalConfig
+from composer.evaluation.likelihood import evaluate_model
 from composer.evaluation.musicstats import compare_sets
 from composer.generation.config import SampleConfig
 from composer.generation.session import generate_music

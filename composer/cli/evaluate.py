@@ -18,6 +18,7 @@ from composer.cli.report import (
     note,
 )
 from composer.core import bounds
+from composer.evaluation.baselines import EvalConfig
 from composer.evaluation.copycheck import CopyConfig
 
 
@@ -36,7 +37,7 @@ from composer.evaluation.copycheck import CopyConfig
               help="Mode 1: fit the baselines on this corpus's train split [default: the "
                    "corpus the checkpoint trained on].")
 @click.option("--order", type=bounded(bounds.NGRAM_ORDER),
-              default=default("composer.evaluation.likelihood:EvalConfig", "order"),
+              default=default(EvalConfig, "order"),
               show_default=True,
               help="Mode 1: order of the Kneser-Ney n-gram baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -105,7 +106,7 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
 def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
                     train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
     from composer.cli.report import model_table
-    from composer.evaluation.likelihood import EvalConfig, evaluate_model
+    from composer.evaluation.likelihood import evaluate_model
     from composer.model.checkpoint import resolve_checkpoint_path
 
     checkpoint, why = resolve_checkpoint_path(checkpoint)

@@ -50,10 +50,12 @@ from composer.cli.serve import serve
 from composer.core import bounds
 from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
+from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
+from composer.training.config import TrainConfig
 
 # Read by name, so that parsing (and --help) does not import torch.
-TRAIN, SAMPLE = "composer.training.config:TrainConfig", "composer.generation.config:SampleConfig"
+TRAIN, SAMPLE = TrainConfig, SampleConfig
 
 
 @click.group(cls=Guarded, context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,12 +12,8 @@ plain dicts and dataclasses.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import dataclasses
 import functools
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -35,23 +31,9 @@ from composer.core.files import atomic_write_text
 from composer.core.messages import ComposerError
 
 
-def default(config: type | str, name: str) -> Any:
-    """The default of field ``name`` of a config dataclass (options restate no default of
-    their own). ``config`` is the class, or ``"module:Class"``: then a literal default is
-    read from the module's source without importing it (``composer --help`` stays free of
-    torch); any other default imports the module after all."""
-    if isinstance(config, str):
-        module, cls = config.split(":")
-        spec = importlib.util.find_spec(module)
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)
-                     and n.name == cls), [])
-        for node in body:
-            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name \
-                    and node.value is not None:
-                with contextlib.suppress(ValueError, TypeError, SyntaxError):
-                    return ast.literal_eval(node.value)
-        config = getattr(importlib.import_module(module), cls)
+def default(config: type, name: str) -> Any:
+    """The default of field ``name`` of a config dataclass, so that options restate no default
+    of their own (the configs live in torch-free modules: ``--help`` stays light)."""
     f = next(f for f in dataclasses.fields(config) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 

@@ -9,8 +9,7 @@ import click
 
 from composer.cli.report import check_checkpoint, default, errors_as_messages
 from composer.core.bounds import available_cpus
-
-SERVE = "composer.serve.api:ServeConfig"  # read by name: --help imports no torch or starlette
+from composer.serve.api import ServeConfig
 
 
 def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[Path, ...]
@@ -23,12 +22,12 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(path_type=Path),
               callback=check_checkpoints,
               help="Also serve this model (repeatable); the shipped model is always offered.")
-@click.option("--host", default=default(SERVE, "host"), show_default=True,
+@click.option("--host", default=default(ServeConfig, "host"), show_default=True,
               help="Address to listen on; anything but loopback lets other machines in.")
-@click.option("--port", type=click.IntRange(0, 65535), default=default(SERVE, "port"),
+@click.option("--port", type=click.IntRange(0, 65535), default=default(ServeConfig, "port"),
               show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(1, max(available_cpus(), 2)),
-              default=default(SERVE, "workers"),
+              default=default(ServeConfig, "workers"),
               show_default=True,
               help="Generations at once (each on one CPU thread); others queue.")
 @errors_as_messages
@@ -39,7 +38,6 @@ def serve(checkpoints: tuple[Path, ...], host: str, port: int, workers: int) -> 
     a bundled opening, an uploaded MIDI file, or a result to continue), generate, then
     see each piece's piano roll, play it, and download it as MIDI.
     """
-    from composer.serve.api import ServeConfig
     from composer.serve.app import serve as run
 
     run(checkpoints, ServeConfig(host=host, port=port, workers=workers), echo=click.echo)
