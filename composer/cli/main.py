@@ -20,6 +20,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.models import list_models, models
 from composer.cli.options import (
     control_flags,
     corpus_config,
@@ -358,13 +359,19 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint)
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path),
+                callback=check_checkpoint)
 @click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
-def info(checkpoint: Path, as_json: bool) -> None:
+def info(checkpoint: Path | None, as_json: bool) -> None:
     """Show a checkpoint's model, vocabulary, training, data (CHECKPOINT: a checkpoint or
-    training folder, or a shipped model's name)."""
+    training folder, or a shipped model's name). Without CHECKPOINT: the models there are
+    and what each takes, as `composer models` lists them."""
     import json
+
+    if checkpoint is None:
+        list_models(as_json=as_json)
+        return
 
     from composer.cli.report import checkpoint_summary
     from composer.model.checkpoint import find_checkpoint, read_info, resolve_checkpoint_path
@@ -424,6 +431,7 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 
 main.add_command(evaluate)
 main.add_command(serve)
+main.add_command(models)
 
 if __name__ == "__main__":
     main()
