@@ -169,8 +169,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Continue OUT/latest where it stopped.")
 @click.option("--force", is_flag=True, callback=not_with("resume"),
               help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path),
-              help="Fine-tune from this checkpoint's weights.")
+@click.option("--init-from", type=click.Path(path_type=Path), callback=check_checkpoint,
+              help="Fine-tune from this checkpoint's weights (a folder, or a shipped "
+                   "model's name).")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
