@@ -176,10 +176,6 @@ def test_seed_generate_see_hear_download(browser, server, tmp_path):
     choose(driver, "seed-kind", "upload")
     driver.find_element("id", "upload").send_keys(str(tune))
     generate_and_wait(driver, 3)
-    if os.environ.get("COMPOSER_SCREENSHOT"):
-        driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(os.environ["COMPOSER_SCREENSHOT"])
-
     # A bad seed: the page shows the server's one-line message, no new result.
     choose(driver, "seed-kind", "pitches")
     set_value(driver, "pitches", "C4 H4")
@@ -187,3 +183,56 @@ def test_seed_generate_see_hear_download(browser, server, tmp_path):
     error = driver.find_element("id", "error")
     wait_for(driver, lambda d: error.is_displayed())
     assert "H4" in error.text and len(results(driver)) == 3
+
+
+def test_choose_a_model_see_its_controls_draw_a_plan(browser, server):
+    """Every shipped model is offered; choosing one shows the controls it takes (and only
+    those), a plan drawn over the piece's seconds goes with the request."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from composer.model.checkpoint import shipped_names
+
+    driver = browser
+    driver.get(server + "/")
+    wait_for(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+    offered = [o.get_attribute("value") for o in
+               driver.find_elements("css selector", "#model option")]
+    assert set(shipped_names()) <= set(offered) and offered[0] == "default"
+    box = driver.find_element("id", "controls-box")
+    assert not box.is_displayed()  # today's default takes no controls
+    choose(driver, "model", "bach-folk-controls")
+    assert box.is_displayed()
+    shown = [e.get_attribute("data-control") for e in
+             driver.find_elements("css selector", "[data-control]")]
+    assert shown == ["density", "key", "style", "tempo"]
+    styles = [o.get_attribute("value") for o in
+              driver.find_elements("css selector", "#control-style option")]
+    assert styles == ["", "bach", "folk"]
+    assert "style (bach, folk)" in driver.find_element("id", "model-takes").text
+    choose(driver, "control-key", "D minor")
+    choose(driver, "control-style", "folk")
+    set_value(driver, "length", "6")
+    set_value(driver, "rng-seed", "3")
+    choose(driver, "seed-kind", "none")
+    # Draw density over time: low on the left half, high on the right half.
+    canvas = driver.find_element("id", "plan")
+    width, height = canvas.size["width"], canvas.size["height"]
+    (ActionChains(driver).move_to_element_with_offset(canvas, -width // 2 + 35, height // 4)
+     .click_and_hold().move_by_offset(width // 2 - 40, 0)
+     .move_by_offset(0, -height // 2 + 10).move_by_offset(width // 2 - 5, 0)
+     .release().perform())
+    import json
+
+    segments = json.loads(driver.find_element("id", "plan-json").text)
+    assert segments[0]["from"] == 0 and len(segments) >= 2
+    densities = [s["density"] for s in segments]
+    assert densities[0] < densities[-1] and all(d is not None for d in densities)
+    assert int(canvas.get_attribute("data-segments")) == len(segments)
+    generate_and_wait(driver, len(results(driver)) + 1)
+    if os.environ.get("COMPOSER_SCREENSHOT"):
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(os.environ["COMPOSER_SCREENSHOT"])
+    # A model that takes no controls hides them again.
+    choose(driver, "model", "default")
+    assert not box.is_displayed()
+    assert driver.find_elements("css selector", "[data-control]") == []
