@@ -73,3 +73,24 @@ def test_a_shipped_model_records_its_corpus_relative_to_the_repository(tmp_path,
         ckpt = load_checkpoint(shipped_model(name))
         found, _ = training_corpus({**ckpt.data, "corpus": None}, ckpt.events)
         assert found is not None and Path(found).is_dir(), name
+
+
+def test_evaluate_says_what_to_pass_when_the_corpus_is_not_here(tmp_path, monkeypatch):
+    from composer.model.checkpoint import save_checkpoint
+    from composer.model.config import ModelConfig
+    from composer.model.lstm import ComposerLSTM
+    from composer.tokens.vocab import NOTES, Events
+    from composer.training.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    events = Events(NOTES, NoteEventConfig())
+    config = ModelConfig(vocab_size=events.size, embed_dim=8, hidden=16, layers=1)
+    for name, data in (("one", {"source": "datasets/nowhere"}),
+                       ("two", {"sources": {"a": "datasets/x", "b": "datasets/y"}})):
+        save_checkpoint(tmp_path / name, ComposerLSTM(config), config, events.to_dict(),
+                        train_config=TrainConfig().to_dict(), step=0, metrics={}, data=data)
+        result = CliRunner().invoke(main, ["evaluate", "--checkpoint", name, "-q"])
+        assert result.exit_code == 1, result.output
+        line = result.output.strip()
+        assert "\n" not in line and "pass --corpus DIR --train-corpus DIR" in line
+        assert ("as its style subfolders" in line) == (name == "two")
