@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from composer.cli.main import main
+from composer.controls.features import ControlSpec
 from composer.model.checkpoint import save_checkpoint
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
@@ -22,22 +23,41 @@ from composer.training.config import TrainConfig
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def ensemble(tmp_path_factory) -> Path:
-    """An untrained tiny model of the beat vocabulary with instruments, whose corpus held
-    violins and cellos and no drums."""
-    events = Events(NOTES, NoteEventConfig(instruments=True))
-    config = ModelConfig(vocab_size=events.size, embed_dim=8, hidden=16, layers=1)
-    path = tmp_path_factory.mktemp("ensemble") / "strings"
+def tiny(path: Path, instruments: bool = False, spec: ControlSpec | None = None,
+         data: dict | None = None) -> Path:
+    """An untrained tiny model of the beat vocabulary (what it takes is all that counts)."""
+    events = Events(NOTES, NoteEventConfig(instruments=instruments))
+    config = ModelConfig(vocab_size=events.size, embed_dim=8, hidden=16, layers=1,
+                         controls=spec or ControlSpec())
     save_checkpoint(path, ComposerLSTM(config), config, events.to_dict(),
                     train_config=TrainConfig().to_dict(), step=0, metrics={},
-                    data={"programs": [40, 42], "drums": False})
+                    data=data or {})
     return path
 
 
 @pytest.fixture(scope="module")
-def client(ensemble):
-    with TestClient(create_app([ensemble])) as c:
+def ensemble(tmp_path_factory) -> Path:
+    """Instruments: its corpus held violins and cellos and no drums."""
+    return tiny(tmp_path_factory.mktemp("ensemble") / "strings", instruments=True,
+                data={"programs": [40, 42], "drums": False})
+
+
+@pytest.fixture(scope="module")
+def steer(tmp_path_factory) -> Path:
+    """Every control, two styles."""
+    spec = ControlSpec(("density", "pitch-classes", "style", "tempo"), ("bach", "folk"))
+    return tiny(tmp_path_factory.mktemp("steer") / "steer", spec=spec)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    """No controls, one instrument."""
+    return tiny(tmp_path_factory.mktemp("plain") / "plain")
+
+
+@pytest.fixture(scope="module")
+def client(ensemble, steer, plain):
+    with TestClient(create_app([ensemble, steer, plain])) as c:
         yield c
 
 
@@ -55,26 +75,29 @@ def error(response) -> str:
 
 def test_the_page_lists_each_models_controls(client):
     models = {m["id"]: m for m in client.get("/api/models").json()["models"]}
-    assert list(models)[0] == "default" and {"bach-folk-controls", "strings"} <= set(models)
-    assert [c["name"] for c in models["bach-folk-controls"]["controls"]] == \
+    from composer.model.checkpoint import shipped_names
+
+    assert list(models)[-3:] == ["strings", "steer", "plain"]
+    assert set(shipped_names()) <= set(models)  # every shipped model, by name
+    assert [c["name"] for c in models["steer"]["controls"]] == \
         ["density", "key", "style", "tempo"]
-    assert models["bach-folk-controls"]["takes"]["styles"] == ["bach", "folk"]
+    assert models["steer"]["takes"]["styles"] == ["bach", "folk"]
     assert [c["name"] for c in models["strings"]["controls"]] == ["instruments"]
     assert models["strings"]["takes"]["instruments"] is True
-    assert models["default"]["controls"] == [] and "corpus" not in models["default"]["takes"]
+    assert models["plain"]["controls"] == [] and "corpus" not in models["plain"]["takes"]
 
 
 @pytest.mark.parametrize("model, fields, words", [
-    ("default", {"controls": {"density": 2}}, "does not take 'density' (it takes no controls)"),
-    ("bach-folk-controls", {"controls": {"key": "H major"}}, "unknown key 'H major': a key is"),
-    ("bach-folk-controls", {"controls": {"style": "jazz"}}, "this model knows: bach, folk"),
-    ("bach-folk-controls", {"controls": {"instruments": "violin"}},
+    ("plain", {"controls": {"density": 2}}, "does not take 'density' (it takes no controls)"),
+    ("steer", {"controls": {"key": "H major"}}, "unknown key 'H major': a key is"),
+    ("steer", {"controls": {"style": "jazz"}}, "this model knows: bach, folk"),
+    ("steer", {"controls": {"instruments": "violin"}},
      "does not take 'instruments' (it takes density, key, style (bach, folk), tempo)"),
-    ("bach-folk-controls", {"plan": [{"from": 0, "density": 2}, {"from": 5, "tempo": 90}]},
+    ("steer", {"plan": [{"from": 0, "density": 2}, {"from": 5, "tempo": 90}]},
      "plan entry 2: tempo is one per piece"),
-    ("bach-folk-controls", {"plan": [{"from": 0, "loudness": 2}]},
-     "plan: model 'bach-folk-controls' does not take 'loudness' (it takes density, key"),
-    ("bach-folk-controls", {"plan": {"from": 0}}, "plan must be a list"),
+    ("steer", {"plan": [{"from": 0, "loudness": 2}]},
+     "plan: model 'steer' does not take 'loudness' (it takes density, key"),
+    ("steer", {"plan": {"from": 0}}, "plan must be a list"),
     ("strings", {"controls": {"instruments": "kazooo"}}, "unknown instrument 'kazooo'"),
     ("strings", {"controls": {"instruments": "violin, trumpet"}},
      "never learnt Trumpet (it takes Violin, Cello)"),
@@ -87,13 +110,13 @@ def test_bad_requests_name_what_the_model_takes(client, model, fields, words):
 
 def test_good_requests_with_a_plan_and_instruments(client):
     plan = [{"from": 0, "density": 2, "style": "folk"}, {"from": 0.5, "density": 6}]
-    r = post(client, "bach-folk-controls", plan=plan, controls={"key": "D minor"})
+    r = post(client, "steer", plan=plan, controls={"key": "D minor"})
     assert r.status_code == 200, r.text
     r = post(client, "strings", controls={"instruments": "violin, cello"})
     assert r.status_code == 200, r.text
 
 
-def test_the_command_line_says_the_same(ensemble, tmp_path):
+def test_the_command_line_says_the_same(ensemble, steer, plain, tmp_path):
     def run(*args: str) -> str:
         result = CliRunner().invoke(main, ["generate", "--length", "1", "-q", "--out",
                                            str(tmp_path), "--copy-warn", "0", *args])
@@ -103,8 +126,10 @@ def test_the_command_line_says_the_same(ensemble, tmp_path):
 
     assert "never learnt Trumpet (it takes Violin, Cello)" in run(
         "--checkpoint", str(ensemble), "--instruments", "trumpet")
-    assert "plays one part" in run("--instruments", "violin")
+    assert "plays one part" in run("--checkpoint", str(plain), "--instruments", "violin")
     assert "unknown key 'H major': a key is a note" in run(
-        "--checkpoint", "bach-folk-controls", "--key", "H major")
-    assert "does not take density (it takes no controls)" in run("--density", "2")
-    assert "does not take style (it takes no controls)" in run("--style", "bach")
+        "--checkpoint", str(steer), "--key", "H major")
+    assert "does not take density (it takes no controls)" in run(
+        "--checkpoint", str(plain), "--density", "2")
+    assert "does not take style (it takes no controls)" in run(
+        "--checkpoint", str(plain), "--style", "bach")
