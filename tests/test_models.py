@@ -94,3 +94,20 @@ def test_evaluate_says_what_to_pass_when_the_corpus_is_not_here(tmp_path, monkey
         line = result.output.strip()
         assert "\n" not in line and "pass --corpus DIR --train-corpus DIR" in line
         assert ("as its style subfolders" in line) == (name == "two")
+
+
+def test_train_init_from_takes_a_shipped_models_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from composer.model.checkpoint import load_checkpoint, shipped_model
+
+    events = load_checkpoint(shipped_model("default")).events  # the corpus is made to fit
+    midi = copy_chorales(tmp_path / "midi", 3)
+    args = ["train", str(midi), "--out", str(tmp_path / "run"), "--init-from", "default",
+            "--steps", "1", "--eval-every", "1", "--batch-size", "2", "--seq-len", "16",
+            "--events", events.kind, *["--instruments"] * events.instruments, "-q",
+            "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "latest" / "checkpoint.json").is_file()
+    missing = CliRunner().invoke(main, [*args[:4], "--init-from", "no-such-model"])
+    assert missing.exit_code == 2 and "models shipped by name" in missing.output
