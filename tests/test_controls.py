@@ -256,7 +256,8 @@ def test_plan_segments_build_on_each_other():
     assert make_plan(spec, {}) is None  # nothing asked: the model runs as without controls
     with pytest.raises(ControlError, match="plan entry 2: 'from' 1 comes before 5"):
         make_plan(spec, None, [{"from": 5, "density": 1}, {"from": 1, "density": 2}])
-    with pytest.raises(ControlError, match="not trained with the tempo control"):
+    takes = r"density, key \(or pitch-classes\), style \(bach, folk\)"
+    with pytest.raises(ControlError, match=rf"does not take tempo \(it takes {takes}\)"):
         make_plan(spec, {"tempo": 90})
     with pytest.raises(ControlError, match="key or pitch classes, not both"):
         make_plan(spec, {"key": "C", "pitch_classes": "1,0,0,0,0,0,0,0,0,0,0,0"})
@@ -365,7 +366,7 @@ def test_cli_control_errors(steered, tmp_path):
     r = run(main, ["generate", "--checkpoint", str(SHIPPED), "--density", "3", "-q",
                    "--out", str(tmp_path)])
     assert r.exit_code == 1
-    assert "not trained with the density control (it takes no controls)" in r.output
+    assert "does not take density (it takes no controls)" in r.output
     bad = tmp_path / "bad.json"
     bad.write_text('[{"from": 0, "density": 2}, {"from": -1}]')
     r = run(main, ["generate", "--checkpoint", str(steered), "--controls", str(bad), "-q",

@@ -254,10 +254,13 @@ def test_internal_error_is_one_generic_line(client, monkeypatch, caplog):
 
 
 def test_second_checkpoint_served_under_its_own_id():
-    app = create_app([BACH.parents[1] / "checkpoints" / "default"])
+    from composer.model.checkpoint import shipped_names
+
+    shipped = sorted(shipped_names(), key=lambda n: n != "default")
+    app = create_app([BACH.parents[1] / "checkpoints" / "default", "bach-folk-controls"])
     with TestClient(app) as c:
         ids = [m["id"] for m in c.get("/api/models").json()["models"]]
-        assert ids == ["default", "default-2"]
+        assert ids == [*shipped, "default-2"]  # every shipped model once, by name
         r = c.post("/api/generate", json={**SHORT, "model": "default-2"})
         assert r.status_code == 200 and r.json()["results"][0]["notes"] > 0
 

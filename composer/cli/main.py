@@ -20,6 +20,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.models import list_models, models
 from composer.cli.options import (
     control_flags,
     corpus_config,
@@ -170,8 +171,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Continue OUT/latest where it stopped.")
 @click.option("--force", is_flag=True, callback=not_with("resume"),
               help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path),
-              help="Fine-tune from this checkpoint's weights.")
+@click.option("--init-from", type=click.Path(path_type=Path), callback=check_checkpoint,
+              help="Fine-tune from this checkpoint's weights (a folder, or a shipped "
+                   "model's name).")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
@@ -360,13 +362,19 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint)
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path),
+                callback=check_checkpoint)
 @click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
-def info(checkpoint: Path, as_json: bool) -> None:
+def info(checkpoint: Path | None, as_json: bool) -> None:
     """Show a checkpoint's model, vocabulary, training, data (CHECKPOINT: a checkpoint or
-    training folder, or a shipped model's name)."""
+    training folder, or a shipped model's name). Without CHECKPOINT: the models there are
+    and what each takes, as `composer models` lists them."""
     import json
+
+    if checkpoint is None:
+        list_models(as_json=as_json)
+        return
 
     from composer.cli.report import checkpoint_summary
     from composer.model.checkpoint import find_checkpoint, read_info, resolve_checkpoint_path
@@ -426,6 +434,7 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 
 main.add_command(evaluate)
 main.add_command(serve)
+main.add_command(models)
 
 if __name__ == "__main__":
     main()

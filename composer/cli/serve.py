@@ -21,7 +21,8 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
 @click.command()
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(path_type=Path),
               callback=check_checkpoints,
-              help="Also serve this model (repeatable); the shipped model is always offered.")
+              help="Also serve this model (a folder; repeatable); every shipped model is "
+                   "always offered, by name.")
 @click.option("--host", default=default(ServeConfig, "host"), show_default=True,
               help="Address to listen on; anything but loopback lets other machines in.")
 @click.option("--port", type=click.IntRange(0, 65535), default=default(ServeConfig, "port"),

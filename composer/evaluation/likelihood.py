@@ -58,8 +58,11 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
 
     def open_source(source: Any, what: str) -> Corpus:
         if source is None and trained_on is None:
-            raise MetricsError(f"the corpus {checkpoint} was trained on is not here "
-                               f"({missing_corpus(ckpt.data)}); give the {what}")
+            several = isinstance(ckpt.data.get("sources"), dict)
+            raise MetricsError(
+                f"the corpus {checkpoint} was trained on is not here ({missing_corpus(ckpt.data)})"
+                f"; give the {what}: pass --corpus DIR --train-corpus DIR, DIR the MIDI folder"
+                + (" holding those folders as its style subfolders" if several else ""))
         source = trained_on if source is None else source
         tick = progress and (lambda done, total: progress("ingest", done, total))
         found = open_or_prepare(source, settings, progress=tick)

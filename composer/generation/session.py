@@ -34,7 +34,7 @@ from composer.generation.config import SampleConfig
 from composer.generation.loop import Generation
 from composer.generation.output import Output, compose
 from composer.generation.seeds import read_seed, restrict_seed
-from composer.midi.instruments import Ensemble
+from composer.midi.instruments import Ensemble, program_name
 from composer.midi.render import RenderResult, plot_piano_roll, render
 from composer.model.checkpoint import (
     Checkpoint,
@@ -119,7 +119,7 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
         tokens, clock, seeded = seed.tokens, seed.clock, None
     else:  # a MIDI file is loaded once for its tokens, clock and instruments
         tokens, clock, seeded = read_seed(seed, events, seed_seconds, seed_style)
-    ensemble = choose_instruments(events, instruments, seeded, notify)
+    ensemble = choose_instruments(events, instruments, seeded, notify, ckpt.data)
     if ensemble is not None:
         config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
         tokens = restrict_seed(tokens, events, ensemble.programs)
@@ -156,21 +156,31 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
 
 
 def choose_instruments(events: Events, given: Ensemble | None, seeded: Ensemble | None,
-                       notify: Notify = quiet) -> Ensemble | None:
+                       notify: Notify = quiet, data: dict[str, Any] | None = None
+                       ) -> Ensemble | None:
     """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else
     ``seeded``, the instruments of a MIDI seed (:func:`~composer.generation.seeds.read_seed`), else
-    None
-    (any). ComposerError for ``given`` with a model without instruments, or with no pitched
-    instrument."""
+    None (any). ComposerError naming what the model takes for ``given`` with a model without
+    instruments, with no pitched instrument, or with one outside the programs (or drums)
+    its training corpus held, when ``data`` (the checkpoint's) records them."""
     if not events.instruments:
         if given is not None:
             raise ComposerError("this model was trained without instruments (prepare/train "
-                                "--instruments), so --instruments cannot choose them; use "
-                                "--program for the output's instrument")
+                                "--instruments), so --instruments cannot choose them; it "
+                                "plays one part (--program sets the output's instrument)")
         return None
     if given is not None and not given.programs:
         raise ComposerError("--instruments needs at least one pitched instrument (drums "
                             "alone are not supported)")
+    known, drums = (data or {}).get("programs"), (data or {}).get("drums")
+    if given is not None and isinstance(known, list) and known:
+        takes = Ensemble(tuple(sorted(known)), drums is not False).describe()
+        outside = [program_name(p) for p in given.programs if p not in known]
+        if given.drums and drums is False:
+            outside.append("Drums")
+        if outside:
+            raise ComposerError(f"this model never learnt {', '.join(outside)} (it takes "
+                                f"{takes})")
     chosen = given or seeded
     if chosen is not None:
         notify(f"instruments: {chosen.describe()}" + ("" if given else " (from the seed)"))

@@ -5,8 +5,12 @@ A Starlette app (:func:`create_app`, run by uvicorn in :func:`serve`) over a
 
 - ``GET /``, ``GET /static/{app.js,style.css}``: the page (package data in ``composer/serve/web``;
   nothing is loaded from elsewhere, and the Content-Security-Policy says so).
-- ``GET /api/models``: the models served (the shipped one and each ``--checkpoint``), with
-  the ``controls`` each declares (empty for today's models) and the request limits.
+- ``GET /api/models``: the models served (every shipped one and each ``--checkpoint``), with
+  the ``controls`` each declares (density, key, style, tempo, instruments: empty for a
+  model trained without), what each ``takes`` (vocabulary, styles, instruments, size) and
+  the request limits. A request may add a ``plan``: segments over time
+  (:mod:`composer.controls.plan`); a control, value or instrument its model does not take
+  is answered 400 with one line naming what it takes.
 - ``GET /api/openings``: the bundled openings a seed may start from.
 - ``POST /api/generate``: a JSON request (:func:`composer.serve.api.check_request`), or a
   multipart form with the JSON in field ``request`` and a MIDI file in field ``midi``;
@@ -150,6 +154,7 @@ async def read_request(request: Request, service: Service
     else:
         raise ApiError("send application/json or multipart/form-data", 415)
     req = check_request(fields, service.config, service.models, service.controls())
+    service.check(req)  # a value or an instrument the model does not take: 400 now
     if upload is not None and req.seed != "upload":
         raise ApiError("a MIDI file was sent but seed is not 'upload'")
     return req, upload
@@ -219,7 +224,9 @@ async def models(_request: Request, service: Service) -> Response:
     c = service.config
     return JSONResponse({
         "models": [{"id": mid, "name": name, "vocabulary": m.events.kind,
-                    "controls": controls[mid]} for mid, (name, m) in service.models.items()],
+                    "controls": controls[mid], "takes": {  # no server path (the corpus)
+                        k: v for k, v in service.takes(mid).items() if k != "corpus"}}
+                   for mid, (name, m) in service.models.items()],
         "limits": {"seconds": c.max_seconds, "num": c.max_num, "upload_bytes": c.upload_bytes,
                    "temperature": bounds.TEMPERATURE.hi}}, headers=HEADERS)
 
