@@ -40,6 +40,7 @@ from composer.cli.report import (
     echo_outputs,
     engine_words,
     errors_as_messages,
+    force_option,
     not_with,
     note,
     prepared_line,
@@ -283,7 +284,7 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               show_default=True)
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
               help="CPU threads (more are often slower at small batches).")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@force_option
 @click.option("--render", "render_audio", is_flag=True,
               help="Also render each file to .wav (FluidSynth, else sine waves).")
 @click.option("--plot", "plot_roll", is_flag=True, help="Also draw each file's piano roll (.png).")
@@ -387,17 +388,25 @@ def info(checkpoint: Path, as_json: bool) -> None:
 @click.option("--soundfont", type=click.Path(dir_okay=False, path_type=Path),
               help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
                    "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
-                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ...].")
+                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ..., else the one "
+                   "pretty_midi ships].")
+@click.option("--max-length", type=bounded(bounds.RENDER_SECONDS),
+              default=default("composer.midi.render:RenderConfig", "seconds"), show_default=True,
+              help="Seconds of audio at most: a longer piece renders its first part.")
+@force_option
 @errors_as_messages
-def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
+def render(midi_file: Path, out: Path | None, soundfont: Path | None, max_length: float,
+           force: bool) -> None:
     """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
 
     Without FluidSynth or a soundfont (apt-get install fluidsynth fluid-soundfont-gm), or if
     FluidSynth fails, a one-line note says so and simple sine waves are rendered instead.
     """
+    from composer.midi.render import RenderConfig
     from composer.midi.render import render as render_file
 
-    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont)
+    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont,
+                         RenderConfig(seconds=max_length), force=force)
     if result.notice:
         click.echo(f"Note: {result.notice}", err=True)
     how = f"FluidSynth, {result.soundfont}" if result.soundfont else "sine waves"
@@ -412,13 +421,15 @@ def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
 @click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Shade the first S seconds as the seed the rest continues.")
 @click.option("--title", help="Title [default: the file name].")
+@force_option
 @errors_as_messages
 def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
-         title: str | None) -> None:
+         title: str | None, force: bool) -> None:
     """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
     from composer.midi.render import plot_piano_roll
 
-    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title)
+    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title,
+                           force)
     click.echo(f"Wrote {path}")
 
 
