@@ -291,7 +291,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("--copy-warn", type=click.FloatRange(min=0),
               default=default(CopyConfig, "warn_seconds"), show_default=True,
               help="Warn when an output repeats this many seconds of the training corpus "
-                   "(0: no check; needs the corpus or its MIDI folder).")
+                   "(0: no check). It needs that corpus or its MIDI folder: without them "
+                   "the check is skipped, said only when --copy-warn is given.")
 @generate_controls
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
@@ -352,8 +353,8 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
                 note(r.notice)
         if done.plots:
             click.echo(done.plots[i])
-    if done.copy_check:
-        note(done.copy_check)
+    if done.copy_check and ctx.get_parameter_source("copy_warn").name != "DEFAULT":
+        note(done.copy_check)  # asked for: say why it did not run
     for o, warning in done.copies:
         click.echo(f"Warning: {o.path.name} {warning}", err=True)
 
