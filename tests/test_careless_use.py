@@ -136,6 +136,16 @@ def test_an_existing_output_is_replaced_only_with_force(tmp_path, command, suffi
     assert out.read_bytes() != b"keep me"
 
 
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_a_folder_written_is_never_the_folder_read(tmp_path, command):
+    music = tmp_path / "music"
+    write_tune(music / "a.mid", [60, 62, 64])
+    (tmp_path / "same").symlink_to("music")
+    r = run(command, music, "--out", tmp_path / "same")  # before: the cache went in there
+    assert r.exit_code == 1 and "is the input" in r.output, r.output
+    assert sorted(p.name for p in music.iterdir()) == ["a.mid"]
+
+
 def test_evaluate_refuses_an_existing_json_before_any_work(tmp_path):
     write_tune(tmp_path / "music" / "a.mid", [60, 62, 64])
     out = tmp_path / "result.json"

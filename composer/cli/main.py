@@ -1,7 +1,8 @@
 """Command line: parses arguments, calls one library function per command, prints.
 
 Option defaults are read from the config dataclasses (:func:`composer.cli.report.default`);
-``composer evaluate`` lives in :mod:`composer.cli.evaluate`, the instrument options in
+``composer evaluate`` lives in :mod:`composer.cli.evaluate`, ``render`` and ``plot`` in
+:mod:`composer.cli.media`, the instrument options in
 :mod:`composer.cli.options`, the terminal helpers and tables in :mod:`composer.cli.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
@@ -20,6 +21,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.media import plot, render
 from composer.cli.options import (
     control_flags,
     corpus_config,
@@ -49,6 +51,7 @@ from composer.cli.report import (
 )
 from composer.cli.serve import serve
 from composer.core import bounds
+from composer.core.files import check_output
 from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
 from composer.midi.io import LoadConfig
@@ -104,6 +107,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
     from composer.corpus.prepare import prepare as run_prepare
     from composer.midi.io import LoadConfig
 
+    if cache_dir is not None:  # the cache is never the MIDI folder itself
+        check_output(cache_dir, [midi_dir], force=True)
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = corpus_config(instruments, load=load, valid_fraction=valid_fraction,
@@ -192,6 +197,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     from composer.training.data import AugmentConfig
     from composer.training.recipe import train_model
 
+    if out is not None:  # the run's folder is never the MIDI folder (or corpus) itself
+        check_output(out, [midi_dir], force=True)
     given = [f"--{n}" for n, v in (("minutes", minutes), ("steps", steps), ("epochs", epochs))
              if v is not None]
     if len(given) > 1:
@@ -382,59 +389,9 @@ def info(checkpoint: Path, as_json: bool) -> None:
     click.echo(checkpoint_summary(meta, resumable))
 
 
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="WAV file to write [default: MIDI_FILE with .wav].")
-@click.option("--soundfont", type=click.Path(dir_okay=False, path_type=Path),
-              help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
-                   "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
-                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ..., else the one "
-                   "pretty_midi ships].")
-@click.option("--max-length", type=bounded(bounds.RENDER_SECONDS),
-              default=default("composer.midi.render:RenderConfig", "seconds"), show_default=True,
-              help="Seconds of audio at most: a longer piece renders its first part.")
-@force_option
-@errors_as_messages
-def render(midi_file: Path, out: Path | None, soundfont: Path | None, max_length: float,
-           force: bool) -> None:
-    """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
-
-    Without FluidSynth or a soundfont (apt-get install fluidsynth fluid-soundfont-gm), or if
-    FluidSynth fails, a one-line note says so and simple sine waves are rendered instead.
-    """
-    from composer.midi.render import RenderConfig
-    from composer.midi.render import render as render_file
-
-    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont,
-                         RenderConfig(seconds=max_length), force=force)
-    if result.notice:
-        click.echo(f"Note: {result.notice}", err=True)
-    how = f"FluidSynth, {result.soundfont}" if result.soundfont else "sine waves"
-    click.echo(f"Wrote {result.wav_path} ({result.seconds:.1f} s of audio, {how}) in "
-               f"{result.elapsed:.1f} s")
-
-
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG file to write [default: MIDI_FILE with .png].")
-@click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Shade the first S seconds as the seed the rest continues.")
-@click.option("--title", help="Title [default: the file name].")
-@force_option
-@errors_as_messages
-def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
-         title: str | None, force: bool) -> None:
-    """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
-    from composer.midi.render import plot_piano_roll
-
-    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title,
-                           force)
-    click.echo(f"Wrote {path}")
-
-
 main.add_command(evaluate)
+main.add_command(render)
+main.add_command(plot)
 main.add_command(serve)
 
 if __name__ == "__main__":
