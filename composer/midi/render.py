@@ -66,8 +66,7 @@ SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf2/TimGM6mb.sf2",  # Debian/Ubuntu: timgm6mb-soundfont
     "/usr/share/sounds/sf3/default-GM.sf3",  # Debian/Ubuntu: compressed GM soundfonts
 )
-INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"  # pretty_midi's is used if
-#                                                                 no soundfont is installed
+INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
 SILENT = "the piece has no notes: the audio is silence"  # RenderResult.notice of one
 WATCH_SECONDS = 0.05  # how often FluidSynth's output size is checked while it runs
 SILENCE_RMS = 1e-4  # audio quieter than this (of full scale) counts as silent
