@@ -78,6 +78,10 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
     assert r.output == "Error: drawing needs matplotlib: pip install 'composer[plot]'\n"
     with pytest.raises(RenderError, match=r"composer\[plot\]"):
         render_mod.plot_piano_roll(midi, tmp_path / "y.png")
+    r = CliRunner().invoke(main, ["generate", "--length", "1", "--plot", "--out",
+                                  str(tmp_path / "out")])
+    assert r.exit_code == 1 and "composer[plot]" in r.output
+    assert not (tmp_path / "out").exists()  # said before any work, nothing written
 
 
 def test_pretty_midis_soundfont_when_the_system_has_none(monkeypatch):

@@ -18,7 +18,7 @@ from composer.evaluation.copycheck import (
     copy_warning,
 )
 from composer.evaluation.musicstats import MusicConfig, compare_sets
-from composer.midi.render import plot_distributions
+from composer.midi.render import matplotlib_part, plot_distributions
 from composer.tokens.beats import clock_of
 
 # -------------------------------------------------------------------------------- judge
@@ -46,8 +46,9 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
     densities) and/or the copy check against the train split of ``corpus`` (a prepared
     corpus or a MIDI folder, prepared first), ignoring each file's first ``seed_seconds``.
     An existing ``figure`` is replaced only with ``force`` (checked before any work)."""
-    if figure:
+    if figure:  # refused before the work: an existing file, a missing matplotlib
         check_output(figure, (), force)
+        matplotlib_part("matplotlib.figure")
     def pieces_of(folder: str | os.PathLike) -> tuple[list[str], list]:
         names, pieces, skipped = load_folder(folder)
         for name, reason in skipped:

@@ -35,7 +35,7 @@ from composer.generation.loop import Generation
 from composer.generation.output import Output, compose
 from composer.generation.seeds import read_seed, restrict_seed, seed_file
 from composer.midi.instruments import Ensemble
-from composer.midi.render import RenderResult, plot_piano_roll, render
+from composer.midi.render import RenderResult, matplotlib_part, plot_piano_roll, render
 from composer.model.checkpoint import (
     Checkpoint,
     find_checkpoint,
@@ -128,6 +128,8 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
     clock = clock or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
         clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
+    if plot_roll:  # a missing extra is said before the work, not after it
+        matplotlib_part("matplotlib.figure")
     # Each name is claimed with its .wav/.png free, so those are this run's to write.
     companions = (".wav",) * render_audio + (".png",) * plot_roll
     given = seed_file(seed) if isinstance(seed, str) else None
