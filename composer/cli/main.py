@@ -1,7 +1,8 @@
 """Command line: parses arguments, calls one library function per command, prints.
 
 Option defaults are read from the config dataclasses (:func:`composer.cli.report.default`);
-``composer evaluate`` lives in :mod:`composer.cli.evaluate`, the instrument options in
+``composer evaluate`` lives in :mod:`composer.cli.evaluate`, ``render`` and ``plot`` in
+:mod:`composer.cli.media`, the instrument options in
 :mod:`composer.cli.options`, the terminal helpers and tables in :mod:`composer.cli.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
@@ -20,6 +21,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.media import plot, render
 from composer.cli.models import list_models, models
 from composer.cli.options import (
     control_flags,
@@ -41,6 +43,7 @@ from composer.cli.report import (
     echo_outputs,
     engine_words,
     errors_as_messages,
+    force_option,
     not_with,
     note,
     prepared_line,
@@ -49,6 +52,7 @@ from composer.cli.report import (
 )
 from composer.cli.serve import serve
 from composer.core import bounds
+from composer.core.files import check_output
 from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
 from composer.generation.config import SampleConfig
@@ -106,6 +110,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
     from composer.corpus.prepare import prepare as run_prepare
     from composer.midi.io import LoadConfig
 
+    if cache_dir is not None:  # the cache is never the MIDI folder itself
+        check_output(cache_dir, [midi_dir], force=True)
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = corpus_config(instruments, load=load, valid_fraction=valid_fraction,
@@ -195,6 +201,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     from composer.training.data import AugmentConfig
     from composer.training.recipe import train_model
 
+    if out is not None:  # the run's folder is never the MIDI folder (or corpus) itself
+        check_output(out, [midi_dir], force=True)
     given = [f"--{n}" for n, v in (("minutes", minutes), ("steps", steps), ("epochs", epochs))
              if v is not None]
     if len(given) > 1:
@@ -287,14 +295,15 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               show_default=True)
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
               help="CPU threads (more are often slower at small batches).")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@force_option
 @click.option("--render", "render_audio", is_flag=True,
               help="Also render each file to .wav (FluidSynth, else sine waves).")
 @click.option("--plot", "plot_roll", is_flag=True, help="Also draw each file's piano roll (.png).")
 @click.option("--copy-warn", type=click.FloatRange(min=0),
               default=default(CopyConfig, "warn_seconds"), show_default=True,
               help="Warn when an output repeats this many seconds of the training corpus "
-                   "(0: no check; needs the corpus or its MIDI folder).")
+                   "(0: no check). It needs that corpus or its MIDI folder: without them "
+                   "the check is skipped, said only when --copy-warn is given.")
 @generate_controls
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
@@ -355,8 +364,8 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
                 note(r.notice)
         if done.plots:
             click.echo(done.plots[i])
-    if done.copy_check:
-        note(done.copy_check)
+    if done.copy_check and ctx.get_parameter_source("copy_warn").name != "DEFAULT":
+        note(done.copy_check)  # asked for: say why it did not run
     for o, warning in done.copies:
         click.echo(f"Warning: {o.path.name} {warning}", err=True)
 
@@ -390,49 +399,9 @@ def info(checkpoint: Path | None, as_json: bool) -> None:
     click.echo(checkpoint_summary(meta, resumable))
 
 
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="WAV file to write [default: MIDI_FILE with .wav].")
-@click.option("--soundfont", type=click.Path(dir_okay=False, path_type=Path),
-              help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
-                   "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
-                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ...].")
-@errors_as_messages
-def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
-    """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
-
-    Without FluidSynth or a soundfont (apt-get install fluidsynth fluid-soundfont-gm), or if
-    FluidSynth fails, a one-line note says so and simple sine waves are rendered instead.
-    """
-    from composer.midi.render import render as render_file
-
-    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont)
-    if result.notice:
-        click.echo(f"Note: {result.notice}", err=True)
-    how = f"FluidSynth, {result.soundfont}" if result.soundfont else "sine waves"
-    click.echo(f"Wrote {result.wav_path} ({result.seconds:.1f} s of audio, {how}) in "
-               f"{result.elapsed:.1f} s")
-
-
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG file to write [default: MIDI_FILE with .png].")
-@click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Shade the first S seconds as the seed the rest continues.")
-@click.option("--title", help="Title [default: the file name].")
-@errors_as_messages
-def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
-         title: str | None) -> None:
-    """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
-    from composer.midi.render import plot_piano_roll
-
-    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title)
-    click.echo(f"Wrote {path}")
-
-
 main.add_command(evaluate)
+main.add_command(render)
+main.add_command(plot)
 main.add_command(serve)
 main.add_command(models)
 

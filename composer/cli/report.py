@@ -27,7 +27,7 @@ import click
 import numpy as np
 
 from composer.core.bounds import Bound
-from composer.core.files import atomic_write_text
+from composer.core.files import atomic_write_text, check_output
 from composer.core.messages import ComposerError
 
 
@@ -221,6 +221,10 @@ def bounded(bound: Bound) -> click.ParamType:
     return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
+force_option = click.option(  # every command that writes files: the one rule (check_output)
+    "--force", is_flag=True, help="Replace existing output files (never the input).")
+
+
 def not_with(other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A flag's callback: a usage error when it is given together with the flag ``other``
     (whichever of the two click reads second says so)."""
@@ -329,9 +333,9 @@ def copy_table(names: Sequence[str], matches: Sequence[Any], warnings: Sequence[
     return "\n".join(lines)
 
 
-def save_json(result: Any, path: str | os.PathLike) -> Path:
+def save_json(result: Any, path: str | os.PathLike, force: bool = False) -> Path:
     """Write a result (dicts, lists, numbers, dataclasses' ``__dict__``) as JSON; NaN and
-    infinities become null."""
+    infinities become null. An existing ``path`` is replaced only with ``force``."""
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
             return {str(k): clean(v) for k, v in x.items()}
@@ -343,4 +347,5 @@ def save_json(result: Any, path: str | os.PathLike) -> Path:
             return float(x) if math.isfinite(x) else None
         return x.item() if isinstance(x, np.generic) else x
 
-    return atomic_write_text(path, json.dumps(clean(result), indent=1) + "\n")
+    check_output(path, (), force)
+    return atomic_write_text(path, json.dumps(clean(result), indent=1) + "\n", replace=force)

@@ -25,6 +25,10 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
                    "always offered, by name.")
 @click.option("--host", default=default(ServeConfig, "host"), show_default=True,
               help="Address to listen on; anything but loopback lets other machines in.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests naming this Host (repeatable), e.g. a name this "
+                   "machine has on the network; others than its own names and addresses "
+                   "are refused (421), against DNS rebinding.")
 @click.option("--port", type=click.IntRange(0, 65535), default=default(ServeConfig, "port"),
               show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(1, max(available_cpus(), 2)),
@@ -32,7 +36,8 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
               show_default=True,
               help="Generations at once (each on one CPU thread); others queue.")
 @errors_as_messages
-def serve(checkpoints: tuple[Path, ...], host: str, port: int, workers: int) -> None:
+def serve(checkpoints: tuple[Path, ...], host: str, allow_hosts: tuple[str, ...], port: int,
+          workers: int) -> None:
     """Serve a page to seed, generate, see and hear music in a web browser.
 
     One page and a small JSON API on http://HOST:PORT/: choose a model and a seed (pitches,
@@ -41,4 +46,5 @@ def serve(checkpoints: tuple[Path, ...], host: str, port: int, workers: int) -> 
     """
     from composer.serve.app import serve as run
 
-    run(checkpoints, ServeConfig(host=host, port=port, workers=workers), echo=click.echo)
+    run(checkpoints, ServeConfig(host=host, port=port, workers=workers,
+                                 allow_hosts=allow_hosts), echo=click.echo)

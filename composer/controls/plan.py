@@ -40,7 +40,6 @@ from composer.controls.features import (
 )
 from composer.core import bounds
 from composer.core.files import read_regular
-from composer.core.messages import is_number
 
 KEY = "key"
 REQUESTS = (DENSITY, KEY, PITCH_CLASSES, STYLE, TEMPO)  # what a segment may set
@@ -92,9 +91,7 @@ def key_profile(text: str) -> np.ndarray:
 
 
 def _weight(value: Any) -> float:
-    if not (is_number(value) and np.isfinite(value) and value >= 0):
-        raise ControlError(f"each pitch-class weight must be a number >= 0, got {value!r}")
-    return float(value)
+    return bounds.PITCH_WEIGHT.check(value, ControlError)
 
 
 def pitch_classes(values: Sequence[Any] | str) -> np.ndarray:
@@ -107,6 +104,8 @@ def pitch_classes(values: Sequence[Any] | str) -> np.ndarray:
     if not isinstance(values, (list, tuple)) or len(values) != 12:
         raise ControlError(f"pitch classes must be 12 numbers (C first), got {values!r}")
     out = np.array([_weight(v) for v in values])
+    if not np.isfinite(out.sum()):  # cannot happen within PITCH_WEIGHT; never passed on
+        raise ControlError("pitch-class weights must have a finite sum")
     if out.sum() <= 0:
         raise ControlError("pitch classes must not all be 0")
     return out / out.sum()

@@ -33,9 +33,9 @@ from composer.evaluation.copycheck import (
 from composer.generation.config import SampleConfig
 from composer.generation.loop import Generation
 from composer.generation.output import Output, compose
-from composer.generation.seeds import read_seed, restrict_seed
+from composer.generation.seeds import read_seed, restrict_seed, seed_file
 from composer.midi.instruments import Ensemble, program_name
-from composer.midi.render import RenderResult, plot_piano_roll, render
+from composer.midi.render import RenderResult, matplotlib_part, plot_piano_roll, render
 from composer.model.checkpoint import (
     Checkpoint,
     find_checkpoint,
@@ -128,16 +128,23 @@ def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
     clock = clock or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
     if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
         clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
+    if plot_roll:  # a missing extra is said before the work, not after it
+        matplotlib_part("matplotlib.figure")
+    # Each name is claimed with its .wav/.png free, so those are this run's to write.
+    companions = (".wav",) * render_audio + (".png",) * plot_roll
+    given = seed_file(seed) if isinstance(seed, str) else None
     outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
-                           clock=clock, guards=model.guards, controls=steer, **compose_args)
+                           clock=clock, guards=model.guards, controls=steer,
+                           companions=companions, inputs=[given] if given else [],
+                           **compose_args)
     done = Composed(outputs, gen)
     for o in outputs:
         if render_audio:
-            done.renders.append(render(o.path, o.path.with_suffix(".wav")))
+            done.renders.append(render(o.path, o.path.with_suffix(".wav"), force=True))
         if plot_roll:
             shade = o.seed_seconds if compose_args.get("include_seed", True) else 0
             done.plots.append(plot_piano_roll(o.path, o.path.with_suffix(".png"),
-                                              shade or None))
+                                              shade or None, force=True))
     if copy_warn > 0:
         copy = CopyConfig(warn_seconds=copy_warn)
         try:

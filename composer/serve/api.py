@@ -57,6 +57,7 @@ class ServeConfig(Config):
     _name = "serve settings"
 
     host: str = "127.0.0.1"  # loopback only; another host is said out loud
+    allow_hosts: tuple[str, ...] = ()  # Host names answered besides this machine's own
     port: int = 8000
     workers: int = 2  # generations at once, each on one CPU thread
     queue: int = 32  # requests waiting for a worker; one more gets 503 at once
