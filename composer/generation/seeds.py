@@ -39,8 +39,8 @@ from composer.midi.io import (
 from composer.midi.io import parse_pitch as midi_pitch
 from composer.midi.timing import BEAT_DTYPE, seconds_to_beats
 from composer.tokens.beats import Clock, beats_of, clock_of, shift_slots
-from composer.tokens.performance import DEFAULT_CONFIG, EventConfig, VocabularyError
-from composer.tokens.vocab import Events, vocabulary_of
+from composer.tokens.performance import DEFAULT_CONFIG, EventConfig
+from composer.tokens.vocab import Events, VocabularyError, vocabulary_of
 
 SEED_VELOCITY = 80  # velocity of pitch-list seeds
 CHORD_SECONDS, ARPEGGIO_SECONDS = 0.5, 0.25
