@@ -105,12 +105,6 @@ def _order(columns: Sequence[np.ndarray]) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-def _put(tokens: np.ndarray, at: np.ndarray, mask: np.ndarray, ids: Any) -> None:
-    """tokens[at[mask]] = ids(values of mask), when mask selects any event."""
-    if mask.any():
-        tokens[at[mask]] = ids(mask)
-
-
 @dataclass(frozen=True, init=False)
 class Events:
     """One event vocabulary: a kind (a subclass) and its config. ``Events(kind, config)``
@@ -283,17 +277,21 @@ class Events:
         new_bin = changes_among(what != END, vbin, group) & bool(self.vocab.ranges[VELOCITY])
         own = 1 + starts * bool(self.length_kind)  # the event's own tokens
         tokens, at, count = self._time_tokens(gap, own + new_prog + new_bin)
-        ids = self.vocab.ids
-        _put(tokens, at, new_prog, lambda m: ids(PROGRAM, prog[m]))
-        at = at + new_prog
-        _put(tokens, at, new_bin, lambda m: ids(VELOCITY, vbin[m]))
-        at = at + new_bin
+        for mask, kind, values in ((new_prog, PROGRAM, prog), (new_bin, VELOCITY, vbin)):
+            self._put(tokens, at, mask, kind, values)
+            at = at + mask
         for w, kind in ((END, self.end_kind), (START, self.start_kind), (HIT, DRUM)):
-            _put(tokens, at, what == w, lambda m, k=kind: ids(k, np.clip(pitch[m], 0, 127)))
+            self._put(tokens, at, what == w, kind, np.clip(pitch, 0, 127))
         if self.length_kind:
-            _put(tokens, at + 1, starts, lambda m: ids(self.length_kind, length[m]))
+            self._put(tokens, at + 1, starts, self.length_kind, length)
         per_piece = np.bincount(group, weights=count, minlength=len(pieces)).astype(np.int64)
         return np.split(tokens, np.cumsum(per_piece)[:-1])
+
+    def _put(self, tokens: np.ndarray, at: np.ndarray, mask: np.ndarray, kind: Any,
+             values: np.ndarray) -> None:
+        """``tokens[at[mask]]`` = the ids of ``kind`` of ``values[mask]``."""
+        if mask.any():
+            tokens[at[mask]] = self.vocab.ids(kind, values[mask])
 
     def quantise(self, piece: NoteInput) -> Piece:
         """What encoding keeps of a piece: ``decode(encode(piece))`` (the beat vocabulary
