@@ -300,7 +300,7 @@ class Performance(Events):
     most ``max_hanging_seconds`` (and ``max_note_seconds``) and at least one step after its
     start; every note is clipped to ``max_note_seconds``. The piece has no beats."""
 
-    kind = PERFORMANCE
+    kind, saves_kind = PERFORMANCE, False  # dicts without "kind" are performance events
     config_type = EventConfig
     vocabulary_type = Vocabulary
     time_kind, start_kind, end_kind = TIME_SHIFT, NOTE_ON, NOTE_OFF

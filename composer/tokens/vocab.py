@@ -119,6 +119,7 @@ class Events:
     start_kind: ClassVar[str]  # the kind that starts a note (pitch order)
     end_kind: ClassVar[str | None] = None  # the kind that ends one, if any (pitch order)
     length_kind: ClassVar[str | None] = None  # the kind right after a start giving its length
+    saves_kind: ClassVar[bool] = True  # to_dict names the kind (performance: no, as of old)
     _kinds: ClassVar[dict[str, type[Events]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -154,9 +155,9 @@ class Events:
         return sub(sub.config_type.from_dict(d))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config's dict, with ``kind`` for the beat vocabulary only."""
+        """The config's dict, with ``kind`` unless the kind predates it (performance)."""
         d = self.config.to_dict()
-        return d if self.kind == PERFORMANCE else {"kind": self.kind, **d}
+        return {"kind": self.kind, **d} if self.saves_kind else d
 
     @property
     def is_notes(self) -> bool:
