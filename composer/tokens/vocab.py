@@ -101,7 +101,8 @@ def _order(columns: Sequence[np.ndarray]) -> np.ndarray:
     _require(sum(bits) <= 62, "notes lie too far apart in time to encode")
     key = np.zeros(len(columns[0]), np.int64)
     for column, b in zip(columns, bits, strict=True):
-        key = (key << b) | column
+        if b:  # a column of zeros (no programs, no lengths) orders nothing
+            key = (key << b) | column
     return np.argsort(key, kind="stable")
 
 
@@ -252,7 +253,8 @@ class Events:
 
     def encode_many(self, pieces: Sequence[NoteInput]) -> list[np.ndarray]:
         """Token ids (uint16) of each piece, in one vectorised pass over all their events,
-        ordered by (step, note ends first, program, pitch, length, velocity bin)."""
+        ordered by (step, note ends first, program (drum hits last), pitch, length, velocity
+        bin)."""
         if not pieces:
             return []
         (pitch, vbin, start, last), (prog, pgroup), (key, dbin, dstart, dgroup) = \
@@ -269,7 +271,7 @@ class Events:
             (vbin[:e], vbin, dbin))  # velocity bin
         group, step, what, prog, pitch, length, vbin = (
             np.concatenate(c, dtype=np.int64, casting="unsafe") for c in columns)
-        order = _order([group, step, what != END, prog, pitch, length, vbin])
+        order = _order([group, step, what, prog, pitch, length, vbin])  # drums: program 128
         group, step, what, prog, pitch, length, vbin = (
             a[order] for a in (group, step, what, prog, pitch, length, vbin))
         gap = np.where(changes(group, group), step, np.diff(step, prepend=0))
