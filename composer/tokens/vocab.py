@@ -12,10 +12,12 @@ kinds, each of which overrides a few hooks (as MidiTok's tokenizer base does).
 events sorted, time tokens between them, PROGRAM and VELOCITY tokens where they change, the
 note's own tokens), decoding (time, velocity and program state per token, then the notes),
 quantising, start tokens and the saved dict. A kind sets its token kinds (``time_kind``,
-``start_kind``, ``end_kind`` or ``length_kind``) and overrides the hooks: ``_steps`` (notes
-on its grid), ``_time_tokens`` (gaps as shifts), ``_pitched`` (the notes of decoded
-tokens), ``_quantised`` (the note ends encoding keeps), ``_piece``, ``shift_values``,
-``steps_per_second``, ``default_bin``, ``drum_steps``, ``grid``. Instruments are an option
+``start_kind``, ``end_kind`` or ``length_kind``) and overrides the hooks, most of them one
+line: ``_steps`` (notes on its grid; ``_times``: what else it reads of a piece),
+``_time_tokens`` (gaps as shifts), ``_pitched`` (the notes of decoded tokens: how a note
+ends), ``_quantised`` (the note ends encoding keeps), ``_piece`` (notes in steps to a
+Piece; ``clock_of``), ``shift_values``, ``steps_per_second``, ``default_bin``,
+``drum_steps``, ``grid``. Instruments are an option
 composed in, not a kind: :mod:`composer.tokens.ensemble`'s ``SOLO`` or ``ENSEMBLE`` by
 ``config.instruments``.
 
