@@ -44,7 +44,7 @@ from composer.evaluation.musicstats import compare_sets
 from composer.generation.config import SampleConfig
 from composer.generation.loop import generate
 from composer.model.checkpoint import load_checkpoint
-from composer.tokens.vocab import clock_from
+from composer.tokens.beats import clock_from
 
 PERCENTILES = (10, 30, 50, 70, 90)
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

@@ -37,8 +37,8 @@ from composer.midi.timing import constant_tempo
 from composer.model.lstm import ComposerLSTM
 from composer.model.steppers import Stepper
 from composer.tokens.beats import DEFAULT_CLOCK, Clock
-from composer.tokens.performance import EventConfig, VocabularyError
-from composer.tokens.vocab import Events, vocabulary_of
+from composer.tokens.performance import EventConfig
+from composer.tokens.vocab import Events, VocabularyError, vocabulary_of
 
 # ------------------------------------------------------------------------ outputs
 

@@ -42,8 +42,8 @@ from composer.model.checkpoint import (
     load_checkpoint,
     resolve_checkpoint_path,
 )
-from composer.tokens.beats import Clock
-from composer.tokens.vocab import Events, clock_from, vocabulary_of
+from composer.tokens.beats import Clock, clock_from
+from composer.tokens.vocab import Events, vocabulary_of
 
 # ------------------------------------------------------------------------------- generate
 
