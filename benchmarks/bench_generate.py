@@ -9,7 +9,11 @@ for, and on CUDA when present. Two figures per path:
   Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph.
 
 ``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ratios are
-against it. Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
+against it. ``bare int8`` is the anchor of issue 24: a plain embedding, ``nn.LSTM`` and
+``nn.Linear`` head of the same size, dynamically quantized by
+``torch.ao.quantization.quantize_dynamic`` and stepped one event at a time, with no sampling at
+all; ``x bare`` is a path's step (and whole loop) against it (target: loop >= 0.8 at batch 1
+and 8, one thread). Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
 steps/s on CPU, >= 10,000 steps/s on an H100 (CUDA graph).
 
 Fidelity: KL(int8 || fp32) and KL(fp32 || int8) of the next-event distributions, teacher-
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from composer.generation.config import SampleConfig
 from composer.generation.loop import CHUNK, generate
@@ -79,6 +84,40 @@ def step_rate(model: ComposerLSTM, stepper, batch: int, seconds: float) -> tuple
         return rate(one, seconds)
 
 
+class BareInt8(nn.Module):
+    """The anchor: embedding, ``nn.LSTM`` and head of ``config``'s size, dynamically
+    quantized (int8 LSTM and head), stepped one event at a time; no sampling."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.lstm = nn.LSTM(config.embed_dim, config.hidden, config.layers)
+        self.head = nn.Linear(config.hidden, config.vocab_size)
+
+    def step(self, tok: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """tok (B,) -> logits (B, V), new (h, c)."""
+        out, state = self.lstm(self.embed(tok)[None], state)  # (1, B, H)
+        return self.head(out[0]), state
+
+
+def bare_rate(config: ModelConfig, batch: int, seconds: float) -> float:
+    """Steps per second of :class:`BareInt8` at ``batch``."""
+    from torch.ao.quantization import quantize_dynamic
+
+    torch.manual_seed(0)
+    bare = quantize_dynamic(BareInt8(config).eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    tok = torch.zeros(batch, dtype=torch.long)
+    zero = torch.zeros(config.layers, batch, config.hidden)
+    state = [(zero, zero.clone())]
+
+    def one() -> None:
+        _, state[0] = bare.step(tok, state[0])
+
+    with torch.inference_mode():
+        return rate(one, seconds)[0]
+
+
 def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
                   seconds: float) -> float:
     """Steps per second of the whole :func:`generate` loop (events per row / wall time), the
@@ -93,8 +132,8 @@ def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
     return events * rate(run, seconds, min_calls=1, warmup=1)[0]
 
 
-def speed(model: ComposerLSTM, device: str, seconds: float) -> None:
-    """Print the speed table for ``model`` on ``device``."""
+def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, ...]) -> None:
+    """Print the speed table for ``model`` on ``device`` (on CPU against the bare int8 step)."""
     engines = ["naive", "fused"] + (["int8"] if device == "cpu" else [])
     steppers = {}
     for engine in engines:
@@ -104,17 +143,21 @@ def speed(model: ComposerLSTM, device: str, seconds: float) -> None:
         build = time.perf_counter() - start
         if engine != "naive":
             print(f"  {engine} path built in {build * 1000:.0f} ms")
-    print(f"{'batch':>5} {'path':>6} {'step/s':>9} {'x naive':>8} {'cpu':>5} "
-          f"{'gen step/s':>11} {'x naive':>8} {'gen events/s':>13}")
-    for batch in BATCHES:
+    print(f"{'batch':>5} {'path':>9} {'step/s':>9} {'x naive':>8} {'x bare':>7} {'cpu':>5} "
+          f"{'gen step/s':>11} {'x naive':>8} {'x bare':>7} {'gen events/s':>13}")
+    for batch in batches:
+        bare = bare_rate(model.config, batch, seconds) if device == "cpu" else None
+        if bare:
+            print(f"{batch:>5} {'bare int8':>9} {bare:>9,.0f} {'':>8} {1:>6.2f}x", flush=True)
         base_step = base_gen = None
         for engine, stepper in steppers.items():
             s, cpu = step_rate(model, stepper, batch, seconds)
             events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)  # ~s/2 a run
             g = generate_rate(model, stepper, batch, events, seconds)
             base_step, base_gen = base_step or s, base_gen or g
-            print(f"{batch:>5} {engine:>6} {s:>9,.0f} {s / base_step:>7.1f}x {cpu:>5.2f} "
-                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {g * batch:>13,.0f}", flush=True)
+            xs, xg = (f"{x / bare:>6.2f}x" if bare else f"{'-':>7}" for x in (s, g))
+            print(f"{batch:>5} {engine:>9} {s:>9,.0f} {s / base_step:>7.1f}x {xs} {cpu:>5.2f} "
+                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {xg} {g * batch:>13,.0f}", flush=True)
 
 
 def bach_tokens(config: EventConfig) -> list[np.ndarray]:
@@ -190,6 +233,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=1.0, help="timing per figure")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--files", type=int, default=8, help="held-out chorales for KL")
     ap.add_argument("--train-seconds", type=float, default=45.0,
@@ -206,10 +250,12 @@ def main() -> None:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nCPU, {torch.get_num_threads()} thread(s) (load average {load} on "
               f"{os.cpu_count()} cores):")
-        speed(model, "cpu", args.seconds)
-    if torch.cuda.is_available():
+        speed(model, "cpu", args.seconds, tuple(args.batches))
+    if not torch.cuda.is_available():
+        print("\nCUDA (bf16, CUDA-graph steps/s at batch 1 and 64): not measured: no GPU lent")
+    else:
         print(f"\nCUDA ({torch.cuda.get_device_name()}):")
-        speed(model.cuda(), "cuda", args.seconds)
+        speed(model.cuda(), "cuda", args.seconds, tuple(args.batches))
         model.cpu()
     torch.set_num_threads(min(args.threads))
     fidelity(args.window, args.files, args.train_seconds, args.checkpoint)

@@ -91,7 +91,7 @@ def test_num_and_length_are_refused_before_anything_is_allocated(ckpt, tmp_path,
     def never(*a, **k):
         raise AssertionError("generation started")
 
-    monkeypatch.setattr(generate_mod, "_prime", never)
+    monkeypatch.setattr(generate_mod, "_feed", never)
     cases = [(["--num", "100000"], "100,000 continuations is over the limit of 64 per run "
                                    "(raise it with --max-num)"),
              (["--length", "1e4"], "a length of 10000 s is over the limit of 600 s (raise it "

@@ -299,7 +299,7 @@ def test_controls_switch_at_the_scheduled_second():
                                   {"from": 4, "key": "G major"}])
     rec = Recording(model)
     gen = generate(model, PERF, None, 3, SampleConfig(seconds=6, max_silence_seconds=0.5),
-                   rng_seed=2, engine=rec, controls=plan)
+                   rng_seed=2, engine=rec, plan=plan)
     seen = torch.stack(rec.seen, 1).numpy()  # (B, steps, C)
     switched = 0
     for b, row in enumerate(gen.tokens):
@@ -317,11 +317,11 @@ def test_engines_agree_with_controls():
     model = ComposerLSTM(ModelConfig.preset("tiny", vocab_size=PERF.size, controls=spec))
     plan = make_plan(spec, {"density": 3}, [{"from": 1, "key": "E minor"}])
     runs = {e: generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine=e,
-                        keep_logits=True, controls=plan) for e in ("plain", "fused")}
+                        keep_logits=True, plan=plan) for e in ("plain", "fused")}
     assert torch.allclose(runs["plain"].logits, runs["fused"].logits, atol=1e-5)
     assert [r.tolist() for r in runs["plain"].tokens] == [r.tolist() for r in runs["fused"].tokens]
     other = generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine="plain",
-                     keep_logits=True, controls=make_plan(spec, {"density": 12}))
+                     keep_logits=True, plan=make_plan(spec, {"density": 12}))
     assert not torch.allclose(other.logits[:, 1:], runs["plain"].logits[:, 1:])
 
 

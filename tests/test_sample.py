@@ -21,8 +21,9 @@ from composer.cli.main import main
 from composer.core.messages import GenerateError
 from composer.generation.config import MAX_EVENTS_PER_SECOND, SampleConfig
 from composer.generation.loop import CHUNK, generate, start_tokens
+from composer.generation.noise import Sampler, gumbel_noise
 from composer.generation.output import compose, to_notes
-from composer.generation.processors import draw, filter_logits, gumbel_noise
+from composer.generation.processors import Processors, sampling
 from composer.generation.seeds import seed_from_midi, seed_from_pitches
 from composer.midi.io import NOTE_DTYPE, load
 from composer.midi.io import save as save_midi
@@ -206,7 +207,8 @@ def test_low_temperature_and_top_k_1_are_argmax():
         noise = gumbel_noise(keys, step, 1, V)[:, 0]
         for config in (SampleConfig(temperature=1e-4), SampleConfig(top_k=1),
                        SampleConfig(temperature=0)):
-            drawn = draw(filter_logits(logits, config), noise, config)
+            processors = Processors(sampling(config), greedy=config.temperature == 0)
+            drawn = Sampler(keys, processors.greedy)(processors(logits), noise)
             assert torch.equal(drawn, logits.argmax(1))
 
 
@@ -218,6 +220,10 @@ def test_greedy_generation_ignores_the_rng(model):
 
 def test_top_p_and_top_k_filter_a_hand_made_distribution():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    def filter_logits(logits, config, banned=None):
+        logits = logits if banned is None else logits.masked_fill(banned, -torch.inf)
+        return Processors(sampling(config), greedy=False)(logits)
+
     kept = {p: torch.isfinite(filter_logits(logits, SampleConfig(top_p=p)))[0].tolist()
             for p in (0.4, 0.75, 0.85, 1.0)}
     assert kept[0.4] == [True, False, False, False]

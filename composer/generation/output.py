@@ -130,7 +130,7 @@ def compose(model: ComposerLSTM, event_config: EventConfig | Events,
     events = vocabulary_of(event_config)
     try:
         gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
-                       progress=progress, clock=clock, guards=guards, controls=controls)
+                       progress=progress, clock=clock, guards=guards, plan=controls)
     except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
         if stop.generation is not None:
             stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,
