@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from composer.controls.features import (
 from composer.controls.plan import key_profile, key_scale, make_plan, parse_key, read_plan
 from composer.corpus.cache import INDEX_DTYPE, Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.loop import generate
 from composer.generation.session import generate_music
 from composer.midi.io import NOTE_DTYPE
@@ -346,14 +347,14 @@ def test_a_model_trained_with_controls_generates_with_a_plan(steered, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps([{"from": 0, "density": 2, "style": "folk"},
                                 {"from": 2, "density": 6, "key": "A minor"}]))
-    done = generate_music(steered, controls={"tempo": 90}, plan=plan, out=tmp_path, num=2,
-                          rng_seed=1, config=SampleConfig(seconds=4), copy_warn=0)
+    job = GenerateRequest(checkpoint=str(steered), out=str(tmp_path), num=2, rng_seed=1,
+                          sample=SampleConfig(seconds=4), copy_warn=0)
+    done = generate_music(replace(job, control_request={"tempo": 90}, plan_file=str(plan)))
     assert len(done.outputs) == 2 and all(o.path.exists() for o in done.outputs)
     from composer.midi.io import load
 
     assert load(done.outputs[0].path).tempos["us_per_quarter"][0] == round(60e6 / 90)
-    unsteered = generate_music(steered, out=tmp_path / "u", rng_seed=1, copy_warn=0,
-                               config=SampleConfig(seconds=4))
+    unsteered = generate_music(replace(job, out=str(tmp_path / "u"), num=1))
     assert unsteered.outputs[0].path.exists()  # no control given: the learned defaults
 
 

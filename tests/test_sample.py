@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import mido
@@ -19,7 +20,7 @@ import composer.generation.loop as generate_mod
 import composer.model.checkpoint as checkpoint_mod
 from composer.cli.main import main
 from composer.core.messages import GenerateError
-from composer.generation.config import MAX_EVENTS_PER_SECOND, SampleConfig
+from composer.generation.config import MAX_EVENTS_PER_SECOND, GenerateRequest, SampleConfig
 from composer.generation.loop import CHUNK, generate, start_tokens
 from composer.generation.noise import Sampler, gumbel_noise
 from composer.generation.output import compose, to_notes
@@ -313,7 +314,8 @@ def test_include_seed_or_not(model):
 def test_outputs_are_valid_midi_and_never_overwritten(model, tmp_path):
     seed = seed_from_pitches("60,62,64", "arpeggio", EC)
     config = SampleConfig(seconds=4)
-    outputs, gen = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1, program=40)
+    job = GenerateRequest(out=str(tmp_path), num=2, sample=config, rng_seed=1)
+    outputs, gen = compose(model, EC, seed, replace(job, program=40))
     assert [o.path.name for o in outputs] == ["composer-001.mid", "composer-002.mid"]
     for o, tokens in zip(outputs, gen.tokens, strict=True):
         pm = pretty_midi.PrettyMIDI(str(o.path))
@@ -325,14 +327,13 @@ def test_outputs_are_valid_midi_and_never_overwritten(model, tmp_path):
         assert 0 <= o.silence <= 1 and o.tokens == len(tokens) - gen.seed_len
         assert o.seed_seconds == pytest.approx(0.75)
     before = outputs[0].path.read_bytes()
-    more, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1)
+    more, _ = compose(model, EC, seed, job)
     assert [o.path.name for o in more] == ["composer-003.mid", "composer-004.mid"]
     assert outputs[0].path.read_bytes() == before
-    again, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1, program=40,
-                       force=True)
+    again, _ = compose(model, EC, seed, replace(job, program=40, force=True))
     assert again[0].path.read_bytes() == before  # same rng seed, same file
     with pytest.raises(GenerateError, match="plain file name"):
-        compose(model, EC, tmp_path, seed, 1, config, prefix="a/b")
+        compose(model, EC, seed, replace(job, num=1, prefix="a/b"))
 
 
 # ------------------------------------------------------------------------------- seeds
@@ -537,8 +538,9 @@ def test_a_midi_seed_is_loaded_once_for_tokens_clock_and_instruments(tmp_path, m
     chorale = sorted(BACH_DIR.glob("*.mid"))[0]
     loads, real = [], seeds.load
     monkeypatch.setattr(seeds, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
-    done = generate_music(None, str(chorale), seed_seconds=2.0, out=tmp_path,
-                          config=SampleConfig(events=8), copy_warn=0, rng_seed=1)
+    done = generate_music(GenerateRequest(seed=str(chorale), seed_seconds=2.0, out=str(tmp_path),
+                                          sample=SampleConfig(events=8), copy_warn=0,
+                                          rng_seed=1))
     assert len(done.outputs) == 1 and len(loads) == 1  # three loads before
     facts = seeds.read_seed(str(chorale), seeds.DEFAULT_CONFIG, 2.0)  # the same facts as
     # the three separate readers give

@@ -18,6 +18,7 @@ from typing import Any
 from composer.controls.plan import control_inputs
 from composer.core.isolate import run_isolated
 from composer.core.messages import ComposerError
+from composer.generation import config as generation
 from composer.generation.config import SampleConfig
 from composer.generation.seeds import read_seed, seed_from_pitches
 from composer.generation.session import LoadedModel, Seed, generate_music, load_model
@@ -146,13 +147,14 @@ class Service:
         _, model = self.models[req.model]
         work = self.results.work_folder()
         try:
-            config = SampleConfig(temperature=req.temperature, top_p=req.top_p,
+            sample = SampleConfig(temperature=req.temperature, top_p=req.top_p,
                                   seconds=req.seconds, max_num=self.config.max_num,
                                   max_seconds=self.config.max_seconds)
-            extra = {"controls": req.controls} if req.controls else {}
-            done = generate_music(model, seed, config=config, out=work, render_audio=True,
-                                  copy_warn=0, num=req.num, rng_seed=req.rng_seed,
-                                  prefix="piece", threads=1, progress=progress, **extra)
+            job = generation.GenerateRequest(
+                sample=sample, num=req.num, rng_seed=req.rng_seed,
+                control_request=req.controls or None, out=str(work), prefix="piece",
+                render_audio=True, copy_warn=0, threads=1)
+            done = generate_music(job, model, seed, progress=progress)
             pieces = []
             for out, rendered in zip(done.outputs, done.renders, strict=True):
                 notes = load(out.path).notes
