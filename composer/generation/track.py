@@ -85,14 +85,12 @@ class PerformanceTracker(Tracker):
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
         p, d, k = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        p = p[:, None]
-        u = tr.until.gather(1, p)[:, 0]  # (B,)
-        u = torch.where(d > 0, tr.now + self.max_note,  # NOTE_ON: sounds max_note at most
-                        torch.where(d < 0, torch.minimum(u, tr.now), u))  # NOTE_OFF: silent
-        on = tr.aux.gather(1, p)[:, 0]
-        on = torch.where(d > 0, True, torch.where(d < 0, False, on))
-        return Track(tr.now + k, tr.until.scatter(1, p, u[:, None]),
-                     tr.aux.scatter(1, p, on[:, None]))
+        p, starts, ends = p[:, None], (d > 0)[:, None], (d < 0)[:, None]  # (B, 1) each
+        u = tr.until.gather(1, p)  # (B, 1)
+        u = torch.where(starts, tr.now[:, None] + self.max_note,  # NOTE_ON: max_note at most
+                        torch.where(ends, torch.minimum(u, tr.now[:, None]), u))  # NOTE_OFF
+        on = (tr.aux.gather(1, p) | starts) & ~ends  # (B, 1)
+        return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on))
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.aux
