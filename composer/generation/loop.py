@@ -259,7 +259,7 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
     seconds of music. ``clock``: the tempo of the beat vocabulary's music; ``guards``: the
     limits measured on the training corpus, used where ``config`` leaves them None;
     ``plan``: the control plan of a model with controls. Limits and Ctrl-C: see the module
-    docstring. (Thirteen parameters: the library's entry point, called by tests and
+    docstring. (Fourteen parameters: the library's entry point, called by tests and
     benchmarks with each of them; the commands go through
     :func:`composer.generation.output.compose`.)"""
     events = vocabulary_of(event_config)

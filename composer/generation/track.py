@@ -20,6 +20,8 @@ from composer.tokens import beats as beat
 from composer.tokens import performance as perf
 from composer.tokens.vocab import Events
 
+FAR = 1 << 40  # music steps no note reaches
+
 
 class Track(NamedTuple):
     """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
@@ -71,9 +73,13 @@ class PerformanceTracker(Tracker):
     def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
         super().__init__(events, max_note, device)
         r = self.vocab.ranges
-        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, +-1 notes, steps
-        for kind, sign in ((perf.NOTE_ON, 1), (perf.NOTE_OFF, -1)):
+        # per token: pitch, +-1 notes, steps, and the most steps its pitch sounds on after it
+        # (NOTE_ON: max_note, NOTE_OFF: 0, others: unchanged, FAR)
+        table = np.zeros((self.vocab.size, 4), np.int64)
+        table[:, 3] = FAR
+        for kind, sign, left in ((perf.NOTE_ON, 1, max_note), (perf.NOTE_OFF, -1, 0)):
             table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
+            table[r[kind], 3] = left
         table[:, 2] = events.token_steps()
         self.table = torch.as_tensor(table, device=device)  # (V, 3)
         self.shifts, self.offs = r[perf.TIME_SHIFT], r[perf.NOTE_OFF]
@@ -84,12 +90,12 @@ class PerformanceTracker(Tracker):
         return Track(torch.zeros(1, dtype=torch.long, device=self.device), z, z.bool())
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        p, d, k = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        p, starts, ends = p[:, None], (d > 0)[:, None], (d < 0)[:, None]  # (B, 1) each
-        u = tr.until.gather(1, p)  # (B, 1)
-        u = torch.where(starts, tr.now[:, None] + self.max_note,  # NOTE_ON: max_note at most
-                        torch.where(ends, torch.minimum(u, tr.now[:, None]), u))  # NOTE_OFF
-        on = (tr.aux.gather(1, p) | starts) & ~ends  # (B, 1)
+        p, d, k, left = self.table.index_select(0, tok).unbind(1)  # (B,) each
+        p, d, starts = p[:, None], d[:, None], (d > 0)[:, None]  # (B, 1) each
+        # NOTE_ON: sounds max_note at most; NOTE_OFF: silent now; others: unchanged
+        u = torch.minimum(tr.until.gather(1, p).masked_fill(starts, FAR),
+                          (tr.now + left)[:, None])  # (B, 1)
+        on = torch.where(d != 0, starts, tr.aux.gather(1, p))  # (B, 1)
         return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on))
 
     def sounding(self, tr: Track) -> torch.Tensor:
