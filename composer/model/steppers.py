@@ -155,13 +155,15 @@ def quantize(weights: list[torch.Tensor], biases: list[torch.Tensor | None]
 
 def _direct(mod: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The forward of a dynamic int8 ``nn.Linear`` as the one kernel call it makes (the
-    module's own forward adds a dispatch check and a dtype cast that cost about as much as
-    the kernel at batch 1), else the module's forward."""
+    module's own forward adds a check for traced inputs, which eager generation never has,
+    and a dtype cast: together about as much as the kernel at batch 1), else the module's
+    forward."""
     packed = getattr(getattr(mod, "_packed_params", None), "_packed_params", None)
     op = getattr(getattr(torch.ops.quantized, "linear_dynamic", None), "default", None)
     if packed is None or op is None or getattr(mod, "version", None) != 4:
         return mod.forward
-    return lambda x: op(x, packed, True)
+    kernel = getattr(op, "_op", op)  # the kernel itself, without the check for traced inputs
+    return lambda x: kernel(x, packed, True)
 
 
 def make_stepper(model: ComposerLSTM, engine: str | Stepper = "auto") -> Stepper:
