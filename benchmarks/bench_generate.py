@@ -6,7 +6,13 @@ for, and on CUDA when present. Two figures per path:
 
 - ``step``: the model step alone (``stepper.step`` per event, the issue's measure);
 - ``generate``: the whole loop of :func:`composer.generation.loop.generate` (sampling filters,
-  Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph.
+  Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph; each call
+  (256 events at most) also pays its start: checks, the seed's one ``nn.LSTM`` forward
+  (13-30 ms for a one-token seed on the shared 2-core machine, most of it oneDNN's per-call
+  set-up: 5 ms with oneDNN off, which is not done since it changes the numbers), building
+  the processors;
+- ``loop alone`` (``--marginal``): the same loop without that start, from the time that
+  twice the events add to a call.
 
 ``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ``x first``
 is against the first path timed (naive by default). ``bare int8`` is the anchor of issue
@@ -136,11 +142,26 @@ def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
     return events * rate(run, seconds, min_calls=1, warmup=1)[0]
 
 
+def marginal_rate(model: ComposerLSTM, stepper, batch: int, events: int) -> float:
+    """Steps per second of the loop alone: ``events`` more per call over the wall time they
+    add (one call of ``events`` and one of twice as many), so the per-call start (checks,
+    the seed's forward through ``nn.LSTM``, building the processors) does not count."""
+    times = []
+    for n in (events, 2 * events):
+        config = SampleConfig(events=n)
+        start = time.perf_counter()
+        generate(model, EventConfig(), None, batch, config, rng_seed=0, engine=stepper,
+                 cuda_graph=stepper.name != "plain", threads=None)
+        times.append(time.perf_counter() - start)
+    return events / max(times[1] - times[0], 1e-9)
+
+
 def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, ...],
-          paths: tuple[str, ...], repeat: int) -> None:
+          paths: tuple[str, ...], repeat: int, marginal: bool = False) -> None:
     """Print the speed table for ``model`` on ``device`` (on CPU against the bare int8 step).
     Each figure is the best of ``repeat`` timings, the paths interleaved, so that a load
-    change on a shared machine hits them alike."""
+    change on a shared machine hits them alike; ``marginal`` adds the loop alone
+    (:func:`marginal_rate`)."""
     engines = [e for e in ("naive", "fused", "int8") if e in paths
                and (e != "int8" or device == "cpu")]
     steppers = {}
@@ -152,10 +173,11 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
         if engine != "naive":
             print(f"  {engine} path built in {build * 1000:.0f} ms")
     print(f"{'batch':>5} {'path':>9} {'step/s':>9} {'x first':>8} {'x bare':>7} {'cpu':>5} "
-          f"{'gen step/s':>11} {'x first':>8} {'x bare':>7} {'gen events/s':>13}")
+          f"{'gen step/s':>11} {'x first':>8} {'x bare':>7} {'gen events/s':>13}"
+          + (f" {'loop alone':>10} {'x bare':>7}" if marginal else ""))
     for batch in batches:
         bare_fn = bare_step(model.config, batch) if device == "cpu" else None
-        bare, best = 0.0, {e: [0.0, 0.0, 0.0] for e in steppers}  # step/s, cpu, gen step/s
+        bare, best = 0.0, {e: [0.0] * 4 for e in steppers}  # step/s, cpu, gen, loop alone
         for _ in range(repeat):
             if bare_fn is not None:
                 bare = max(bare, rate(bare_fn, seconds)[0])
@@ -163,15 +185,17 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
                 s, cpu = step_rate(model, stepper, batch, seconds)
                 events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)
                 g = generate_rate(model, stepper, batch, events, seconds)
-                b = best[engine]
-                b[:] = [max(b[0], s), max(b[1], cpu), max(b[2], g)]
+                m = marginal_rate(model, stepper, batch, events) if marginal else 0.0
+                best[engine] = [max(x, y) for x, y in zip(best[engine], (s, cpu, g, m),
+                                                           strict=True)]
         if bare:
             print(f"{batch:>5} {'bare int8':>9} {bare:>9,.0f} {'':>8} {1:>6.2f}x", flush=True)
         base_step, base_gen = next(iter(best.values()))[0], next(iter(best.values()))[2]
-        for engine, (s, cpu, g) in best.items():
-            xs, xg = (f"{x / bare:>6.2f}x" if bare else f"{'-':>7}" for x in (s, g))
+        for engine, (s, cpu, g, m) in best.items():
+            xs, xg, xm = (f"{x / bare:>6.2f}x" if bare else f"{'-':>7}" for x in (s, g, m))
             print(f"{batch:>5} {engine:>9} {s:>9,.0f} {s / base_step:>7.1f}x {xs} {cpu:>5.2f} "
-                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {xg} {g * batch:>13,.0f}", flush=True)
+                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {xg} {g * batch:>13,.0f}"
+                  + (f" {m:>10,.0f} {xm}" if marginal else ""), flush=True)
 
 
 def bach_tokens(config: EventConfig) -> list[np.ndarray]:
@@ -250,6 +274,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     ap.add_argument("--paths", nargs="+", default=["naive", "fused", "int8"],
                     help="paths to time (the first is the 'x first' base)")
+    ap.add_argument("--marginal", action="store_true",
+                    help="also time the loop alone, without each call's start")
     ap.add_argument("--repeat", type=int, default=1,
                     help="best of this many timings per figure, paths interleaved")
     ap.add_argument("--window", type=int, default=256)
@@ -268,7 +294,8 @@ def main() -> None:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nCPU, {torch.get_num_threads()} thread(s) (load average {load} on "
               f"{os.cpu_count()} cores):")
-        speed(model, "cpu", args.seconds, tuple(args.batches), tuple(args.paths), args.repeat)
+        speed(model, "cpu", args.seconds, tuple(args.batches), tuple(args.paths), args.repeat,
+              args.marginal)
     if not torch.cuda.is_available():
         print("\nCUDA (bf16, CUDA-graph steps/s at batch 1 and 64): not measured: no GPU lent")
     else:
