@@ -11,8 +11,8 @@ for, and on CUDA when present. Two figures per path:
   (13-30 ms for a one-token seed on the shared 2-core machine, most of it oneDNN's per-call
   set-up: 5 ms with oneDNN off, which is not done since it changes the numbers), building
   the processors;
-- ``loop alone`` (``--marginal``): the same loop without that start, from the time that
-  twice the events add to a call.
+- ``loop alone`` (``--marginal``): the same loop without that start: N events over the
+  time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each).
 
 ``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ``x first``
 is against the first path timed (naive by default). ``bare int8`` is the anchor of issue
@@ -41,6 +41,7 @@ with one thread, other work had the core part of the time (the figures are wall-
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 import warnings
@@ -142,10 +143,10 @@ def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
     return events * rate(run, seconds, min_calls=1, warmup=1)[0]
 
 
-def marginal_rate(model: ComposerLSTM, stepper, batch: int, events: int) -> float:
-    """Steps per second of the loop alone: ``events`` more per call over the wall time they
-    add (one call of ``events`` and one of twice as many), so the per-call start (checks,
-    the seed's forward through ``nn.LSTM``, building the processors) does not count."""
+def call_times(model: ComposerLSTM, stepper, batch: int, events: int) -> tuple[float, float]:
+    """Wall seconds of one :func:`generate` call of ``events`` and of one of twice as many:
+    the events they differ by over the time they differ by is the loop alone, without the
+    per-call start (checks, the seed's forward through ``nn.LSTM``, the processors)."""
     times = []
     for n in (events, 2 * events):
         config = SampleConfig(events=n)
@@ -153,7 +154,7 @@ def marginal_rate(model: ComposerLSTM, stepper, batch: int, events: int) -> floa
         generate(model, EventConfig(), None, batch, config, rng_seed=0, engine=stepper,
                  cuda_graph=stepper.name != "plain", threads=None)
         times.append(time.perf_counter() - start)
-    return events / max(times[1] - times[0], 1e-9)
+    return times[0], times[1]
 
 
 def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, ...],
@@ -177,7 +178,8 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
           + (f" {'loop alone':>10} {'x bare':>7}" if marginal else ""))
     for batch in batches:
         bare_fn = bare_step(model.config, batch) if device == "cpu" else None
-        bare, best = 0.0, {e: [0.0] * 4 for e in steppers}  # step/s, cpu, gen, loop alone
+        bare, best = 0.0, {e: [0.0] * 3 for e in steppers}  # step/s, cpu, gen step/s
+        calls = {e: [math.inf, math.inf, 0] for e in steppers}  # fastest of N, of 2N; N
         for _ in range(repeat):
             if bare_fn is not None:
                 bare = max(bare, rate(bare_fn, seconds)[0])
@@ -185,13 +187,18 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
                 s, cpu = step_rate(model, stepper, batch, seconds)
                 events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)
                 g = generate_rate(model, stepper, batch, events, seconds)
-                m = marginal_rate(model, stepper, batch, events) if marginal else 0.0
-                best[engine] = [max(x, y) for x, y in zip(best[engine], (s, cpu, g, m),
+                best[engine] = [max(x, y) for x, y in zip(best[engine], (s, cpu, g),
                                                            strict=True)]
+                if marginal:
+                    one, two = call_times(model, stepper, batch, events)
+                    c = calls[engine]
+                    c[:] = [min(c[0], one), min(c[1], two), events]
         if bare:
             print(f"{batch:>5} {'bare int8':>9} {bare:>9,.0f} {'':>8} {1:>6.2f}x", flush=True)
         base_step, base_gen = next(iter(best.values()))[0], next(iter(best.values()))[2]
-        for engine, (s, cpu, g, m) in best.items():
+        for engine, (s, cpu, g) in best.items():
+            one, two, n = calls[engine]
+            m = n / max(two - one, 1e-9) if marginal else 0.0  # the loop alone
             xs, xg, xm = (f"{x / bare:>6.2f}x" if bare else f"{'-':>7}" for x in (s, g, m))
             print(f"{batch:>5} {engine:>9} {s:>9,.0f} {s / base_step:>7.1f}x {xs} {cpu:>5.2f} "
                   f"{g:>11,.0f} {g / base_gen:>7.1f}x {xg} {g * batch:>13,.0f}"
