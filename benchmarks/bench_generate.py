@@ -195,6 +195,8 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
                     c[:] = [min(c[0], one), min(c[1], two), events]
         if bare:
             print(f"{batch:>5} {'bare int8':>9} {bare:>9,.0f} {'':>8} {1:>6.2f}x", flush=True)
+        if not best:  # the anchor only
+            continue
         base_step, base_gen = next(iter(best.values()))[0], next(iter(best.values()))[2]
         for engine, (s, cpu, g) in best.items():
             one, two, n = calls[engine]
