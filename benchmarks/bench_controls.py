@@ -125,7 +125,7 @@ class Bench:
         gen = generate(self.ckpt.model, self.events, None, self.pieces,
                        SampleConfig(seconds=self.seconds, max_num=max(64, self.pieces)),
                        self.rng_seed, self.engine, clock=self.clock, guards=self.guards,
-                       controls=plan)
+                       plan=plan)
         out = []
         for row in gen.tokens:
             cont = row[gen.seed_len:]

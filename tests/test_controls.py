@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from composer.controls.features import (
 from composer.controls.plan import key_profile, key_scale, make_plan, parse_key, read_plan
 from composer.corpus.cache import INDEX_DTYPE, Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.loop import generate
 from composer.generation.session import generate_music
 from composer.midi.io import NOTE_DTYPE
@@ -300,7 +301,7 @@ def test_controls_switch_at_the_scheduled_second():
                                   {"from": 4, "key": "G major"}])
     rec = Recording(model)
     gen = generate(model, PERF, None, 3, SampleConfig(seconds=6, max_silence_seconds=0.5),
-                   rng_seed=2, engine=rec, controls=plan)
+                   rng_seed=2, engine=rec, plan=plan)
     seen = torch.stack(rec.seen, 1).numpy()  # (B, steps, C)
     switched = 0
     for b, row in enumerate(gen.tokens):
@@ -318,11 +319,11 @@ def test_engines_agree_with_controls():
     model = ComposerLSTM(ModelConfig.preset("tiny", vocab_size=PERF.size, controls=spec))
     plan = make_plan(spec, {"density": 3}, [{"from": 1, "key": "E minor"}])
     runs = {e: generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine=e,
-                        keep_logits=True, controls=plan) for e in ("plain", "fused")}
+                        keep_logits=True, plan=plan) for e in ("plain", "fused")}
     assert torch.allclose(runs["plain"].logits, runs["fused"].logits, atol=1e-5)
     assert [r.tolist() for r in runs["plain"].tokens] == [r.tolist() for r in runs["fused"].tokens]
     other = generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine="plain",
-                     keep_logits=True, controls=make_plan(spec, {"density": 12}))
+                     keep_logits=True, plan=make_plan(spec, {"density": 12}))
     assert not torch.allclose(other.logits[:, 1:], runs["plain"].logits[:, 1:])
 
 
@@ -347,14 +348,14 @@ def test_a_model_trained_with_controls_generates_with_a_plan(steered, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps([{"from": 0, "density": 2, "style": "folk"},
                                 {"from": 2, "density": 6, "key": "A minor"}]))
-    done = generate_music(steered, controls={"tempo": 90}, plan=plan, out=tmp_path, num=2,
-                          rng_seed=1, config=SampleConfig(seconds=4), copy_warn=0)
+    job = GenerateRequest(checkpoint=str(steered), out=str(tmp_path), num=2, rng_seed=1,
+                          sample=SampleConfig(seconds=4), copy_warn=0)
+    done = generate_music(replace(job, control_request={"tempo": 90}, plan_file=str(plan)))
     assert len(done.outputs) == 2 and all(o.path.exists() for o in done.outputs)
     from composer.midi.io import load
 
     assert load(done.outputs[0].path).tempos["us_per_quarter"][0] == round(60e6 / 90)
-    unsteered = generate_music(steered, out=tmp_path / "u", rng_seed=1, copy_warn=0,
-                               config=SampleConfig(seconds=4))
+    unsteered = generate_music(replace(job, out=str(tmp_path / "u"), num=1))
     assert unsteered.outputs[0].path.exists()  # no control given: the learned defaults
 
 

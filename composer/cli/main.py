@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,7 +25,7 @@ from composer.cli.evaluate import evaluate
 from composer.cli.media import plot, render
 from composer.cli.models import list_models, models
 from composer.cli.options import (
-    control_flags,
+    control_request,
     corpus_config,
     events_option,
     generate_controls,
@@ -58,6 +59,9 @@ from composer.evaluation.copycheck import CopyConfig
 from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
 from composer.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from composer.generation.config import GenerateRequest
 
 # Read by name, so that parsing (and --help) does not import torch.
 TRAIN, SAMPLE = TrainConfig, SampleConfig
@@ -308,42 +312,19 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 @click.pass_context
-def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
-             seed_seconds: float | None, seed_style: str, length: float | None,
-             events: int | None, num: int, max_num: int, max_length: float,
-             temperature: float, top_k: int, top_p: float, max_silence: float,
-             max_polyphony: int | None, max_note: float | None,
-             rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
-             instruments: tuple | None, device: str, threads: int, force: bool,
-             render_audio: bool, plot_roll: bool, copy_warn: float, quiet: bool,
-             plan: Path | None, **flags: object) -> None:
+def generate(ctx: click.Context, quiet: bool, **flags: Any) -> None:
     """Continue a seed into new MIDI files, one per continuation.
 
     Prints one line per file: path, duration, notes, share of time that is silence. Ctrl-C
     writes the continuations as far as they got (exit status 130).
     """
-    from composer.generation.config import SampleConfig
     from composer.generation.loop import GenerationInterrupted
     from composer.generation.session import generate_music
 
-    if length is not None and events is not None:
-        raise click.UsageError("give --length or --events, not both")
-    if seed_seconds is not None and seed_spec is None:
-        raise click.UsageError("--seed-seconds needs --seed")
-    config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                          max_silence_seconds=max_silence, events=events, max_num=max_num,
-                          max_seconds=max_length, max_polyphony=max_polyphony,
-                          max_note_seconds=max_note,
-                          **({} if length is None else {"seconds": length}))
-    bar = Progress("generate", "event" if events else "s", quiet)
+    request = generate_request(flags)
+    bar = Progress("generate", "event" if request.sample.events else "s", quiet)
     try:
-        done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
-                              seed_style=seed_style, config=config, out=out, device=device,
-                              render_audio=render_audio, plot_roll=plot_roll, num=num,
-                              copy_warn=copy_warn, progress=bar, notify=note, force=force,
-                              rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
-                              program=program, threads=threads, plan=plan,
-                              instruments=instruments, controls=control_flags(**flags))
+        done = generate_music(request, progress=bar, notify=note)
     except GenerationInterrupted as stop:
         bar.close()
         echo_outputs(stop.outputs)
@@ -368,6 +349,35 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
         note(done.copy_check)  # asked for: say why it did not run
     for o, warning in done.copies:
         click.echo(f"Warning: {o.path.name} {warning}", err=True)
+
+
+def generate_request(flags: dict[str, Any]) -> GenerateRequest:
+    """The one place where ``composer generate``'s flags become a
+    :class:`~composer.generation.config.GenerateRequest` (its ``sample``: a
+    :class:`~composer.generation.config.SampleConfig`); click usage errors for flags that
+    do not go together."""
+    from composer.generation.config import GenerateRequest, SampleConfig
+
+    f = flags
+    if f["length"] is not None and f["events"] is not None:
+        raise click.UsageError("give --length or --events, not both")
+    if f["seed_seconds"] is not None and f["seed_spec"] is None:
+        raise click.UsageError("--seed-seconds needs --seed")
+    sample = SampleConfig(temperature=f["temperature"], top_k=f["top_k"], top_p=f["top_p"],
+                          max_silence_seconds=f["max_silence"], events=f["events"],
+                          max_num=f["max_num"], max_seconds=f["max_length"],
+                          max_polyphony=f["max_polyphony"], max_note_seconds=f["max_note"],
+                          **({} if f["length"] is None else {"seconds": f["length"]}))
+    path = (lambda p: None if p is None else str(p))  # noqa: E731
+    control = control_request(f)
+    return GenerateRequest(
+        checkpoint=path(f["checkpoint"]), seed=f["seed_spec"], seed_seconds=f["seed_seconds"],
+        seed_style=f["seed_style"], sample=sample, num=f["num"], rng_seed=f["rng_seed"],
+        control_request=control or None, plan_file=path(f["plan"]),
+        instruments=f["instruments"], out=str(f["out"]), prefix=f["prefix"],
+        include_seed=f["include_seed"], program=f["program"], force=f["force"],
+        device=f["device"], threads=f["threads"], render_audio=f["render_audio"],
+        plot_roll=f["plot_roll"], copy_warn=f["copy_warn"])
 
 
 @main.command()

@@ -30,12 +30,12 @@ from composer.core.files import FileTaken, check_output
 from composer.core.messages import ComposerError, GenerateError, is_int
 from composer.corpus.facts import DEFAULT_MAX_NOTE_SECONDS, Guards
 from composer.evaluation.musicstats import silence_fraction
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest
 from composer.generation.loop import NO_GUARDS, Generation, GenerationInterrupted, generate
+from composer.generation.seeds import seed_file
 from composer.midi.io import Piece, piece_from_beats, save
 from composer.midi.timing import constant_tempo
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import Stepper
 from composer.tokens.beats import DEFAULT_CLOCK, Clock
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, VocabularyError, vocabulary_of
@@ -149,37 +149,40 @@ def _claim(piece: Piece, path: Path, force: bool, companions: Sequence[str]) -> 
 
 
 def compose(model: ComposerLSTM, event_config: EventConfig | Events,
-            out_dir: str | os.PathLike[str],
-            seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
-            config: SampleConfig = SampleConfig(), *, rng_seed: int | None = None,
-            prefix: str = "composer", include_seed: bool = True, program: int = 0,
-            force: bool = False, engine: str | Stepper = "auto", threads: int | None = 1,
-            progress: Callable[[int, int], None] | None = None, clock: Clock = DEFAULT_CLOCK,
-            guards: Guards = NO_GUARDS, controls: ControlPlan | None = None,
-            companions: Sequence[str] = (), inputs: Sequence[str | os.PathLike[str]] = ()
+            seed: Sequence[int] | np.ndarray | None, request: GenerateRequest, *,
+            clock: Clock = DEFAULT_CLOCK, guards: Guards = NO_GUARDS,
+            plan: ControlPlan | None = None,
+            progress: Callable[[int, int], None] | None = None
             ) -> tuple[list[Output], Generation]:
-    """Generate ``num`` continuations of ``seed`` and write them as ``OUT/PREFIX-NNN.mid``
-    (:func:`output_paths`; without ``force`` each name is claimed atomically when written,
-    the next free number taken when another process got it first, so concurrent runs never
-    overwrite each other; ``companions``: suffixes of files that will be written beside each
-    one, whose names must be free too; ``inputs``: files never to be overwritten, such as a
-    seed); returns one :class:`Output` per file and the tokens. The beat
+    """Generate ``request.num`` continuations of ``seed`` (token ids; None: the start
+    context) as ``request.sample`` says and write them as ``OUT/PREFIX-NNN.mid``
+    (:func:`output_paths`; without ``request.force`` each name is claimed atomically when
+    written, the next free number taken when another process got it first, so concurrent
+    runs never overwrite each other; the names of the .wav/.png the request also makes
+    must be free too, and a seed file is never written over); returns one :class:`Output`
+    per file and the tokens. The beat
     vocabulary's files are written at ``clock``'s tempo and time signature, notes on the
-    grid; ``guards``, ``controls``: see :func:`~composer.generation.loop.generate`."""
+    grid; ``guards``, ``plan``: see :func:`~composer.generation.loop.generate`."""
+    program, out_dir = request.program, request.out
     if not is_int(program) or not 0 <= program <= 127:
         raise GenerateError(f"program must be in 0..127, got {program!r}")
-    paths = output_paths(out_dir, prefix, config.check_num(num), force, companions, inputs)
-    claim = functools.partial(_claim, force=force, companions=companions)
+    companions = (".wav",) * request.render_audio + (".png",) * request.plot_roll
+    given = seed_file(request.seed) if isinstance(request.seed, str) else None
+    paths = output_paths(out_dir, request.prefix, request.sample.check_num(request.num),
+                         request.force, companions, [given] if given else [])
+    claim = functools.partial(_claim, force=request.force, companions=companions)
     events = vocabulary_of(event_config)
     try:
-        gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
-                       progress=progress, clock=clock, guards=guards, controls=controls)
+        gen = generate(model, events, seed, request.num, request.sample, request.rng_seed,
+                       request.engine, threads=request.threads, progress=progress,
+                       clock=clock, guards=guards, plan=plan)
     except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
         if stop.generation is not None:
-            stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,
-                                  program, clock, claim)
+            stop.outputs = _write(stop.generation, paths, events, out_dir,
+                                  request.include_seed, program, clock, claim)
         raise
-    return _write(gen, paths, events, out_dir, include_seed, program, clock, claim), gen
+    return _write(gen, paths, events, out_dir, request.include_seed, program, clock,
+                  claim), gen
 
 
 def _write(gen: Generation, paths: list[Path], events: Events,

@@ -18,6 +18,7 @@ from typing import Any
 from composer.controls.plan import control_inputs, make_plan
 from composer.core.isolate import run_isolated
 from composer.core.messages import ComposerError
+from composer.generation import config as generation
 from composer.generation.config import SampleConfig
 from composer.generation.seeds import read_seed, seed_from_pitches
 from composer.generation.session import (
@@ -98,18 +99,16 @@ def ensemble_of(req: GenerateRequest) -> Ensemble | None:
 
 
 def request_controls(req: GenerateRequest, work: Path) -> dict[str, Any]:
-    """``generate_music``'s control arguments for a request: its flags, its instruments and
-    its plan (written into ``work`` as the JSON file generate's ``--controls`` reads)."""
-    extra: dict[str, Any] = {}
+    """The control fields of a generation request (``control_request``, ``instruments``,
+    ``plan_file``) for a page request: its flags, its instruments and its plan (written
+    into ``work`` as the JSON file generate's ``--controls`` reads)."""
     flags = {k: v for k, v in req.controls.items() if k != INSTRUMENTS}
-    if flags:
-        extra["controls"] = flags
-    if ensemble_of(req) is not None:
-        extra["instruments"] = ensemble_of(req)
+    plan_file = None
     if req.plan:
-        extra["plan"] = work / "plan.json"
-        extra["plan"].write_text(json.dumps(req.plan))
-    return extra
+        plan_file = work / "plan.json"
+        plan_file.write_text(json.dumps(req.plan))
+    return {"control_request": flags or None, "instruments": ensemble_of(req),
+            "plan_file": str(plan_file) if plan_file else None}
 
 
 class Service:
@@ -204,13 +203,14 @@ class Service:
         _, model = self.models[req.model]
         work = self.results.work_folder()
         try:
-            config = SampleConfig(temperature=req.temperature, top_p=req.top_p,
+            sample = SampleConfig(temperature=req.temperature, top_p=req.top_p,
                                   seconds=req.seconds, max_num=self.config.max_num,
                                   max_seconds=self.config.max_seconds)
-            extra = request_controls(req, work)
-            done = generate_music(model, seed, config=config, out=work, render_audio=True,
-                                  copy_warn=0, num=req.num, rng_seed=req.rng_seed,
-                                  prefix="piece", threads=1, progress=progress, **extra)
+            job = generation.GenerateRequest(
+                sample=sample, num=req.num, rng_seed=req.rng_seed, out=str(work),
+                prefix="piece", render_audio=True, copy_warn=0, threads=1,
+                **request_controls(req, work))
+            done = generate_music(job, model, seed, progress=progress)
             pieces = []
             for out, rendered in zip(done.outputs, done.renders, strict=True):
                 notes = load(out.path).notes
