@@ -81,11 +81,13 @@ def temp_name(path: str | os.PathLike) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
-                 mode: int | None = 0o644) -> Path:
+                 mode: int | None = 0o644, durable: bool = True) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder,
     which is fsynced and renamed over ``path``; then the folder is fsynced.
 
-    ``mode`` sets the file's permission bits (None keeps what ``write`` made). An
+    ``mode`` sets the file's permission bits (None keeps what ``write`` made).
+    ``durable=False`` skips both fsyncs (still atomic for readers): for derived data that
+    is checked when read and rebuilt when wrong, such as a corpus cache. An
     ``OSError`` becomes the one-line error of :func:`write_error`; the old file, if any, is
     left as it was and the temporary file is removed.
     """
@@ -96,9 +98,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
         write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
-        fsync_file(tmp)
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as e:
         raise write_error(e, path) from None
     finally:
@@ -111,15 +115,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), durable=durable)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1,
+                      durable: bool = True) -> Path:
     """:func:`atomic_write` of ``obj`` as JSON (serialised first, so a bad object writes
     nothing)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", durable=durable)
 
 
 def atomic_write_npy(path: str | os.PathLike, array: Any) -> Path:

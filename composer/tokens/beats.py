@@ -236,24 +236,31 @@ def note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, .
     duration bin index."""
     notes = piece.notes if isinstance(piece, Piece) else as_note_array(piece)
     beats = beats_of(piece)
-    kept = (notes["pitch"] >= config.min_pitch) & (notes["pitch"] <= config.max_pitch)
-    notes, beats = notes[kept], beats[kept]
-    _require(bool(np.isfinite(beats["start"]).all() and np.isfinite(beats["end"]).all()),
+    return _steps(notes["pitch"], notes["velocity"], beats["start"], beats["end"], config)[:4]
+
+
+def _steps(pitch: np.ndarray, velocity: np.ndarray, begin: np.ndarray, end: np.ndarray,
+           config: NoteEventConfig) -> tuple[np.ndarray, ...]:
+    """:func:`note_steps` of notes' pitch, velocity, start and end beat (n,) (of one piece or
+    of many end to end), and the mask (n,) of the notes kept."""
+    kept = (pitch >= config.min_pitch) & (pitch <= config.max_pitch)
+    pitch, velocity, begin, end = pitch[kept], velocity[kept], begin[kept], end[kept]
+    _require(bool(np.isfinite(begin).all() and np.isfinite(end).all()),
              "note times must be finite")
     spq = config.steps_per_quarter
-    start = np.rint(beats["start"] * spq).astype(np.int64)
+    start = np.rint(begin * spq).astype(np.int64)
     _require(not (start < 0).any(), "note start times must be >= 0")
-    length = np.maximum(np.rint(beats["end"] * spq).astype(np.int64) - start, 1)
+    length = np.maximum(np.rint(end * spq).astype(np.int64) - start, 1)
     values = config.step_values()
     hi = np.minimum(np.searchsorted(values, length), len(values) - 1)  # first value >= length
     lo = np.maximum(hi - 1, 0)
     dbin = np.where(length - values[lo] <= values[hi] - length, lo, hi)  # ties: the shorter
     dbin = np.where(length >= values[-1], len(values) - 1, dbin)
     if config.velocity_bins:
-        vbin = velocity_to_bin(notes["velocity"], config.velocity_config())
+        vbin = velocity_to_bin(velocity, config.velocity_config())
     else:
-        vbin = np.zeros(len(notes), np.int64)
-    return notes["pitch"].astype(np.int64), vbin, start, dbin
+        vbin = np.zeros(len(pitch), np.int64)
+    return pitch.astype(np.int64), vbin, start, dbin, kept
 
 
 def make_piece(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
@@ -324,14 +331,12 @@ def shift_slots(gap: np.ndarray, after: np.ndarray, vocab: NoteVocabulary
     full, coarse, fine = shift_split(gap, vocab.config)
     count = full + (coarse > 0) + (fine > 0) + after  # (n,) tokens per note
     first = np.cumsum(count) - count  # (n,) position of each note's first token
-    index = {int(v): i for i, v in enumerate(vocab.steps)}  # steps -> bin index
-    to_bin = np.vectorize(index.__getitem__, otypes=[np.int64])
     tokens = np.full(int(count.sum()), vocab.ranges[SHIFT][-1], dtype=np.uint16)  # full shifts
     at = first + full
     for part in (coarse, fine):
         has = part > 0
         if has.any():
-            tokens[at[has]] = vocab._ids(SHIFT, to_bin(part[has]))
+            tokens[at[has]] = vocab._ids(SHIFT, np.searchsorted(vocab.steps, part[has]))
         at = at + has
     return tokens, at, count
 
@@ -342,9 +347,13 @@ def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_N
     vocab = NoteVocabulary(config)
     if not pieces:
         return []
-    steps = [note_steps(p, config) for p in pieces]
-    group = np.repeat(np.arange(len(pieces)), [len(s[0]) for s in steps])  # (n,) piece of note
-    pitch, vbin, start, dbin = (np.concatenate([s[k] for s in steps]) for k in range(4))
+    notes = [p.notes if isinstance(p, Piece) else as_note_array(p) for p in pieces]
+    beats = [beats_of(p) for p in pieces]
+    group = np.repeat(np.arange(len(pieces)), [len(n) for n in notes])  # (n,) piece of note
+    pitch, vbin, start, dbin, kept = _steps(  # fields joined one by one (plain arrays: fast)
+        *(np.concatenate([a[k] for a in notes]) for k in ("pitch", "velocity")),
+        *(np.concatenate([b[k] for b in beats]) for k in ("start", "end")), config)
+    group = group[kept]
     order = np.lexsort((vbin, dbin, pitch, start, group))
     group, pitch, vbin, start, dbin = (a[order] for a in (group, pitch, vbin, start, dbin))
     first_of_piece = np.ones(len(pitch), dtype=bool)  # (n,)
