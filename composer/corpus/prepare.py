@@ -93,41 +93,51 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
                             f"(looked for {' '.join(MIDI_SUFFIXES)})")
     with locked_folder(cache):
+        meta = _read_meta(cache)
         if config.vocabulary != "auto":
-            report = _prepare_locked(midi_dir, cache, config, stats, scanned_ns, workers,
+            report = _prepare_locked(midi_dir, cache, config, stats, scanned_ns, meta, workers,
                                      progress)
             report.why = f"{config.vocabulary} (as asked)"
             return report
-        guess = _last_choice(cache)
+        guess = _last_choice(meta)
         report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=guess), stats,
-                                 scanned_ns, workers, progress)
+                                 scanned_ns, meta, workers, progress)
         kind, why = choose_vocabulary(*report.grid, config.notes.steps_per_quarter)
         if kind != guess:
             report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=kind), stats,
-                                     scanned_ns, workers, progress)
+                                     scanned_ns, _read_meta(cache), workers, progress)
         report.why = f"{kind} ({why})"
         return report
 
 
-def _last_choice(cache: Path) -> str:
-    """The vocabulary of the corpus already in ``cache`` (the beat vocabulary if none)."""
+def _read_meta(cache: Path) -> dict | None:
+    """The cache's corpus.json, or None when there is none fit to read."""
     try:
-        kind = json.loads((cache / "corpus.json").read_text())["config"]["vocabulary"]
-    except (OSError, ValueError, KeyError, TypeError):
+        meta = json.loads((cache / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _last_choice(meta: dict | None) -> str:
+    """The vocabulary of the corpus of ``meta`` (corpus.json; the beat vocabulary if none)."""
+    try:
+        kind = meta["config"]["vocabulary"]  # type: ignore[index]
+    except (KeyError, TypeError):
         return "notes"
     return kind if kind in CHOICES[:2] else "notes"
 
 
 def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
                     stats: dict[str, os.stat_result | OSError], scanned_ns: int,
-                    workers: int | None, progress: Callable[[int, int], None] | None
-                    ) -> PrepareReport:
-    """:func:`prepare` once the cache's lock is held."""
+                    meta: dict | None, workers: int | None,
+                    progress: Callable[[int, int], None] | None) -> PrepareReport:
+    """:func:`prepare` once the cache's lock is held (``meta``: its corpus.json as read)."""
     paths = sorted(stats)
     trusted = trusted_stats(stats, scanned_ns)
-    stat_stamp = _digest(f"{config.to_dict()}\n" + "\n".join(
-        f"{r}\t{trusted[r]}" for r in paths)) if len(trusted) == len(paths) else None
-    unchanged = _unchanged(cache, stat_stamp, len(paths))
+    stat_stamp = _digest(f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n" + "\n".join(
+        [trusted[r] for r in paths])) if len(trusted) == len(paths) else None
+    unchanged = _unchanged(cache, meta, stat_stamp, len(paths))
     if unchanged:
         return unchanged  # fast path: no file was added, removed or changed (by its stat)
     manifest = read_manifest(cache, config)
@@ -200,13 +210,14 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
-def _unchanged(cache: Path, stat_stamp: str | None, found: int) -> PrepareReport | None:
-    """The report of the last run if the scan is the same as then: the same files, each with
-    the same (device, inode, size, mtime, ctime) as when it was hashed."""
-    if stat_stamp is None:
+def _unchanged(cache: Path, meta: dict | None, stat_stamp: str | None, found: int
+               ) -> PrepareReport | None:
+    """The report of the last run (``meta``: its corpus.json) if the scan is the same as
+    then: the same files, each with the same (device, inode, size, mtime, ctime) as when it
+    was hashed."""
+    if stat_stamp is None or meta is None:
         return None
     try:
-        meta = json.loads((cache / "corpus.json").read_text())
         if meta.get("stat_scan") != stat_stamp or cache_problem(cache, meta):
             return None
         rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]

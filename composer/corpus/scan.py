@@ -99,7 +99,7 @@ def trusted_stats(stats: dict[str, os.stat_result | OSError], scanned_ns: int
     edge = scanned_ns - RACY_NS
     return {rel: f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
             for rel, st in stats.items()
-            if isinstance(st, os.stat_result) and max(st.st_mtime_ns, st.st_ctime_ns) < edge}
+            if type(st) is os.stat_result and st.st_mtime_ns < edge and st.st_ctime_ns < edge}
 
 
 def known_hashes(midi_dir: str | os.PathLike, stats: dict[str, os.stat_result | OSError],
