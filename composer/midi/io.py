@@ -79,6 +79,14 @@ def as_note_array(notes: NoteInput) -> np.ndarray:
     return np.array(rows, dtype=NOTE_DTYPE)
 
 
+def join_notes(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """NOTE_DTYPE arrays end to end: ``np.concatenate`` without its per-array promotion of
+    structured dtypes, which dominates when there are many small arrays (bulk ingest)."""
+    raw = np.concatenate([np.ascontiguousarray(a).view(f"V{NOTE_DTYPE.itemsize}")
+                          for a in arrays])
+    return raw.view(NOTE_DTYPE)
+
+
 @dataclass
 class Piece:
     """A loaded MIDI file: its notes (NOTE_DTYPE array, sorted by start) and facts about it."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from composer.core.config import OMIT_DEFAULT, Config
 from composer.core.messages import ComposerError, is_int, is_number, require
-from composer.midi.io import NOTE_DTYPE, NoteInput, as_note_array
+from composer.midi.io import NOTE_DTYPE, NoteInput, as_note_array, join_notes
 
 NOTE_ON = "NOTE_ON"
 NOTE_OFF = "NOTE_OFF"
@@ -337,7 +337,7 @@ def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFI
     if not arrays:
         return []
     group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
-    notes = np.concatenate(arrays)
+    notes = join_notes(arrays)
     pitch, vbin, start, end, kept = note_steps(notes, config)
     group, n = group[kept], len(pitch)
     # One ON and one OFF event per note; arrays (2n,) in event order, piece by piece.
