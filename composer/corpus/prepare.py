@@ -4,7 +4,9 @@
 the new or changed ones in worker processes (a worker that crashes or stalls costs one file,
 not the run), and writes a memory-mappable cache:
 
-    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason
+    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason,
+                                   and the stat key (device, inode, size, mtime, ctime) the
+                                   hash holds for
     CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
     CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
@@ -14,9 +16,16 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
 Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
-is written atomically under a unique temporary name. corpus.json records the byte sizes of
+is written atomically under a unique temporary name (not fsynced: a cache is derived data,
+and what a crash leaves is caught as below). corpus.json records the byte sizes of
 tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpus.open``
 (one line) and rebuilt by the next ``prepare`` (``PrepareReport.repaired`` says why).
+
+A file is read again only when its stat key changed since it was hashed
+(:func:`~composer.corpus.scan.trusted_stats`: ``touch``, ``cp -p``, ``rsync -a`` and tar can
+set an mtime back, never a ctime); a prepare whose every key is as last time reads no file
+at all (corpus.json's ``stat_scan``). A changed key means the file is hashed as before, and
+only parsed if its contents are new (a touched or renamed file is not).
 
 ``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
 assigned to train/valid/test by a hash of their content, so a split never changes from run to
@@ -277,12 +286,12 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
         tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
                                            shape=(report.events,))  # (N,)
         pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
-        for i, rel in enumerate(loaded):
-            o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
-            tokens[o : o + n] = pack[at : at + n]
-        del pack
-        tokens.flush()
-        del tokens
+        src, out = np.asarray(pack), np.asarray(tokens)  # plain views: cheap slices
+        for o, n, rel in zip(index["offset"].tolist(), index["length"].tolist(), loaded,
+                             strict=True):
+            at = files[rel]["at"]
+            out[o : o + n] = src[at : at + n]
+        del pack, src, out, tokens  # unmapped; no msync (the cache is not fsynced)
 
     def write_index(tmp: Path) -> None:
         with open(tmp, "wb") as f:
