@@ -79,12 +79,15 @@ def as_note_array(notes: NoteInput) -> np.ndarray:
     return np.array(rows, dtype=NOTE_DTYPE)
 
 
-def join_notes(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """NOTE_DTYPE arrays end to end: ``np.concatenate`` without its per-array promotion of
-    structured dtypes, which dominates when there are many small arrays (bulk ingest)."""
-    raw = np.concatenate([np.ascontiguousarray(a).view(f"V{NOTE_DTYPE.itemsize}")
-                          for a in arrays])
-    return raw.view(NOTE_DTYPE)
+def join_records(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Structured arrays of one dtype (NOTE_DTYPE, BEAT_DTYPE, ...) end to end: what
+    ``np.concatenate`` gives, without its per-array promotion of structured dtypes, which
+    dominates when there are many small arrays (bulk ingest)."""
+    dtype = arrays[0].dtype
+    if any(a.dtype != dtype for a in arrays):
+        return np.concatenate(arrays)
+    raw = np.concatenate([np.ascontiguousarray(a).view(f"V{dtype.itemsize}") for a in arrays])
+    return raw.view(dtype)
 
 
 @dataclass
@@ -313,8 +316,9 @@ SAVE_TEMPO = 480_000  # microseconds per beat: with 480 ticks per beat, one tick
 
 
 def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER_BEAT,
-         tempo: int = SAVE_TEMPO) -> None:
-    """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File.
+         tempo: int = SAVE_TEMPO, replace: bool = True) -> None:
+    """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File
+    (``replace=False``: FileTaken if ``path`` exists, see :func:`composer.core.files.atomic_write`).
 
     A Piece that knows its beats (``Piece.beats``, e.g. from :func:`load` or
     :func:`piece_from_beats`) is written on its own clock: its tempo map and time signatures
@@ -386,7 +390,7 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
                                       channel=channel, time=int(ticks[i] - now)))
             now = int(ticks[i])
         mid.tracks.append(track)
-    atomic_write(path, lambda tmp: mid.save(os.fspath(tmp)))
+    atomic_write(path, lambda tmp: mid.save(os.fspath(tmp)), replace=replace)
 
 
 def synthesize(notes: NoteInput, sample_rate: int) -> np.ndarray:
