@@ -24,7 +24,7 @@ from composer.cli.main import main
 from composer.controls.plan import pitch_classes
 from composer.core.files import FileTaken, atomic_write_bytes, check_output
 from composer.core.messages import ComposerError
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.output import compose, output_paths
 from composer.midi.io import NOTE_DTYPE, load, save
 from composer.midi.render import RenderConfig, render
@@ -66,8 +66,9 @@ def test_concurrent_generates_into_one_folder_never_overwrite_each_other(model, 
     done: dict[int, list] = {}
 
     def one(i: int) -> None:
-        done[i] = compose(model, EC, tmp_path, num=3, config=SampleConfig(events=24),
-                          rng_seed=i, engine="plain")[0]
+        job = GenerateRequest(out=str(tmp_path), num=3, sample=SampleConfig(events=24),
+                              rng_seed=i, engine="plain")
+        done[i] = compose(model, EC, None, job)[0]
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(runs)]
     for t in threads:
@@ -90,8 +91,9 @@ def test_a_file_made_after_the_names_were_chosen_is_not_replaced(model, tmp_path
         return real(*args, **kwargs)
 
     monkeypatch.setattr(output_mod, "generate", someone_writes_meanwhile)
-    outputs, _ = compose(model, EC, tmp_path, num=2, config=SampleConfig(events=16),
-                         rng_seed=0, engine="plain")
+    job = GenerateRequest(out=str(tmp_path), num=2, sample=SampleConfig(events=16),
+                          rng_seed=0, engine="plain")
+    outputs, _ = compose(model, EC, None, job)
     assert (tmp_path / "composer-001.mid").read_bytes() == b"mine"
     assert [o.path.name for o in outputs] == ["composer-002.mid", "composer-003.mid"]
     assert not list(tmp_path.glob(".*tmp*"))
