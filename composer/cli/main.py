@@ -20,6 +20,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.harmony import harmonize, infill, train_harmonizer
 from composer.cli.options import (
     control_flags,
     corpus_config,
@@ -424,6 +425,9 @@ def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
 
 main.add_command(evaluate)
 main.add_command(serve)
+main.add_command(harmonize)
+main.add_command(infill)
+main.add_command(train_harmonizer)
 
 if __name__ == "__main__":
     main()
