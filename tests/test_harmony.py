@@ -12,8 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from composer.cli.main import main
-from composer.harmony.config import HOLD, PITCH0, HarmonyError, HarmonyModelConfig, \
-    HarmonySampleConfig, HarmonyTrainConfig
+from composer.harmony.config import (
+    HOLD,
+    PITCH0,
+    HarmonyError,
+    HarmonyModelConfig,
+    HarmonySampleConfig,
+    HarmonyTrainConfig,
+)
 from composer.harmony.grid import from_grid, match_voices, to_grid
 from composer.harmony.melody import infer_key, key_signature, parse_melody_text, read_melody
 from composer.midi.parts import load_parts
@@ -89,7 +95,8 @@ def test_harmonize_writes_named_voices_and_keeps_melody(tiny, tmp_path):
     assert first.parts[0].notes["pitch"].tolist() == [67, 69, 71, 69, 67, 66, 67]
     ranges = HarmonyModelConfig().ranges
     for part, (lo, hi) in zip(first.parts[1:], ranges[1:], strict=True):
-        assert len(part.notes) and lo <= part.notes["pitch"].min() <= part.notes["pitch"].max() <= hi
+        pitches = part.notes["pitch"]
+        assert len(pitches) and lo <= pitches.min() <= pitches.max() <= hi
     again = tmp_path / "again.mid"
     run("harmonize", "G4:1 A4:1 B4:2 A4:1 G4:1 F#4:2 G4:4", "--checkpoint", tiny, "--out",
         again, "--rng-seed", 3, "--passes", 4, "--num", 2)
