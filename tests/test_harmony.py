@@ -192,3 +192,33 @@ def test_train_harmonizer_command(tmp_path):
     assert (out / "harmonizer.json").is_file() and (out / "model.safetensors").is_file()
     code, text = run("train-harmonizer", folder, "--out", out, "--steps", 1)
     assert code == 1 and "--force" in text
+
+
+def test_page_harmonize_and_reroll(one_thread):
+    from starlette.testclient import TestClient
+
+    from composer.serve.app import create_app
+
+    with TestClient(create_app()) as c:
+        assert "harmony.js" in c.get("/").text
+        assert c.get("/static/harmony.js").status_code == 200
+        r = c.post("/api/harmonize", json={"melody": "G4:1 A4:1 B4:2 A4:1 G4:1 F#4:2 G4:4",
+                                            "passes": 2, "rng_seed": 1})
+        assert r.status_code == 200, r.text
+        score = r.json()
+        assert [p["name"] for p in score["parts"]] == ["Soprano", "Alto", "Tenor", "Bass"]
+        assert [n[0] for n in score["parts"][0]["notes"]] == [67, 69, 71, 69, 67, 66, 67]
+        r = c.post("/api/infill", json={"parts": score["parts"], "meter": score["meter"],
+                                         "from_bar": 1, "to_bar": 3, "voices": ["Alto"],
+                                         "passes": 2, "rng_seed": 2})
+        assert r.status_code == 200, r.text
+        again = r.json()["parts"]
+        for old, new in zip(score["parts"], again, strict=True):
+            if old["name"] != "Alto":
+                assert old["notes"] == new["notes"]
+        for body, words in (({"melody": "C4+E4:1"}, "chord"), ({"melody": "R:1"}, "no notes"),
+                            ({"melody": "G4:1", "passes": 0}, "passes"),
+                            ({"parts": score["parts"], "from_bar": 3, "to_bar": 1}, "reversed")):
+            url = "/api/infill" if "parts" in body else "/api/harmonize"
+            r = c.post(url, json=body)
+            assert r.status_code == 400 and words in r.json()["error"]
