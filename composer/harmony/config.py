@@ -73,6 +73,8 @@ class HarmonyTrainConfig(Config):
         check_seed(self.seed, HarmonyError, "seed")
         require(is_number(self.minutes) and self.minutes > 0, "minutes must be > 0",
                 HarmonyError)
+        require(is_int(self.steps) and self.steps >= 0, "steps must be an integer >= 0",
+                HarmonyError)
         for name in ("batch_size", "window_beats", "eval_every", "threads"):
             require(is_int(getattr(self, name)) and getattr(self, name) >= 1,
                     f"harmony training: {name} must be an integer >= 1", HarmonyError)

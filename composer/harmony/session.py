@@ -21,7 +21,6 @@ from composer.harmony.grid import from_grid, match_voices
 from composer.harmony.melody import infer_key, key_signature, parse_key
 from composer.harmony.model import HarmonyNet
 from composer.harmony.sample import gibbs, harmonize_grid, infill_grid, inside
-from composer.midi.io import parse_pitch
 from composer.midi.parts import PART_DTYPE, Part, PartScore
 
 MELODY_SLACK = 2  # semitones a melody may reach past a voice's range in the corpus
@@ -171,7 +170,3 @@ def write_scores(scores: Sequence[PartScore], out: str | os.PathLike, *, musicxm
             write_musicxml(score, group[1])
     return [p for group in paths for p in group]
 
-
-def transpose_notes(notes: np.ndarray, pitch: str) -> int:
-    """Semitones from the melody's highest note to ``pitch`` (a helper for --top)."""
-    return parse_pitch(pitch) - int(notes["pitch"].max())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,8 +45,6 @@ class PartScore:
     tempo: int = DEFAULT_US_PER_QUARTER
     key: int | None = None  # sharps (> 0) or flats (< 0) of the key signature, None: unknown
     minor: bool = False
-    pickup: float = 0.0  # beats before the first barline (an upbeat), 0 when none
-    extra: dict = field(default_factory=dict)
 
     @property
     def beats_per_bar(self) -> float:
