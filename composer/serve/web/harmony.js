@@ -27,7 +27,7 @@
     const upload = el("input", { id: "h-upload", type: "file", accept: ".mid,.midi,audio/midi" });
     const temperature = el("input", { id: "h-temperature", type: "number", min: "0.1", max: "5",
       step: "0.05", value: "0.9" });
-    const passes = el("input", { id: "h-passes", type: "number", min: "1", max: "256", value: "64" });
+    const passes = el("input", { id: "h-passes", type: "number", min: "1", max: "256", value: "32" });
     const seed = el("input", { id: "h-seed", type: "number", min: "0", step: "1" });
     const keys = el("div", { class: "row", id: "h-keys", "aria-label": "Play a melody" });
     for (let p = 60; p <= 81; p++) {
@@ -76,7 +76,7 @@
   function settings() {
     const body = {
       temperature: Number(document.getElementById("h-temperature").value) || 0.9,
-      passes: Number(document.getElementById("h-passes").value) || 64,
+      passes: Number(document.getElementById("h-passes").value) || 32,
     };
     const seed = document.getElementById("h-seed").value;
     if (seed !== "") body.rng_seed = Number(seed);
