@@ -44,7 +44,7 @@ from composer.evaluation.musicstats import compare_sets
 from composer.generation.config import SampleConfig
 from composer.generation.loop import generate
 from composer.model.checkpoint import load_checkpoint
-from composer.tokens.vocab import clock_from
+from composer.tokens.beats import clock_from
 
 PERCENTILES = (10, 30, 50, 70, 90)
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -125,7 +125,7 @@ class Bench:
         gen = generate(self.ckpt.model, self.events, None, self.pieces,
                        SampleConfig(seconds=self.seconds, max_num=max(64, self.pieces)),
                        self.rng_seed, self.engine, clock=self.clock, guards=self.guards,
-                       controls=plan)
+                       plan=plan)
         out = []
         for row in gen.tokens:
             cont = row[gen.seed_len:]

@@ -6,10 +6,22 @@ for, and on CUDA when present. Two figures per path:
 
 - ``step``: the model step alone (``stepper.step`` per event, the issue's measure);
 - ``generate``: the whole loop of :func:`composer.generation.loop.generate` (sampling filters,
-  Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph.
+  Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph; each call
+  (256 events at most) also pays its start: checks, the seed's one ``nn.LSTM`` forward
+  (13-30 ms for a one-token seed on the shared 2-core machine, most of it oneDNN's per-call
+  set-up: 5 ms with oneDNN off, which is not done since it changes the numbers), building
+  the processors;
+- ``loop alone`` (``--marginal``): the same loop without that start: N events over the
+  time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each).
 
-``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ratios are
-against it. Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
+``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ``x first``
+is against the first path timed (naive by default). ``bare int8`` is the anchor of issue
+24: a plain embedding, ``nn.LSTM`` and ``nn.Linear`` head of the same size, dynamically
+quantized by ``torch.ao.quantization.quantize_dynamic`` and stepped one event at a time,
+with no sampling at all; ``x bare`` is a path's step (and whole loop) against it (target:
+loop >= 0.8 at batch 1 and 8, one thread). ``--repeat N`` takes the best of N timings
+per figure, the paths interleaved (a shared machine's load moves between figures).
+Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
 steps/s on CPU, >= 10,000 steps/s on an H100 (CUDA graph).
 
 Fidelity: KL(int8 || fp32) and KL(fp32 || int8) of the next-event distributions, teacher-
@@ -23,19 +35,23 @@ with one thread, other work had the core part of the time (the figures are wall-
 
     python benchmarks/bench_generate.py [--threads 1 2] [--train-seconds 45]
                                         [--checkpoint checkpoints/default]
+    python benchmarks/bench_generate.py --threads 1 --batches 1 8 --paths int8 --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from composer.generation.config import SampleConfig
 from composer.generation.loop import CHUNK, generate
@@ -79,6 +95,40 @@ def step_rate(model: ComposerLSTM, stepper, batch: int, seconds: float) -> tuple
         return rate(one, seconds)
 
 
+class BareInt8(nn.Module):
+    """The anchor: embedding, ``nn.LSTM`` and head of ``config``'s size, dynamically
+    quantized (int8 LSTM and head), stepped one event at a time; no sampling."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.lstm = nn.LSTM(config.embed_dim, config.hidden, config.layers)
+        self.head = nn.Linear(config.hidden, config.vocab_size)
+
+    def step(self, tok: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """tok (B,) -> logits (B, V), new (h, c)."""
+        out, state = self.lstm(self.embed(tok)[None], state)  # (1, B, H)
+        return self.head(out[0]), state
+
+
+def bare_step(config: ModelConfig, batch: int) -> Callable[[], None]:
+    """One step of :class:`BareInt8` (random weights) at ``batch``, as a function."""
+    from torch.ao.quantization import quantize_dynamic
+
+    torch.manual_seed(0)
+    bare = quantize_dynamic(BareInt8(config).eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    tok = torch.zeros(batch, dtype=torch.long)
+    zero = torch.zeros(config.layers, batch, config.hidden)
+    state = [(zero, zero.clone())]
+
+    def one() -> None:
+        with torch.inference_mode():
+            _, state[0] = bare.step(tok, state[0])
+
+    return one
+
+
 def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
                   seconds: float) -> float:
     """Steps per second of the whole :func:`generate` loop (events per row / wall time), the
@@ -93,9 +143,28 @@ def generate_rate(model: ComposerLSTM, stepper, batch: int, events: int,
     return events * rate(run, seconds, min_calls=1, warmup=1)[0]
 
 
-def speed(model: ComposerLSTM, device: str, seconds: float) -> None:
-    """Print the speed table for ``model`` on ``device``."""
-    engines = ["naive", "fused"] + (["int8"] if device == "cpu" else [])
+def call_times(model: ComposerLSTM, stepper, batch: int, events: int) -> tuple[float, float]:
+    """Wall seconds of one :func:`generate` call of ``events`` and of one of twice as many:
+    the events they differ by over the time they differ by is the loop alone, without the
+    per-call start (checks, the seed's forward through ``nn.LSTM``, the processors)."""
+    times = []
+    for n in (events, 2 * events):
+        config = SampleConfig(events=n)
+        start = time.perf_counter()
+        generate(model, EventConfig(), None, batch, config, rng_seed=0, engine=stepper,
+                 cuda_graph=stepper.name != "plain", threads=None)
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, ...],
+          paths: tuple[str, ...], repeat: int, marginal: bool = False) -> None:
+    """Print the speed table for ``model`` on ``device`` (on CPU against the bare int8 step).
+    Each figure is the best of ``repeat`` timings, the paths interleaved, so that a load
+    change on a shared machine hits them alike; ``marginal`` adds the loop alone
+    (:func:`marginal_rate`)."""
+    engines = [e for e in ("naive", "fused", "int8") if e in paths
+               and (e != "int8" or device == "cpu")]
     steppers = {}
     for engine in engines:
         start = time.perf_counter()
@@ -104,17 +173,38 @@ def speed(model: ComposerLSTM, device: str, seconds: float) -> None:
         build = time.perf_counter() - start
         if engine != "naive":
             print(f"  {engine} path built in {build * 1000:.0f} ms")
-    print(f"{'batch':>5} {'path':>6} {'step/s':>9} {'x naive':>8} {'cpu':>5} "
-          f"{'gen step/s':>11} {'x naive':>8} {'gen events/s':>13}")
-    for batch in BATCHES:
-        base_step = base_gen = None
-        for engine, stepper in steppers.items():
-            s, cpu = step_rate(model, stepper, batch, seconds)
-            events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)  # ~s/2 a run
-            g = generate_rate(model, stepper, batch, events, seconds)
-            base_step, base_gen = base_step or s, base_gen or g
-            print(f"{batch:>5} {engine:>6} {s:>9,.0f} {s / base_step:>7.1f}x {cpu:>5.2f} "
-                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {g * batch:>13,.0f}", flush=True)
+    print(f"{'batch':>5} {'path':>9} {'step/s':>9} {'x first':>8} {'x bare':>7} {'cpu':>5} "
+          f"{'gen step/s':>11} {'x first':>8} {'x bare':>7} {'gen events/s':>13}"
+          + (f" {'loop alone':>10} {'x bare':>7}" if marginal else ""))
+    for batch in batches:
+        bare_fn = bare_step(model.config, batch) if device == "cpu" else None
+        bare, best = 0.0, {e: [0.0] * 3 for e in steppers}  # step/s, cpu, gen step/s
+        calls = {e: [math.inf, math.inf, 0] for e in steppers}  # fastest of N, of 2N; N
+        for _ in range(repeat):
+            if bare_fn is not None:
+                bare = max(bare, rate(bare_fn, seconds)[0])
+            for engine, stepper in steppers.items():
+                s, cpu = step_rate(model, stepper, batch, seconds)
+                events = int(min(256, max(CHUNK, s * seconds / 2)) // CHUNK * CHUNK)
+                g = generate_rate(model, stepper, batch, events, seconds)
+                best[engine] = [max(x, y) for x, y in zip(best[engine], (s, cpu, g),
+                                                           strict=True)]
+                if marginal:
+                    one, two = call_times(model, stepper, batch, events)
+                    c = calls[engine]
+                    c[:] = [min(c[0], one), min(c[1], two), events]
+        if bare:
+            print(f"{batch:>5} {'bare int8':>9} {bare:>9,.0f} {'':>8} {1:>6.2f}x", flush=True)
+        if not best:  # the anchor only
+            continue
+        base_step, base_gen = next(iter(best.values()))[0], next(iter(best.values()))[2]
+        for engine, (s, cpu, g) in best.items():
+            one, two, n = calls[engine]
+            m = n / max(two - one, 1e-9) if marginal else 0.0  # the loop alone
+            xs, xg, xm = (f"{x / bare:>6.2f}x" if bare else f"{'-':>7}" for x in (s, g, m))
+            print(f"{batch:>5} {engine:>9} {s:>9,.0f} {s / base_step:>7.1f}x {xs} {cpu:>5.2f} "
+                  f"{g:>11,.0f} {g / base_gen:>7.1f}x {xg} {g * batch:>13,.0f}"
+                  + (f" {m:>10,.0f} {xm}" if marginal else ""), flush=True)
 
 
 def bach_tokens(config: EventConfig) -> list[np.ndarray]:
@@ -190,6 +280,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seconds", type=float, default=1.0, help="timing per figure")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    ap.add_argument("--paths", nargs="+", default=["naive", "fused", "int8"],
+                    help="paths to time (the first is the 'x first' base)")
+    ap.add_argument("--marginal", action="store_true",
+                    help="also time the loop alone, without each call's start")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="best of this many timings per figure, paths interleaved")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--files", type=int, default=8, help="held-out chorales for KL")
     ap.add_argument("--train-seconds", type=float, default=45.0,
@@ -206,10 +303,14 @@ def main() -> None:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\nCPU, {torch.get_num_threads()} thread(s) (load average {load} on "
               f"{os.cpu_count()} cores):")
-        speed(model, "cpu", args.seconds)
-    if torch.cuda.is_available():
+        speed(model, "cpu", args.seconds, tuple(args.batches), tuple(args.paths), args.repeat,
+              args.marginal)
+    if not torch.cuda.is_available():
+        print("\nCUDA (bf16, CUDA-graph steps/s at batch 1 and 64): not measured: no GPU lent")
+    else:
         print(f"\nCUDA ({torch.cuda.get_device_name()}):")
-        speed(model.cuda(), "cuda", args.seconds)
+        speed(model.cuda(), "cuda", args.seconds, tuple(args.batches), tuple(args.paths),
+              args.repeat)
         model.cpu()
     torch.set_num_threads(min(args.threads))
     fidelity(args.window, args.files, args.train_seconds, args.checkpoint)

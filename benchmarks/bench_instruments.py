@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,9 @@ import torch
 
 from composer.cli.options import corpus_config
 from composer.corpus.sources import open_or_prepare
-from composer.evaluation.likelihood import EvalConfig, evaluate_model
-from composer.generation.config import SampleConfig
+from composer.evaluation.baselines import EvalConfig
+from composer.evaluation.likelihood import evaluate_model
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.session import generate_music
 from composer.midi.instruments import program_name
 from composer.midi.io import NOTE_DTYPE, LoadConfig, load
@@ -125,13 +127,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     corpus = open_or_prepare(corpus_dir, settings)
     root = Path(corpus.source or corpus_dir)
     tests = sorted(corpus.paths[i] for i in corpus.files("test"))[: args.pieces]
-    common = dict(config=SampleConfig(temperature=1.0, seconds=args.seconds), device="cpu",
-                  copy_warn=0, include_seed=False, threads=args.threads, force=True)
     out = work / "generated"
+    job = GenerateRequest(checkpoint=str(ckpt), out=str(out), device="cpu", copy_warn=0,
+                          sample=SampleConfig(temperature=1.0, seconds=args.seconds),
+                          include_seed=False, threads=args.threads, force=True)
     for i, rel in enumerate(tests):
-        generate_music(ckpt, str(root / rel), seed_seconds=args.seed_seconds, out=out, num=1,
-                       rng_seed=i, prefix=f"s{i:02d}", **common)
-    generate_music(ckpt, None, out=out, num=args.pieces, rng_seed=0, prefix="u", **common)
+        generate_music(replace(job, seed=str(root / rel), seed_seconds=args.seed_seconds,
+                               rng_seed=i, prefix=f"s{i:02d}"))
+    generate_music(replace(job, num=args.pieces, rng_seed=0, prefix="u"))
     files = sorted(out.glob("*.mid"))
     reference = parts(read([root / p for p in corpus.paths]))
     record["instruments"] = instrument_rows(parts(read(files)), reference)

@@ -40,6 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,10 @@ import torch
 
 from composer.corpus.cache import AUTO_CHOICE, CorpusConfig
 from composer.corpus.sources import load_folder, open_or_prepare
-from composer.evaluation.likelihood import EvalConfig, evaluate_model
+from composer.evaluation.baselines import EvalConfig
+from composer.evaluation.likelihood import evaluate_model
 from composer.evaluation.musicstats import compare_sets
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.session import generate_music
 from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
 from composer.tokens.vocab import CHOICES
@@ -134,14 +136,14 @@ def generate_run(checkpoint: Path, corpus_dir: Path, folder: Path, reference: li
     corpus = open_or_prepare(corpus_dir)
     tests = sorted(corpus.paths[i] for i in corpus.files("test"))[:pieces]
     root = Path(corpus.source or corpus_dir)
-    sample = SampleConfig(temperature=1.0, seconds=30.0)
-    common = dict(config=sample, device="cpu", copy_warn=0, include_seed=False, threads=threads,
-                  force=True)
+    job = GenerateRequest(checkpoint=str(checkpoint),
+                          sample=SampleConfig(temperature=1.0, seconds=30.0), device="cpu",
+                          copy_warn=0, include_seed=False, threads=threads, force=True)
     for i, rel in enumerate(tests):
-        generate_music(checkpoint, str(root / rel), seed_seconds=seed_seconds,
-                       out=folder / "seeded", num=1, rng_seed=i, prefix=f"s{i:02d}", **common)
-    generate_music(checkpoint, None, out=folder / "unseeded", num=pieces, rng_seed=0,
-                   prefix="u", **common)
+        generate_music(replace(job, seed=str(root / rel), seed_seconds=seed_seconds,
+                               out=str(folder / "seeded"), rng_seed=i, prefix=f"s{i:02d}"))
+    generate_music(replace(job, out=str(folder / "unseeded"), num=pieces, rng_seed=0,
+                           prefix="u"))
     sets = {k: load_folder(folder / k)[1] for k in ("seeded", "unseeded")}
     sets["all"] = sets["seeded"] + sets["unseeded"]
     return {"seed_files": tests, "seed_seconds": seed_seconds,

@@ -162,12 +162,32 @@ def layers(package: Path) -> int:
     return max(visit(p) for p in uses)
 
 
+def widest(package: Path, least: int = 9) -> list[tuple[int, str]]:
+    """(parameter count, ``module.function``) of every function taking ``least`` or more
+    parameters (``self``/``cls`` not counted), widest first."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        mod = module_name(path, package)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+                n = len([p for p in params if p.arg not in ("self", "cls")])
+                n += bool(a.vararg) + bool(a.kwarg)
+                if n >= least:
+                    found.append((n, f"{mod}.{node.name}"))
+    return sorted(found, key=lambda x: (-x[0], x[1]))
+
+
 def main(argv: list[str]) -> int:
     args = [a for a in argv if a != "--check"]
     package = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "composer"
     text, problems = report(package)
     print(text)
     print(f"\n{layers(package)} import layers")
+    wide = widest(package)
+    print(f"\n{len(wide)} function(s) of 9 or more parameters: "
+          + ", ".join(f"{name} {n}" for n, name in wide[:12]))
     print(f"\n{len(problems)} problem(s)" + (":" if problems else ""))
     for p in problems:
         print(f"  {p}")

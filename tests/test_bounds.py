@@ -58,7 +58,7 @@ def test_evaluate_order_is_bounded(tmp_path):
     out = usage_error(["evaluate", "--checkpoint", "default", "--order", "1000000"])
     assert "Invalid value for '--order'" in out and "1<=x<=12" in out
     from composer.core.messages import MetricsError
-    from composer.evaluation.likelihood import EvalConfig, NGram
+    from composer.evaluation.baselines import EvalConfig, NGram
 
     with pytest.raises(MetricsError, match=r"order must be an integer in \[1, 12\]"):
         EvalConfig(order=13)

@@ -37,8 +37,31 @@ def _missing() -> str | None:
     return None
 
 
+def tiny_models(folder: Path) -> list[Path]:
+    """Two untrained tiny models served beside the shipped ones: ``plain`` takes no
+    controls, ``steer`` takes every control with two styles."""
+    from composer.controls.features import ControlSpec
+    from composer.model.checkpoint import save_checkpoint
+    from composer.model.config import ModelConfig
+    from composer.model.lstm import ComposerLSTM
+    from composer.tokens.beats import NoteEventConfig
+    from composer.tokens.vocab import NOTES, Events
+    from composer.training.config import TrainConfig
+
+    events = Events(NOTES, NoteEventConfig())
+    spec = ControlSpec(("density", "pitch-classes", "style", "tempo"), ("bach", "folk"))
+    paths = []
+    for name, controls in (("plain", ControlSpec()), ("steer", spec)):
+        config = ModelConfig(vocab_size=events.size, embed_dim=8, hidden=16, layers=1,
+                             controls=controls)
+        paths.append(save_checkpoint(folder / name, ComposerLSTM(config), config,
+                                     events.to_dict(), train_config=TrainConfig().to_dict(),
+                                     step=0, metrics={}, data={}))
+    return paths
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     missing = _missing()
     if missing and os.environ.get("CI"):
         pytest.fail(f"the browser test must run in CI: {missing}")
@@ -46,7 +69,9 @@ def server():
         pytest.skip(missing)
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "composer", "serve", "--port", str(port)],
+    extra = tiny_models(tmp_path_factory.mktemp("models"))
+    proc = subprocess.Popen([sys.executable, "-m", "composer", "serve", "--port", str(port),
+                             *(a for path in extra for a in ("--checkpoint", str(path)))],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -176,10 +201,6 @@ def test_seed_generate_see_hear_download(browser, server, tmp_path):
     choose(driver, "seed-kind", "upload")
     driver.find_element("id", "upload").send_keys(str(tune))
     generate_and_wait(driver, 3)
-    if os.environ.get("COMPOSER_SCREENSHOT"):
-        driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(os.environ["COMPOSER_SCREENSHOT"])
-
     # A bad seed: the page shows the server's one-line message, no new result.
     choose(driver, "seed-kind", "pitches")
     set_value(driver, "pitches", "C4 H4")
@@ -187,3 +208,63 @@ def test_seed_generate_see_hear_download(browser, server, tmp_path):
     error = driver.find_element("id", "error")
     wait_for(driver, lambda d: error.is_displayed())
     assert "H4" in error.text and len(results(driver)) == 3
+
+
+def test_choose_a_model_see_its_controls_draw_a_plan(browser, server):
+    """Every shipped model is offered; choosing one shows the controls it takes (and only
+    those), a plan drawn over the piece's seconds goes with the request. The model steered
+    is the first shipped one that takes a style (else a tiny one served beside them)."""
+    import json
+
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from composer.model.checkpoint import shipped_names
+
+    served = json.loads(urllib.request.urlopen(f"{server}/api/models").read())["models"]
+    steered = next((m for m in served if m["id"] in shipped_names()
+                    and "style" in [c["name"] for c in m["controls"]]),
+                   next(m for m in served if m["id"] == "steer"))
+    driver = browser
+    driver.get(server + "/")
+    wait_for(driver, lambda d: d.find_element("tag name", "body").get_attribute("data-ready"))
+    offered = [o.get_attribute("value") for o in
+               driver.find_elements("css selector", "#model option")]
+    assert offered == [*sorted(shipped_names(), key=lambda n: n != "default"), "plain", "steer"]
+    box = driver.find_element("id", "controls-box")
+    choose(driver, "model", "plain")
+    assert not box.is_displayed()  # a model without controls shows none
+    assert driver.find_elements("css selector", "[data-control]") == []
+    choose(driver, "model", steered["id"])
+    assert box.is_displayed()
+    shown = [e.get_attribute("data-control") for e in
+             driver.find_elements("css selector", "[data-control]")]
+    assert shown == [c["name"] for c in steered["controls"]]
+    assert {"density", "key", "style"} <= set(shown)
+    styles = steered["takes"]["styles"]
+    assert [o.get_attribute("value") for o in
+            driver.find_elements("css selector", "#control-style option")] == ["", *styles]
+    assert f"style ({', '.join(styles)})" in driver.find_element("id", "model-takes").text
+    choose(driver, "control-key", "D minor")
+    choose(driver, "control-style", styles[-1])
+    set_value(driver, "length", "6")
+    set_value(driver, "rng-seed", "3")
+    choose(driver, "seed-kind", "none")
+    # Draw density over time: low on the left half, high on the right half.
+    canvas = driver.find_element("id", "plan")
+    width, height = canvas.size["width"], canvas.size["height"]
+    (ActionChains(driver).move_to_element_with_offset(canvas, -width // 2 + 35, height // 4)
+     .click_and_hold().move_by_offset(width // 2 - 40, 0)
+     .move_by_offset(0, -height // 2 + 10).move_by_offset(width // 2 - 5, 0)
+     .release().perform())
+    segments = json.loads(driver.find_element("id", "plan-json").text)
+    assert segments[0]["from"] == 0 and len(segments) >= 2
+    densities = [s["density"] for s in segments]
+    assert densities[0] < densities[-1] and all(d is not None for d in densities)
+    assert int(canvas.get_attribute("data-segments")) == len(segments)
+    generate_and_wait(driver, len(results(driver)) + 1)
+    if os.environ.get("COMPOSER_SCREENSHOT"):
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(os.environ["COMPOSER_SCREENSHOT"])
+    # Clearing the plan sends none.
+    driver.find_element("id", "plan-clear").click()
+    assert driver.find_element("id", "plan-json").text == "none"

@@ -26,7 +26,7 @@ from composer.cli.report import Progress, engine_words
 from composer.core.messages import GenerateError
 from composer.corpus.cache import CorpusConfig
 from composer.corpus.prepare import prepare
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.loop import GenerationInterrupted, generate
 from composer.generation.output import compose
 from composer.generation.seeds import parse_pitch, parse_pitches
@@ -91,7 +91,7 @@ def test_num_and_length_are_refused_before_anything_is_allocated(ckpt, tmp_path,
     def never(*a, **k):
         raise AssertionError("generation started")
 
-    monkeypatch.setattr(generate_mod, "_prime", never)
+    monkeypatch.setattr(generate_mod, "_feed", never)
     cases = [(["--num", "100000"], "100,000 continuations is over the limit of 64 per run "
                                    "(raise it with --max-num)"),
              (["--length", "1e4"], "a length of 10000 s is over the limit of 600 s (raise it "
@@ -159,7 +159,8 @@ def test_compose_keeps_what_was_drawn_when_interrupted(model, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(GenerationInterrupted) as caught:
-        compose(model, EC, tmp_path, None, 3, SampleConfig(events=10_000), rng_seed=2,
+        compose(model, EC, None, GenerateRequest(out=str(tmp_path), num=3, rng_seed=2,
+                                                 sample=SampleConfig(events=10_000)),
                 progress=stop)
     outputs = caught.value.outputs
     assert [o.tokens for o in outputs] == [64, 64, 64]

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from composer.controls.features import (
 from composer.controls.plan import key_profile, key_scale, make_plan, parse_key, read_plan
 from composer.corpus.cache import INDEX_DTYPE, Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.loop import generate
 from composer.generation.session import generate_music
 from composer.midi.io import NOTE_DTYPE
@@ -256,7 +257,8 @@ def test_plan_segments_build_on_each_other():
     assert make_plan(spec, {}) is None  # nothing asked: the model runs as without controls
     with pytest.raises(ControlError, match="plan entry 2: 'from' 1 comes before 5"):
         make_plan(spec, None, [{"from": 5, "density": 1}, {"from": 1, "density": 2}])
-    with pytest.raises(ControlError, match="not trained with the tempo control"):
+    takes = r"density, key \(or pitch-classes\), style \(bach, folk\)"
+    with pytest.raises(ControlError, match=rf"does not take tempo \(it takes {takes}\)"):
         make_plan(spec, {"tempo": 90})
     with pytest.raises(ControlError, match="key or pitch classes, not both"):
         make_plan(spec, {"key": "C", "pitch_classes": "1,0,0,0,0,0,0,0,0,0,0,0"})
@@ -299,7 +301,7 @@ def test_controls_switch_at_the_scheduled_second():
                                   {"from": 4, "key": "G major"}])
     rec = Recording(model)
     gen = generate(model, PERF, None, 3, SampleConfig(seconds=6, max_silence_seconds=0.5),
-                   rng_seed=2, engine=rec, controls=plan)
+                   rng_seed=2, engine=rec, plan=plan)
     seen = torch.stack(rec.seen, 1).numpy()  # (B, steps, C)
     switched = 0
     for b, row in enumerate(gen.tokens):
@@ -317,11 +319,11 @@ def test_engines_agree_with_controls():
     model = ComposerLSTM(ModelConfig.preset("tiny", vocab_size=PERF.size, controls=spec))
     plan = make_plan(spec, {"density": 3}, [{"from": 1, "key": "E minor"}])
     runs = {e: generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine=e,
-                        keep_logits=True, controls=plan) for e in ("plain", "fused")}
+                        keep_logits=True, plan=plan) for e in ("plain", "fused")}
     assert torch.allclose(runs["plain"].logits, runs["fused"].logits, atol=1e-5)
     assert [r.tolist() for r in runs["plain"].tokens] == [r.tolist() for r in runs["fused"].tokens]
     other = generate(model, PERF, None, 2, SampleConfig(events=64), rng_seed=5, engine="plain",
-                     keep_logits=True, controls=make_plan(spec, {"density": 12}))
+                     keep_logits=True, plan=make_plan(spec, {"density": 12}))
     assert not torch.allclose(other.logits[:, 1:], runs["plain"].logits[:, 1:])
 
 
@@ -346,14 +348,14 @@ def test_a_model_trained_with_controls_generates_with_a_plan(steered, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps([{"from": 0, "density": 2, "style": "folk"},
                                 {"from": 2, "density": 6, "key": "A minor"}]))
-    done = generate_music(steered, controls={"tempo": 90}, plan=plan, out=tmp_path, num=2,
-                          rng_seed=1, config=SampleConfig(seconds=4), copy_warn=0)
+    job = GenerateRequest(checkpoint=str(steered), out=str(tmp_path), num=2, rng_seed=1,
+                          sample=SampleConfig(seconds=4), copy_warn=0)
+    done = generate_music(replace(job, control_request={"tempo": 90}, plan_file=str(plan)))
     assert len(done.outputs) == 2 and all(o.path.exists() for o in done.outputs)
     from composer.midi.io import load
 
     assert load(done.outputs[0].path).tempos["us_per_quarter"][0] == round(60e6 / 90)
-    unsteered = generate_music(steered, out=tmp_path / "u", rng_seed=1, copy_warn=0,
-                               config=SampleConfig(seconds=4))
+    unsteered = generate_music(replace(job, out=str(tmp_path / "u"), num=1))
     assert unsteered.outputs[0].path.exists()  # no control given: the learned defaults
 
 
@@ -365,7 +367,7 @@ def test_cli_control_errors(steered, tmp_path):
     r = run(main, ["generate", "--checkpoint", str(SHIPPED), "--density", "3", "-q",
                    "--out", str(tmp_path)])
     assert r.exit_code == 1
-    assert "not trained with the density control (it takes no controls)" in r.output
+    assert "does not take density (it takes no controls)" in r.output
     bad = tmp_path / "bad.json"
     bad.write_text('[{"from": 0, "density": 2}, {"from": -1}]')
     r = run(main, ["generate", "--checkpoint", str(steered), "--controls", str(bad), "-q",

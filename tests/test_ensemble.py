@@ -18,7 +18,7 @@ from composer.cli.main import main
 from composer.core.messages import ComposerError
 from composer.corpus.cache import Corpus
 from composer.corpus.facts import Guards
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.loop import generate, start_tokens
 from composer.generation.output import to_piece
 from composer.generation.seeds import restrict_seed, seed_from_midi, seed_instruments
@@ -318,9 +318,10 @@ def test_prepare_train_generate_an_ensemble_end_to_end(tmp_path):
                       device="cpu", config=_fast())
     ckpt = load_checkpoint(tmp_path / "run" / "best")
     assert vocabulary_of(ckpt.event_config).instruments and run.step == 3
-    done = generate_music(tmp_path / "run", str(midi / "q0.mid"), seed_seconds=2.0,
-                          config=SampleConfig(events=200), out=tmp_path / "out", num=2,
-                          rng_seed=1, device="cpu", copy_warn=0, instruments=None)
+    done = generate_music(GenerateRequest(
+        checkpoint=str(tmp_path / "run"), seed=str(midi / "q0.mid"), seed_seconds=2.0,
+        sample=SampleConfig(events=200), out=str(tmp_path / "out"), num=2, rng_seed=1,
+        device="cpu", copy_warn=0, instruments=None))
     for output in done.outputs:
         notes = load(output.path, LoadConfig(keep_drums=True)).notes
         assert set(notes["program"][~notes["is_drum"]].tolist()) <= {40, 41, 42}

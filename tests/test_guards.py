@@ -20,7 +20,8 @@ from composer.corpus.prepare import prepare
 from composer.generation.config import SampleConfig
 from composer.generation.loop import generate
 from composer.generation.output import to_notes
-from composer.generation.processors import make_rules
+from composer.generation.processors import is_legacy, make_processors, max_note_seconds
+from composer.generation.track import make_tracker, replay
 from composer.midi.io import load
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
@@ -65,11 +66,13 @@ def tunes(folder, n=8, jitter=0, tempo=500_000, seed=0):
 
 def _rules(events, tokens, **limits):
     config = SampleConfig(**limits)
-    rules = make_rules(events, config, torch.zeros(1, dtype=torch.long), Clock(), Guards())
-    track = rules.start()
-    for tok in tokens:
-        track = rules.update(track, torch.tensor([tok]))
-    return rules, rules.banned(track)[0].numpy()
+    longest = max_note_seconds(events, config, Clock(), Guards())
+    tracker = make_tracker(events, max(1, round(longest * events.steps_per_second(Clock()))),
+                           torch.device("cpu"))
+    processors = make_processors(tracker, config, Clock(), Guards())
+    track = replay(tracker, torch.tensor(tokens, dtype=torch.long))
+    scores = processors(torch.zeros(1, events.size), track)
+    return is_legacy(config, Guards()), torch.isinf(scores)[0].numpy()
 
 
 # ------------------------------------------------------------- hand-made token sequences
@@ -186,9 +189,9 @@ def test_old_models_sample_under_the_old_rules_unless_a_limit_is_given():
     old rules, the silence guard only; any limit, measured or given, turns the guards on."""
     assert vocabulary_of(EventConfig().to_dict()) == PERF  # no "kind": performance events
     on = PERF.vocab.ranges[perf.NOTE_ON]
-    rules, ban = _rules(PERF, [on[60]])
-    assert rules.legacy and not ban.any()  # re-striking 60 is what the old rules allowed
-    assert not _rules(PERF, [on[60]], max_polyphony=8)[0].legacy
+    legacy, ban = _rules(PERF, [on[60]])
+    assert legacy and not ban.any()  # re-striking 60 is what the old rules allowed
+    assert not _rules(PERF, [on[60]], max_polyphony=8)[0]
     assert _rules(PERF, [on[60]], max_note_seconds=5.0)[1][on[60]]
     torch.manual_seed(3)
     model = ComposerLSTM(ModelConfig.preset("tiny", vocab_size=PERF.size))

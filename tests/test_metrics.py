@@ -17,8 +17,9 @@ from composer.cli.main import main
 from composer.core.messages import MetricsError
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
+from composer.evaluation.baselines import NGram, Unigram, per_amount, score
 from composer.evaluation.copycheck import CopyConfig, CopyIndex, copy_warning
-from composer.evaluation.likelihood import NGram, Unigram, evaluate_model, per_amount, score
+from composer.evaluation.likelihood import evaluate_model
 from composer.evaluation.musicstats import compare_sets, piece_features, silence_fraction
 from composer.midi.io import Note, as_note_array, load, save
 from composer.model.checkpoint import save_checkpoint

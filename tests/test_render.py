@@ -76,6 +76,7 @@ def test_sine_fallback_without_fluidsynth(tmp_path):
 
 def test_sine_fallback_without_a_soundfont(tmp_path, monkeypatch, short_midi):
     monkeypatch.setattr(render_mod, "SOUNDFONT_PATHS", ())
+    monkeypatch.setattr(render_mod, "bundled_soundfont", lambda: None)
     monkeypatch.delenv("COMPOSER_SOUNDFONT", raising=False)
     assert find_soundfont() is None
     result = render(short_midi, tmp_path / "out.wav")
@@ -168,7 +169,7 @@ def test_cli_render_and_plot(tmp_path):
                                     "--seed-seconds", "5"])
     assert out.exit_code == 0, out.output
     assert png_size(tmp_path / "p.png")[1] == 500
-    out = CliRunner().invoke(main, ["render", str(midi), "--soundfont", str(midi)])
+    out = CliRunner().invoke(main, ["render", str(midi), "--soundfont", str(midi), "--force"])
     assert out.exit_code == 1 and "not an SF2/SF3 soundfont" in out.output
 
 

@@ -19,7 +19,7 @@ from composer.core.files import DiskFullError, FolderBusy, locked_folder
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
 from composer.generation import output as sample_mod
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.output import compose
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
@@ -109,7 +109,8 @@ def test_a_full_disk_mid_generate_lists_what_was_written(tmp_path, monkeypatch):
     monkeypatch.setattr(sample_mod, "save", save)
     config = SampleConfig(events=20)
     with pytest.raises(DiskFullError) as e:
-        compose(model, EventConfig(), tmp_path, None, 4, config, rng_seed=1)
+        compose(model, EventConfig(), None,
+                GenerateRequest(out=str(tmp_path), num=4, sample=config, rng_seed=1))
     message = str(e.value)
     assert "2 written before it" in message and "\n" not in message
     assert all(str(p) in message for p in calls[:2]) and str(calls[2]) not in message.split(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import mido
@@ -19,10 +20,11 @@ import composer.generation.loop as generate_mod
 import composer.model.checkpoint as checkpoint_mod
 from composer.cli.main import main
 from composer.core.messages import GenerateError
-from composer.generation.config import MAX_EVENTS_PER_SECOND, SampleConfig
+from composer.generation.config import MAX_EVENTS_PER_SECOND, GenerateRequest, SampleConfig
 from composer.generation.loop import CHUNK, generate, start_tokens
+from composer.generation.noise import Sampler, gumbel_noise
 from composer.generation.output import compose, to_notes
-from composer.generation.processors import draw, filter_logits, gumbel_noise
+from composer.generation.processors import Processors, sampling
 from composer.generation.seeds import seed_from_midi, seed_from_pitches
 from composer.midi.io import NOTE_DTYPE, load
 from composer.midi.io import save as save_midi
@@ -206,7 +208,8 @@ def test_low_temperature_and_top_k_1_are_argmax():
         noise = gumbel_noise(keys, step, 1, V)[:, 0]
         for config in (SampleConfig(temperature=1e-4), SampleConfig(top_k=1),
                        SampleConfig(temperature=0)):
-            drawn = draw(filter_logits(logits, config), noise, config)
+            processors = Processors(sampling(config), greedy=config.temperature == 0)
+            drawn = Sampler(keys, processors.greedy)(processors(logits), noise)
             assert torch.equal(drawn, logits.argmax(1))
 
 
@@ -218,6 +221,10 @@ def test_greedy_generation_ignores_the_rng(model):
 
 def test_top_p_and_top_k_filter_a_hand_made_distribution():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    def filter_logits(logits, config, banned=None):
+        logits = logits if banned is None else logits.masked_fill(banned, -torch.inf)
+        return Processors(sampling(config), greedy=False)(logits)
+
     kept = {p: torch.isfinite(filter_logits(logits, SampleConfig(top_p=p)))[0].tolist()
             for p in (0.4, 0.75, 0.85, 1.0)}
     assert kept[0.4] == [True, False, False, False]
@@ -307,7 +314,8 @@ def test_include_seed_or_not(model):
 def test_outputs_are_valid_midi_and_never_overwritten(model, tmp_path):
     seed = seed_from_pitches("60,62,64", "arpeggio", EC)
     config = SampleConfig(seconds=4)
-    outputs, gen = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1, program=40)
+    job = GenerateRequest(out=str(tmp_path), num=2, sample=config, rng_seed=1)
+    outputs, gen = compose(model, EC, seed, replace(job, program=40))
     assert [o.path.name for o in outputs] == ["composer-001.mid", "composer-002.mid"]
     for o, tokens in zip(outputs, gen.tokens, strict=True):
         pm = pretty_midi.PrettyMIDI(str(o.path))
@@ -319,14 +327,13 @@ def test_outputs_are_valid_midi_and_never_overwritten(model, tmp_path):
         assert 0 <= o.silence <= 1 and o.tokens == len(tokens) - gen.seed_len
         assert o.seed_seconds == pytest.approx(0.75)
     before = outputs[0].path.read_bytes()
-    more, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1)
+    more, _ = compose(model, EC, seed, job)
     assert [o.path.name for o in more] == ["composer-003.mid", "composer-004.mid"]
     assert outputs[0].path.read_bytes() == before
-    again, _ = compose(model, EC, tmp_path, seed, 2, config, rng_seed=1, program=40,
-                       force=True)
+    again, _ = compose(model, EC, seed, replace(job, program=40, force=True))
     assert again[0].path.read_bytes() == before  # same rng seed, same file
     with pytest.raises(GenerateError, match="plain file name"):
-        compose(model, EC, tmp_path, seed, 1, config, prefix="a/b")
+        compose(model, EC, seed, replace(job, num=1, prefix="a/b"))
 
 
 # ------------------------------------------------------------------------------- seeds
@@ -531,8 +538,9 @@ def test_a_midi_seed_is_loaded_once_for_tokens_clock_and_instruments(tmp_path, m
     chorale = sorted(BACH_DIR.glob("*.mid"))[0]
     loads, real = [], seeds.load
     monkeypatch.setattr(seeds, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
-    done = generate_music(None, str(chorale), seed_seconds=2.0, out=tmp_path,
-                          config=SampleConfig(events=8), copy_warn=0, rng_seed=1)
+    done = generate_music(GenerateRequest(seed=str(chorale), seed_seconds=2.0, out=str(tmp_path),
+                                          sample=SampleConfig(events=8), copy_warn=0,
+                                          rng_seed=1))
     assert len(done.outputs) == 1 and len(loads) == 1  # three loads before
     facts = seeds.read_seed(str(chorale), seeds.DEFAULT_CONFIG, 2.0)  # the same facts as
     # the three separate readers give

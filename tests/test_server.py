@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import threading
 import time
 
 import pytest
 from click.testing import CliRunner
-from helpers import BACH, write_tune
+from helpers import BACH, free_port, write_tune
 from starlette.testclient import TestClient
 
 from composer.cli.main import main
@@ -254,10 +255,13 @@ def test_internal_error_is_one_generic_line(client, monkeypatch, caplog):
 
 
 def test_second_checkpoint_served_under_its_own_id():
-    app = create_app([BACH.parents[1] / "checkpoints" / "default"])
+    from composer.model.checkpoint import shipped_names
+
+    shipped = sorted(shipped_names(), key=lambda n: n != "default")
+    app = create_app([BACH.parents[1] / "checkpoints" / "default", "bach-folk-controls"])
     with TestClient(app) as c:
         ids = [m["id"] for m in c.get("/api/models").json()["models"]]
-        assert ids == ["default", "default-2"]
+        assert ids == [*shipped, "default-2"]  # every shipped model once, by name
         r = c.post("/api/generate", json={**SHORT, "model": "default-2"})
         assert r.status_code == 200 and r.json()["results"][0]["notes"] > 0
 
@@ -317,7 +321,7 @@ def test_host_and_origin_guard(tmp_path):
     app = create_app(allowed_hosts=["127.0.0.1", "localhost"])
     with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         assert c.get("/api/models").status_code == 200
-        one_line_error(c.get("/api/models", headers={"host": "evil.example"}), 400)
+        one_line_error(c.get("/api/models", headers={"host": "evil.example"}), 421)
         r = c.post("/api/generate", json=SHORT, headers={"origin": "http://evil.example"})
         one_line_error(r, 403)
         r = c.post("/api/generate", json=SHORT, headers={"origin": "http://127.0.0.1:8000"})
@@ -331,17 +335,23 @@ def test_serve_warns_off_loopback(monkeypatch):
 
     ran, lines = [], []
     monkeypatch.setattr(server, "create_app", lambda *a, **k: ran.append(k) or "app")
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: ran.append(self.config))
-    server.serve(config=ServeConfig(host="0.0.0.0", port=8123), echo=lines.append)
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda self, sockets: ran.append((self.config,
+                                                          sockets[0].getsockname())))
+    port = free_port()
+    server.serve(config=ServeConfig(host="0.0.0.0", port=port), echo=lines.append)
     assert lines[0].startswith("Warning: listening on 0.0.0.0")
-    assert ran[0] == {"allowed_hosts": None}
-    run = ran[1]
-    assert (run.host, run.port, run.timeout_keep_alive) == ("0.0.0.0", 8123, 5.0)
+    hosts = ran[0]["allowed_hosts"]  # on every address: this machine's names only
+    assert {"localhost", "127.0.0.1", "::1"} <= hosts and "evil.example" not in hosts
+    run, bound = ran[1]
+    assert bound[:2] == ("0.0.0.0", port)
+    assert (run.host, run.timeout_keep_alive) == ("0.0.0.0", 5.0)
     assert run.http.__name__ == "Guarded"  # composer.serve.connections' deadlines and caps
     lines.clear()
-    server.serve(config=ServeConfig(), echo=lines.append)
-    assert lines == ["composer serve: http://127.0.0.1:8000/ (Ctrl-C stops)"]
-    assert "127.0.0.1" in ran[2]["allowed_hosts"]
+    server.serve(config=ServeConfig(port=0, allow_hosts=("music.lan",)), echo=lines.append)
+    shown = ran[3][1][1]  # --port 0: the free port taken is the one shown
+    assert shown != 0 and lines == [f"composer serve: http://127.0.0.1:{shown}/ (Ctrl-C stops)"]
+    assert "music.lan" in ran[2]["allowed_hosts"]
 
 
 def test_cli_serve_usage():
@@ -352,3 +362,13 @@ def test_cli_serve_usage():
     assert r.exit_code == 2 and "does not exist" in r.output
     r = runner.invoke(main, ["serve", "--port", "70000"])
     assert r.exit_code == 2
+
+
+def test_a_port_in_use_is_one_line_before_any_url():
+    with socket.socket() as taken:  # before: the URL, then uvicorn's [Errno 98], exit 3
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(main, ["serve", "--port", str(port)])
+    assert r.exit_code == 1, r.output
+    assert r.output == f"Error: port {port} is in use (try --port 0 for a free one)\n"

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from composer.serve.api import ServeConfig
 from composer.serve.app import build_app, make_server, read_body
-from composer.serve.connections import RateLimit
+from composer.serve.connections import RateLimit, allowed_hosts
 from composer.serve.service import load_service
 
 
@@ -153,8 +153,9 @@ def test_idle_kept_alive_connections_are_closed(server):
 
 @pytest.fixture(scope="module")
 def open_app(one_thread):
-    """The real app as ``serve --host 0.0.0.0`` builds it: no Host check."""
-    with TestClient(build_app(load_service(), None)) as c:
+    """The real app as ``serve --host 0.0.0.0 --allow-host music.lan`` builds it."""
+    hosts = allowed_hosts(ServeConfig(host="0.0.0.0", allow_hosts=("music.lan",)))
+    with TestClient(build_app(load_service(), hosts)) as c:
         yield c
 
 
@@ -218,3 +219,17 @@ def test_repeated_log_lines_are_counted_not_written():
     last = logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "same line", (), None)
     assert limit.filter(last) and "997 repeated log lines suppressed" in last.getMessage()
     assert json.dumps(last.getMessage())  # one line
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8000", "http://testserver"])
+def test_dns_rebinding_is_refused_on_any_address(open_app, base):
+    # before: `Host: evil.example` with a matching Origin was answered 200 on 0.0.0.0
+    evil = {"Host": "evil.example", "Origin": "http://evil.example"}
+    open_app.base_url = base
+    for r in (open_app.get("/api/models", headers=evil),
+              open_app.post("/api/generate", json={"seconds": 1}, headers=evil)):
+        assert r.status_code == 421 and "host not allowed" in r.json()["error"]
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "MUSIC.LAN.:8000",
+                 socket.gethostname()):
+        assert open_app.get("/api/models", headers={"Host": host}).status_code == 200, host
+    assert open_app.get("/api/models", headers={"Host": "10.254.254.254"}).status_code == 421

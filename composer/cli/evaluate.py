@@ -15,9 +15,12 @@ from composer.cli.report import (
     check_checkpoint,
     default,
     errors_as_messages,
+    force_option,
     note,
 )
 from composer.core import bounds
+from composer.core.files import check_output
+from composer.evaluation.baselines import EvalConfig
 from composer.evaluation.copycheck import CopyConfig
 
 
@@ -36,7 +39,7 @@ from composer.evaluation.copycheck import CopyConfig
               help="Mode 1: fit the baselines on this corpus's train split [default: the "
                    "corpus the checkpoint trained on].")
 @click.option("--order", type=bounded(bounds.NGRAM_ORDER),
-              default=default("composer.evaluation.likelihood:EvalConfig", "order"),
+              default=default(EvalConfig, "order"),
               show_default=True,
               help="Mode 1: order of the Kneser-Ney n-gram baseline.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -54,12 +57,13 @@ from composer.evaluation.copycheck import CopyConfig
               show_default=True, help="Mode 2: flag copied runs at least this long.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write all results as JSON.")
+@force_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None, split: str,
              train_corpus: Path | None, order: int, device: str, generated: Path | None,
              reference: Path | None, figure: Path | None, seed_seconds: float,
-             warn_seconds: float, json_path: Path | None, quiet: bool) -> None:
+             warn_seconds: float, json_path: Path | None, force: bool, quiet: bool) -> None:
     """Judge a model or generated music. Two modes:
 
     \b
@@ -79,6 +83,8 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
     """
     from composer.cli.report import save_json
 
+    if json_path:  # refused now, not after the work
+        check_output(json_path, (), force)
     if (checkpoint is None) == (generated is None):
         raise click.UsageError("give --checkpoint (score a model) or --generated (judge music)")
     if checkpoint is not None:
@@ -97,15 +103,15 @@ def evaluate(midi_dir: Path | None, checkpoint: Path | None, corpus: Path | None
         if figure and not reference:
             raise click.UsageError("--figure needs --reference")
         result = _evaluate_music(generated, reference, corpus, figure, seed_seconds,
-                                 warn_seconds, quiet)
+                                 warn_seconds, quiet, force)
     if json_path:
-        click.echo(f"Results: {save_json(result, json_path)}")
+        click.echo(f"Results: {save_json(result, json_path, force)}")
 
 
 def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
                     train_corpus: Path | None, order: int, device: str, quiet: bool) -> dict:
     from composer.cli.report import model_table
-    from composer.evaluation.likelihood import EvalConfig, evaluate_model
+    from composer.evaluation.likelihood import evaluate_model
     from composer.model.checkpoint import resolve_checkpoint_path
 
     checkpoint, why = resolve_checkpoint_path(checkpoint)
@@ -130,7 +136,7 @@ def _evaluate_model(checkpoint: Path, source: Path | None, split: str,
 
 def _evaluate_music(generated: Path, reference: Path | None, corpus: Path | None,
                     figure: Path | None, seed_seconds: float, warn_seconds: float,
-                    quiet: bool) -> dict:
+                    quiet: bool, force: bool) -> dict:
     from composer.cli.report import copy_table, music_table
     from composer.evaluation.judge import judge_music
 
@@ -138,7 +144,7 @@ def _evaluate_music(generated: Path, reference: Path | None, corpus: Path | None
     try:
         done = judge_music(generated, reference, corpus, figure=figure,
                            seed_seconds=seed_seconds, copy=CopyConfig(warn_seconds=warn_seconds),
-                           notify=note, ingest=bar)
+                           notify=note, ingest=bar, force=force)
     finally:
         bar.close()
     if done.music is not None:

@@ -1,7 +1,8 @@
 """Command line: parses arguments, calls one library function per command, prints.
 
 Option defaults are read from the config dataclasses (:func:`composer.cli.report.default`);
-``composer evaluate`` lives in :mod:`composer.cli.evaluate`, the instrument options in
+``composer evaluate`` lives in :mod:`composer.cli.evaluate`, ``render`` and ``plot`` in
+:mod:`composer.cli.media`, the instrument options in
 :mod:`composer.cli.options`, the terminal helpers and tables in :mod:`composer.cli.report`.
 
 Every library error is a :class:`composer.ComposerError`, shown as ``Error: ...`` with exit
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
 from composer.cli.harmony import harmonize, infill, train_harmonizer
+from composer.cli.media import plot, render
+from composer.cli.models import list_models, models
 from composer.cli.options import (
-    control_flags,
+    control_request,
     corpus_config,
     events_option,
     generate_controls,
@@ -41,6 +45,7 @@ from composer.cli.report import (
     echo_outputs,
     engine_words,
     errors_as_messages,
+    force_option,
     not_with,
     note,
     prepared_line,
@@ -49,12 +54,18 @@ from composer.cli.report import (
 )
 from composer.cli.serve import serve
 from composer.core import bounds
+from composer.core.files import check_output
 from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
+from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
+from composer.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from composer.generation.config import GenerateRequest
 
 # Read by name, so that parsing (and --help) does not import torch.
-TRAIN, SAMPLE = "composer.training.config:TrainConfig", "composer.generation.config:SampleConfig"
+TRAIN, SAMPLE = TrainConfig, SampleConfig
 
 
 @click.group(cls=Guarded, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +115,8 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
     from composer.corpus.prepare import prepare as run_prepare
     from composer.midi.io import LoadConfig
 
+    if cache_dir is not None:  # the cache is never the MIDI folder itself
+        check_output(cache_dir, [midi_dir], force=True)
     load = LoadConfig(keep_drums=keep_drums, sustain=not no_sustain, max_seconds=max_seconds,
                       max_notes=max_notes, max_file_bytes=int(max_file_mb * 2**20))
     config = corpus_config(instruments, load=load, valid_fraction=valid_fraction,
@@ -169,8 +182,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Continue OUT/latest where it stopped.")
 @click.option("--force", is_flag=True, callback=not_with("resume"),
               help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path),
-              help="Fine-tune from this checkpoint's weights.")
+@click.option("--init-from", type=click.Path(path_type=Path), callback=check_checkpoint,
+              help="Fine-tune from this checkpoint's weights (a folder, or a shipped "
+                   "model's name).")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
@@ -192,6 +206,8 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
     from composer.training.data import AugmentConfig
     from composer.training.recipe import train_model
 
+    if out is not None:  # the run's folder is never the MIDI folder (or corpus) itself
+        check_output(out, [midi_dir], force=True)
     given = [f"--{n}" for n, v in (("minutes", minutes), ("steps", steps), ("epochs", epochs))
              if v is not None]
     if len(given) > 1:
@@ -284,54 +300,32 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
               show_default=True)
 @click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
               help="CPU threads (more are often slower at small batches).")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@force_option
 @click.option("--render", "render_audio", is_flag=True,
               help="Also render each file to .wav (FluidSynth, else sine waves).")
 @click.option("--plot", "plot_roll", is_flag=True, help="Also draw each file's piano roll (.png).")
 @click.option("--copy-warn", type=click.FloatRange(min=0),
               default=default(CopyConfig, "warn_seconds"), show_default=True,
               help="Warn when an output repeats this many seconds of the training corpus "
-                   "(0: no check; needs the corpus or its MIDI folder).")
+                   "(0: no check). It needs that corpus or its MIDI folder: without them "
+                   "the check is skipped, said only when --copy-warn is given.")
 @generate_controls
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
 @click.pass_context
-def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
-             seed_seconds: float | None, seed_style: str, length: float | None,
-             events: int | None, num: int, max_num: int, max_length: float,
-             temperature: float, top_k: int, top_p: float, max_silence: float,
-             max_polyphony: int | None, max_note: float | None,
-             rng_seed: int | None, out: Path, prefix: str, include_seed: bool, program: int,
-             instruments: tuple | None, device: str, threads: int, force: bool,
-             render_audio: bool, plot_roll: bool, copy_warn: float, quiet: bool,
-             plan: Path | None, **flags: object) -> None:
+def generate(ctx: click.Context, quiet: bool, **flags: Any) -> None:
     """Continue a seed into new MIDI files, one per continuation.
 
     Prints one line per file: path, duration, notes, share of time that is silence. Ctrl-C
     writes the continuations as far as they got (exit status 130).
     """
-    from composer.generation.config import SampleConfig
     from composer.generation.loop import GenerationInterrupted
     from composer.generation.session import generate_music
 
-    if length is not None and events is not None:
-        raise click.UsageError("give --length or --events, not both")
-    if seed_seconds is not None and seed_spec is None:
-        raise click.UsageError("--seed-seconds needs --seed")
-    config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                          max_silence_seconds=max_silence, events=events, max_num=max_num,
-                          max_seconds=max_length, max_polyphony=max_polyphony,
-                          max_note_seconds=max_note,
-                          **({} if length is None else {"seconds": length}))
-    bar = Progress("generate", "event" if events else "s", quiet)
+    request = generate_request(flags)
+    bar = Progress("generate", "event" if request.sample.events else "s", quiet)
     try:
-        done = generate_music(checkpoint, seed_spec, seed_seconds=seed_seconds,
-                              seed_style=seed_style, config=config, out=out, device=device,
-                              render_audio=render_audio, plot_roll=plot_roll, num=num,
-                              copy_warn=copy_warn, progress=bar, notify=note, force=force,
-                              rng_seed=rng_seed, prefix=prefix, include_seed=include_seed,
-                              program=program, threads=threads, plan=plan,
-                              instruments=instruments, controls=control_flags(**flags))
+        done = generate_music(request, progress=bar, notify=note)
     except GenerationInterrupted as stop:
         bar.close()
         echo_outputs(stop.outputs)
@@ -352,20 +346,55 @@ def generate(ctx: click.Context, checkpoint: Path | None, seed_spec: str | None,
                 note(r.notice)
         if done.plots:
             click.echo(done.plots[i])
-    if done.copy_check:
-        note(done.copy_check)
+    if done.copy_check and ctx.get_parameter_source("copy_warn").name != "DEFAULT":
+        note(done.copy_check)  # asked for: say why it did not run
     for o, warning in done.copies:
         click.echo(f"Warning: {o.path.name} {warning}", err=True)
 
 
+def generate_request(flags: dict[str, Any]) -> GenerateRequest:
+    """The one place where ``composer generate``'s flags become a
+    :class:`~composer.generation.config.GenerateRequest` (its ``sample``: a
+    :class:`~composer.generation.config.SampleConfig`); click usage errors for flags that
+    do not go together."""
+    from composer.generation.config import GenerateRequest, SampleConfig
+
+    f = flags
+    if f["length"] is not None and f["events"] is not None:
+        raise click.UsageError("give --length or --events, not both")
+    if f["seed_seconds"] is not None and f["seed_spec"] is None:
+        raise click.UsageError("--seed-seconds needs --seed")
+    sample = SampleConfig(temperature=f["temperature"], top_k=f["top_k"], top_p=f["top_p"],
+                          max_silence_seconds=f["max_silence"], events=f["events"],
+                          max_num=f["max_num"], max_seconds=f["max_length"],
+                          max_polyphony=f["max_polyphony"], max_note_seconds=f["max_note"],
+                          **({} if f["length"] is None else {"seconds": f["length"]}))
+    path = (lambda p: None if p is None else str(p))  # noqa: E731
+    control = control_request(f)
+    return GenerateRequest(
+        checkpoint=path(f["checkpoint"]), seed=f["seed_spec"], seed_seconds=f["seed_seconds"],
+        seed_style=f["seed_style"], sample=sample, num=f["num"], rng_seed=f["rng_seed"],
+        control_request=control or None, plan_file=path(f["plan"]),
+        instruments=f["instruments"], out=str(f["out"]), prefix=f["prefix"],
+        include_seed=f["include_seed"], program=f["program"], force=f["force"],
+        device=f["device"], threads=f["threads"], render_audio=f["render_audio"],
+        plot_roll=f["plot_roll"], copy_warn=f["copy_warn"])
+
+
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path), callback=check_checkpoint)
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path),
+                callback=check_checkpoint)
 @click.option("--json", "as_json", is_flag=True, help="Print everything recorded, as JSON.")
 @errors_as_messages
-def info(checkpoint: Path, as_json: bool) -> None:
+def info(checkpoint: Path | None, as_json: bool) -> None:
     """Show a checkpoint's model, vocabulary, training, data (CHECKPOINT: a checkpoint or
-    training folder, or a shipped model's name)."""
+    training folder, or a shipped model's name). Without CHECKPOINT: the models there are
+    and what each takes, as `composer models` lists them."""
     import json
+
+    if checkpoint is None:
+        list_models(as_json=as_json)
+        return
 
     from composer.cli.report import checkpoint_summary
     from composer.model.checkpoint import find_checkpoint, read_info, resolve_checkpoint_path
@@ -381,50 +410,11 @@ def info(checkpoint: Path, as_json: bool) -> None:
     click.echo(checkpoint_summary(meta, resumable))
 
 
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="WAV file to write [default: MIDI_FILE with .wav].")
-@click.option("--soundfont", type=click.Path(dir_okay=False, path_type=Path),
-              help="General MIDI soundfont (.sf2/.sf3) [default: $COMPOSER_SOUNDFONT, else the "
-                   "first found of /usr/share/sounds/sf2/FluidR3_GM.sf2, default-GM.sf2, "
-                   "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ...].")
-@errors_as_messages
-def render(midi_file: Path, out: Path | None, soundfont: Path | None) -> None:
-    """Render MIDI_FILE to a 44.1 kHz WAV with FluidSynth and a General MIDI soundfont.
-
-    Without FluidSynth or a soundfont (apt-get install fluidsynth fluid-soundfont-gm), or if
-    FluidSynth fails, a one-line note says so and simple sine waves are rendered instead.
-    """
-    from composer.midi.render import render as render_file
-
-    result = render_file(midi_file, out or midi_file.with_suffix(".wav"), soundfont)
-    if result.notice:
-        click.echo(f"Note: {result.notice}", err=True)
-    how = f"FluidSynth, {result.soundfont}" if result.soundfont else "sine waves"
-    click.echo(f"Wrote {result.wav_path} ({result.seconds:.1f} s of audio, {how}) in "
-               f"{result.elapsed:.1f} s")
-
-
-@main.command()
-@click.argument("midi_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG file to write [default: MIDI_FILE with .png].")
-@click.option("--seed-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Shade the first S seconds as the seed the rest continues.")
-@click.option("--title", help="Title [default: the file name].")
-@errors_as_messages
-def plot(midi_file: Path, out: Path | None, seed_seconds: float | None,
-         title: str | None) -> None:
-    """Draw MIDI_FILE as a piano roll: time x pitch, velocity as colour."""
-    from composer.midi.render import plot_piano_roll
-
-    path = plot_piano_roll(midi_file, out or midi_file.with_suffix(".png"), seed_seconds, title)
-    click.echo(f"Wrote {path}")
-
-
 main.add_command(evaluate)
+main.add_command(render)
+main.add_command(plot)
 main.add_command(serve)
+main.add_command(models)
 main.add_command(harmonize)
 main.add_command(infill)
 main.add_command(train_harmonizer)

@@ -17,7 +17,7 @@ the rest goes to the library unchanged, which validates it (one-line errors)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,12 @@ def generate_controls(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def control_flags(density: float | None, key: str | None, pitch_classes: str | None,
-                  style: str | None, tempo: float | None) -> dict[str, Any]:
-    """The flags given, as :func:`composer.controls.plan.make_plan` takes them."""
-    given = {"density": density, "key": key, "pitch_classes": pitch_classes, "style": style,
-             "tempo": tempo}
-    return {k: v for k, v in given.items() if v is not None}
+def control_request(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The control flags given among a command's ``flags`` (density, key, pitch_classes,
+    style, tempo), as :func:`composer.controls.plan.make_plan` takes them: the user's
+    control request."""
+    return {k: flags[k] for k in ("density", "key", "pitch_classes", "style", "tempo")
+            if flags.get(k) is not None}
 
 EVENTS_HELP = ("Event vocabulary: performance (10 ms grid, for performed MIDI), notes (notes "
                "with durations in 1/12 beats, for quantised MIDI), or auto: notes when at "

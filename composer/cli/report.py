@@ -12,12 +12,8 @@ plain dicts and dataclasses.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import dataclasses
 import functools
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -31,27 +27,13 @@ import click
 import numpy as np
 
 from composer.core.bounds import Bound
-from composer.core.files import atomic_write_text
+from composer.core.files import atomic_write_text, check_output
 from composer.core.messages import ComposerError
 
 
-def default(config: type | str, name: str) -> Any:
-    """The default of field ``name`` of a config dataclass (options restate no default of
-    their own). ``config`` is the class, or ``"module:Class"``: then a literal default is
-    read from the module's source without importing it (``composer --help`` stays free of
-    torch); any other default imports the module after all."""
-    if isinstance(config, str):
-        module, cls = config.split(":")
-        spec = importlib.util.find_spec(module)
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)
-                     and n.name == cls), [])
-        for node in body:
-            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name \
-                    and node.value is not None:
-                with contextlib.suppress(ValueError, TypeError, SyntaxError):
-                    return ast.literal_eval(node.value)
-        config = getattr(importlib.import_module(module), cls)
+def default(config: type, name: str) -> Any:
+    """The default of field ``name`` of a config dataclass, so that options restate no default
+    of their own (the configs live in torch-free modules: ``--help`` stays light)."""
     f = next(f for f in dataclasses.fields(config) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
@@ -239,6 +221,10 @@ def bounded(bound: Bound) -> click.ParamType:
     return click.FloatRange(bound.lo, bound.hi, min_open=bound.lo_open)
 
 
+force_option = click.option(  # every command that writes files: the one rule (check_output)
+    "--force", is_flag=True, help="Replace existing output files (never the input).")
+
+
 def not_with(other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A flag's callback: a usage error when it is given together with the flag ``other``
     (whichever of the two click reads second says so)."""
@@ -347,9 +333,9 @@ def copy_table(names: Sequence[str], matches: Sequence[Any], warnings: Sequence[
     return "\n".join(lines)
 
 
-def save_json(result: Any, path: str | os.PathLike) -> Path:
+def save_json(result: Any, path: str | os.PathLike, force: bool = False) -> Path:
     """Write a result (dicts, lists, numbers, dataclasses' ``__dict__``) as JSON; NaN and
-    infinities become null."""
+    infinities become null. An existing ``path`` is replaced only with ``force``."""
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
             return {str(k): clean(v) for k, v in x.items()}
@@ -361,4 +347,5 @@ def save_json(result: Any, path: str | os.PathLike) -> Path:
             return float(x) if math.isfinite(x) else None
         return x.item() if isinstance(x, np.generic) else x
 
-    return atomic_write_text(path, json.dumps(clean(result), indent=1) + "\n")
+    check_output(path, (), force)
+    return atomic_write_text(path, json.dumps(clean(result), indent=1) + "\n", replace=force)

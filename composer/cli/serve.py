@@ -9,8 +9,7 @@ import click
 
 from composer.cli.report import check_checkpoint, default, errors_as_messages
 from composer.core.bounds import available_cpus
-
-SERVE = "composer.serve.api:ServeConfig"  # read by name: --help imports no torch or starlette
+from composer.serve.api import ServeConfig
 
 
 def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[Path, ...]
@@ -22,24 +21,30 @@ def check_checkpoints(ctx: click.Context, param: click.Parameter, values: tuple[
 @click.command()
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(path_type=Path),
               callback=check_checkpoints,
-              help="Also serve this model (repeatable); the shipped model is always offered.")
-@click.option("--host", default=default(SERVE, "host"), show_default=True,
+              help="Also serve this model (a folder; repeatable); every shipped model is "
+                   "always offered, by name.")
+@click.option("--host", default=default(ServeConfig, "host"), show_default=True,
               help="Address to listen on; anything but loopback lets other machines in.")
-@click.option("--port", type=click.IntRange(0, 65535), default=default(SERVE, "port"),
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests naming this Host (repeatable), e.g. a name this "
+                   "machine has on the network; others than its own names and addresses "
+                   "are refused (421), against DNS rebinding.")
+@click.option("--port", type=click.IntRange(0, 65535), default=default(ServeConfig, "port"),
               show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(1, max(available_cpus(), 2)),
-              default=default(SERVE, "workers"),
+              default=default(ServeConfig, "workers"),
               show_default=True,
               help="Generations at once (each on one CPU thread); others queue.")
 @errors_as_messages
-def serve(checkpoints: tuple[Path, ...], host: str, port: int, workers: int) -> None:
+def serve(checkpoints: tuple[Path, ...], host: str, allow_hosts: tuple[str, ...], port: int,
+          workers: int) -> None:
     """Serve a page to seed, generate, see and hear music in a web browser.
 
     One page and a small JSON API on http://HOST:PORT/: choose a model and a seed (pitches,
     a bundled opening, an uploaded MIDI file, or a result to continue), generate, then
     see each piece's piano roll, play it, and download it as MIDI.
     """
-    from composer.serve.api import ServeConfig
     from composer.serve.app import serve as run
 
-    run(checkpoints, ServeConfig(host=host, port=port, workers=workers), echo=click.echo)
+    run(checkpoints, ServeConfig(host=host, port=port, workers=workers,
+                                 allow_hosts=allow_hosts), echo=click.echo)

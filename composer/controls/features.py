@@ -50,7 +50,8 @@ import numpy as np
 from composer.core.config import Config
 from composer.core.files import atomic_write
 from composer.core.messages import ComposerError, is_number
-from composer.tokens.vocab import Events, clock_from
+from composer.tokens.beats import clock_from
+from composer.tokens.vocab import Events
 
 DENSITY, PITCH_CLASSES, STYLE, TEMPO = "density", "pitch-classes", "style", "tempo"
 NAMES = (DENSITY, PITCH_CLASSES, STYLE, TEMPO)  # the order of the slots in a control vector

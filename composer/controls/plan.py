@@ -40,7 +40,6 @@ from composer.controls.features import (
 )
 from composer.core import bounds
 from composer.core.files import read_regular
-from composer.core.messages import is_number
 
 KEY = "key"
 REQUESTS = (DENSITY, KEY, PITCH_CLASSES, STYLE, TEMPO)  # what a segment may set
@@ -69,7 +68,8 @@ def parse_key(text: str) -> tuple[int, bool]:
     m = _KEY_RE.match(str(text).strip().lower().replace("-", " ")) if isinstance(
         text, str) else None
     if m is None:
-        raise ControlError(f"unknown key {text!r}; write e.g. 'D minor', 'Bb major', 'F#m'")
+        raise ControlError(f"unknown key {text!r}: a key is a note C..B with # or b and "
+                           "major or minor, e.g. 'D minor', 'Bb major', 'F#m'")
     tonic = (_NOTE[m[1]] + {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(m[2], 0)) % 12
     return tonic, (m[3] or "major") in ("minor", "min", "m")
 
@@ -91,9 +91,7 @@ def key_profile(text: str) -> np.ndarray:
 
 
 def _weight(value: Any) -> float:
-    if not (is_number(value) and np.isfinite(value) and value >= 0):
-        raise ControlError(f"each pitch-class weight must be a number >= 0, got {value!r}")
-    return float(value)
+    return bounds.PITCH_WEIGHT.check(value, ControlError)
 
 
 def pitch_classes(values: Sequence[Any] | str) -> np.ndarray:
@@ -106,15 +104,25 @@ def pitch_classes(values: Sequence[Any] | str) -> np.ndarray:
     if not isinstance(values, (list, tuple)) or len(values) != 12:
         raise ControlError(f"pitch classes must be 12 numbers (C first), got {values!r}")
     out = np.array([_weight(v) for v in values])
+    if not np.isfinite(out.sum()):  # cannot happen within PITCH_WEIGHT; never passed on
+        raise ControlError("pitch-class weights must have a finite sum")
     if out.sum() <= 0:
         raise ControlError("pitch classes must not all be 0")
     return out / out.sum()
 
 
-def _taken(spec: ControlSpec, name: str) -> None:
+def takes_words(spec: ControlSpec) -> str:
+    """What a model with ``spec`` takes, in one phrase: ``density, key (or pitch-classes),
+    style (bach, folk), tempo``, or ``no controls``."""
+    words = {DENSITY: DENSITY, PITCH_CLASSES: f"{KEY} (or {PITCH_CLASSES})",
+             STYLE: f"{STYLE} ({', '.join(spec.styles)})", TEMPO: TEMPO}
+    return ", ".join(words[n] for n in spec.names) or "no controls"
+
+
+def _taken(spec: ControlSpec, name: str, asked: str) -> None:
     if name not in spec.names:
-        takes = f"it takes {', '.join(spec.names)}" if spec.names else "it takes no controls"
-        raise ControlError(f"this model was not trained with the {name} control ({takes})")
+        raise ControlError(f"this model does not take {asked} (it takes "
+                           f"{takes_words(spec)})")
 
 
 def _apply(spec: ControlSpec, vector: np.ndarray, request: Mapping[str, Any]) -> None:
@@ -124,7 +132,7 @@ def _apply(spec: ControlSpec, vector: np.ndarray, request: Mapping[str, Any]) ->
         raise ControlError("give a key or pitch classes, not both")
     for name, value in request.items():
         target = PITCH_CLASSES if name == KEY else name
-        _taken(spec, target)
+        _taken(spec, target, name)
         s = slots[target]
         if value is None:
             vector[s] = np.nan

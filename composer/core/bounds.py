@@ -14,6 +14,8 @@ code can compute without overflow:
   86,400 (a day), which keeps step counts far from overflow;
 - the n-gram baseline's ``order``: 1 to 12 (order 10^6 took 24 GB before it was killed);
 - ``max_num``, how far a user may raise the pieces per generation: 10,000;
+- a pitch-class weight: in [0, 10^6] (12 of them sum without overflow);
+- a render's audio: at most an hour (10 minutes unless raised);
 - ``threads`` and ingest worker processes: from 1 to the CPUs this process may run on;
 - a pitch-list seed holds at most :data:`MAX_SEED_PITCHES` pitches, a MIDI seed
   :data:`MAX_SEED_NOTES` notes (a long orchestral movement; the server takes fewer).
@@ -90,6 +92,12 @@ SECONDS = Bound("seconds", 0.0, 86400.0, lo_open=True)  # any length in seconds:
 PLAN_FROM = Bound("'from' (seconds)", 0.0, SECONDS.hi)
 NGRAM_ORDER = Bound("n-gram order", 1, 12, integer=True)  # its memory grows with the order
 MAX_NUM = Bound("max_num", 1, 10_000, integer=True)  # pieces one generation may be raised to
+# One pitch-class weight (they are normalised, so only their ratios count): 12 of them can
+# never overflow a sum, and 1e6:1 is beyond any ratio a histogram can tell apart.
+PITCH_WEIGHT = Bound("each pitch-class weight", 0.0, 1e6)
+# Seconds of audio one render may make: 10 minutes unless raised (RenderConfig.seconds),
+# never past an hour (635 MB of 44.1 kHz stereo WAV).
+RENDER_SECONDS = Bound("render length (seconds)", 0.0, 3600.0, lo_open=True)
 
 
 def threads_bound(what: str = "threads") -> Bound:

@@ -4,7 +4,13 @@ Every file composer writes that a crash could leave half-written goes through
 :func:`atomic_write` (or its ``_bytes``/``_text``/``_json`` forms): the content is written to
 a uniquely named temporary file in the same folder, fsynced, renamed over the target, and
 the folder is fsynced, so a reader sees the old file or the new one, never a mixture, and
-two writers at once never share a temporary name.
+two writers at once never share a temporary name. With ``replace=False`` the temporary file
+is hard-linked to the target instead of renamed over it, which fails if the name is taken:
+the name is claimed atomically (:class:`FileTaken`), so two writers never get the same one.
+
+The rule for every output a user names (``render -o``, ``plot -o``, ``evaluate --json``,
+``generate``'s files ...) is :func:`check_output`: never the input itself (the same file,
+also through a link), and never an existing file unless ``--force`` was given.
 
 Every path a user gives (a seed, a file to render or plot, a checkpoint's JSON) is read
 through :func:`read_regular`: it must be a regular file (a FIFO, a device such as
@@ -26,7 +32,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,32 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 class DiskFullError(ComposerError):
     """The disk (or quota) is full; the message says where."""
+
+
+class FileTaken(ComposerError):
+    """An output file exists and was not to be replaced (no ``--force``), or is an input."""
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are one file (one inode: also through a symbolic or hard
+    link); False when either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (),
+                 force: bool = False) -> Path:
+    """``path`` as a Path when it may be written: :class:`FileTaken` if it is one of
+    ``inputs`` (whatever ``force`` says), or if it exists and ``force`` is not given."""
+    out = Path(path)
+    for given in inputs:
+        if same_file(out, given):
+            raise FileTaken(f"{out} is the input {given}: give another output file")
+    if not force and (out.exists() or out.is_symlink()):
+        raise FileTaken(f"{out} exists (give --force to replace it)")
+    return out
 
 
 def write_error(e: OSError, path: str | os.PathLike, what: str = "write") -> ComposerError:
@@ -81,13 +113,16 @@ def temp_name(path: str | os.PathLike) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
-                 mode: int | None = 0o644) -> Path:
+                 mode: int | None = 0o644, replace: bool = True) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder,
     which is fsynced and renamed over ``path``; then the folder is fsynced.
 
-    ``mode`` sets the file's permission bits (None keeps what ``write`` made). An
-    ``OSError`` becomes the one-line error of :func:`write_error`; the old file, if any, is
-    left as it was and the temporary file is removed.
+    ``replace=False``: the temporary file is hard-linked to ``path`` instead, which claims
+    the name atomically or raises :class:`FileTaken` when it exists (a file of anyone, made
+    at any time before, is never replaced). ``mode`` sets the file's permission bits (None
+    keeps what ``write`` made). An ``OSError`` becomes the one-line error of
+    :func:`write_error`; the old file, if any, is left as it was and the temporary file is
+    removed.
     """
     path = Path(path)
     tmp = temp_name(path)
@@ -97,8 +132,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
         if mode is not None:
             os.chmod(tmp, mode)
         fsync_file(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _claim(tmp, path)
         fsync_dir(path.parent)
+    except FileExistsError:
+        raise FileTaken(f"{path} exists (give --force to replace it)") from None
     except OSError as e:
         raise write_error(e, path) from None
     finally:
@@ -106,14 +146,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
     return path
 
 
+def _claim(tmp: Path, path: Path) -> None:
+    """Give the written ``tmp`` the name ``path`` unless it is taken (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:  # no hard links here (some network or FAT file systems)
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # the claim
+        os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """:func:`atomic_write` of raw bytes."""
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, replace: bool = True) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), replace=replace)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:

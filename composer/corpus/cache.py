@@ -15,9 +15,9 @@ from composer.core.files import write_error
 from composer.core.messages import ComposerError
 from composer.corpus.facts import Guards
 from composer.midi.io import LoadConfig
-from composer.tokens.beats import Clock, NoteEventConfig
+from composer.tokens.beats import Clock, NoteEventConfig, clock_from
 from composer.tokens.performance import EventConfig
-from composer.tokens.vocab import CHOICES, PERFORMANCE, Events, clock_from
+from composer.tokens.vocab import CHOICES, PERFORMANCE, Events
 
 FORMAT_VERSION = 2
 SPLITS = ("train", "valid", "test")

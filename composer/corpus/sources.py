@@ -8,6 +8,7 @@ so they are found from any working folder; when neither is here, callers say so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from composer.core.messages import ComposerError, MidiError
-from composer.corpus.cache import Corpus, CorpusConfig, is_prepared
+from composer.corpus.cache import Corpus, CorpusConfig, default_cache_dir, is_prepared
 from composer.corpus.facts import PrepareReport
 from composer.corpus.prepare import prepare
 from composer.corpus.scan import scan
 from composer.midi.io import LoadConfig, Piece, load
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, vocabulary_of
+
+REPOSITORY = Path(__file__).resolve().parents[2]  # a source checkout's root (datasets/ there)
 
 
 def open_or_prepare(source: Corpus | str | os.PathLike, config: CorpusConfig | None = None,
@@ -86,8 +89,11 @@ def training_corpus(data: dict[str, Any], events: EventConfig | Events
     with the checkpoint's vocabulary, else the MIDI folder it came from (which gives the
     same splits when prepared with the recorded fractions and vocabulary: a folder's one
     default cache may since have been encoded in the other vocabulary), else that cache;
-    None when neither is. Relative paths (checkpoints written before paths were recorded
-    absolute) are tried from the current folder."""
+    None when neither is. A model trained on several folders, one style each, records them
+    as ``data.sources`` (style -> folder): they are linked into one folder of style
+    subfolders (:func:`linked_sources`). Relative paths (shipped models record folders of
+    the source repository, such as ``datasets/bach-chorales``) are tried from the current
+    folder, then from the repository holding this package."""
     ev = vocabulary_of(events)
     settings = CorpusConfig(vocabulary=ev.kind, **{"notes" if ev.is_notes else "events": ev.config},
                             **data.get("splits", {}))
@@ -95,12 +101,54 @@ def training_corpus(data: dict[str, Any], events: EventConfig | Events
     cache = cache if cache and is_prepared(cache) else None
     if cache and cache_events(cache) == ev:
         return cache, settings
-    if source and Path(source).is_dir():
-        return str(Path(source).resolve()), settings
+    sources = data.get("sources")
+    if isinstance(sources, dict) and sources:
+        folders = {str(style): find_folder(path) for style, path in sources.items()}
+        if all(folders.values()):
+            return str(linked_sources(folders)), settings  # type: ignore[arg-type]
+    found = find_folder(source) if source else None
+    if found is not None:
+        return str(found), settings
     return cache, settings
+
+
+def find_folder(path: Any) -> Path | None:
+    """``path`` as a folder that exists: as given (absolute, or from the current folder),
+    else relative to the source repository holding this package; None when neither is."""
+    if not isinstance(path, str) or not path:
+        return None
+    for candidate in (Path(path), REPOSITORY / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def linked_sources(folders: dict[str, Path]) -> Path:
+    """One folder whose subfolder STYLE holds a link to every MIDI file of ``folders[STYLE]``
+    (as training on several folders saw them), under the cache root; made once per set of
+    folders, refreshed when their files change, so its prepared cache is reused."""
+    key = json.dumps({k: str(v) for k, v in sorted(folders.items())})
+    tag = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    root = default_cache_dir(REPOSITORY).parent.parent / "sources" / f"linked-{tag}"
+    for style, folder in folders.items():
+        for rel in scan(folder):
+            link = root / style / rel
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(folder / rel)
+    return root
 
 
 def missing_corpus(data: dict[str, Any]) -> str:
     """One line naming the recorded training corpus that is not here."""
-    where = [p for p in (data.get("corpus"), data.get("source")) if p]
-    return " or ".join(where) if where else "not recorded"
+    sources = data.get("sources")
+    where = [f"{p} as {s}/" for s, p in sources.items()] if isinstance(sources, dict) else []
+    where = " and ".join(where) or " or ".join(p for p in (data.get("corpus"),
+                                                          data.get("source")) if p)
+    if not where:
+        return "not recorded"
+    listed = sources.values() if isinstance(sources, dict) else ()
+    relative = [p for p in (*listed, data.get("source"))
+                if isinstance(p, str) and not Path(p).is_absolute()]
+    return where + (" (folders of composer's source repository: pass them from a clone)"
+                    if relative else "")

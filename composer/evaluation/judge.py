@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer.core.files import check_output
 from composer.core.messages import MetricsError, Notify, Progress, quiet
 from composer.corpus.sources import load_folder, open_or_prepare
 from composer.evaluation.copycheck import (
@@ -17,7 +18,7 @@ from composer.evaluation.copycheck import (
     copy_warning,
 )
 from composer.evaluation.musicstats import MusicConfig, compare_sets
-from composer.midi.render import plot_distributions
+from composer.midi.render import matplotlib_part, plot_distributions
 from composer.tokens.beats import clock_of
 
 # -------------------------------------------------------------------------------- judge
@@ -39,11 +40,15 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
                 corpus: str | os.PathLike | None = None, *, figure: str | os.PathLike | None
                 = None, seed_seconds: float = 0.0, copy: CopyConfig = CopyConfig(),
                 music: MusicConfig = MusicConfig(), notify: Notify = quiet,
-                ingest: Progress | None = None) -> Judged:
+                ingest: Progress | None = None, force: bool = False) -> Judged:
     """``composer evaluate --generated``: music statistics of the MIDI files in ``generated``
     against ``reference`` (:func:`~composer.evaluation.musicstats.compare_sets`, ``figure``: their
     densities) and/or the copy check against the train split of ``corpus`` (a prepared
-    corpus or a MIDI folder, prepared first), ignoring each file's first ``seed_seconds``."""
+    corpus or a MIDI folder, prepared first), ignoring each file's first ``seed_seconds``.
+    An existing ``figure`` is replaced only with ``force`` (checked before any work)."""
+    if figure:  # refused before the work: an existing file, a missing matplotlib
+        check_output(figure, (), force)
+        matplotlib_part("matplotlib.figure")
     def pieces_of(folder: str | os.PathLike) -> tuple[list[str], list]:
         names, pieces, skipped = load_folder(folder)
         for name, reason in skipped:
@@ -57,7 +62,7 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
     if reference:
         done.music = compare_sets(pieces, pieces_of(reference)[1], music)
         if figure:
-            done.figure = plot_distributions(done.music, figure)
+            done.figure = plot_distributions(done.music, figure, force)
         done.result["music"] = {"reference": str(reference), **done.music}
     if corpus:
         data = open_or_prepare(corpus, progress=ingest)

@@ -1,14 +1,19 @@
-"""What a generation draws and how: :class:`SampleConfig` (torch-free, so the CLI reads its
-defaults without loading torch)."""
+"""What a generation draws and how: :class:`SampleConfig`, and one whole ``composer generate``
+job: :class:`GenerateRequest` (both torch-free, so the CLI reads their defaults and builds
+them without loading torch)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from composer.core import bounds
 from composer.core.config import Config
 from composer.core.messages import GenerateError, check_int, is_int
+from composer.evaluation.copycheck import CopyConfig
+from composer.midi.instruments import Ensemble
 
 MAX_EVENTS_PER_SECOND = 300  # a continuation given in seconds stops after this many events/s
 
@@ -82,3 +87,45 @@ class SampleConfig(Config):
 
 CHUNK = 16  # steps per loop iteration (per CUDA graph replay)
 
+
+
+@dataclass(frozen=True)
+class GenerateRequest(Config):
+    """One ``composer generate`` job as its flags (or a server request) give it: which
+    model, what to continue under which controls, how many continuations drawn how, where
+    the files go and what else is made of them. The CLI builds it in one place
+    (:func:`composer.cli.main.generate`);
+    :func:`composer.generation.session.generate_music` carries it out.
+
+    The control words: ``control_request`` is what the user asked for (flags such as
+    ``{"density": 4, "key": "D minor"}``), ``plan_file`` a JSON file of such requests over
+    time; both become one :class:`~composer.controls.plan.ControlPlan` (the *plan*), whose
+    per-step *control vectors* (tensors) the model reads as its
+    :class:`~composer.controls.features.ControlSpec` (the *spec*) says."""
+
+    _error = GenerateError
+    _name = "generate request"
+
+    checkpoint: str | None = None  # model or training folder, or a shipped model's name
+    #                                (None: $COMPOSER_CHECKPOINT, else the shipped default)
+    seed: str | None = None  # a MIDI file, or pitches like "60,64,67" (None: start context)
+    seed_seconds: float | None = None  # only the first S seconds of a MIDI seed (None: all)
+    seed_style: str = "chord"  # how a pitch-list seed is played: "chord" or "arpeggio"
+    sample: SampleConfig = field(default_factory=SampleConfig)  # how events are drawn
+    num: int = 1  # continuations, drawn in one batch, one file each
+    rng_seed: int | None = None  # file k uses rng_seed + k - 1 (None: random)
+    control_request: Mapping[str, Any] | None = None  # control flags asked for
+    plan_file: str | None = None  # a JSON plan of control requests over time
+    instruments: Ensemble | None = None  # what an instrument-aware model may play
+    #                                      (None: a MIDI seed's instruments, else any)
+    out: str = "."  # folder of the .mid files
+    prefix: str = "composer"  # files are PREFIX-001.mid, PREFIX-002.mid, ...
+    include_seed: bool = True  # the files start with the seed
+    program: int = 0  # General MIDI program of the output
+    force: bool = False  # overwrite existing files (else the next free numbers)
+    device: str = "auto"  # where the model runs: auto, cpu, cuda
+    threads: int | None = 1  # torch's CPU threads meanwhile (None: unchanged)
+    engine: str = "auto"  # the stepper (composer.model.steppers.ENGINES)
+    render_audio: bool = False  # also render each file to .wav
+    plot_roll: bool = False  # also draw each file's piano roll (.png)
+    copy_warn: float = CopyConfig.warn_seconds  # warn at copies this long (0: no check)

@@ -17,6 +17,7 @@ or
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,18 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from composer.controls.plan import ControlPlan
+from composer.core.files import FileTaken, check_output
 from composer.core.messages import ComposerError, GenerateError, is_int
 from composer.corpus.facts import DEFAULT_MAX_NOTE_SECONDS, Guards
 from composer.evaluation.musicstats import silence_fraction
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest
 from composer.generation.loop import NO_GUARDS, Generation, GenerationInterrupted, generate
+from composer.generation.seeds import seed_file
 from composer.midi.io import Piece, piece_from_beats, save
 from composer.midi.timing import constant_tempo
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import Stepper
 from composer.tokens.beats import DEFAULT_CLOCK, Clock
-from composer.tokens.performance import EventConfig, VocabularyError
-from composer.tokens.vocab import Events, vocabulary_of
+from composer.tokens.performance import EventConfig
+from composer.tokens.vocab import Events, VocabularyError, vocabulary_of
 
 # ------------------------------------------------------------------------ outputs
 
@@ -95,53 +97,97 @@ class Output:
 
 
 def output_paths(out_dir: str | os.PathLike[str], prefix: str, num: int,
-                 force: bool = False) -> list[Path]:
-    """``num`` paths ``OUT/PREFIX-NNN.mid``: from 001 on when ``force`` (overwriting), else
-    the lowest numbers not taken yet, so earlier outputs are never overwritten.
+                 force: bool = False, companions: Sequence[str] = (),
+                 inputs: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+    """``num`` paths ``OUT/PREFIX-NNN.mid``: from 001 on when ``force`` (overwriting, but
+    never one of ``inputs``: FileTaken), else the lowest numbers not taken yet (by the
+    .mid or one of its ``companions``, suffixes such as ``.wav``). These are candidates
+    only: without ``force`` each name is claimed when its file is written (:func:`_claim`).
     GenerateError if the prefix is not a plain file name."""
     if not prefix or Path(prefix).name != prefix or prefix in (".", ".."):
         raise GenerateError(f"prefix {prefix!r} must be a plain file name")
     paths: list[Path] = []
-    i = 1
+    i = 0
     while len(paths) < num:
-        path = Path(out_dir) / f"{prefix}-{i:03d}.mid"
-        if force or not path.exists():
-            paths.append(path)
-        i += 1
+        i = i + 1 if force else _free(out_dir, prefix, i + 1, companions)
+        paths.append(check_output(_numbered(out_dir, prefix, i), inputs, force=True))
     return paths
 
 
+def _numbered(out_dir: str | os.PathLike[str], prefix: str, i: int) -> Path:
+    return Path(out_dir) / f"{prefix}-{i:03d}.mid"
+
+
+def _free(out_dir: str | os.PathLike[str], prefix: str, i: int, companions: Sequence[str]
+          ) -> int:
+    """The first number from ``i`` on whose .mid and companions do not exist."""
+    def taken(path: Path) -> bool:
+        return any(p.exists() or p.is_symlink()
+                   for p in (path, *(path.with_suffix(c) for c in companions)))
+
+    while taken(_numbered(out_dir, prefix, i)):
+        i += 1
+    return i
+
+
+def _claim(piece: Piece, path: Path, force: bool, companions: Sequence[str]) -> Path:
+    """Write ``piece`` at ``path`` (``force``: replacing it), else at the first free
+    number from ``path``'s on, claimed atomically: another process writing the same names
+    at once takes the next one, and no file there is ever replaced."""
+    if force:
+        save(piece, path)
+        return path
+    prefix, number = path.stem.rsplit("-", 1)
+    i = int(number)
+    while True:
+        i = _free(path.parent, prefix, i, companions)
+        try:
+            save(piece, _numbered(path.parent, prefix, i), replace=False)
+            return _numbered(path.parent, prefix, i)
+        except FileTaken:
+            i += 1
+
+
 def compose(model: ComposerLSTM, event_config: EventConfig | Events,
-            out_dir: str | os.PathLike[str],
-            seed: Sequence[int] | np.ndarray | None = None, num: int = 1,
-            config: SampleConfig = SampleConfig(), *, rng_seed: int | None = None,
-            prefix: str = "composer", include_seed: bool = True, program: int = 0,
-            force: bool = False, engine: str | Stepper = "auto", threads: int | None = 1,
-            progress: Callable[[int, int], None] | None = None, clock: Clock = DEFAULT_CLOCK,
-            guards: Guards = NO_GUARDS, controls: ControlPlan | None = None
+            seed: Sequence[int] | np.ndarray | None, request: GenerateRequest, *,
+            clock: Clock = DEFAULT_CLOCK, guards: Guards = NO_GUARDS,
+            plan: ControlPlan | None = None,
+            progress: Callable[[int, int], None] | None = None
             ) -> tuple[list[Output], Generation]:
-    """Generate ``num`` continuations of ``seed`` and write them as ``OUT/PREFIX-NNN.mid``
-    (:func:`output_paths`); returns one :class:`Output` per file and the tokens. The beat
+    """Generate ``request.num`` continuations of ``seed`` (token ids; None: the start
+    context) as ``request.sample`` says and write them as ``OUT/PREFIX-NNN.mid``
+    (:func:`output_paths`; without ``request.force`` each name is claimed atomically when
+    written, the next free number taken when another process got it first, so concurrent
+    runs never overwrite each other; the names of the .wav/.png the request also makes
+    must be free too, and a seed file is never written over); returns one :class:`Output`
+    per file and the tokens. The beat
     vocabulary's files are written at ``clock``'s tempo and time signature, notes on the
-    grid; ``guards``, ``controls``: see :func:`~composer.generation.loop.generate`."""
+    grid; ``guards``, ``plan``: see :func:`~composer.generation.loop.generate`."""
+    program, out_dir = request.program, request.out
     if not is_int(program) or not 0 <= program <= 127:
         raise GenerateError(f"program must be in 0..127, got {program!r}")
-    paths = output_paths(out_dir, prefix, config.check_num(num), force)
+    companions = (".wav",) * request.render_audio + (".png",) * request.plot_roll
+    given = seed_file(request.seed) if isinstance(request.seed, str) else None
+    paths = output_paths(out_dir, request.prefix, request.sample.check_num(request.num),
+                         request.force, companions, [given] if given else [])
+    claim = functools.partial(_claim, force=request.force, companions=companions)
     events = vocabulary_of(event_config)
     try:
-        gen = generate(model, events, seed, num, config, rng_seed, engine, threads=threads,
-                       progress=progress, clock=clock, guards=guards, controls=controls)
+        gen = generate(model, events, seed, request.num, request.sample, request.rng_seed,
+                       request.engine, threads=request.threads, progress=progress,
+                       clock=clock, guards=guards, plan=plan)
     except GenerationInterrupted as stop:  # keep what was drawn: written, then re-raised
         if stop.generation is not None:
-            stop.outputs = _write(stop.generation, paths, events, out_dir, include_seed,
-                                  program, clock)
+            stop.outputs = _write(stop.generation, paths, events, out_dir,
+                                  request.include_seed, program, clock, claim)
         raise
-    return _write(gen, paths, events, out_dir, include_seed, program, clock), gen
+    return _write(gen, paths, events, out_dir, request.include_seed, program, clock,
+                  claim), gen
 
 
 def _write(gen: Generation, paths: list[Path], events: Events,
-           out_dir: str | os.PathLike[str], include_seed: bool, program: int, clock: Clock
-           ) -> list[Output]:
+           out_dir: str | os.PathLike[str], include_seed: bool, program: int, clock: Clock,
+           claim: Callable[[Piece, Path], Path]) -> list[Output]:
     """Write each row of ``gen`` to its path; one Output each. A failed write (a full disk)
     raises its one-line error naming the files written before it."""
     seed_seconds = events.seconds_of(gen.tokens[0][: gen.seed_len], clock)
@@ -152,7 +198,7 @@ def _write(gen: Generation, paths: list[Path], events: Events,
             piece = to_piece(tokens, events, seed_len=gen.seed_len, include_seed=include_seed,
                              max_note_seconds=gen.max_note_seconds, program=program,
                              clock=clock)
-            save(piece, path)
+            path = claim(piece, path)
             notes = piece.notes
             end = float(notes["end"].max()) if len(notes) else 0.0
             outputs.append(Output(path, end, len(notes), silence_fraction(notes),

@@ -1,193 +1,232 @@
-"""Private sampling guards of :mod:`composer.generation.loop`, one class per event vocabulary.
+"""Logits processors: each guard and each sampling setting is one small object, built once
+from a :class:`~composer.generation.config.SampleConfig` by :func:`make_processors` and applied
+in order before every draw (as ``transformers``' ``LogitsProcessorList`` does). A processor
+takes the scores (B, V) and the :class:`~composer.generation.track.Track` of music time and
+returns the scores with the events it forbids at -inf.
 
-Both track music time per row (``Track``) and give, before every draw, the events that
-may not be drawn (``banned``, (B, V) bool). They enforce:
+The guards:
 
-- **no re-strike**: a note start (NOTE_ON p / PITCH p) is masked while pitch p sounds;
-- **polyphony**: every note start is masked while ``max_polyphony`` notes sound;
-- **longest note**: performance events: a TIME_SHIFT that would carry a sounding note past
-  ``max_note`` steps is masked, and a note that has reached it must be closed next (only
-  NOTE_OFFs of such notes may be drawn); beat vocabulary: DURATIONs longer than
-  ``max_note`` are masked;
-- **silence**: a shift that would stretch a silence past ``max_silence`` steps is masked;
-- **grammar** (beat vocabulary): after a PITCH only a DURATION, elsewhere no DURATION.
-- **instruments** (instrument-aware vocabularies): PROGRAM tokens of programs outside the
-  sample config's ``instruments`` are masked, and DRUM tokens without ``drums``. Sounding
-  pitches are tracked per pitch across instruments, so a unison of two instruments is
-  masked like a re-strike, and the polyphony cap counts every instrument (drum hits, having
-  no length, are not counted).
-  Performance events: a NOTE_OFF of a pitch that is not sounding is masked (decoding
-  would ignore it), and so is one in the very step its note began (decoding would stretch
-  that note to one step, unseen by the polyphony count).
+- **instruments** (:class:`InstrumentFilter`, instrument-aware vocabularies): PROGRAM tokens
+  of programs outside the config's ``instruments`` are masked, and DRUM tokens without
+  ``drums``;
+- **silence** (:class:`SilenceGuard`): a shift that would stretch a silence past
+  ``max_silence`` steps is masked;
+- **polyphony** (:class:`PolyphonyGuard`): a note start is masked while its pitch sounds (no
+  re-strike; a unison of two instruments counts as one) and every note start while
+  ``max_polyphony`` notes sound (drum hits, having no length, are not counted);
+- **note length**: performance events (:class:`PerformanceNoteLength`): a TIME_SHIFT that
+  would carry a sounding note past ``max_note`` steps is masked, and a note that has reached
+  it must be closed next (only NOTE_OFFs of such notes may be drawn); beat vocabulary
+  (:class:`BeatNoteLength`): DURATIONs longer than ``max_note`` are masked;
+- **grammar**: performance events (:class:`PerformanceGrammar`): a NOTE_OFF of a pitch that
+  is not sounding is masked (decoding would ignore it), and so is one in the very step its
+  note began (decoding would stretch that note to one step, unseen by the polyphony count);
+  beat vocabulary (:class:`BeatGrammar`): after a PITCH only a DURATION, elsewhere none.
 
-Masking (rather than closing a sounding note first and then re-striking it) is used
-because it never writes a token the model did not choose, keeps the token stream a
-faithful record of what was drawn, and works the same way for both vocabularies.
-There is always an allowed event: VELOCITY, a shift, or the NOTE_OFF of an overdue note.
+Then the sampling settings: :class:`Temperature` (first: it makes the copy the guards mask in
+place), :class:`TopK`, :class:`TopP`. Greedy (temperature 0) is decided in one place,
+:attr:`Processors.greedy`: the draw takes the argmax and no noise is made.
 
-A performance-event model without measured guards (trained before they existed) samples
-under the old rules, token for token, unless a limit is given (:func:`is_legacy`).
+Masking (rather than closing a sounding note first and then re-striking it) never writes a
+token the model did not choose and keeps the token stream a faithful record of what was
+drawn. There is always an allowed event: VELOCITY, a shift, or the NOTE_OFF of an overdue
+note. A performance-event model without measured guards (trained before they existed)
+samples under the old rules (instruments and silence only), token for token, unless a
+limit is given (:func:`is_legacy`).
 """
-# Drawing one event: the sampling filters and counter-based Gumbel-max noise of
-# :mod:`composer.generation.loop` (which re-exports :func:`filter_logits`, :func:`gumbel_noise` and
-# :func:`draw`).
-#
-# The noise is a pure function of (row key, step, token id), so row ``i`` of ``rng_seed=S``
-# draws exactly what a single run with ``rng_seed=S+i`` draws, on any device and inside a
-# CUDA graph.
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from composer.corpus.facts import DEFAULT_MAX_NOTE_SECONDS, Guards
-from composer.tokens import beats as beat
-from composer.tokens import performance as perf
+from composer.generation.track import BeatTracker, PerformanceTracker, Track, Tracker
 from composer.tokens.beats import Clock
 from composer.tokens.vocab import Events
 
-NO_LIMIT = 1 << 30  # a polyphony limit that never binds
+NO_LIMIT = 1 << 30  # a limit that never binds
+INF = -math.inf
 
 
-class Track(NamedTuple):
-    """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
-    which it falls silent (an upper bound while it sounds); ``aux``: performance events,
-    (B, P) bool, the pitch sounds; beat vocabulary, (B,) the pitch index waiting for its
-    DURATION (-1: none)."""
+class Temperature:
+    """Scores / temperature (a new tensor, so the guards after it may mask in place)."""
 
-    now: torch.Tensor
-    until: torch.Tensor
-    aux: torch.Tensor
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
 
-
-class _Base:
-    """What both vocabularies share: config, row keys, limits, the per-token table."""
-
-    def __init__(self, config: Any, events: Events, keys: torch.Tensor, max_note: int,
-                 max_silence: int, max_polyphony: int) -> None:
-        self.config, self.keys, self.events = config, keys, events
-        self.max_note, self.max_silence = max_note, max_silence
-        self.max_polyphony = max_polyphony
-        self.vocab = events.vocab
-        self.n_pitches = len(events.note_start_ids())
-        self.device = keys.device
-        self.fixed = torch.as_tensor(instrument_ban(events, config), device=self.device)  # (V,)
-
-    def _shift_ban(self, tr: Track, shifts: torch.Tensor) -> torch.Tensor:
-        """(B, S) bool: shifts that would stretch the silence past the limit."""
-        silence = (tr.now - tr.until.amax(1))[:, None] + shifts  # (B, S) after each
-        return silence > self.max_silence
-
-    def _start_ban(self, sounding: torch.Tensor) -> torch.Tensor:
-        """(B, P) bool: note starts masked (pitch sounds, or polyphony reached)."""
-        full = sounding.sum(1, keepdim=True) >= self.max_polyphony  # (B, 1)
-        return sounding | full
+    def __call__(self, scores: torch.Tensor, tr: Track | None) -> torch.Tensor:
+        return scores / self.temperature
 
 
-class PerformanceRules(_Base):
-    """Guards for performance events (NOTE_ON / NOTE_OFF / TIME_SHIFT / VELOCITY)."""
+class InstrumentFilter:
+    """Masks the fixed (V,) ``ban``: programs not chosen, drums when not wanted."""
 
-    def __init__(self, *args: Any, legacy: bool = False) -> None:
-        super().__init__(*args)
-        self.legacy = legacy
-        r, dev = self.vocab.ranges, self.device
-        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, +-1 notes, steps
-        for kind, sign in ((perf.NOTE_ON, 1), (perf.NOTE_OFF, -1)):
-            table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
-        table[:, 2] = self.events.token_steps()
-        self.shifts = torch.as_tensor(table[r[perf.TIME_SHIFT], 2], device=dev)  # (S,)
-        self.table = torch.as_tensor(table, device=dev)  # (V, 3)
-        self.on, self.off, self.sh = r[perf.NOTE_ON], r[perf.NOTE_OFF], r[perf.TIME_SHIFT]
+    def __init__(self, ban: torch.Tensor) -> None:
+        self.ban = ban  # (V,) bool
 
-    def start(self) -> Track:
-        """The track of one row before any token."""
-        z = torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device)
-        return Track(torch.zeros(1, dtype=torch.long, device=self.device), z, z.bool())
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        return scores.masked_fill_(self.ban, INF)
 
-    def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        """The track after token ids (B,)."""
-        p, d, k = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        p = p[:, None]
-        u = tr.until.gather(1, p)[:, 0]  # (B,)
-        u = torch.where(d > 0, tr.now + self.max_note,  # NOTE_ON: sounds max_note at most
-                        torch.where(d < 0, torch.minimum(u, tr.now), u))  # NOTE_OFF: silent
-        on = tr.aux.gather(1, p)[:, 0]
-        on = torch.where(d > 0, True, torch.where(d < 0, False, on))
-        return Track(tr.now + k, tr.until.scatter(1, p, u[:, None]),
-                     tr.aux.scatter(1, p, on[:, None]))
 
-    def banned(self, tr: Track) -> torch.Tensor:
-        """(B, V) bool: the events the guards forbid now."""
-        if self.legacy:  # the rules before guards were learned: the silence guard only
-            out = torch.zeros(tr.now.shape[0], self.vocab.size, dtype=torch.bool,
-                              device=self.device)  # (B, V)
-            out[:, self.sh.start : self.sh.stop] = self._shift_ban(tr, self.shifts)
-            return out | self.fixed
-        sounding = tr.aux  # (B, P)
-        left = torch.where(sounding, tr.until - tr.now[:, None], NO_LIMIT).amin(1)  # (B,)
-        overdue = sounding & (tr.until <= tr.now[:, None])  # (B, P) must close now
+class SilenceGuard:
+    """Masks the shifts that would stretch the silence past ``max_silence`` steps."""
+
+    def __init__(self, tracker: Tracker, max_silence: int) -> None:
+        self.tracker, self.max_silence = tracker, max_silence
+        self.shifts, self.steps = tracker.shifts, tracker.shift_steps  # (S,)
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        over = self.tracker.silence(tr)[:, None] + self.steps > self.max_silence  # (B, S)
+        scores[:, self.shifts.start : self.shifts.stop].masked_fill_(over, INF)
+        return scores
+
+
+class PolyphonyGuard:
+    """Masks the start of a sounding pitch, and every start while ``max_polyphony`` sound."""
+
+    def __init__(self, tracker: Tracker, max_polyphony: int) -> None:
+        self.tracker, self.max_polyphony, self.starts = tracker, max_polyphony, tracker.starts
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        ban = sounding = self.tracker.sounding(tr)  # (B, P)
+        if self.max_polyphony < NO_LIMIT:
+            ban = sounding | (sounding.sum(1, keepdim=True) >= self.max_polyphony)
+        scores[:, self.starts.start : self.starts.stop].masked_fill_(ban, INF)
+        return scores
+
+
+class PerformanceNoteLength:
+    """No note past ``tracker.max_note`` steps: shifts beyond the nearest note end are
+    masked, and while a note is overdue only the NOTE_OFFs of overdue notes are allowed."""
+
+    def __init__(self, tracker: PerformanceTracker) -> None:
+        self.tracker, self.V = tracker, tracker.vocab.size
+        self.shifts, self.offs, self.steps = tracker.shifts, tracker.offs, tracker.shift_steps
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        end = tr.until - tr.now[:, None]  # (B, P) steps each note may still sound
+        left = torch.where(tr.aux, end, NO_LIMIT).amin(1, keepdim=True)  # (B, 1)
+        overdue = tr.aux & (end <= 0)  # (B, P) must close now
         must = overdue.any(1, keepdim=True)  # (B, 1)
-        shift = self._shift_ban(tr, self.shifts) | (self.shifts > left[:, None])  # (B, S)
-        out = torch.ones(tr.now.shape[0], self.vocab.size, dtype=torch.bool,
-                         device=self.device)  # (B, V)
-        out[:, self.on.start : self.on.stop] = self._start_ban(sounding) | must
-        fresh = sounding & (tr.until - self.max_note == tr.now[:, None])  # (B, P) began now
-        out[:, self.off.start : self.off.stop] = ~sounding | fresh | (must & ~overdue)
-        out[:, self.sh.start : self.sh.stop] = shift | must
-        out[:, self.sh.stop :] = must  # VELOCITY (PROGRAM, DRUM)
-        return out | self.fixed
+        ban = must.expand(-1, self.V).clone()  # (B, V)
+        ban[:, self.offs.start : self.offs.stop] = must & ~overdue
+        ban[:, self.shifts.start : self.shifts.stop] |= self.steps > left
+        return scores.masked_fill_(ban, INF)
 
 
-class NoteRules(_Base):
-    """Guards and grammar for the beat vocabulary (PITCH / DURATION / SHIFT / VELOCITY)."""
+class PerformanceGrammar:
+    """Masks the NOTE_OFF of a pitch not sounding, or sounding since this very step."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        r, dev = self.vocab.ranges, self.device
-        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, kind, steps
-        table[r[beat.PITCH], 0] = np.arange(len(r[beat.PITCH]))
-        table[r[beat.PITCH], 1], table[r[beat.DURATION], 1], table[r[beat.SHIFT], 1] = 1, 2, 3
-        table[r[beat.DURATION], 2] = table[r[beat.SHIFT], 2] = self.vocab.steps
-        self.table = torch.as_tensor(table, device=dev)  # (V, 3)
-        self.shifts = torch.as_tensor(self.vocab.steps, device=dev)  # (S,) steps of each
-        too_long = self.vocab.steps > max(self.max_note, int(self.vocab.steps[0]))
-        self.long = torch.as_tensor(too_long, device=dev)  # (D,) DURATIONs over the limit
-        self.r = r
+    def __init__(self, tracker: PerformanceTracker) -> None:
+        self.offs, self.max_note = tracker.offs, tracker.max_note
 
-    def start(self) -> Track:
-        """The track of one row before any token."""
-        z = torch.zeros(1, dtype=torch.long, device=self.device)
-        return Track(z, torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device),
-                     z - 1)
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        fresh = tr.until - self.max_note == tr.now[:, None]  # (B, P) began now
+        scores[:, self.offs.start : self.offs.stop].masked_fill_(~tr.aux | fresh, INF)
+        return scores
 
-    def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        """The track after token ids (B,)."""
-        p, kind, steps = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        note = (kind == 2) & (tr.aux >= 0)  # a DURATION completing a note
-        at = tr.aux.clamp(min=0)[:, None]  # (B, 1)
-        u = torch.where(note, tr.now + steps, tr.until.gather(1, at)[:, 0])
-        return Track(tr.now + torch.where(kind == 3, steps, 0),
-                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1))
 
-    def banned(self, tr: Track) -> torch.Tensor:
-        """(B, V) bool: the events the guards and the grammar forbid now."""
-        pend = (tr.aux >= 0)[:, None]  # (B, 1): a PITCH waits for its DURATION
-        sounding = tr.until > tr.now[:, None]  # (B, P)
-        out = torch.empty(tr.now.shape[0], self.vocab.size, dtype=torch.bool,
-                          device=self.device)  # (B, V)
-        r = self.r
-        bans = ((beat.PITCH, self._start_ban(sounding) | pend),
-                (beat.DURATION, self.long[None, :] | ~pend),
-                (beat.SHIFT, self._shift_ban(tr, self.shifts) | pend))
-        for kind, ban in bans:
-            out[:, r[kind].start : r[kind].stop] = ban
-        out[:, r[beat.VELOCITY].start :] = pend  # VELOCITY (PROGRAM, DRUM)
-        return out | self.fixed
+class BeatNoteLength:
+    """Masks the DURATIONs longer than ``tracker.max_note`` steps."""
+
+    def __init__(self, tracker: BeatTracker) -> None:
+        steps = tracker.vocab.steps
+        long = torch.as_tensor(steps > max(tracker.max_note, int(steps[0])))  # (D,)
+        self.durations, self.long = tracker.durations, long.to(tracker.device)
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        scores[:, self.durations.start : self.durations.stop].masked_fill_(self.long, INF)
+        return scores
+
+
+class BeatGrammar:
+    """A DURATION right after each PITCH and nowhere else."""
+
+    def __init__(self, tracker: BeatTracker) -> None:
+        self.tracker, self.durations, self.V = tracker, tracker.durations, tracker.vocab.size
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        pend = self.tracker.pending(tr)  # (B, 1)
+        ban = pend.expand(-1, self.V).clone()  # (B, V)
+        ban[:, self.durations.start : self.durations.stop] = ~pend
+        return scores.masked_fill_(ban, INF)
+
+
+class TopK:
+    """All but the ``k`` highest scores at -inf (ties with the k-th are kept)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, scores: torch.Tensor, tr: Track | None) -> torch.Tensor:
+        if self.k >= scores.shape[1]:
+            return scores
+        kth = scores.topk(self.k, dim=1).values[:, -1:]  # (B, 1)
+        return scores.masked_fill(scores < kth, INF)
+
+
+class TopP:
+    """The most likely events whose mass before each is < ``p`` kept (the first stays)."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, scores: torch.Tensor, tr: Track | None) -> torch.Tensor:
+        ranked, order = scores.sort(dim=1, descending=True)  # (B, V)
+        probs = ranked.softmax(dim=1)
+        drop = probs.cumsum(dim=1) - probs >= self.p  # mass before >= p
+        return scores.scatter(1, order, ranked.masked_fill(drop, INF))
+
+
+class Processors(list):
+    """The processors in order; calling it applies them all to logits (B, V), which stay
+    unmodified. ``greedy``: draw the argmax (temperature 0), no noise."""
+
+    def __init__(self, processors: list[Any], greedy: bool) -> None:
+        super().__init__(processors)
+        self.greedy = greedy
+        self.copy = not (processors and isinstance(processors[0], Temperature))
+
+    def __call__(self, logits: torch.Tensor, tr: Track | None = None) -> torch.Tensor:
+        scores = logits.clone() if self.copy else logits  # (B, V)
+        for processor in self:
+            scores = processor(scores, tr)
+        return scores
+
+
+def sampling(config: Any) -> list[Any]:
+    """The sampling settings of ``config`` (temperature, top_k, top_p) that do something."""
+    t = config.temperature
+    return ([Temperature(t)] * (t not in (0, 1)) + [TopK(config.top_k)] * (config.top_k > 0)
+            + [TopP(config.top_p)] * (config.top_p < 1))
+
+
+def make_processors(tracker: Tracker, config: Any, clock: Clock, guards: Guards
+                    ) -> Processors:
+    """The processors of ``config`` for ``tracker``'s vocabulary: the guards
+    (``max_silence_seconds``; ``max_polyphony`` and ``max_note_seconds``, None: from
+    ``guards``, else no polyphony limit and DEFAULT_MAX_NOTE_SECONDS, already in
+    ``tracker.max_note``; instruments) between the temperature and top-k/top-p."""
+    events = tracker.events
+    sps = events.steps_per_second(clock)
+    poly = config.max_polyphony if config.max_polyphony is not None else guards.max_polyphony
+    silence = SilenceGuard(tracker, max(0, round(config.max_silence_seconds * sps)))
+    fixed = instrument_ban(events, config)
+    rules: list[Any] = [InstrumentFilter(torch.as_tensor(fixed, device=tracker.device))
+                        ] * bool(fixed.any()) + [silence]
+    if isinstance(tracker, BeatTracker):
+        rules += [PolyphonyGuard(tracker, NO_LIMIT if poly is None else poly),
+                  BeatNoteLength(tracker), BeatGrammar(tracker)]
+    elif not is_legacy(config, guards) and isinstance(tracker, PerformanceTracker):
+        rules += [PolyphonyGuard(tracker, NO_LIMIT if poly is None else poly),
+                  PerformanceNoteLength(tracker), PerformanceGrammar(tracker)]
+    steps = sampling(config)
+    first = steps[:1] if steps and isinstance(steps[0], Temperature) else []
+    return Processors(first + rules + steps[len(first):], greedy=config.temperature == 0)
 
 
 def instrument_ban(events: Events, config: Any) -> np.ndarray:
@@ -217,21 +256,6 @@ def max_note_seconds(events: Events, config: Any, clock: Clock, guards: Guards) 
     return DEFAULT_MAX_NOTE_SECONDS
 
 
-def make_rules(events: Events, config: Any, keys: torch.Tensor, clock: Clock, guards: Guards
-               ) -> PerformanceRules | NoteRules:
-    """The guards of ``events``' vocabulary for sample config ``config``
-    (``max_polyphony``, ``max_note_seconds``, ``max_silence_seconds``; None: from
-    ``guards``, else no polyphony limit and DEFAULT_MAX_NOTE_SECONDS)."""
-    sps = events.steps_per_second(clock)
-    poly = config.max_polyphony if config.max_polyphony is not None else guards.max_polyphony
-    longest = max_note_seconds(events, config, clock, guards)
-    args = (config, events, keys, max(1, round(longest * sps)),
-            max(0, round(config.max_silence_seconds * sps)), NO_LIMIT if poly is None else poly)
-    if events.is_notes:
-        return NoteRules(*args)
-    return PerformanceRules(*args, legacy=is_legacy(config, guards))
-
-
 def is_legacy(config: Any, guards: Guards) -> bool:
     """Whether performance events sample under the old rules (the silence guard only, notes
     clipped at 5 s on decoding): a model without measured guards (trained before they
@@ -240,73 +264,3 @@ def is_legacy(config: Any, guards: Guards) -> bool:
     at each onset from 7.2 to 11.0, so old models keep their old behaviour unless asked."""
     return (guards.max_polyphony is None and guards.max_note_seconds is None
             and config.max_polyphony is None and config.max_note_seconds is None)
-
-MASK32 = 0xFFFFFFFF
-
-
-class Sampling(Protocol):
-    """The settings a draw reads (:class:`composer.generation.config.SampleConfig` has them)."""
-
-    temperature: float
-    top_k: int
-    top_p: float
-
-
-def filter_logits(logits: torch.Tensor, config: Sampling,
-                  banned: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (B, V) / temperature with removed events at -inf (``logits`` itself is never
-    modified): ``banned`` (B, V) bool, then all but the top-k (ties with the k-th are kept),
-    then top-p (the most likely events whose mass before each is < top_p; the first stays)."""
-    t = config.temperature
-    out = logits / t if t not in (0, 1) else logits  # (B, V)
-    if banned is not None:
-        out = out.masked_fill(banned, -math.inf)
-    if 0 < config.top_k < out.shape[1]:
-        kth = out.topk(config.top_k, dim=1).values[:, -1:]  # (B, 1)
-        out = out.masked_fill(out < kth, -math.inf)
-    if config.top_p < 1:
-        ranked, order = out.sort(dim=1, descending=True)  # (B, V)
-        probs = ranked.softmax(dim=1)
-        drop = probs.cumsum(dim=1) - probs >= config.top_p  # mass before >= p
-        out = out.scatter(1, order, ranked.masked_fill(drop, -math.inf))
-    return out
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A bijective 32-bit integer hash of int64 tensors in [0, 2**32) (no overflow)."""
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
-    return (x >> 16) ^ x
-
-
-@functools.lru_cache(maxsize=16)
-def _arange(n: int, device: torch.device) -> torch.Tensor:
-    return torch.arange(n, device=device)
-
-
-@functools.lru_cache(maxsize=16)
-def _token_hash(vocab_size: int, device: torch.device) -> torch.Tensor:
-    return _mix32(_arange(vocab_size, device) + 0x3C6EF372)
-
-
-def gumbel_noise(keys: torch.Tensor, step: torch.Tensor | int, count: int,
-                 vocab_size: int) -> torch.Tensor:
-    """Gumbel(0, 1) noise (B, count, V) for steps ``step .. step+count-1``: a pure function
-    of row key (B,) int64 in [0, 2**32), step and token id, so the same on any device, in
-    any batch, and inside a CUDA graph (``step`` may be a (1,) tensor). Each (row, step) gets
-    a full hash; token ids are folded in by one xor-multiply round (the costly part)."""
-    ids = _token_hash(vocab_size, keys.device)  # (V,)
-    steps = _arange(count, keys.device) + step  # (S,)
-    row = _mix32((_mix32(keys)[:, None] + steps) & MASK32)  # (B, S)
-    bits = (((row[:, :, None] ^ ids) * 0x6C8E9CF5) & MASK32) >> 8  # (B, S, V), 24 bits
-    u = bits.float().add_(0.5).mul_(2.0**-24)  # uniform in (0, 1)
-    return u.log_().neg_().log_().neg_()  # -log(-log(u))
-
-
-def draw(filtered: torch.Tensor, noise: torch.Tensor | None, config: Sampling
-         ) -> torch.Tensor:
-    """Token ids (B,) from :func:`filter_logits` output by Gumbel-max with ``noise`` (B, V);
-    argmax when the temperature is 0."""
-    if config.temperature == 0 or noise is None:
-        return filtered.argmax(dim=1)
-    return (filtered + noise).argmax(dim=1)

@@ -4,7 +4,7 @@
   its tokens, tempo and metre, and instruments);
 - a pitch list of numbers and/or note names (:func:`seed_from_pitches`,
   :func:`parse_pitches`: ``C4,E4,G4``, ``60,F#3``), played as a chord or an arpeggio;
-- or the start context (:func:`composer.generation.loop.start_tokens`).
+- or the start context (:meth:`composer.tokens.vocab.Events.start_tokens`).
 
 :func:`resolve_seed` reads a CLI ``--seed`` (a file, else pitches); :func:`check_seed_spec`
 says in one line why a ``--seed`` is neither. Seeds are bounded (:mod:`composer.core.bounds`):
@@ -25,7 +25,6 @@ import numpy as np
 
 from composer.core.bounds import MAX_SEED_NOTES, MAX_SEED_PITCHES, MAX_UNISON
 from composer.core.messages import GenerateError, MidiError
-from composer.generation.loop import start_tokens
 from composer.midi.instruments import Ensemble
 from composer.midi.io import (
     MIDI_SUFFIXES,
@@ -39,8 +38,8 @@ from composer.midi.io import (
 from composer.midi.io import parse_pitch as midi_pitch
 from composer.midi.timing import BEAT_DTYPE, seconds_to_beats
 from composer.tokens.beats import Clock, beats_of, clock_of, shift_slots
-from composer.tokens.performance import DEFAULT_CONFIG, EventConfig, VocabularyError
-from composer.tokens.vocab import Events, vocabulary_of
+from composer.tokens.performance import DEFAULT_CONFIG, EventConfig
+from composer.tokens.vocab import Events, VocabularyError, vocabulary_of
 
 SEED_VELOCITY = 80  # velocity of pitch-list seeds
 CHORD_SECONDS, ARPEGGIO_SECONDS = 0.5, 0.25
@@ -90,7 +89,7 @@ def read_seed(spec: str | None, event_config: EventConfig | Events,
     :func:`check_seed_spec`), a MIDI file loaded once for its tokens
     (:func:`seed_from_piece`), clock and instruments."""
     if spec is None:
-        return SeedFacts(start_tokens(event_config))
+        return SeedFacts(vocabulary_of(event_config).start_tokens())
     path = seed_file(spec)
     if path is None:
         check_seed_spec(spec)

@@ -30,20 +30,20 @@ from composer.evaluation.copycheck import (
     copy_warning,
     training_copy_index,
 )
-from composer.generation.config import SampleConfig
+from composer.generation.config import GenerateRequest
 from composer.generation.loop import Generation
 from composer.generation.output import Output, compose
 from composer.generation.seeds import read_seed, restrict_seed
-from composer.midi.instruments import Ensemble
-from composer.midi.render import RenderResult, plot_piano_roll, render
+from composer.midi.instruments import Ensemble, program_name
+from composer.midi.render import RenderResult, matplotlib_part, plot_piano_roll, render
 from composer.model.checkpoint import (
     Checkpoint,
     find_checkpoint,
     load_checkpoint,
     resolve_checkpoint_path,
 )
-from composer.tokens.beats import Clock
-from composer.tokens.vocab import Events, clock_from, vocabulary_of
+from composer.tokens.beats import Clock, clock_from
+from composer.tokens.vocab import Events, vocabulary_of
 
 # ------------------------------------------------------------------------------- generate
 
@@ -87,90 +87,103 @@ class Seed(NamedTuple):
     clock: Clock | None = None  # a MIDI seed's tempo and metre (None: the model's)
 
 
-def generate_music(checkpoint: str | os.PathLike | LoadedModel | None = None,
-                   seed: str | Seed | None = None, *,
-                   controls: dict[str, Any] | None = None,
-                   plan: str | os.PathLike | None = None,
-                   seed_seconds: float | None = None, seed_style: str = "chord",
-                   config: SampleConfig = SampleConfig(), out: str | os.PathLike = ".",
-                   device: str = "auto", render_audio: bool = False, plot_roll: bool = False,
-                   copy_warn: float = CopyConfig.warn_seconds,
-                   progress: Progress | None = None, notify: Notify = quiet,
-                   instruments: Ensemble | None = None, **compose_args: Any) -> Composed:
-    """``composer generate``: load the model (:func:`load_model`, unless given loaded; a
-    training folder stands for its best checkpoint, said through ``notify``), resolve the
-    seed (a CLI ``--seed`` string, or a :class:`Seed`), :func:`~composer.generation.output.compose`
-    the files (``compose_args``: num, rng_seed, prefix, include_seed, program, force,
-    threads) under the ``controls`` asked for (flags: density, key, pitch_classes, style,
-    tempo) and the JSON ``plan`` file (:func:`~composer.controls.plan.make_plan`), then render,
-    plot and copy-check them as asked. ``instruments``: the ensemble an instrument-aware
-    model may play (default: a MIDI seed's instruments; see :func:`choose_instruments`).
-    Ctrl-C raises :class:`~composer.generation.loop.GenerationInterrupted` holding the partial
-    files written."""
-    if seed_seconds is not None and not isinstance(seed, str):
+def generate_music(request: GenerateRequest, model: LoadedModel | None = None,
+                   seed: Seed | None = None, progress: Progress | None = None,
+                   notify: Notify = quiet) -> Composed:
+    """Carry out ``request`` (``composer generate``): load its model (:func:`load_model`,
+    unless ``model`` is given loaded; a training folder stands for its best checkpoint, said
+    through ``notify``), resolve its seed (``seed``, parsed already, else the request's
+    ``--seed`` string), make the control plan of its control request and plan file
+    (:func:`~composer.controls.plan.make_plan`), choose the instruments
+    (:func:`choose_instruments`), :func:`~composer.generation.output.compose` the files,
+    then render, plot and copy-check them as asked. Ctrl-C raises
+    :class:`~composer.generation.loop.GenerationInterrupted` holding the partial files
+    written."""
+    if request.seed_seconds is not None and request.seed is None:
         raise ComposerError("--seed-seconds needs --seed")
-    model = checkpoint if isinstance(checkpoint, LoadedModel) else load_model(checkpoint,
-                                                                             device)
+    model = model or load_model(request.checkpoint, request.device)
     if model.notice:
         notify(model.notice)
     ckpt, events = model.ckpt, model.events
-    steer = make_plan(ckpt.model_config.controls, controls, read_plan(plan) if plan else ())
-    if isinstance(seed, Seed):
+    plan = make_plan(ckpt.model_config.controls, request.control_request,
+                     read_plan(request.plan_file) if request.plan_file else ())
+    if seed is not None:
         tokens, clock, seeded = seed.tokens, seed.clock, None
     else:  # a MIDI file is loaded once for its tokens, clock and instruments
-        tokens, clock, seeded = read_seed(seed, events, seed_seconds, seed_style)
-    ensemble = choose_instruments(events, instruments, seeded, notify)
+        tokens, clock, seeded = read_seed(request.seed, events, request.seed_seconds,
+                                          request.seed_style)
+    ensemble = choose_instruments(events, request.instruments, seeded, notify, ckpt.data)
     if ensemble is not None:
-        config = dataclasses.replace(config, instruments=ensemble.programs, drums=ensemble.drums)
         tokens = restrict_seed(tokens, events, ensemble.programs)
-        if compose_args.get("program", 0) not in ensemble.programs:
-            compose_args["program"] = ensemble.programs[0]
+        sample = dataclasses.replace(request.sample, instruments=ensemble.programs,
+                                     drums=ensemble.drums)
+        program = (request.program if request.program in ensemble.programs
+                   else ensemble.programs[0])
+        request = dataclasses.replace(request, sample=sample, program=program)
     clock = clock or clock_from(ckpt.data.get("tempo"))  # the beat vocabulary's
-    if steer is not None and steer.tempo is not None:  # the tempo asked for is the output's
-        clock = clock._replace(us_per_quarter=round(60e6 / steer.tempo))
-    outputs, gen = compose(ckpt.model, events, out, tokens, config=config, progress=progress,
-                           clock=clock, guards=model.guards, controls=steer, **compose_args)
+    if plan is not None and plan.tempo is not None:  # the tempo asked for is the output's
+        clock = clock._replace(us_per_quarter=round(60e6 / plan.tempo))
+    if request.plot_roll:  # a missing extra is said before the work, not after it
+        matplotlib_part("matplotlib.figure")
+    outputs, gen = compose(ckpt.model, events, tokens, request, clock=clock,
+                           guards=model.guards, plan=plan, progress=progress)
     done = Composed(outputs, gen)
     for o in outputs:
-        if render_audio:
-            done.renders.append(render(o.path, o.path.with_suffix(".wav")))
-        if plot_roll:
-            shade = o.seed_seconds if compose_args.get("include_seed", True) else 0
+        if request.render_audio:
+            done.renders.append(render(o.path, o.path.with_suffix(".wav"), force=True))
+        if request.plot_roll:
+            shade = o.seed_seconds if request.include_seed else 0
             done.plots.append(plot_piano_roll(o.path, o.path.with_suffix(".png"),
-                                              shade or None))
-    if copy_warn > 0:
-        copy = CopyConfig(warn_seconds=copy_warn)
-        try:
-            index = training_copy_index(ckpt.data, events, copy)
-        except ComposerError as e:  # e.g. a cache of an older format: generation still counts
-            index, done.copy_check = None, f"copy check skipped: {e}"
-        if index is None and not done.copy_check and (ckpt.data.get("corpus")
-                                                      or ckpt.data.get("source")):
-            done.copy_check = (f"copy check skipped: the training corpus "
-                               f"({missing_corpus(ckpt.data)}) is not here")
-        for o, row in zip(outputs, gen.tokens, strict=True) if index else ():
-            warning = copy_warning(index.longest_copy(row, o.seed_seconds, clock), copy)
-            if warning:
-                done.copies.append((o, warning))
+                                              shade or None, force=True))
+    if request.copy_warn > 0:
+        done.copies, done.copy_check = copy_check(ckpt, events, done, clock, request.copy_warn)
     return done
 
 
+def copy_check(ckpt: Checkpoint, events: Events, done: Composed, clock: Clock,
+               warn_seconds: float) -> tuple[list[tuple[Output, str]], str | None]:
+    """The outputs of ``done`` that repeat ``warn_seconds`` of the training corpus (file,
+    warning), and why the check did not run (None: it did)."""
+    copy, copies, why = CopyConfig(warn_seconds=warn_seconds), [], None
+    try:
+        index = training_copy_index(ckpt.data, events, copy)
+    except ComposerError as e:  # e.g. a cache of an older format: generation still counts
+        index, why = None, f"copy check skipped: {e}"
+    if index is None and not why and (ckpt.data.get("corpus") or ckpt.data.get("source")):
+        why = f"copy check skipped: the training corpus ({missing_corpus(ckpt.data)}) is not here"
+    for o, row in zip(done.outputs, done.generation.tokens, strict=True) if index else ():
+        warning = copy_warning(index.longest_copy(row, o.seed_seconds, clock), copy)
+        if warning:
+            copies.append((o, warning))
+    return copies, why
+
+
 def choose_instruments(events: Events, given: Ensemble | None, seeded: Ensemble | None,
-                       notify: Notify = quiet) -> Ensemble | None:
+                       notify: Notify = quiet, data: dict[str, Any] | None = None
+                       ) -> Ensemble | None:
     """The ensemble a continuation is restricted to: ``given`` (``--instruments``), else
     ``seeded``, the instruments of a MIDI seed (:func:`~composer.generation.seeds.read_seed`), else
-    None
-    (any). ComposerError for ``given`` with a model without instruments, or with no pitched
-    instrument."""
+    None (any). ComposerError naming what the model takes for ``given`` with a model without
+    instruments, with no pitched instrument, or with one outside the programs (or drums)
+    its training corpus held, when ``data`` (the checkpoint's) records them."""
     if not events.instruments:
         if given is not None:
             raise ComposerError("this model was trained without instruments (prepare/train "
-                                "--instruments), so --instruments cannot choose them; use "
-                                "--program for the output's instrument")
+                                "--instruments), so --instruments cannot choose them; it "
+                                "plays one part (--program sets the output's instrument)")
         return None
     if given is not None and not given.programs:
         raise ComposerError("--instruments needs at least one pitched instrument (drums "
                             "alone are not supported)")
+    known, drums = (data or {}).get("programs"), (data or {}).get("drums")
+    if given is not None and isinstance(known, list) and known:
+        takes = Ensemble(tuple(sorted(known)), drums is not False).describe()
+        outside = [program_name(p) for p in given.programs if p not in known]
+        if given.drums and drums is False:
+            outside.append("Drums")
+        if outside:
+            raise ComposerError(f"this model never learnt {', '.join(outside)} (it takes "
+                                f"{takes})")
     chosen = given or seeded
     if chosen is not None:
         notify(f"instruments: {chosen.describe()}" + ("" if given else " (from the seed)"))

@@ -305,8 +305,9 @@ SAVE_TEMPO = 480_000  # microseconds per beat: with 480 ticks per beat, one tick
 
 
 def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER_BEAT,
-         tempo: int = SAVE_TEMPO) -> None:
-    """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File.
+         tempo: int = SAVE_TEMPO, replace: bool = True) -> None:
+    """Write notes (NOTE_DTYPE array, list of Note, or Piece) as a format-1 Standard MIDI File
+    (``replace=False``: FileTaken if ``path`` exists, see :func:`composer.core.files.atomic_write`).
 
     A Piece that knows its beats (``Piece.beats``, e.g. from :func:`load` or
     :func:`piece_from_beats`) is written on its own clock: its tempo map and time signatures
@@ -378,7 +379,7 @@ def save(notes, path: str | os.PathLike, *, ticks_per_beat: int = SAVE_TICKS_PER
                                       channel=channel, time=int(ticks[i] - now)))
             now = int(ticks[i])
         mid.tracks.append(track)
-    atomic_write(path, lambda tmp: mid.save(os.fspath(tmp)))
+    atomic_write(path, lambda tmp: mid.save(os.fspath(tmp)), replace=replace)
 
 
 def synthesize(notes: NoteInput, sample_rate: int) -> np.ndarray:

@@ -9,7 +9,12 @@
   (:func:`composer.midi.io.max_unison`, which makes FluidSynth write without end) is rendered
   from a copy with each stack merged into one note (:func:`composer.midi.io.merge_unisons`);
   and FluidSynth is stopped when its WAV grows past what the piece's length can need, or it
-  runs past its time.
+  runs past its time. The audio is the music's length capped at ``RenderConfig.seconds``
+  (10 minutes; a user raises it up to :data:`composer.core.bounds.RENDER_SECONDS`, an hour):
+  a longer piece renders its first part, said in one line (``RenderResult.notice``), so a
+  tiny file holding one note at 59 minutes does not become a 600 MB WAV.
+- Outputs follow :func:`composer.core.files.check_output`: never the input, and an existing
+  file only with ``force``.
 - :func:`plot_piano_roll`: time x pitch, velocity as colour, a seed part shaded.
 - :func:`plot_distributions`: the distance densities of
   :func:`composer.evaluation.musicstats.compare_sets` (the terminal tables are in
@@ -33,14 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from composer.core.bounds import MAX_UNISON
+from composer.core.bounds import MAX_UNISON, RENDER_SECONDS
 from composer.core.config import Config
-from composer.core.files import atomic_write
+from composer.core.files import atomic_write, check_output
 from composer.core.messages import ComposerError
 from composer.midi.instruments import program_name
 from composer.midi.io import (
     LoadConfig,
     NoteInput,
+    Piece,
     as_note_array,
     load,
     merge_unisons,
@@ -83,7 +89,9 @@ class RenderConfig(Config):
     timeout_seconds: float = 60.0  # FluidSynth is stopped after this plus the piece's length
     fluidsynth: str = "fluidsynth"  # the program to run
     # Bounds checked on the notes before anything is rendered (a user raises them on purpose):
-    max_seconds: float = 3600.0  # longer pieces are refused
+    max_seconds: float = RENDER_SECONDS.hi  # longer pieces are refused (an hour)
+    seconds: float = 600.0  # audio past this is not rendered (a longer piece: its first part,
+    #                         said in a notice); raised on purpose up to RENDER_SECONDS
     max_notes: int = 200_000  # pieces with more notes are refused
     # More notes than this sounding at once on one key of one instrument are rendered as one:
     # FluidSynth's event buffer overflows on such a stack (about 100) and it then writes
@@ -115,10 +123,21 @@ def _is_soundfont(path: Path) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
 
 
+def bundled_soundfont() -> Path | None:
+    """The General MIDI soundfont pretty_midi's package carries (TimGM6mb.sf2), if there
+    is one: a bare install renders instruments, not sine waves, once FluidSynth is there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pretty_midi")  # found, not imported
+    where = spec.submodule_search_locations if spec else None
+    return next((f for d in where or () for f in sorted(Path(d).glob("*.sf2"))
+                 if _is_soundfont(f)), None)
+
+
 def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
     """The soundfont to use: ``soundfont`` if given (RenderError unless it is an SF2/SF3
-    file), else ``$COMPOSER_SOUNDFONT`` or the first of :data:`SOUNDFONT_PATHS` that is one;
-    None if there is none."""
+    file), else ``$COMPOSER_SOUNDFONT`` or the first of :data:`SOUNDFONT_PATHS` that is one,
+    else pretty_midi's (:func:`bundled_soundfont`); None if there is none."""
     if soundfont is not None:
         path = Path(soundfont)
         if not _is_soundfont(path):
@@ -126,17 +145,21 @@ def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path | None:
             raise RenderError(f"{path}: {why}")
         return path
     candidates = [os.environ.get("COMPOSER_SOUNDFONT", ""), *SOUNDFONT_PATHS]
-    return next((Path(p) for p in candidates if p and _is_soundfont(Path(p))), None)
+    found = next((Path(p) for p in candidates if p and _is_soundfont(Path(p))), None)
+    return found or bundled_soundfont()
 
 
 def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
            soundfont: str | os.PathLike | None = None,
-           config: RenderConfig = RenderConfig()) -> RenderResult:
+           config: RenderConfig = RenderConfig(), force: bool = False) -> RenderResult:
     """Render a MIDI file to a WAV file (see the module docstring); the WAV is written to a
-    temporary name and renamed. A piece without notes renders as its length of silence
+    temporary name and renamed (over an existing ``wav_path`` only with ``force``; never
+    over ``midi_path``: FileTaken). A piece without notes renders as its length of silence
     (backend ``"silence"``, with a notice). Raises MidiError for an unreadable file,
     RenderError for a bad ``soundfont`` or a piece past ``config``'s bounds."""
     began = time.perf_counter()
+    check_output(wav_path, [midi_path], force)
+    RENDER_SECONDS.check(config.seconds, RenderError, "render length (seconds)")
     piece = load(midi_path, LoadConfig(keep_drums=True))
     if len(piece.notes) > config.max_notes:
         raise RenderError(f"{midi_path}: {len(piece.notes):,} notes; render takes at most "
@@ -145,7 +168,13 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
         raise RenderError(f"{midi_path}: lasts {piece.duration:,.0f} s; render takes at most "
                           f"{config.max_seconds:,.0f} s")
     sf, exe = find_soundfont(soundfont), shutil.which(config.fluidsynth)
-    out, done = Path(wav_path), {}
+    out, done, cut = Path(wav_path), {}, None
+    if piece.duration > config.seconds:  # its first config.seconds only
+        cut = (f"rendered the first {config.seconds:,.0f} s of {piece.duration:,.0f} s "
+               f"(--max-length raises it, up to {RENDER_SECONDS.hi:,.0f} s)")
+        notes = piece.notes[piece.notes["start"] < config.seconds].copy()
+        notes["end"] = np.minimum(notes["end"], config.seconds)
+        piece = Piece(notes, config.seconds)
     merged = merge_unisons(piece.notes, above=config.max_unison)  # the notes themselves if
     #                                                               no key holds a stack
 
@@ -160,7 +189,7 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
             notice = f"FluidSynth is not installed ({INSTALL_HINT})"
         elif sf is None:
             notice = (f"no General MIDI soundfont found (give --soundfont, or {INSTALL_HINT})")
-        elif merged is not piece.notes:  # render a copy with each stack as one note
+        elif merged is not piece.notes or cut:  # a copy: each stack as one note, or cut
             copy = tmp.with_name(tmp.name + ".mid")
             try:
                 save(merged, copy)
@@ -179,9 +208,12 @@ def render(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
         with wave.open(str(tmp)) as w:
             done.update(seconds=w.getnframes() / w.getframerate(), notice=notice, sf=used)
 
-    atomic_write(out, write)
+    atomic_write(out, write, replace=force)
     notice, seconds, sf = done["notice"], done["seconds"], done["sf"]
     backend = "fluidsynth" if notice is None else "silence" if notice == SILENT else "sine"
+    if cut:
+        log.info("%s: %s", midi_path, cut)
+        notice = cut if notice is None else f"{cut}; {notice}"
     return RenderResult(out, backend, seconds, config.sample_rate, sf, notice,
                         time.perf_counter() - began)
 
@@ -256,17 +288,27 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def matplotlib_part(module: str) -> Any:
+    """``module`` of matplotlib, or RenderError in one line naming the extra to install."""
+    import importlib
 
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RenderError("drawing needs matplotlib: pip install 'composer[plot]'") from None
+
+
+def _figure(width: float, height: float) -> Any:
+    FigureCanvasAgg = matplotlib_part("matplotlib.backends.backend_agg").FigureCanvasAgg
+    Figure = matplotlib_part("matplotlib.figure").Figure
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
 def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.PathLike,
-                    seed_seconds: float | None = None, title: str | None = None) -> Path:
+                    seed_seconds: float | None = None, title: str | None = None,
+                    force: bool = False) -> Path:
     """Draw a piano roll of a MIDI file (or notes) as a PNG and return its path.
 
     Time (s) runs along x, pitch along y (labelled with note names at every C, a faint line
@@ -274,10 +316,11 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     one program, by instrument (a legend names each GM program); drums are left out. With
     ``seed_seconds``, the part up to it (the seed ``generate`` continued) sits on a shaded
     band and a dashed line marks where the continuation begins. A piece without notes
-    gives an empty roll that says so.
+    gives an empty roll that says so. ``png_path`` replaces an existing file only with
+    ``force``, and is never the MIDI file drawn (FileTaken).
     """
-    from matplotlib.collections import PolyCollection
-
+    check_output(png_path, [notes] if isinstance(notes, (str, os.PathLike)) else [], force)
+    PolyCollection = matplotlib_part("matplotlib.collections").PolyCollection
     if isinstance(notes, (str, os.PathLike)):
         title = title or Path(notes).name
         notes = load(notes).notes
@@ -291,8 +334,8 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
                      np.stack([e, p + 0.4], 1), np.stack([s, p + 0.4], 1)], 1)  # (n, 4, 2)
     programs = sorted(set(arr["program"].tolist()))
     if len(programs) > 1:  # one colour per instrument
-        from matplotlib import colormaps
-        from matplotlib.patches import Patch
+        colormaps = matplotlib_part("matplotlib").colormaps
+        Patch = matplotlib_part("matplotlib.patches").Patch
 
         colours = colormaps["tab10" if len(programs) <= 10 else "tab20"].colors
         index = np.searchsorted(programs, arr["program"]) % len(colours)
@@ -324,14 +367,17 @@ def plot_piano_roll(notes: NoteInput | str | os.PathLike, png_path: str | os.Pat
     ax.set_title(title or "piano roll")
     if len(programs) == 1:
         fig.colorbar(rolls, ax=ax, label="velocity", pad=0.01, fraction=0.03)
-    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"), replace=force)
     return Path(png_path)
 
 
-def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike) -> Path:
+def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike,
+                       force: bool = False) -> Path:
     """Draw the distance densities of :func:`composer.evaluation.musicstats.compare_sets`' result,
     one
-    panel per feature (reference intra-set, generated intra-set, inter-set), as a PNG."""
+    panel per feature (reference intra-set, generated intra-set, inter-set), as a PNG
+    (replacing an existing one only with ``force``)."""
+    check_output(png_path, (), force)
     feats = result["features"]
     cols = 4
     rows = math.ceil(len(feats) / cols)
@@ -353,5 +399,5 @@ def plot_distributions(result: dict[str, Any], png_path: str | os.PathLike) -> P
     fig.axes[0].legend(fontsize=7)
     fig.suptitle(f"{result['generated_files']} generated vs {result['reference_files']} "
                  "reference pieces: distance densities per feature")
-    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png"), replace=force)
     return Path(png_path)

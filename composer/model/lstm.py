@@ -33,7 +33,12 @@ class ComposerLSTM(nn.Module):
     def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, device=device)
+        # On "meta" (shapes only) the embedding gets no N(0, 1) init: that one, on meta,
+        # imports torch._dynamo (seconds of start-up for every checkpoint load).
+        meta = device is not None and torch.device(device).type == "meta"
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, device=device,
+                                  _weight=torch.empty(config.vocab_size, config.embed_dim,
+                                                      device=device) if meta else None)
         width = config.controls.width
         if width:  # the learned value of an unset control
             self.unset = nn.Parameter(torch.zeros(width, device=device))  # (C,)

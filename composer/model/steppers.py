@@ -1,15 +1,16 @@
-"""Private steppers of :mod:`composer.generation.loop`: one model step per call, on four paths.
+"""Model steppers: one model step per call, every path behind one :class:`Stepper` interface.
 
 - ``plain`` calls ``model.step`` (``nn.LSTM``) once per event;
 - ``fused`` is a hand-written cell: the embedding and layer 0's input weights folded into one
   ``(V, 4H)`` table, then one ``addmm`` per layer on pre-concatenated ``[W_ih | W_hh]``;
 - ``int8`` is the fused cell with its matrices quantized by ``quantize_dynamic``;
-- :func:`cuda_graph` captures any step function as a CUDA graph (the loop's chunks).
+- :func:`cuda_graph` captures any step function as a CUDA graph (the generation loop
+  captures its chunks of steps, sampling included, with it).
 
 Every stepper takes the step's control vectors ``(B, C)`` (NaN: unset) for a model with
 controls; plain passes them to the model, fused and int8 add their product with layer 0's
-control weights (kept in fp32) to the table row. This module imports nothing of
-:mod:`composer.generation.loop`; the sampling loop lives there.
+control weights (kept in fp32) to the table row. The sampling loop lives in
+:mod:`composer.generation.loop`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,23 @@ ENGINES = ("auto", "plain", "fused", "int8")
 # distributions against fp32 on Bach chorales, and it is the CPU default only while that KL
 # stays below this threshold (nats per event); elsewhere (CUDA) it takes fused fp32.
 INT8_KL_THRESHOLD = 0.01
+
+
+class Stepper(Protocol):
+    """What the generation loop sees of a path: its ``name``, its state from ``nn.LSTM``'s
+    ``(h, c)``, and one step."""
+
+    name: str
+
+    def from_lstm(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """This stepper's state from ``nn.LSTM``'s ``(h, c)`` (each (L, B, H))."""
+        ...
+
+    def step(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...],
+             controls: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
+        ...
 
 
 class PlainStepper:
@@ -130,16 +149,27 @@ def quantize(weights: list[torch.Tensor], biases: list[torch.Tensor | None]
         mods.append(mod)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
-        return [m.forward for m in quantize_dynamic(mods, {nn.Linear: per_channel_dynamic_qconfig})]
+        quantized = quantize_dynamic(mods, {nn.Linear: per_channel_dynamic_qconfig})
+    return [_direct(m) for m in quantized]
 
 
-Stepper = PlainStepper | FusedStepper
+def _direct(mod: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The forward of a dynamic int8 ``nn.Linear`` as the one kernel call it makes (the
+    module's own forward adds a check for traced inputs, which eager generation never has,
+    and a dtype cast: together about as much as the kernel at batch 1), else the module's
+    forward."""
+    packed = getattr(getattr(mod, "_packed_params", None), "_packed_params", None)
+    op = getattr(getattr(torch.ops.quantized, "linear_dynamic", None), "default", None)
+    if packed is None or op is None or getattr(mod, "version", None) != 4:
+        return mod.forward
+    kernel = getattr(op, "_op", op)  # the kernel itself, without the check for traced inputs
+    return lambda x: kernel(x, packed, True)
 
 
 def make_stepper(model: ComposerLSTM, engine: str | Stepper = "auto") -> Stepper:
     """The stepper of ``engine`` (see ENGINES; a stepper is returned as it is). ``auto``:
     int8 on CPU (fused fp32 where this torch has no int8 kernels), fused fp32 on CUDA."""
-    if isinstance(engine, (PlainStepper, FusedStepper)):
+    if not isinstance(engine, str):
         return engine
     if engine not in ENGINES:
         raise GenerateError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")

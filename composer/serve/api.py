@@ -39,6 +39,7 @@ RESULT_FILES = {"piece.mid": "audio/midi", "piece.wav": "audio/wav",
 URL_KEYS = {"piece.mid": "mid", "piece.wav": "wav", "roll.json": "roll"}  # in its "urls"
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PITCHES_PATTERN = re.compile(r"[A-Za-z0-9#, -]{1,400}")
+MAX_PLAN_SEGMENTS = 256  # a drawn plan holds far fewer
 
 
 class ApiError(ComposerError):
@@ -56,6 +57,7 @@ class ServeConfig(Config):
     _name = "serve settings"
 
     host: str = "127.0.0.1"  # loopback only; another host is said out loud
+    allow_hosts: tuple[str, ...] = ()  # Host names answered besides this machine's own
     port: int = 8000
     workers: int = 2  # generations at once, each on one CPU thread
     queue: int = 32  # requests waiting for a worker; one more gets 503 at once
@@ -109,6 +111,14 @@ class GenerateRequest:
     top_p: float = 1.0
     rng_seed: int | None = None  # the same seed and request give the same music
     controls: dict[str, Any] = field(default_factory=dict)  # the model's declared controls
+    plan: list[dict[str, Any]] = field(default_factory=list)  # segments over time (seconds)
+
+
+def takes(declared: list[dict[str, Any]]) -> str:
+    """What a model takes, from its declared inputs: ``density, key, style (bach, folk)``."""
+    words = [c["name"] + (f" ({', '.join(c['choices'])})" if c.get("name") == "style" else "")
+             for c in declared]
+    return ", ".join(words) or "no controls"
 
 
 def _number(d: Mapping[str, Any], name: str, default: float, bound: Bound) -> Any:
@@ -158,10 +168,21 @@ def check_request(d: Any, config: ServeConfig, models: Mapping[str, Any],
     given = d.get("controls") or {}
     if not isinstance(given, dict):
         raise ApiError("controls must be an object")
-    declared = {c.get("name") for c in controls.get(model, [])}
+    declared = controls.get(model, [])
     for name in given:
-        if name not in declared:
-            raise ApiError(f"model {model!r} has no control {str(name)[:40]!r}")
+        if name not in {c.get("name") for c in declared}:
+            raise ApiError(f"model {model!r} does not take {str(name)[:40]!r} (it takes "
+                           f"{takes(declared)})")
+    plan = d.get("plan") or []
+    if not isinstance(plan, list) or len(plan) > MAX_PLAN_SEGMENTS or not all(
+            isinstance(seg, dict) and is_number(seg.get("from")) for seg in plan):
+        raise ApiError(f"plan must be a list of at most {MAX_PLAN_SEGMENTS} segments like "
+                       '{"from": 0, "density": 2} (seconds)')
+    for seg in plan:
+        for name in seg:
+            if name != "from" and name not in {c.get("name") for c in declared}:
+                raise ApiError(f"plan: model {model!r} does not take {str(name)[:40]!r} (it "
+                               f"takes {takes(declared)})")
     return GenerateRequest(
         model=model, seed=seed, pitches=pitches, style=style, opening=_text(d, "opening"),
         result=_text(d, "result"),
@@ -169,7 +190,7 @@ def check_request(d: Any, config: ServeConfig, models: Mapping[str, Any],
         num=_number(d, "num", 1, Bound("num", 1, config.max_num, integer=True)),
         temperature=_number(d, "temperature", 1.0, bounds.TEMPERATURE),
         top_p=_number(d, "top_p", 1.0, bounds.TOP_P),
-        rng_seed=rng_seed, controls=dict(given))
+        rng_seed=rng_seed, controls=dict(given), plan=[dict(seg) for seg in plan])
 
 
 # ------------------------------------------------------------------------------ results

@@ -5,8 +5,12 @@ A Starlette app (:func:`create_app`, run by uvicorn in :func:`serve`) over a
 
 - ``GET /``, ``GET /static/{app.js,style.css}``: the page (package data in ``composer/serve/web``;
   nothing is loaded from elsewhere, and the Content-Security-Policy says so).
-- ``GET /api/models``: the models served (the shipped one and each ``--checkpoint``), with
-  the ``controls`` each declares (empty for today's models) and the request limits.
+- ``GET /api/models``: the models served (every shipped one and each ``--checkpoint``), with
+  the ``controls`` each declares (density, key, style, tempo, instruments: empty for a
+  model trained without), what each ``takes`` (vocabulary, styles, instruments, size) and
+  the request limits. A request may add a ``plan``: segments over time
+  (:mod:`composer.controls.plan`); a control, value or instrument its model does not take
+  is answered 400 with one line naming what it takes.
 - ``GET /api/openings``: the bundled openings a seed may start from.
 - ``POST /api/generate``: a JSON request (:func:`composer.serve.api.check_request`), or a
   multipart form with the JSON in field ``request`` and a MIDI file in field ``midi``;
@@ -17,10 +21,11 @@ A Starlette app (:func:`create_app`, run by uvicorn in :func:`serve`) over a
 - ``GET /api/results/{id}/{piece.mid,piece.wav,roll.json}``: a piece's files (roll.json:
   its notes and the seed's length, drawn by the page).
 
-Safety: binds 127.0.0.1 unless told otherwise (another host is said out loud; on loopback
-other Host headers are refused, against DNS rebinding; on any address a POST from another
-Origin is refused); connections are timed and capped, and repeated log lines are counted,
-not written (:mod:`composer.serve.connections`); bodies are bounded (413 from the
+Safety: binds 127.0.0.1 unless told otherwise (another host is said out loud); on any
+address, a Host header that does not name this machine (or an ``--allow-host``) is refused
+with 421, against DNS rebinding (:func:`composer.serve.connections.allowed_hosts`), and a
+POST from another Origin with 403; connections are timed and capped, and repeated log lines
+are counted, not written (:mod:`composer.serve.connections`); bodies are bounded (413 from the
 Content-Length, else while reading; 408 when they come too slowly); uploads are
 parsed in an isolated process (:mod:`composer.serve.service`); every field is checked; requests
 queue behind :class:`composer.serve.api.Gate`; every error is one JSON line
@@ -32,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +53,16 @@ from composer.core.bounds import loads_json
 from composer.core.messages import ComposerError
 from composer.serve import harmony
 from composer.serve.api import RESULT_FILES, ApiError, GenerateRequest, ServeConfig, check_request
-from composer.serve.connections import guarded_protocol, quiet_logs, raise_file_limit
-from composer.serve.service import LOOPBACK_NAMES, Service, is_loopback, load_service, opening_name
+from composer.serve.connections import (
+    allowed_hosts,
+    guarded_protocol,
+    host_allowed,
+    host_name,
+    listen,
+    quiet_logs,
+    raise_file_limit,
+)
+from composer.serve.service import Service, is_loopback, load_service, opening_name
 from composer.serve.service import web_file as page_file
 
 log = logging.getLogger(__name__)
@@ -152,6 +165,7 @@ async def read_request(request: Request, service: Service
     else:
         raise ApiError("send application/json or multipart/form-data", 415)
     req = check_request(fields, service.config, service.models, service.controls())
+    service.check(req)  # a value or an instrument the model does not take: 400 now
     if upload is not None and req.seed != "upload":
         raise ApiError("a MIDI file was sent but seed is not 'upload'")
     return req, upload
@@ -221,7 +235,9 @@ async def models(_request: Request, service: Service) -> Response:
     c = service.config
     return JSONResponse({
         "models": [{"id": mid, "name": name, "vocabulary": m.events.kind,
-                    "controls": controls[mid]} for mid, (name, m) in service.models.items()],
+                    "controls": controls[mid], "takes": {  # no server path (the corpus)
+                        k: v for k, v in service.takes(mid).items() if k != "corpus"}}
+                   for mid, (name, m) in service.models.items()],
         "limits": {"seconds": c.max_seconds, "num": c.max_num, "upload_bytes": c.upload_bytes,
                    "temperature": bounds.TEMPERATURE.hi}}, headers=HEADERS)
 
@@ -279,19 +295,22 @@ class Guard:
     """ASGI middleware: on any address, refuse a request that changes something (anything
     but GET and HEAD) sent from another site: an Origin other than the Host it was sent to
     (``null`` included), or a browser's ``Sec-Fetch-Site: cross-site``. With ``hosts``
-    (a loopback server), also refuse other Host headers (DNS rebinding)."""
+    (what ``serve`` always gives), also refuse, with 421, a Host header naming neither one
+    of them nor the address the connection arrived at (DNS rebinding)."""
 
-    def __init__(self, app: Any, hosts: Sequence[str] | None) -> None:
-        self.app, self.hosts = app, set(hosts) if hosts is not None else None
+    def __init__(self, app: Any, hosts: Iterable[str] | None) -> None:
+        self.app = app
+        self.hosts = {host_name(h) for h in hosts} if hosts is not None else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             host = headers.get("host", "")
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             origin = headers.get("origin")
-            if self.hosts is not None and name not in self.hosts:
-                await error("host not allowed", 400)(scope, receive, send)
+            arrived = (scope.get("server") or (None,))[0]
+            if self.hosts is not None and not host_allowed(host, self.hosts, arrived):
+                await error("host not allowed (composer serve --allow-host NAME lets a name "
+                            "in)", 421)(scope, receive, send)
                 return
             foreign = (origin is not None and origin.split("//", 1)[-1] != host) or \
                 headers.get("sec-fetch-site") == "cross-site"
@@ -301,7 +320,7 @@ class Guard:
         await self.app(scope, receive, send)
 
 
-def build_app(service: Service, allowed_hosts: Sequence[str] | None = None) -> Starlette:
+def build_app(service: Service, allowed_hosts: Iterable[str] | None = None) -> Starlette:
     """The Starlette app over ``service`` (its gate made, its folder deleted by the
     lifespan)."""
     @contextlib.asynccontextmanager
@@ -328,7 +347,7 @@ def build_app(service: Service, allowed_hosts: Sequence[str] | None = None) -> S
 
 
 def create_app(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeConfig(),
-               *, allowed_hosts: Sequence[str] | None = None, device: str = "cpu") -> Starlette:
+               *, allowed_hosts: Iterable[str] | None = None, device: str = "cpu") -> Starlette:
     """The app serving the shipped model (when installed) and ``checkpoints``, each loaded
     once here. ``allowed_hosts``: the Host names accepted (None: any)."""
     return build_app(load_service(checkpoints, config, device), allowed_hosts)
@@ -336,19 +355,22 @@ def create_app(checkpoints: Sequence[str | Path] = (), config: ServeConfig = Ser
 
 def serve(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeConfig(),
           echo: Callable[[str], None] = print) -> None:
-    """``composer serve``: load the models, then serve the page with uvicorn until Ctrl-C.
+    """``composer serve``: bind the address (a port in use is a one-line error before
+    anything is printed), load the models, then serve the page with uvicorn until Ctrl-C.
     A host other than loopback is said in a warning line first."""
-    local = is_loopback(config.host)
-    app = create_app(checkpoints, config,
-                     allowed_hosts=[*LOOPBACK_NAMES, config.host] if local else None)
-    if not local:
-        echo(f"Warning: listening on {config.host}, not only on this machine: anyone who "
-             "can reach it can use the page (there is no login)")
-    shown = f"[{config.host}]" if ":" in config.host else config.host
-    raise_file_limit()
-    server = make_server(app, config)
-    echo(f"composer serve: http://{shown}:{config.port}/ (Ctrl-C stops)")
-    server.run()
+    sock = listen(config)
+    try:
+        app = create_app(checkpoints, config, allowed_hosts=allowed_hosts(config))
+        if not is_loopback(config.host):
+            echo(f"Warning: listening on {config.host}, not only on this machine: anyone who "
+                 "can reach it can use the page (there is no login)")
+        shown = f"[{config.host}]" if ":" in config.host else config.host
+        raise_file_limit()
+        server = make_server(app, config)
+        echo(f"composer serve: http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops)")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def make_server(app: Any, config: ServeConfig) -> Any:

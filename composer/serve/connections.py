@@ -1,4 +1,11 @@
-"""Connection hygiene for ``composer serve``: deadlines, connection caps, quiet logs.
+"""Connection hygiene for ``composer serve``: the socket, the Host names it answers,
+deadlines, connection caps, quiet logs.
+
+:func:`listen` binds the socket before any URL is printed (a port in use is one line,
+exit 1); :func:`allowed_hosts` names this machine (``localhost``, its host names, its
+addresses, the address it listens on) plus ``ServeConfig.allow_hosts``: on any address,
+a request naming another Host is refused (DNS rebinding), and so is an IP address that is
+not this machine's unless it is the very address the connection arrived at.
 
 uvicorn's HTTP/1.1 protocol keeps a connection open for as long as its client trickles
 bytes: a fresh connection has no deadline until its first request has been answered, and
@@ -22,13 +29,19 @@ rest are counted and summed up in one line, so a flood cannot fill the disk with
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
+import socket
 import time
 from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from composer.core.messages import ComposerError
 from composer.serve.api import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -175,3 +188,80 @@ def raise_file_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, without port, brackets, trailing dot or case:
+    ``"[::1]:8000"`` -> ``"::1"``, ``"Music.LAN.:80"`` -> ``"music.lan"``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    if header.count(":") == 1:
+        header = header.split(":", 1)[0]
+    return header.rstrip(".")
+
+
+def _local_addresses() -> set[str]:
+    """The IPv4 and IPv6 addresses of this machine's interfaces (Linux's /proc; elsewhere
+    what its host name resolves to only)."""
+    found: set[str] = set()
+    try:
+        last = None
+        for line in Path("/proc/net/fib_trie").read_text().splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] in ("|--", "+--"):
+                last = words[1]
+            elif "/32 host LOCAL" in line and last:
+                found.add(last)
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            found.add(str(ipaddress.IPv6Address(int(line.split()[0], 16))))
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+def allowed_hosts(config: ServeConfig, extra: Iterable[str] = ()) -> set[str]:
+    """The Host names (:func:`host_name` form) a server on ``config`` answers: loopback
+    names, this machine's names and addresses, the address it listens on (unless a
+    wildcard), ``config.allow_hosts`` and ``extra``."""
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    for name in list(names - {"localhost", "127.0.0.1", "::1"}):
+        try:
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+        except OSError:  # a host name that does not resolve
+            pass
+    names |= _local_addresses()
+    if config.host not in ("0.0.0.0", "::", "[::]", ""):
+        names.add(config.host)
+    return {host_name(n) for n in (*names, *config.allow_hosts, *extra) if n}
+
+
+def host_allowed(header: str, hosts: set[str], arrived_at: str | None) -> bool:
+    """Whether a request's Host ``header`` names this machine: one of ``hosts``, or the
+    address its connection ``arrived_at`` (the server's end of it)."""
+    name = host_name(header)
+    return name in hosts or (arrived_at is not None and name == host_name(arrived_at))
+
+
+def listen(config: ServeConfig) -> socket.socket:
+    """The listening socket of ``config``'s address, bound now: ComposerError in one line
+    when the port is in use (or the address cannot be bound)."""
+    host = config.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, config.port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ComposerError(f"port {config.port} is in use (try --port 0 for a free "
+                                "one)") from None
+        raise ComposerError(f"cannot listen on {config.host} port {config.port}: "
+                            f"{e.strerror or e}") from None
+    except UnicodeError as e:  # a host name IDNA cannot encode
+        sock.close()
+        raise ComposerError(f"cannot listen on {config.host}: {e}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -15,14 +15,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from composer.controls.plan import control_inputs
+from composer.controls.plan import control_inputs, make_plan
 from composer.core.isolate import run_isolated
 from composer.core.messages import ComposerError
+from composer.generation import config as generation
 from composer.generation.config import SampleConfig
 from composer.generation.seeds import read_seed, seed_from_pitches
-from composer.generation.session import LoadedModel, Seed, generate_music, load_model
+from composer.generation.session import (
+    LoadedModel,
+    Seed,
+    choose_instruments,
+    generate_music,
+    load_model,
+)
+from composer.midi.instruments import Ensemble, parse_instruments
 from composer.midi.io import load
-from composer.model.checkpoint import default_checkpoint
+from composer.model.catalog import describe
+from composer.model.checkpoint import shipped_model, shipped_names
 from composer.serve.api import ApiError, Gate, GenerateRequest, Jobs, Results, ServeConfig
 
 WEB = "web"  # package data folder of the page and the openings
@@ -74,6 +83,34 @@ def parse_seed_files(jobs: list[tuple[str, float | None]], events: Any,
     return out
 
 
+INSTRUMENTS = "instruments"
+INSTRUMENTS_INPUT = {"name": INSTRUMENTS, "label": "Instruments", "text": True,
+                     "placeholder": "violin, cello, drums"}
+
+
+def ensemble_of(req: GenerateRequest) -> Ensemble | None:
+    """The instruments a request asks for (InstrumentError for a word that is none)."""
+    text = req.controls.get(INSTRUMENTS)
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str) or len(text) > 400:
+        raise ApiError("instruments must be a comma list like \"violin, cello, drums\"")
+    return parse_instruments(text)
+
+
+def request_controls(req: GenerateRequest, work: Path) -> dict[str, Any]:
+    """The control fields of a generation request (``control_request``, ``instruments``,
+    ``plan_file``) for a page request: its flags, its instruments and its plan (written
+    into ``work`` as the JSON file generate's ``--controls`` reads)."""
+    flags = {k: v for k, v in req.controls.items() if k != INSTRUMENTS}
+    plan_file = None
+    if req.plan:
+        plan_file = work / "plan.json"
+        plan_file.write_text(json.dumps(req.plan))
+    return {"control_request": flags or None, "instruments": ensemble_of(req),
+            "plan_file": str(plan_file) if plan_file else None}
+
+
 class Service:
     """The models, the result store, the bounds: what the routes share."""
 
@@ -89,10 +126,30 @@ class Service:
 
     def controls(self) -> dict[str, list[dict[str, Any]]]:
         """Each model's generation controls as the page shows them (``[{"name": ..., "label":
-        ..., "min"/"max"/"step" or "choices"}]``, from the model's
-        :class:`~composer.controls.features.ControlSpec`; none for a model trained without)."""
+        ..., "min"/"max"/"step" or "choices" or "text"}]``, from the model's
+        :class:`~composer.controls.features.ControlSpec`, and ``instruments`` for an
+        instrument-aware vocabulary; none for a model trained without)."""
         return {mid: control_inputs(m.ckpt.model_config.controls)
+                + ([INSTRUMENTS_INPUT] if m.events.instruments else [])
                 for mid, (_, m) in self.models.items()}
+
+    def takes(self, mid: str) -> dict[str, Any]:
+        """What a served model takes (:func:`composer.model.catalog.describe`)."""
+        ckpt = self.models[mid][1].ckpt
+        meta = {"model": ckpt.model_config.to_dict(), "events": ckpt.event_config,
+                "data": ckpt.data}
+        return describe(meta, ckpt.path)
+
+    def check(self, req: GenerateRequest) -> None:
+        """Refuse (ApiError 400, naming what the model takes) a request its model cannot
+        meet: a control value or plan it does not take, an instrument it never learnt."""
+        _, model = self.models[req.model]
+        flags = {k: v for k, v in req.controls.items() if k != INSTRUMENTS}
+        try:
+            make_plan(model.ckpt.model_config.controls, flags, req.plan)
+            choose_instruments(model.events, ensemble_of(req), None, data=model.ckpt.data)
+        except ComposerError as e:
+            raise ApiError(str(e)) from None
 
     def seed_file(self, req: GenerateRequest, work: Path, upload: bytes | None
                   ) -> tuple[str, float | None] | None:
@@ -146,13 +203,14 @@ class Service:
         _, model = self.models[req.model]
         work = self.results.work_folder()
         try:
-            config = SampleConfig(temperature=req.temperature, top_p=req.top_p,
+            sample = SampleConfig(temperature=req.temperature, top_p=req.top_p,
                                   seconds=req.seconds, max_num=self.config.max_num,
                                   max_seconds=self.config.max_seconds)
-            extra = {"controls": req.controls} if req.controls else {}
-            done = generate_music(model, seed, config=config, out=work, render_audio=True,
-                                  copy_warn=0, num=req.num, rng_seed=req.rng_seed,
-                                  prefix="piece", threads=1, progress=progress, **extra)
+            job = generation.GenerateRequest(
+                sample=sample, num=req.num, rng_seed=req.rng_seed, out=str(work),
+                prefix="piece", render_audio=True, copy_warn=0, threads=1,
+                **request_controls(req, work))
+            done = generate_music(job, model, seed, progress=progress)
             pieces = []
             for out, rendered in zip(done.outputs, done.renders, strict=True):
                 notes = load(out.path).notes
@@ -185,21 +243,23 @@ class Service:
 
 def load_service(checkpoints: Sequence[str | Path] = (), config: ServeConfig = ServeConfig(),
                  device: str = "cpu") -> Service:
-    """A :class:`Service` for the shipped model (when installed) and ``checkpoints``, each
-    loaded once here, with a fresh private results folder. Torch runs on one thread per
-    generation (``ServeConfig.workers`` of them at once)."""
+    """A :class:`Service` for every shipped model (by name, the default first) and
+    ``checkpoints`` (a shipped model's name among them is served once), each loaded once
+    here, with a fresh private results folder. Torch runs on one thread per generation
+    (``ServeConfig.workers`` of them at once)."""
     import torch
 
     torch.set_num_threads(1)
     models: dict[str, tuple[str, LoadedModel]] = {}
-    paths: list[str | Path | None] = list(checkpoints)
-    if not paths or (default_checkpoint() / "checkpoint.json").is_file():
-        paths.insert(0, None)
-    for path in paths:
-        name = "default (shipped)" if path is None else Path(path).name
-        mid = "default" if path is None else (Path(path).resolve().name or "model")
-        mid = "".join(c if c.isalnum() or c in "-_" else "-" for c in mid)[:40]
+    named = [str(p) for p in checkpoints if not Path(p).exists() and str(p) in shipped_names()]
+    for name in sorted(shipped_names(), key=lambda n: n != "default"):  # the default first
+        models[name] = (f"{name} (shipped)", load_model(shipped_model(name), device))
+    for path in checkpoints:
+        if str(path) in named:
+            continue
+        mid = "".join(c if c.isalnum() or c in "-_" else "-"
+                      for c in (Path(path).resolve().name or "model"))[:40]
         while mid in models:
             mid += "-2"
-        models[mid] = (name, load_model(path, device))
+        models[mid] = (Path(path).name, load_model(path, device))
     return Service(models, config, Path(tempfile.mkdtemp(prefix="composer-serve-")))

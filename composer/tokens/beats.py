@@ -1,9 +1,9 @@
 """The beat vocabulary: notes with durations, timed in fractions of a beat.
 
 Beside the performance events of :mod:`composer.tokens.performance` (right for performed,
-unquantised
-MIDI), this vocabulary writes a piece as notes on a grid of ``steps_per_quarter`` steps per
-quarter note (12 by default: sixteenths are 3 steps, triplet eighths 4)::
+unquantised MIDI), this vocabulary writes a piece as notes on a grid of
+``steps_per_quarter`` steps per quarter note (12 by default: sixteenths are 3 steps,
+triplet eighths 4)::
 
     SHIFT_<b>      advance time by b beats (quarter notes; e.g. SHIFT_1/4, SHIFT_3/2)
     VELOCITY_v     velocity bin v for the notes that follow (absent with velocity_bins=0)
@@ -16,17 +16,19 @@ to ``max_steps``. A longer gap is written as several shifts (exactly); a duratio
 the nearest value (ties to the shorter one; longer ones to ``max_steps``).
 
 Token ids come from one ordered range table (PITCH, DURATION, SHIFT, VELOCITY) and the
-:class:`composer.tokens.performance.Vocabulary` machinery; a DURATION or SHIFT event's ``value`` is
-the
-index of its step value (see :meth:`NoteEventConfig.step_values`). The default layout
-(264 ids): PITCH_p = p, DURATION bins 128..179, SHIFT bins 180..231, VELOCITY_b = 232 + b.
+:class:`composer.tokens.performance.Vocabulary` machinery; a DURATION or SHIFT event's
+``value`` is the index of its step value (see :meth:`NoteEventConfig.step_values`). The
+default layout (264 ids): PITCH_p = p, DURATION bins 128..179, SHIFT bins 180..231,
+VELOCITY_b = 232 + b.
 With ``instruments=True``, PROGRAM_g = 264 + g and DRUM_k = 392 + k follow (520 ids; see
 :mod:`composer.tokens.ensemble`).
 
 Tempo and time signature are not tokens: they are per-piece values (a :class:`Clock`) kept
 beside the tokens, so that decoding writes notes in beats and in seconds at the piece's own
-tempo. Encoding is lossy only as :func:`quantise` says, so ``decode(encode(x), clock=clock_of(x))``
-equals ``quantise(x)`` exactly (notes, beats, tempo, time signature).
+tempo. Encoding is lossy only as :func:`quantise` says, so ``decode(encode(x),
+clock=clock_of(x))`` equals ``quantise(x)`` exactly (notes, beats, tempo, time signature).
+:class:`BeatNotes` is this kind of :class:`composer.tokens.vocab.Events`; the module's
+``encode``/``decode``/``quantise`` are it for one config.
 """
 
 from __future__ import annotations
@@ -57,25 +59,27 @@ from composer.midi.timing import (
     dominant_tempo,
     seconds_to_beats,
 )
+from composer.tokens.ensemble import DRUM, PROGRAM
 from composer.tokens.performance import (
     DEFAULT_VELOCITY,
-    DRUM,
-    MAX_VOCAB_SIZE,
-    PROGRAM,
     EventConfig,
-    KindRange,
     Vocabulary,
-    VocabularyError,
     bin_to_velocity,
-    check_ids,
-    instrument_ranges,
     velocity_to_bin,
+)
+from composer.tokens.vocab import (
+    MAX_VOCAB_SIZE,
+    NOTES,
+    VELOCITY,
+    Events,
+    KindRange,
+    VocabularyError,
+    instrument_ranges,
 )
 
 PITCH = "PITCH"
 DURATION = "DURATION"
 SHIFT = "SHIFT"
-VELOCITY = "VELOCITY"
 KINDS = (PITCH, DURATION, SHIFT, VELOCITY)  # id order of the range table
 _require = functools.partial(require, error=VocabularyError)
 
@@ -277,35 +281,6 @@ def make_piece(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.n
     return piece_from_beats(notes, beats, constant_tempo(clock.us_per_quarter), sigs)
 
 
-def quantise(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> Piece:
-    """The piece :func:`encode` represents: exactly what ``decode(encode(p), clock=clock_of(p))``
-    returns.
-
-    Starts and ends snap to the nearest grid step (``np.rint``, halves to even); a note
-    lasts at least one step, and its length then snaps to the nearest DURATION value (ties to
-    the shorter; longer than ``max_steps``: ``max_steps``). Notes outside the pitch range
-    are dropped; velocities become their bin's representative (or 64 without bins); program
-    0, not drum. The piece gets one tempo and one time signature, those of
-    :func:`clock_of`; seconds follow from the beats at that tempo. Notes are in canonical
-    order: by start, pitch, duration, velocity.
-    """
-    pitch, vbin, start, dbin = note_steps(piece, config)
-    return make_piece(pitch, vbin, start, start + config.step_values()[dbin], config,
-                      clock_of(piece))
-
-
-def encode(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> np.ndarray:
-    """Token ids (uint16, 1-D) of a piece (its beats; a bare note array at 120 bpm).
-
-    Notes go in canonical order (start, pitch, duration, velocity bin). Before each note
-    whose start is later than the previous note's come SHIFT tokens for the gap (as many
-    longest shifts as fit, then the rest: one SHIFT if it is a value, else a coarse SHIFT
-    and a fine one), then a VELOCITY token when its bin differs from the last one emitted
-    (always before the first note), then PITCH and DURATION. Time starts at beat 0.
-    """
-    return encode_many([piece], config)[0]
-
-
 def shift_split(gap: np.ndarray, config: NoteEventConfig) -> tuple[np.ndarray, ...]:
     """Split gaps (steps) into SHIFT values: (full, coarse, fine) with gap = full * max_steps
     + coarse + fine, coarse 0 or a value above fine_steps, fine 0 or a value up to fine_steps."""
@@ -331,60 +306,114 @@ def shift_slots(gap: np.ndarray, after: np.ndarray, vocab: NoteVocabulary
     for part in (coarse, fine):
         has = part > 0
         if has.any():
-            tokens[at[has]] = vocab._ids(SHIFT, to_bin(part[has]))
+            tokens[at[has]] = vocab.ids(SHIFT, to_bin(part[has]))
         at = at + has
     return tokens, at, count
+
+
+class BeatNotes(Events):
+    """The beat vocabulary (``kind`` "notes") on the base pipeline.
+
+    Encoding: notes in canonical order (start, program, pitch, duration, velocity bin).
+    Before each note whose start is later than the previous note's come SHIFT tokens for
+    the gap (as many longest shifts as fit, then the rest: one SHIFT if it is a value, else
+    a coarse SHIFT and a fine one: :func:`shift_split`), then a VELOCITY token when its bin
+    differs from the last one emitted (always before the first note), then PITCH and
+    DURATION. Time starts at beat 0; a bare note array is read at 120 bpm.
+
+    Quantising: starts and ends snap to the nearest grid step (``np.rint``, halves to
+    even); a note lasts at least one step, and its length then snaps to the nearest
+    DURATION value (ties to the shorter; longer than ``max_steps``: ``max_steps``). Notes
+    outside the pitch range are dropped; velocities become their bin's representative (or
+    64 without bins). The piece gets one tempo and one time signature, those of
+    :func:`clock_of`; seconds follow from the beats at that tempo.
+
+    Decoding: a PITCH directly followed by a DURATION is a note; a PITCH without one and a
+    DURATION without a PITCH are ignored. Seconds follow from ``clock``'s tempo (120 bpm,
+    4/4 when None), which with its time signature is the piece's only one.
+    """
+
+    kind = NOTES
+    config_type = NoteEventConfig
+    vocabulary_type = NoteVocabulary
+    time_kind, start_kind, length_kind = SHIFT, PITCH, DURATION
+
+    def clock_of(self, piece: NoteInput) -> Clock:
+        return clock_of(piece)
+
+    def grid(self) -> str:
+        return f"1/{self.config.steps_per_quarter} beat"
+
+    def steps_per_second(self, clock: Clock | None = None) -> float:
+        return self.config.steps_per_quarter * 1e6 / (clock or DEFAULT_CLOCK).us_per_quarter
+
+    def shift_values(self) -> np.ndarray:
+        return self.config.step_values()
+
+    def default_bin(self) -> int:
+        return int(velocity_to_bin(DEFAULT_VELOCITY, self.config.velocity_config()))
+
+    def drum_steps(self) -> int:
+        return max(1, self.config.steps_per_quarter // 4)  # a sixteenth
+
+    def _times(self, pieces: Sequence[NoteInput]) -> np.ndarray:
+        return np.concatenate([beats_of(p) for p in pieces])
+
+    def _steps(self, notes: np.ndarray, times: np.ndarray | None, config: Any
+               ) -> tuple[np.ndarray, ...]:
+        return note_steps(Piece(notes, 0.0, beats=times), config)
+
+    def _time_tokens(self, gap: np.ndarray, after: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return shift_slots(gap, after, self.vocab)
+
+    def _quantised(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray,
+                   last: np.ndarray, prog: np.ndarray) -> tuple[np.ndarray, ...]:
+        return pitch, vbin, start, start + self.vocab.steps[last], prog
+
+    def _pitched(self, is_kind: dict[str, np.ndarray], value: np.ndarray, step: np.ndarray,
+                 vbin: np.ndarray, prog: np.ndarray, max_note_seconds: float | None
+                 ) -> tuple[np.ndarray, ...]:
+        note = np.flatnonzero(is_kind[PITCH][:-1] & is_kind[DURATION][1:])  # PITCH positions
+        start = step[note]
+        return value[note], vbin[note], start, start + self.vocab.steps[value[note + 1]], prog[note]
+
+    def _piece(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               prog: np.ndarray, drum: np.ndarray, clock: Clock | None) -> Piece:
+        return make_piece(pitch, vbin, start, end, self.config, clock or DEFAULT_CLOCK, prog,
+                          drum)
+
+
+def quantise(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> Piece:
+    """The piece :func:`encode` represents: ``decode(encode(p), clock=clock_of(p))``; notes
+    of program 0, not drums, without instruments (see :class:`BeatNotes`)."""
+    return BeatNotes(config).quantise(piece)
+
+
+def encode(piece: NoteInput, config: NoteEventConfig = DEFAULT_NOTE_CONFIG) -> np.ndarray:
+    """Token ids (uint16, 1-D) of a piece (see :class:`BeatNotes`)."""
+    return BeatNotes(config).encode(piece)
 
 
 def encode_many(pieces: Sequence[NoteInput], config: NoteEventConfig = DEFAULT_NOTE_CONFIG
                 ) -> list[np.ndarray]:
     """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
-    vocab = NoteVocabulary(config)
-    if not pieces:
-        return []
-    steps = [note_steps(p, config) for p in pieces]
-    group = np.repeat(np.arange(len(pieces)), [len(s[0]) for s in steps])  # (n,) piece of note
-    pitch, vbin, start, dbin = (np.concatenate([s[k] for s in steps]) for k in range(4))
-    order = np.lexsort((vbin, dbin, pitch, start, group))
-    group, pitch, vbin, start, dbin = (a[order] for a in (group, pitch, vbin, start, dbin))
-    first_of_piece = np.ones(len(pitch), dtype=bool)  # (n,)
-    first_of_piece[1:] = group[1:] != group[:-1]
-    gap = np.where(first_of_piece, start, np.diff(start, prepend=0))  # time starts at 0
-    if config.velocity_bins:
-        new_bin = first_of_piece.copy()
-        new_bin[1:] |= vbin[1:] != vbin[:-1]
-    else:
-        new_bin = np.zeros(len(pitch), dtype=bool)
-    tokens, at, count = shift_slots(gap, new_bin + 2, vocab)
-    tokens[at[new_bin]] = vocab._ids(VELOCITY, vbin[new_bin])
-    at = at + new_bin
-    tokens[at] = vocab._ids(PITCH, pitch)
-    tokens[at + 1] = vocab._ids(DURATION, dbin)
-    per_piece = np.bincount(group, weights=count, minlength=len(pieces)).astype(np.int64)
-    return np.split(tokens, np.cumsum(per_piece)[:-1])
+    return BeatNotes(config).encode_many(pieces)
 
 
 def decode(tokens: Sequence[int] | np.ndarray, config: NoteEventConfig = DEFAULT_NOTE_CONFIG,
            clock: Clock = DEFAULT_CLOCK, program: int = 0) -> Piece:
-    """The piece (notes in seconds, beats, tempo, time signature) of any token sequence.
+    """The piece (notes in seconds, beats, tempo, time signature) of any token sequence (see
+    :class:`BeatNotes`); all notes get ``program`` without instruments; ids outside the
+    vocabulary raise VocabularyError."""
+    return BeatNotes(config).decode(tokens, clock, program)
 
-    A PITCH directly followed by a DURATION is a note; a PITCH not followed by a DURATION
-    and a DURATION not preceded by a PITCH are ignored. A note before any VELOCITY gets the
-    velocity of DEFAULT_VELOCITY's bin. Time is the sum of the SHIFTs so far. Seconds follow
-    from ``clock``'s tempo, which (with its time signature) is the piece's only one. All
-    notes get ``program``; none is a drum. Ids outside the vocabulary raise VocabularyError.
-    """
-    vocab = NoteVocabulary(config)
-    ids = check_ids(tokens, vocab, program)
-    is_kind, value = vocab.split(ids)
-    step = np.cumsum(np.where(is_kind[SHIFT], vocab.steps[np.where(is_kind[SHIFT], value, 0)], 0))
-    last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
-    default_bin = velocity_to_bin(DEFAULT_VELOCITY, config.velocity_config())
-    vbin = np.where(last_vel >= 0, value[np.maximum(last_vel, 0)], default_bin)
-    note = np.flatnonzero(is_kind[PITCH][:-1] & is_kind[DURATION][1:])  # (n,) PITCH positions
-    start = step[note]
-    return make_piece(value[note], vbin[note], start, start + vocab.steps[value[note + 1]],
-                      config, clock, program)
+
+def clock_from(us_per_quarter: float | None, numerator: int = 4, denominator: int = 4) -> Clock:
+    """A Clock from stored values (None: the default 120 bpm, 4/4)."""
+    if not us_per_quarter:
+        return DEFAULT_CLOCK
+    return Clock(int(round(us_per_quarter)), int(numerator), int(denominator))
 
 
 def grid_counts(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: float = 1.0

@@ -15,7 +15,10 @@ NOTE_OFF_p = 128 + p, TIME_SHIFT of k steps = 255 + k, VELOCITY_b = 356 + b.
 Encoding is lossy (times snap to steps, velocities to bins; program and drum flags are
 dropped). :func:`quantise` applies exactly that loss, so ``decode(encode(x))`` equals
 ``quantise(x)`` field by field for every note array ``x``. ``instruments=True`` adds PROGRAM
-and DRUM ids after VELOCITY (:func:`instrument_ranges`), encoded by :mod:`composer.tokens.ensemble`.
+and DRUM ids after VELOCITY (:func:`composer.tokens.vocab.instrument_ranges`), the option of
+:mod:`composer.tokens.ensemble`. :class:`Performance` is this kind of
+:class:`composer.tokens.vocab.Events`; the module's ``encode``/``decode``/``quantise`` are it
+for one config.
 """
 
 from __future__ import annotations
@@ -25,39 +28,35 @@ import math
 import operator
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
 from composer.core.config import OMIT_DEFAULT, Config
-from composer.core.messages import ComposerError, is_int, is_number, require
-from composer.midi.io import NOTE_DTYPE, NoteInput, as_note_array
+from composer.core.messages import is_int, is_number, require
+from composer.midi.io import NOTE_DTYPE, NoteInput, Piece, as_note_array
+from composer.tokens.ensemble import DRUM, DRUM_SECONDS, PROGRAM
+from composer.tokens.vocab import (
+    MAX_VOCAB_SIZE,
+    PERFORMANCE,
+    VELOCITY,
+    Events,
+    KindRange,
+    VocabularyError,
+    instrument_ranges,
+)
 
 NOTE_ON = "NOTE_ON"
 NOTE_OFF = "NOTE_OFF"
 TIME_SHIFT = "TIME_SHIFT"
-VELOCITY = "VELOCITY"
 KINDS = (NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY)  # id order of the range table
-PROGRAM, DRUM = "PROGRAM", "DRUM"  # instruments=True: after VELOCITY, in this order
 
 # MIDI velocity of a NOTE_ON decoded before any VELOCITY token (it gets the representative
 # velocity of this velocity's bin: 63 with 32 bins).
 DEFAULT_VELOCITY = 64
-MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
-
-
-class VocabularyError(ComposerError):
-    """A config, event, token id or note that the event vocabulary cannot represent."""
-
 
 _require = functools.partial(require, error=VocabularyError)
-
-
-class KindRange(NamedTuple):
-    kind: str
-    count: int  # number of ids of this kind
-    first_value: int  # Event.value of the kind's first id
 
 
 def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
@@ -69,12 +68,6 @@ def _range_table(config: EventConfig) -> tuple[KindRange, ...]:
         KindRange(VELOCITY, config.velocity_bins, 0),  # value: bin index
         *instrument_ranges(config),
     )
-
-
-def instrument_ranges(config: Any) -> tuple[KindRange, ...]:
-    """The kinds ``config.instruments`` adds after VELOCITY: PROGRAM_g (GM program g of the
-    pitched notes that follow) and DRUM_k (a drum hit of GM drum key k), 128 ids each."""
-    return (KindRange(PROGRAM, 128, 0), KindRange(DRUM, 128, 0)) if config.instruments else ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +198,7 @@ class Vocabulary:
         """Readable name of a token id, e.g. ``NOTE_ON_60`` or ``TIME_SHIFT_250ms``."""
         return str(self.decode_event(token))
 
-    def _ids(self, kind: str, values: np.ndarray) -> np.ndarray:
+    def ids(self, kind: str, values: np.ndarray) -> np.ndarray:
         """Vectorised :meth:`encode_event` for values known to be in range."""
         return values - self._first_value[kind] + self.ranges[kind].start
 
@@ -216,18 +209,6 @@ class Vocabulary:
         kind = np.searchsorted(starts, ids, side="right") - 1  # (T,) index into KINDS
         masks = {name: kind == i for i, name in enumerate(self.ranges)}
         return masks, ids - starts[kind] + firsts[kind]
-
-
-def shift_steps(tokens: np.ndarray, vocab: Vocabulary) -> np.ndarray:
-    """Steps each token id advances time by (0 unless a TIME_SHIFT), same shape as tokens."""
-    r = vocab.ranges[TIME_SHIFT]
-    return np.where((tokens >= r.start) & (tokens < r.stop), tokens - r.start + 1, 0)
-
-
-def seconds_of(tokens: np.ndarray, config: EventConfig) -> float:
-    """Music time (seconds) that token ids (T,) span."""
-    steps = shift_steps(np.asarray(tokens), Vocabulary(config)).sum()
-    return float(steps) / config.steps_per_second
 
 
 def shift_tokens(gap: np.ndarray, after: np.ndarray, vocab: Vocabulary, dtype: Any
@@ -296,127 +277,124 @@ def make_notes(pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.n
     return canonical_order(notes)
 
 
+
+
+class Performance(Events):
+    """Performance events (``kind`` "performance"): a note is a NOTE_ON and a NOTE_OFF,
+    events sit on a grid of ``steps_per_second``, gaps are TIME_SHIFTs of 1..max_shift_steps.
+
+    Encoding: events ordered by (step, NOTE_OFF before NOTE_ON, program, pitch, velocity
+    bin); before each event come TIME_SHIFTs for the gap since the previous one (as many
+    full shifts as fit, then the remainder) and, before a NOTE_ON, a VELOCITY token when its
+    bin differs from the last one emitted (always before the first NOTE_ON).
+
+    Quantising: times snap to the nearest step (``np.rint``, halves to even) and every note
+    lasts at least one step; notes outside ``min_pitch..max_pitch`` are dropped; velocities
+    become their bin's representative. Notes of one pitch are then re-paired first in,
+    first out as a MIDI reader would: onsets sorted by (start, program, velocity bin), the
+    i-th onset takes the i-th earliest end.
+
+    Decoding: each NOTE_OFF ends the oldest sounding note of its pitch; a NOTE_OFF with none
+    sounding is ignored; a note whose OFF comes at the step of its ON lasts one step instead
+    (so it is not lost); a note still sounding at the end ends with the sequence, but at
+    most ``max_hanging_seconds`` (and ``max_note_seconds``) and at least one step after its
+    start; every note is clipped to ``max_note_seconds``. The piece has no beats."""
+
+    kind, saves_kind = PERFORMANCE, False  # dicts without "kind" are performance events
+    config_type = EventConfig
+    vocabulary_type = Vocabulary
+    time_kind, start_kind, end_kind = TIME_SHIFT, NOTE_ON, NOTE_OFF
+
+    def grid(self) -> str:
+        return f"{1000 / self.config.steps_per_second:g} ms"
+
+    def steps_per_second(self, clock: Any = None) -> float:
+        return float(self.config.steps_per_second)
+
+    def shift_values(self) -> np.ndarray:
+        return np.arange(1, self.config.max_shift_steps + 1)
+
+    def default_bin(self) -> int:
+        return int(velocity_to_bin(DEFAULT_VELOCITY, self.config))
+
+    def drum_steps(self) -> int:
+        return max(1, round(DRUM_SECONDS * self.config.steps_per_second))
+
+    def _steps(self, notes: np.ndarray, times: np.ndarray | None, config: Any
+               ) -> tuple[np.ndarray, ...]:
+        return note_steps(notes, config)[:4]
+
+    def _time_tokens(self, gap: np.ndarray, after: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return shift_tokens(gap, after, self.vocab, np.uint16)
+
+    def _quantised(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray,
+                   last: np.ndarray, prog: np.ndarray) -> tuple[np.ndarray, ...]:
+        # Notes of one pitch are re-paired first in, first out as a MIDI reader would:
+        # onsets by (start, program, bin), the i-th onset takes the i-th earliest end.
+        onsets, offsets = np.lexsort((vbin, prog, start, pitch)), np.lexsort((last, pitch))
+        return pitch[onsets], vbin[onsets], start[onsets], last[offsets], prog[onsets]
+
+    def _pitched(self, is_kind: dict[str, np.ndarray], value: np.ndarray, step: np.ndarray,
+                 vbin: np.ndarray, prog: np.ndarray, max_note_seconds: float | None
+                 ) -> tuple[np.ndarray, ...]:
+        at = np.flatnonzero(is_kind[NOTE_ON] | is_kind[NOTE_OFF])  # the only events looped over
+        sounding: defaultdict[int, deque[tuple[int, int, int]]] = defaultdict(deque)
+        rows: list[tuple[int, int, int, int, int]] = []  # (pitch, bin, start, end, program)
+        for on, p, s, b, g in zip(is_kind[NOTE_ON][at].tolist(), value[at].tolist(),
+                                  step[at].tolist(), vbin[at].tolist(), prog[at].tolist(),
+                                  strict=True):
+            if on:
+                sounding[p].append((s, b, g))
+            elif sounding[p]:
+                s0, b0, g0 = sounding[p].popleft()
+                rows.append((p, b0, s0, s, g0))
+        n_closed, final = len(rows), int(step[-1]) if len(step) else 0
+        rows.extend((p, b0, s0, final, g0) for p, queue in sounding.items() for s0, b0, g0 in queue)
+        pitch, nbin, start, end, nprog = np.array(rows, dtype=np.int64).reshape(-1, 5).T
+        config = self.config
+        if max_note_seconds is not None:
+            config = replace(config, max_hanging_seconds=min(config.max_hanging_seconds,
+                                                             max_note_seconds))
+        hanging = np.arange(len(rows)) >= n_closed
+        end = np.where(hanging, np.minimum(end, start + config.max_hanging_steps), end)
+        return pitch, nbin, start, np.maximum(end, start + 1), nprog
+
+    def _piece(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               prog: np.ndarray, drum: np.ndarray, clock: Any) -> Piece:
+        notes = make_notes(pitch, vbin, start, end, self.config, prog, drum)
+        return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
+
+    def decode(self, tokens: Sequence[int] | np.ndarray, clock: Any = None, program: int = 0,
+               max_note_seconds: float | None = None) -> Piece:
+        piece = super().decode(tokens, clock, program, max_note_seconds)
+        if max_note_seconds is None:
+            return piece
+        notes = piece.notes
+        notes["end"] = np.minimum(notes["end"], notes["start"] + max_note_seconds)
+        return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
+
+
 def quantise(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """The notes :func:`encode` represents: exactly what ``decode(encode(notes))`` returns.
-    Times snap to the nearest step (``np.rint``, halves to even) and every note lasts at
-    least one step; notes outside ``min_pitch..max_pitch`` are dropped; velocities become
-    their bin's representative; program 0, not drum. Notes of one pitch are then re-paired
-    first in, first out as a MIDI reader would: onsets sorted by (start, velocity bin), the
-    i-th onset takes the i-th earliest end. Returns NOTE_DTYPE in :func:`canonical_order`."""
-    pitch, vbin, start, end, _ = note_steps(notes, config)
-    onsets = np.lexsort((vbin, start, pitch))  # (n,) per pitch, by (start, bin)
-    offsets = np.lexsort((end, pitch))  # (n,) per pitch, by end; same pitch at each index
-    return make_notes(pitch[onsets], vbin[onsets], start[onsets], end[offsets], config)
+    """The notes :func:`encode` represents: exactly what ``decode(encode(notes))`` returns
+    (NOTE_DTYPE in :func:`canonical_order`; see :class:`Performance`)."""
+    return Performance(config).quantise(notes).notes
 
 
 def encode(notes: NoteInput, config: EventConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Token ids (uint16, 1-D) of ``notes``; time starts at 0. Vectorised over all notes.
-    Events are ordered by (step, NOTE_OFF before NOTE_ON, pitch, velocity bin). Before each
-    event come TIME_SHIFTs for the gap since the previous one (as many full shifts as fit,
-    then the remainder) and, before a NOTE_ON, a VELOCITY token when its bin differs from
-    the last one emitted (always before the first NOTE_ON)."""
-    return encode_many([notes], config)[0]
-
-
-def _order_by(group: np.ndarray, step: np.ndarray, minor: np.ndarray,
-              config: EventConfig) -> np.ndarray:
-    """Stable argsort by (group, step, minor) via one int64 key (faster than np.lexsort)."""
-    minor_bits = (2 * config.n_pitches * config.velocity_bins - 1).bit_length()
-    step_bits = int(step.max(initial=0)).bit_length()
-    group_bits = int(group.max(initial=0)).bit_length()
-    _require(group_bits + step_bits + minor_bits <= 62, "notes lie too far apart in time to encode")
-    key = (((group << step_bits) | step) << minor_bits) | minor
-    return np.argsort(key, kind="stable")
+    """Token ids (uint16, 1-D) of ``notes``; time starts at 0 (see :class:`Performance`)."""
+    return Performance(config).encode(notes)
 
 
 def encode_many(pieces: Sequence[NoteInput], config: EventConfig = DEFAULT_CONFIG
                 ) -> list[np.ndarray]:
     """``[encode(p, config) for p in pieces]``, computed in one vectorised pass (bulk ingest)."""
-    vocab = Vocabulary(config)
-    arrays = [as_note_array(p) for p in pieces]
-    if not arrays:
-        return []
-    group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece of note
-    notes = np.concatenate(arrays)
-    pitch, vbin, start, end, kept = note_steps(notes, config)
-    group, n = group[kept], len(pitch)
-    # One ON and one OFF event per note; arrays (2n,) in event order, piece by piece.
-    step = np.concatenate([start, end])
-    is_on = np.concatenate([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)])
-    pitch, vbin, group = np.tile(pitch, 2), np.tile(vbin, 2), np.tile(group, 2)
-    minor = (is_on * config.n_pitches + pitch - config.min_pitch) * config.velocity_bins + vbin
-    order = _order_by(group, step, minor, config)  # OFF (False) before ON (True)
-    step, is_on, pitch, vbin = step[order], is_on[order], pitch[order], vbin[order]
-    group = group[order]
-    first_of_piece = np.append(True, group[1:] != group[:-1])  # (2n,)
-
-    gap = np.where(first_of_piece, step, np.diff(step, prepend=0))  # time starts at 0
-    on_bins, on_group = vbin[is_on], group[is_on]  # (n,)
-    new_bin = np.zeros(2 * n, dtype=bool)  # VELOCITY token before this event?
-    new_bin[is_on] = np.concatenate([[True], (on_bins[1:] != on_bins[:-1])
-                                     | (on_group[1:] != on_group[:-1])])[: len(on_bins)]
-    tokens, vel_at, count = shift_tokens(gap, new_bin + 1, vocab, np.uint16)
-    tokens[vel_at[new_bin]] = vocab._ids(VELOCITY, vbin[new_bin])
-    tokens[vel_at + new_bin] = np.where(
-        is_on, vocab._ids(NOTE_ON, pitch), vocab._ids(NOTE_OFF, pitch)
-    )
-    per_piece = np.bincount(group, weights=count, minlength=len(arrays)).astype(np.int64)
-    return np.split(tokens, np.cumsum(per_piece)[:-1])
-
-
-def check_ids(tokens: Sequence[int] | np.ndarray, vocab: Vocabulary, program: int = 0
-              ) -> np.ndarray:
-    """Token ids as int64 (1-D, each in the vocabulary; a program in 0..127 beside them), or
-    VocabularyError saying what is wrong (the first id outside, and where)."""
-    program = operator.index(program)
-    _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
-    ids = np.asarray(tokens)
-    _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
-    _require(ids.size == 0 or ids.dtype.kind in "iu",
-             f"token ids must be integers, got {ids.dtype}")
-    ids = ids.astype(np.int64)
-    bad = np.flatnonzero((ids < 0) | (ids >= vocab.size))
-    if bad.size:
-        i = int(bad[0])
-        raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
-                              f"(0..{vocab.size - 1})")
-    return ids
+    return Performance(config).encode_many(pieces)
 
 
 def decode(tokens: Sequence[int] | np.ndarray, config: EventConfig = DEFAULT_CONFIG,
            program: int = 0) -> np.ndarray:
-    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit.
-    Ids outside the vocabulary raise VocabularyError. Each NOTE_OFF ends the oldest sounding
-    note of its pitch; a NOTE_OFF with none sounding is ignored. A NOTE_ON before any
-    VELOCITY gets the velocity of DEFAULT_VELOCITY's bin. A note whose OFF comes at the step
-    of its ON lasts one step instead (so it is not lost). A note still sounding at the end
-    ends with the sequence, but at most ``max_hanging_seconds`` and at least one step after
-    its start. All notes get ``program``; none is a drum."""
-    vocab = Vocabulary(config)
-    ids = check_ids(tokens, vocab, program)
-    if ids.size == 0:
-        return np.zeros(0, dtype=NOTE_DTYPE)
-    is_kind, value = vocab.split(ids)
-    step = np.cumsum(np.where(is_kind[TIME_SHIFT], value, 0))  # (T,) time after each token
-    last_vel = np.maximum.accumulate(np.where(is_kind[VELOCITY], np.arange(ids.size), -1))
-    vbin = np.where(last_vel >= 0, value[last_vel], velocity_to_bin(DEFAULT_VELOCITY, config))
-
-    at = np.flatnonzero(is_kind[NOTE_ON] | is_kind[NOTE_OFF])  # the only events looped over
-    sounding: defaultdict[int, deque[tuple[int, int]]] = defaultdict(deque)  # (start, bin)
-    rows: list[tuple[int, int, int, int]] = []  # (pitch, bin, start step, end step)
-    for on, p, s, b in zip(is_kind[NOTE_ON][at].tolist(), value[at].tolist(),
-                           step[at].tolist(), vbin[at].tolist(), strict=True):
-        if on:
-            sounding[p].append((s, b))
-        elif sounding[p]:
-            s0, b0 = sounding[p].popleft()
-            rows.append((p, b0, s0, s))
-    n_closed = len(rows)
-    final = int(step[-1])
-    rows.extend((p, b0, s0, final) for p, queue in sounding.items() for s0, b0 in queue)
-
-    pitch, nbin, start, end = np.array(rows, dtype=np.int64).reshape(-1, 4).T  # each (n,)
-    hanging = np.arange(len(rows)) >= n_closed
-    end = np.where(hanging, np.minimum(end, start + config.max_hanging_steps), end)
-    end = np.maximum(end, start + 1)  # zero-length and end-of-sequence notes: one step
-    return make_notes(pitch, nbin, start, end, config, program)
+    """Notes (NOTE_DTYPE, canonical order) of any token sequence a model could emit (see
+    :class:`Performance`); a NOTE_ON before any VELOCITY gets the velocity of
+    DEFAULT_VELOCITY's bin; all notes get ``program``, none is a drum (without instruments)."""
+    return Performance(config).decode(tokens, program=program).notes

@@ -1,78 +1,176 @@
-"""The two event vocabularies behind one seam, so that corpus, data, training and generation
-do not branch on the vocabulary everywhere.
+"""The vocabulary base: one pipeline from note arrays to token ids and back, shared by both
+kinds, each of which overrides a few hooks (as MidiTok's tokenizer base does).
 
-- ``performance`` (:mod:`composer.tokens.performance`): NOTE_ON / NOTE_OFF / TIME_SHIFT / VELOCITY
-on a
-  10 ms grid; right for performed, unquantised MIDI.
-- ``notes`` (:mod:`composer.tokens.beats`): PITCH / DURATION / SHIFT / VELOCITY in fractions of a
-  beat, with the tempo and time signature (a :class:`~composer.tokens.beats.Clock`) kept beside
-  the tokens; right for quantised MIDI (scores, sequenced files).
+- ``performance`` (:class:`composer.tokens.performance.Performance`): NOTE_ON / NOTE_OFF /
+  TIME_SHIFT / VELOCITY on a 10 ms grid; right for performed, unquantised MIDI.
+- ``notes`` (:class:`composer.tokens.beats.BeatNotes`): PITCH / DURATION / SHIFT / VELOCITY
+  in fractions of a beat, with the tempo and time signature (a
+  :class:`~composer.tokens.beats.Clock`) kept beside the tokens; right for quantised MIDI.
 
-An :class:`Events` is a vocabulary kind and its config. Its dict form (saved with every
-corpus and checkpoint as ``events``) is the config's own dict, plus ``"kind": "notes"`` for
-the beat vocabulary: a dict without ``kind`` (every checkpoint written before the beat
-vocabulary existed) is performance events, exactly as before.
+:class:`Events` owns what both share: the id table (one ordered range table per config, see
+:class:`composer.tokens.performance.Vocabulary`), the checks of token ids, encoding (note
+events sorted, time tokens between them, PROGRAM and VELOCITY tokens where they change, the
+note's own tokens), decoding (time, velocity and program state per token, then the notes),
+quantising, start tokens and the saved dict. A kind sets its token kinds (``time_kind``,
+``start_kind``, ``end_kind`` or ``length_kind``) and overrides the hooks, most of them one
+line: ``_steps`` (notes on its grid; ``_times``: what else it reads of a piece),
+``_time_tokens`` (gaps as shifts), ``_pitched`` (the notes of decoded tokens: how a note
+ends), ``_quantised`` (the note ends encoding keeps), ``_piece`` (notes in steps to a
+Piece; ``clock_of``), ``shift_values``, ``steps_per_second``, ``default_bin``,
+``drum_steps``, ``grid``. Instruments are an option
+composed in, not a kind: :mod:`composer.tokens.ensemble`'s ``SOLO`` or ``ENSEMBLE`` by
+``config.instruments``.
 
-Either vocabulary can be instrument-aware (``instruments=True`` in its config: PROGRAM and
-DRUM tokens, :mod:`composer.tokens.ensemble`); ``instruments`` is in the dict only when true, so
-dicts without it load as the plain vocabularies, with the same ids.
+The dict form (saved with every corpus and checkpoint as ``events``) is the config's own
+dict, plus ``"kind": "notes"`` for the beat vocabulary: a dict without ``kind`` (every
+checkpoint written before the beat vocabulary existed) is performance events, exactly as
+before; ``instruments`` is in it only when true, so older dicts load with the same ids.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from composer.core.messages import ComposerError, require
 from composer.midi.io import NoteInput, Piece, as_note_array
-from composer.tokens import beats as beat
-from composer.tokens import ensemble
-from composer.tokens import performance as perf
-from composer.tokens.beats import Clock, NoteEventConfig, NoteVocabulary
-from composer.tokens.performance import EventConfig, Vocabulary, VocabularyError
+from composer.tokens.ensemble import (
+    DRUM,
+    DRUM_PROGRAM_KEY,
+    ENSEMBLE,
+    PROGRAM,
+    SOLO,
+    Solo,
+    changes,
+    changes_among,
+    last_value,
+)
 
 PERFORMANCE, NOTES = "performance", "notes"
 KINDS = (PERFORMANCE, NOTES)
 CHOICES = (*KINDS, "auto")  # what prepare / train accept
+VELOCITY = "VELOCITY"  # velocity bin of the notes that follow (both kinds)
+MAX_VOCAB_SIZE = 1 << 16  # token ids are stored as uint16
+END, START, HIT = 0, 1, 2  # encoding: what an event is (note end, note start, drum hit)
 
 
-@dataclass(frozen=True)
-class Events:
-    """One event vocabulary: ``kind`` (one of KINDS) and its config."""
+class VocabularyError(ComposerError):
+    """A config, event, token id or note that an event vocabulary cannot represent."""
 
+
+_require = functools.partial(require, error=VocabularyError)
+
+
+class KindRange(NamedTuple):
     kind: str
-    config: EventConfig | NoteEventConfig
+    count: int  # number of ids of this kind
+    first_value: int  # Event.value of the kind's first id
 
-    def __post_init__(self) -> None:
-        want = EventConfig if self.kind == PERFORMANCE else NoteEventConfig
-        if self.kind not in KINDS or not isinstance(self.config, want):
-            raise VocabularyError(f"event vocabulary {self.kind!r} with {self.config!r}")
+
+def instrument_ranges(config: Any) -> tuple[KindRange, ...]:
+    """The kinds ``config.instruments`` adds after VELOCITY: PROGRAM_g (GM program g of the
+    pitched notes that follow) and DRUM_k (a drum hit of GM drum key k), 128 ids each."""
+    return tuple(KindRange(k, 128, 0) for k in (ENSEMBLE if config.instruments else SOLO).kinds)
+
+
+def check_ids(tokens: Sequence[int] | np.ndarray, size: int, program: int = 0) -> np.ndarray:
+    """Token ids as int64 (1-D, each in ``0 .. size-1``; a program in 0..127 beside them),
+    or VocabularyError saying what is wrong (the first id outside, and where)."""
+    program = operator.index(program)
+    _require(0 <= program <= 127, f"program must be in 0..127, got {program}")
+    ids = np.asarray(tokens)
+    _require(ids.ndim == 1, f"tokens must be a 1-D sequence, got shape {ids.shape}")
+    _require(ids.size == 0 or ids.dtype.kind in "iu",
+             f"token ids must be integers, got {ids.dtype}")
+    ids = ids.astype(np.int64)
+    bad = np.flatnonzero((ids < 0) | (ids >= size))
+    if bad.size:
+        i = int(bad[0])
+        raise VocabularyError(f"token id {ids[i]} at position {i} is outside the vocabulary "
+                              f"(0..{size - 1})")
+    return ids
+
+
+def _order(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """Stable argsort by non-negative int64 columns (major first) via one int64 key (faster
+    than np.lexsort); VocabularyError when the key would not fit."""
+    bits = [int(c.max(initial=0)).bit_length() for c in columns]
+    _require(sum(bits) <= 62, "notes lie too far apart in time to encode")
+    key = np.zeros(len(columns[0]), np.int64)
+    for column, b in zip(columns, bits, strict=True):
+        if b:  # a column of zeros (no programs, no lengths) orders nothing
+            key = (key << b) | column
+    return np.argsort(key, kind="stable")
+
+
+@dataclass(frozen=True, init=False)
+class Events:
+    """One event vocabulary: a kind (a subclass) and its config. ``Events(kind, config)``
+    builds the subclass of that kind; ``Performance(config)`` / ``BeatNotes(config)`` too."""
+
+    config: Any
+
+    kind: ClassVar[str]  # the name saved in dicts (one of KINDS)
+    config_type: ClassVar[type]
+    vocabulary_type: ClassVar[type]  # the id table of a config
+    time_kind: ClassVar[str]  # the kind that advances time (value order = shift_values)
+    start_kind: ClassVar[str]  # the kind that starts a note (pitch order)
+    end_kind: ClassVar[str | None] = None  # the kind that ends one, if any (pitch order)
+    length_kind: ClassVar[str | None] = None  # the kind right after a start giving its length
+    saves_kind: ClassVar[bool] = True  # to_dict names the kind (performance: no, as of old)
+    _kinds: ClassVar[dict[str, type[Events]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Events._kinds[cls.kind] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Events:
+        if cls is Events:  # Events(kind, config): the subclass of that kind
+            kind = args[0] if args else kwargs.get("kind")
+            if kind not in Events._kinds:
+                raise VocabularyError(f"unknown event vocabulary {kind!r}; expected one of"
+                                      f" {KINDS}")
+            cls = Events._kinds[kind]
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = ("kind", "config") if len(args) == 2 else ("config",)
+        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        config = given.get("config")
+        if given.get("kind", self.kind) != self.kind or not isinstance(config, self.config_type):
+            raise VocabularyError(f"event vocabulary {given.get('kind', self.kind)!r} with"
+                                  f" {config!r}")
+        object.__setattr__(self, "config", config)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Events:
         """From :meth:`to_dict` form; no ``kind``: performance events (older checkpoints)."""
         d = dict(d)
         kind = d.pop("kind", PERFORMANCE)
-        if kind not in KINDS:
+        if kind not in Events._kinds:
             raise VocabularyError(f"unknown event vocabulary {kind!r}; expected one of {KINDS}")
-        return cls(kind, (EventConfig if kind == PERFORMANCE else NoteEventConfig).from_dict(d))
+        sub = Events._kinds[kind]
+        return sub(sub.config_type.from_dict(d))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config's dict, with ``kind`` for the beat vocabulary only."""
+        """The config's dict, with ``kind`` unless the kind predates it (performance)."""
         d = self.config.to_dict()
-        return d if self.kind == PERFORMANCE else {"kind": self.kind, **d}
+        return {"kind": self.kind, **d} if self.saves_kind else d
 
     @property
     def is_notes(self) -> bool:
         """Whether this is the beat vocabulary."""
         return self.kind == NOTES
 
-    @property
-    def vocab(self) -> Vocabulary:
-        """The token-id bijection (a :class:`NoteVocabulary` for the beat vocabulary)."""
-        return NoteVocabulary(self.config) if self.is_notes else Vocabulary(self.config)
+    @functools.cached_property
+    def vocab(self) -> Any:
+        """The token-id bijection of the config (built once)."""
+        return self.vocabulary_type(self.config)
 
     @property
     def size(self) -> int:
@@ -84,121 +182,224 @@ class Events:
         """Whether notes carry their instrument (PROGRAM and DRUM tokens)."""
         return self.config.instruments
 
+    @property
+    def option(self) -> Solo:
+        """The instrument option composed in: ENSEMBLE with ``instruments``, else SOLO."""
+        return ENSEMBLE if self.config.instruments else SOLO
+
     def describe(self) -> str:
         """One phrase: ``notes (1/12 beat)`` or ``performance (10 ms, instruments)``."""
-        extra = ", instruments" if self.instruments else ""
-        if self.is_notes:
-            return f"notes (1/{self.config.steps_per_quarter} beat{extra})"
-        return f"performance ({1000 / self.config.steps_per_second:g} ms{extra})"
+        return f"{self.kind} ({self.grid()}{', instruments' if self.instruments else ''})"
 
     def pitch_ids(self) -> list[range]:
         """The id ranges whose tokens carry a pitch, each in pitch order (transposition adds
         k semitones by adding k to such an id)."""
-        r = self.vocab.ranges
-        return [r[beat.PITCH]] if self.is_notes else [r[perf.NOTE_ON], r[perf.NOTE_OFF]]
+        return [self.vocab.ranges[k] for k in (self.start_kind, self.end_kind) if k]
 
     def note_start_ids(self) -> range:
         """The ids that start a note (NOTE_ON or PITCH), in pitch order."""
-        return self.pitch_ids()[0]
+        return self.vocab.ranges[self.start_kind]
 
     def instrument_ids(self) -> tuple[range, range]:
         """The PROGRAM ids (program order) and the DRUM ids (key order); empty ranges for a
         vocabulary without instruments."""
         r, end = self.vocab.ranges, range(self.size, self.size)
-        return r.get(perf.PROGRAM, end), r.get(perf.DRUM, end)
+        return r.get(PROGRAM, end), r.get(DRUM, end)
 
     def token_steps(self) -> np.ndarray:
         """(V,) int64: the time steps each token advances (shifts; 0 for the rest)."""
-        v = self.vocab
-        out = np.zeros(v.size, np.int64)
-        if self.is_notes:
-            out[v.ranges[beat.SHIFT]] = v.steps
-        else:
-            r = v.ranges[perf.TIME_SHIFT]
-            out[r] = np.arange(1, len(r) + 1)
+        out = np.zeros(self.size, np.int64)
+        out[self.vocab.ranges[self.time_kind]] = self.shift_values()
         return out
 
-    def steps_per_second(self, clock: Clock = beat.DEFAULT_CLOCK) -> float:
-        """Time steps per second of music (at ``clock``'s tempo for the beat vocabulary)."""
-        if self.is_notes:
-            return self.config.steps_per_quarter * 1e6 / clock.us_per_quarter
-        return float(self.config.steps_per_second)
-
-    def seconds_of(self, tokens: Sequence[int] | np.ndarray, clock: Clock = beat.DEFAULT_CLOCK
-                   ) -> float:
-        """Seconds of music a token sequence spans (the sum of its shifts)."""
+    def seconds_of(self, tokens: Sequence[int] | np.ndarray, clock: Any = None) -> float:
+        """Seconds of music a token sequence spans (the sum of its shifts; the beat
+        vocabulary at ``clock``'s tempo, 120 bpm when None)."""
         steps = self.token_steps()[np.asarray(tokens, dtype=np.int64)]
         return float(steps.sum()) / self.steps_per_second(clock)
 
     def start_tokens(self) -> np.ndarray:
         """The context of an unseeded continuation: one VELOCITY token, the bin of
-        DEFAULT_VELOCITY (encoded pieces carry one before their first note); a beat
-        vocabulary without velocities gets a one-step SHIFT instead."""
-        v = self.vocab
-        if self.is_notes and not self.config.velocity_bins:
-            return np.array([v.ranges[beat.SHIFT][0]], np.int64)
-        cfg = self.config.velocity_config() if self.is_notes else self.config
-        b = int(perf.velocity_to_bin(perf.DEFAULT_VELOCITY, cfg))
-        return np.array([v.ranges[perf.VELOCITY][b]], np.int64)
+        DEFAULT_VELOCITY (encoded pieces carry one before their first note); a vocabulary
+        without velocities gets the shortest shift instead."""
+        r = self.vocab.ranges
+        if not r[VELOCITY]:
+            return np.array([r[self.time_kind][0]], np.int64)
+        return np.array([r[VELOCITY][self.default_bin()]], np.int64)
+
+    # ------------------------------------------------------------------ the pipeline
+
+    @functools.cached_property
+    def _wide(self) -> Any:
+        """The config with every pitch in range (drum keys are all kept)."""
+        return replace(self.config, min_pitch=0, max_pitch=127)
+
+    def _split(self, pieces: Sequence[NoteInput]) -> tuple[tuple[np.ndarray, ...], ...]:
+        """The notes of pieces on the grid as the instrument option splits them: pitched
+        notes (pitch, bin, start, end value), their programs and pieces, and drum hits
+        (key, bin, start) and their pieces; int64 arrays."""
+        arrays = [as_note_array(p) for p in pieces]
+        notes = np.concatenate(arrays)
+        group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece
+        times = self._times(pieces)  # (n,) or None
+        pitched, drum, program = self.option.parts(notes, self.config.min_pitch,
+                                                   self.config.max_pitch)
+        hits = self._steps(notes[drum], None if times is None else times[drum], self._wide)
+        pitch = self._steps(notes[pitched], None if times is None else times[pitched],
+                            self.config)
+        return pitch, (program[pitched], group[pitched]), (*hits[:3], group[drum])
 
     def encode(self, piece: NoteInput) -> np.ndarray:
         """Token ids (uint16) of a piece."""
         return self.encode_many([piece])[0]
 
     def encode_many(self, pieces: Sequence[NoteInput]) -> list[np.ndarray]:
-        """Token ids of each piece (one vectorised pass; the beat vocabulary reads beats)."""
-        if self.is_notes:
-            encode = ensemble.encode_notes if self.instruments else beat.encode_many
-            return encode(pieces, self.config)
-        if self.instruments:
-            return ensemble.encode_performance(pieces, self.config)
-        return perf.encode_many([as_note_array(p) for p in pieces], self.config)
+        """Token ids (uint16) of each piece, in one vectorised pass over all their events,
+        ordered by (step, note ends first, program (drum hits last), pitch, length, velocity
+        bin)."""
+        if not pieces:
+            return []
+        (pitch, vbin, start, last), (prog, pgroup), (key, dbin, dstart, dgroup) = \
+            self._split(pieces)
+        e, n, m = len(pitch) * bool(self.end_kind), len(pitch), len(key)  # e: END events
+        zeros, length = np.zeros(n, np.int64), last if self.length_kind else 0 * last
+        columns = (  # per event: the note ends, the note starts, the drum hits
+            (pgroup[:e], pgroup, dgroup),  # group: the piece
+            (last[:e], start, dstart),  # step
+            (np.full(e, END), np.full(n, START), np.full(m, HIT)),  # what
+            (zeros[:e], prog, np.full(m, DRUM_PROGRAM_KEY)),  # program (drums after all)
+            (pitch[:e], pitch, key),  # pitch or drum key
+            (zeros[:e], length, np.zeros(m, np.int64)),  # length index (a DURATION)
+            (vbin[:e], vbin, dbin))  # velocity bin
+        group, step, what, prog, pitch, length, vbin = (
+            np.concatenate(c, dtype=np.int64, casting="unsafe") for c in columns)
+        order = _order([group, step, what, prog, pitch, length, vbin])  # drums: program 128
+        group, step, what, prog, pitch, length, vbin = (
+            a[order] for a in (group, step, what, prog, pitch, length, vbin))
+        gap = np.where(changes(group, group), step, np.diff(step, prepend=0))
+        starts = what == START
+        new_prog = self.option.program_flags(starts, prog, group)
+        new_bin = changes_among(what != END, vbin, group) & bool(self.vocab.ranges[VELOCITY])
+        own = 1 + starts * bool(self.length_kind)  # the event's own tokens
+        tokens, at, count = self._time_tokens(gap, own + new_prog + new_bin)
+        for mask, kind, values in ((new_prog, PROGRAM, prog), (new_bin, VELOCITY, vbin)):
+            self._put(tokens, at, mask, kind, values)
+            at = at + mask
+        for w, kind in ((END, self.end_kind), (START, self.start_kind), (HIT, DRUM)):
+            self._put(tokens, at, what == w, kind, np.clip(pitch, 0, 127))
+        if self.length_kind:
+            self._put(tokens, at + 1, starts, self.length_kind, length)
+        per_piece = np.bincount(group, weights=count, minlength=len(pieces)).astype(np.int64)
+        return np.split(tokens, np.cumsum(per_piece)[:-1])
+
+    def _put(self, tokens: np.ndarray, at: np.ndarray, mask: np.ndarray, kind: Any,
+             values: np.ndarray) -> None:
+        """``tokens[at[mask]]`` = the ids of ``kind`` of ``values[mask]``."""
+        if mask.any():
+            tokens[at[mask]] = self.vocab.ids(kind, values[mask])
 
     def quantise(self, piece: NoteInput) -> Piece:
         """What encoding keeps of a piece: ``decode(encode(piece))`` (the beat vocabulary
         at the piece's own clock)."""
-        if self.is_notes:
-            return (ensemble.quantise_notes if self.instruments else beat.quantise)(
-                piece, self.config)
-        quantise = ensemble.quantise_performance if self.instruments else perf.quantise
-        notes = quantise(piece, self.config)
-        return Piece(notes, float(notes["end"].max()) if len(notes) else 0.0)
+        pitched, (prog, _), hits = self._split([piece])
+        return self._assemble(self._quantised(*pitched, prog), hits[:3], self.clock_of(piece))
 
-    def decode(self, tokens: Sequence[int] | np.ndarray, clock: Clock = beat.DEFAULT_CLOCK,
-               program: int = 0, max_note_seconds: float | None = None) -> Piece:
-        """The piece of a token sequence. Performance events: notes left hanging are closed
-        after ``min(max_hanging_seconds, max_note_seconds)`` and every note is clipped to
-        ``max_note_seconds``; the piece has no beats (its seconds are at 120 bpm). The beat
-        vocabulary: notes on the grid at ``clock``'s tempo (their length is in the tokens)."""
-        if self.is_notes:
-            decode = ensemble.decode_notes if self.instruments else beat.decode
-            return decode(tokens, self.config, clock, program)
-        cfg = self.config
-        if max_note_seconds is not None:
-            cfg = replace(cfg, max_hanging_seconds=min(cfg.max_hanging_seconds,
-                                                       max_note_seconds))
-        notes = (ensemble.decode_performance if self.instruments else perf.decode)(
-            tokens, cfg, program)
-        if max_note_seconds is not None:
-            notes["end"] = np.minimum(notes["end"], notes["start"] + max_note_seconds)
-        duration = float(notes["end"].max()) if len(notes) else 0.0
-        return Piece(notes, duration)
+    def decode(self, tokens: Sequence[int] | np.ndarray, clock: Any = None, program: int = 0,
+               max_note_seconds: float | None = None) -> Piece:
+        """The piece of any token sequence a model could emit (ids outside the vocabulary
+        raise VocabularyError): time is the sum of the shifts so far; a note gets the
+        velocity bin of the last VELOCITY (DEFAULT_VELOCITY's before any) and, with
+        instruments, the program of the last PROGRAM (``program`` before any; without
+        instruments every note gets ``program``); a DRUM token is a drum hit. How tokens
+        make notes is the kind's (``_pitched``); ``clock``: the beat vocabulary's tempo and
+        time signature; ``max_note_seconds``: performance events' longest note."""
+        ids = check_ids(tokens, self.size, program)
+        is_kind, value = self.vocab.split(ids)
+        step = np.cumsum(self.token_steps()[ids])  # (T,) time after each token
+        vbin = last_value(is_kind, value, VELOCITY, self.default_bin())
+        prog = self.option.programs(is_kind, value, program)
+        d = self.option.drums(is_kind)
+        pitched = self._pitched(is_kind, value, step, vbin, prog, max_note_seconds)
+        return self._assemble(pitched, (value[d], vbin[d], step[d]), clock)
+
+    def _assemble(self, pitched: Sequence[np.ndarray], hits: Sequence[np.ndarray], clock: Any
+                  ) -> Piece:
+        """The piece of pitched notes (pitch, bin, start, end, program) and drum hits (key,
+        bin, start; :meth:`drum_steps` long, program 0), in canonical order."""
+        (pitch, vbin, start, end, prog), (key, dbin, dstart) = pitched, hits
+        n, m = len(pitch), len(key)
+        return self._piece(np.concatenate([pitch, key]), np.concatenate([vbin, dbin]),
+                           np.concatenate([start, dstart]),
+                           np.concatenate([end, dstart + self.drum_steps()]),
+                           np.concatenate([prog, np.zeros(m, np.int64)]),
+                           np.arange(n + m) >= n, clock)
+
+    # ------------------------------------------------------------------ the hooks
+
+    def clock_of(self, piece: NoteInput) -> Any:
+        """The clock a piece's quantised form keeps (None: the kind has none)."""
+        return None
+
+    def grid(self) -> str:
+        """The time grid in words, e.g. ``10 ms``."""
+        raise NotImplementedError
+
+    def steps_per_second(self, clock: Any = None) -> float:
+        """Time steps per second of music (at ``clock``'s tempo for the beat vocabulary)."""
+        raise NotImplementedError
+
+    def shift_values(self) -> np.ndarray:
+        """Steps of each ``time_kind`` value, in id order."""
+        raise NotImplementedError
+
+    def default_bin(self) -> int:
+        """The velocity bin of a note before any VELOCITY token."""
+        raise NotImplementedError
+
+    def drum_steps(self) -> int:
+        """Steps a decoded drum hit lasts."""
+        raise NotImplementedError
+
+    def _times(self, pieces: Sequence[NoteInput]) -> np.ndarray | None:
+        """The times of all the pieces' notes (concatenated) that ``_steps`` reads beside
+        their seconds (the beat vocabulary: beats), or None."""
+        return None
+
+    def _steps(self, notes: np.ndarray, times: np.ndarray | None, config: Any
+               ) -> tuple[np.ndarray, ...]:
+        """Notes in ``config``'s pitch range on the grid as int64 arrays (n,): pitch, velocity
+        bin, start step, end value (the end step or a length index)."""
+        raise NotImplementedError
+
+    def _time_tokens(self, gap: np.ndarray, after: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each event's gap (steps) as time tokens, then ``after`` free slots: the uint16
+        tokens, each event's first free slot and its token count."""
+        raise NotImplementedError
+
+    def _quantised(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray,
+                   last: np.ndarray, prog: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Pitched notes as decoding returns them: (pitch, bin, start, end step, program)."""
+        raise NotImplementedError
+
+    def _pitched(self, is_kind: dict[str, np.ndarray], value: np.ndarray, step: np.ndarray,
+                 vbin: np.ndarray, prog: np.ndarray, max_note_seconds: float | None
+                 ) -> tuple[np.ndarray, ...]:
+        """The pitched notes of decoded tokens: (pitch, bin, start, end step, program)."""
+        raise NotImplementedError
+
+    def _piece(self, pitch: np.ndarray, vbin: np.ndarray, start: np.ndarray, end: np.ndarray,
+               prog: np.ndarray, drum: np.ndarray, clock: Any) -> Piece:
+        """The Piece of notes given in steps, in canonical order."""
+        raise NotImplementedError
 
 
-def vocabulary_of(d: Mapping[str, Any] | Events | EventConfig | NoteEventConfig) -> Events:
+def vocabulary_of(d: Mapping[str, Any] | Events | Any) -> Events:
     """The :class:`Events` of a saved ``events`` dict (see :meth:`Events.from_dict`), or of
     a config object."""
     if isinstance(d, Events):
         return d
-    if isinstance(d, EventConfig):
-        return Events(PERFORMANCE, d)
-    if isinstance(d, NoteEventConfig):
-        return Events(NOTES, d)
+    for sub in Events._kinds.values():
+        if isinstance(d, sub.config_type):
+            return sub(d)
     return Events.from_dict(d)
-
-
-def clock_from(us_per_quarter: float | None, numerator: int = 4, denominator: int = 4) -> Clock:
-    """A Clock from stored values (None: the default 120 bpm, 4/4)."""
-    if not us_per_quarter:
-        return beat.DEFAULT_CLOCK
-    return Clock(int(round(us_per_quarter)), int(numerator), int(denominator))

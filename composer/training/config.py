@@ -117,3 +117,9 @@ class TrainResult:
     skipped_steps: int
     out_dir: Path
 
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean loss in nats, capped at exp(50) instead of overflowing."""
+    return math.exp(min(loss, 50.0))
+

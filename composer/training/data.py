@@ -55,9 +55,9 @@ from composer.tokens.performance import (
     NOTE_ON,
     TIME_SHIFT,
     Vocabulary,
-    VocabularyError,
     shift_tokens,
 )
+from composer.tokens.vocab import VocabularyError
 from composer.training.config import AugmentConfig, DataError
 
 IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)

@@ -23,7 +23,6 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import time
@@ -48,7 +47,7 @@ from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM, check_fits
 from composer.model.storage import to_safe
 from composer.tokens.vocab import vocabulary_of
-from composer.training.config import TrainConfig, TrainingError, TrainResult
+from composer.training.config import TrainConfig, TrainingError, TrainResult, perplexity
 from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
 from composer.training.optim import Budget, param_groups, plan_line, regroup
 from composer.training.runs import MetricsLog, holds_run, set_aside_run, truncate_metrics
@@ -349,9 +348,4 @@ def _init_distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     return dist.get_rank(), world
-
-
-def perplexity(loss: float) -> float:
-    """``exp(loss)`` of a mean loss in nats, capped at exp(50) instead of overflowing."""
-    return math.exp(min(loss, 50.0))
 

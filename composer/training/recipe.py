@@ -16,6 +16,7 @@ from composer.core.messages import ComposerError, Notify, Progress, quiet
 from composer.corpus.cache import CorpusConfig
 from composer.corpus.facts import PrepareReport
 from composer.corpus.sources import open_or_prepare
+from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
 from composer.model.config import ModelConfig
 from composer.training.config import TrainConfig, TrainResult
 from composer.training.loop import train, validation_split
@@ -90,6 +91,8 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
         notify("no file fell in the validation split; validating on the train split "
                "(`composer prepare --valid` sets the share)")
     out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
+    if init_from is not None:  # a shipped model's name, or a training folder's best
+        init_from = resolve_checkpoint_path(find_checkpoint(init_from))[0]
     model_config = None
     if init_from is None and not resume:
         model_config = choose_model(preset, device, corpus.events.size, **(sizes or {}))

@@ -24,9 +24,21 @@ function showSeedRows() {
   }
 }
 
+function takesLine(model) {
+  // One line under the model's name: what it takes (vocabulary, size, controls, instruments).
+  const t = model.takes || {};
+  const names = (model.controls || []).map((c) => c.name === "style" && t.styles && t.styles.length
+    ? `style (${t.styles.join(", ")})` : c.name);
+  const parts = [t.vocabulary, t.size, "controls: " + (names.join(", ") || "none"),
+    t.instruments ? "instruments and drums" : "one instrument"];
+  return parts.filter(Boolean).join(" · ");
+}
+
 function renderControls(models) {
-  // A model that declares controls gets one input each: number (min/max/step) or choice.
+  // The chosen model's controls, one input each: number (min/max/step), choice or text;
+  // its numeric controls that may change over time can also be drawn as a plan.
   const model = models.find((m) => m.id === $("model").value);
+  $("model-takes").textContent = model ? takesLine(model) : "";
   const box = $("controls");
   box.replaceChildren();
   const controls = (model && model.controls) || [];
@@ -43,6 +55,11 @@ function renderControls(models) {
       input = document.createElement("select");
       input.append(new Option("(model's choice)", ""));
       for (const choice of c.choices) input.append(new Option(String(choice), String(choice)));
+    } else if (c.text) {
+      input = document.createElement("input");
+      input.type = "text";
+      input.placeholder = c.placeholder || "";
+      input.maxLength = 400;
     } else {
       input = document.createElement("input");
       input.type = "number";
@@ -50,10 +67,137 @@ function renderControls(models) {
     }
     input.id = id;
     input.dataset.control = c.name;
-    input.dataset.numeric = Array.isArray(c.choices) ? "" : "1";
+    input.dataset.numeric = Array.isArray(c.choices) || c.text ? "" : "1";
     row.append(label, input);
     box.append(row);
   }
+  // Tempo is one per piece: only the other numeric controls are drawn over time.
+  const drawable = controls.filter((c) => !Array.isArray(c.choices) && !c.text &&
+                                          c.name !== "tempo");
+  const select = $("plan-control");
+  select.replaceChildren(...drawable.map((c) => new Option(c.label || c.name, c.name)));
+  plan.inputs = Object.fromEntries(drawable.map((c) => [c.name, c]));
+  $("plan-box").hidden = drawable.length === 0;
+  clearPlan();
+}
+
+// ---------------------------------------------------------------- the plan over time
+
+const PLAN_BINS = 24; // the piece's seconds in this many steps
+const plan = {inputs: {}, values: new Array(PLAN_BINS).fill(null), drawing: false};
+
+function planInput() { return plan.inputs[$("plan-control").value]; }
+function planSeconds() { return Math.max(1, Number($("length").value) || 30); }
+
+function planRange(c) {
+  const lo = c.min !== undefined ? c.min : 0;
+  const hi = c.max !== undefined ? c.max : lo + 10;
+  return [lo, c.name === "density" ? Math.min(hi, 16) : hi]; // notes/s past 16: rare
+}
+
+function clearPlan() {
+  plan.values.fill(null);
+  showPlan();
+}
+
+function planSegments() {
+  // Runs of equal values as {"from": seconds, NAME: value}; a run left undrawn after a
+  // drawn one unsets the control (null: the value above, or the model's own).
+  const c = planInput();
+  if (!c) return [];
+  const seconds = planSeconds(), out = [];
+  let last = null;
+  plan.values.forEach((v, i) => {
+    if (v === last) return;
+    out.push({from: Math.round((i * seconds / PLAN_BINS) * 100) / 100, [c.name]: v});
+    last = v;
+  });
+  return out;
+}
+
+function showPlan() {
+  const segments = planSegments();
+  $("plan-json").textContent = segments.length ? JSON.stringify(segments) : "none";
+  drawPlan();
+}
+
+function drawPlan() {
+  const canvas = $("plan"), c = planInput();
+  if (!c || $("plan-box").hidden) return;
+  const scale = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 600, height = canvas.clientHeight || 140;
+  canvas.width = width * scale;
+  canvas.height = height * scale;
+  const g = canvas.getContext("2d");
+  g.scale(scale, scale);
+  g.fillStyle = "#fff";
+  g.fillRect(0, 0, width, height);
+  const [lo, hi] = planRange(c), area = planArea(width, height);
+  const y = (v) => area.top + (1 - (v - lo) / (hi - lo)) * area.h;
+  g.font = "10px sans-serif";
+  g.fillStyle = "#666";
+  g.strokeStyle = "#eee";
+  for (let k = 0; k <= 4; k++) {
+    const v = lo + (hi - lo) * k / 4;
+    g.beginPath(); g.moveTo(area.left, y(v)); g.lineTo(width, y(v)); g.stroke();
+    g.fillText(String(hi - lo > 5 ? Math.round(v) : Math.round(v * 10) / 10), 2, y(v) + 3);
+  }
+  const seconds = planSeconds(), step = seconds > 60 ? 10 : seconds > 20 ? 5 : 1;
+  for (let t = 0; t <= seconds && t / seconds * area.w < area.w - 20; t += step) {
+    g.fillText(t + " s", area.left + t / seconds * area.w, height - 2);
+  }
+  const binW = area.w / PLAN_BINS;
+  plan.values.forEach((v, i) => {
+    if (v === null) return;
+    g.fillStyle = "rgba(60, 120, 200, 0.35)";
+    g.fillRect(area.left + i * binW, y(v), binW, area.top + area.h - y(v));
+    g.fillStyle = "rgb(40, 90, 170)";
+    g.fillRect(area.left + i * binW, y(v) - 1, binW, 3);
+  });
+  canvas.dataset.segments = String(planSegments().length);
+}
+
+function planArea(width, height) {
+  return {left: 30, top: 6, w: width - 34, h: height - 22};
+}
+
+function drawAt(event) {
+  // The bin under the pointer takes its value; the bins a fast drag skipped since the last
+  // point are filled along the straight line between the two.
+  const canvas = $("plan"), c = planInput();
+  if (!c) return;
+  const box = canvas.getBoundingClientRect(), area = planArea(box.width, box.height);
+  const i = Math.floor((event.clientX - box.left - area.left) / area.w * PLAN_BINS);
+  const [lo, hi] = planRange(c);
+  const share = 1 - (event.clientY - box.top - area.top) / area.h;
+  const v = Math.min(hi, Math.max(lo, lo + share * (hi - lo)));
+  const bin = Math.min(PLAN_BINS - 1, Math.max(0, i));
+  const from = plan.last || {bin, v};
+  const lo_ = Math.min(from.bin, bin), hi_ = Math.max(from.bin, bin);
+  const step = c.step || 0.1;
+  for (let k = lo_; k <= hi_; k++) {
+    const t = hi_ === lo_ ? 1 : (k - from.bin) / (bin - from.bin);
+    const value = from.v + (v - from.v) * t;
+    plan.values[k] = Math.round(Math.round(value / step) * step * 1000) / 1000;
+  }
+  plan.last = {bin, v};
+  showPlan();
+}
+
+function startPlanEditor() {
+  const canvas = $("plan");
+  canvas.addEventListener("pointerdown", (e) => {
+    plan.drawing = true;
+    plan.last = null;
+    canvas.setPointerCapture(e.pointerId);
+    drawAt(e);
+  });
+  canvas.addEventListener("pointermove", (e) => { if (plan.drawing) drawAt(e); });
+  canvas.addEventListener("pointerup", () => { plan.drawing = false; });
+  $("plan-clear").addEventListener("click", clearPlan);
+  $("plan-control").addEventListener("change", clearPlan);
+  $("length").addEventListener("input", showPlan);
+  window.addEventListener("resize", drawPlan);
 }
 
 function request() {
@@ -79,6 +223,8 @@ function request() {
     controls[input.dataset.control] = input.dataset.numeric ? Number(input.value) : input.value;
   }
   if (Object.keys(controls).length) body.controls = controls;
+  const segments = planSegments();
+  if (segments.length) body.plan = segments;
   return body;
 }
 
@@ -248,6 +394,7 @@ async function start() {
     if ($("upload").files.length) { $("seed-kind").value = "upload"; showSeedRows(); }
   });
   $("form").addEventListener("submit", generate);
+  startPlanEditor();
   try {
     const [{models, limits}, {openings}] = await Promise.all([
       getJSON("/api/models"), getJSON("/api/openings")]);

@@ -1,0 +1,152 @@
+"""Music time per row while a continuation is drawn: the state the guards read.
+
+A :class:`Track` holds, per row, the music step it has reached, per pitch the step at which
+that pitch falls silent, and one vocabulary-specific field. A :class:`Tracker` starts a
+track and updates it after each drawn token; its vocabulary differences are a few hooks
+(:meth:`Tracker.update`, :meth:`Tracker.sounding`, :meth:`Tracker.pending`), one subclass
+per event vocabulary (:class:`PerformanceTracker`, :class:`BeatTracker`), chosen once in
+:func:`make_tracker`. The token ranges the guards mask (note starts, shifts) are read here
+too, so that :mod:`composer.generation.processors` needs no vocabulary of its own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from composer.tokens import beats as beat
+from composer.tokens import performance as perf
+from composer.tokens.vocab import Events
+
+FAR = 1 << 40  # music steps no note reaches
+
+
+class Track(NamedTuple):
+    """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
+    which it falls silent (an upper bound while it sounds); ``aux``: performance events,
+    (B, P) bool, the pitch sounds; beat vocabulary, (B,) the pitch index waiting for its
+    DURATION (-1: none)."""
+
+    now: torch.Tensor
+    until: torch.Tensor
+    aux: torch.Tensor
+
+
+class Tracker:
+    """Keeps the :class:`Track` of one vocabulary. ``starts``, ``shifts``: the token ranges
+    of note starts and of time shifts; ``shift_steps`` (S,): the music steps of each shift;
+    ``max_note``: the longest note in steps (a NOTE_ON's upper bound)."""
+
+    starts: range
+    shifts: range
+    shift_steps: torch.Tensor
+
+    def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
+        self.events, self.vocab, self.device = events, events.vocab, device
+        self.max_note = max_note
+        self.n_pitches = len(events.note_start_ids())
+        self.starts = events.note_start_ids()
+
+    def start(self) -> Track:
+        """The track of one row before any token."""
+        raise NotImplementedError
+
+    def update(self, tr: Track, tok: torch.Tensor) -> Track:
+        """The track after token ids ``tok`` (B,)."""
+        raise NotImplementedError
+
+    def sounding(self, tr: Track) -> torch.Tensor:
+        """(B, P) bool: the pitches sounding now."""
+        raise NotImplementedError
+
+    def silence(self, tr: Track) -> torch.Tensor:
+        """(B,) music steps since the last note fell silent (<= 0 while one sounds)."""
+        return tr.now - tr.until.amax(1)
+
+
+class PerformanceTracker(Tracker):
+    """Performance events (NOTE_ON / NOTE_OFF / TIME_SHIFT / VELOCITY): ``aux`` is the
+    (B, P) bool of sounding pitches."""
+
+    def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
+        super().__init__(events, max_note, device)
+        r = self.vocab.ranges
+        # per token: pitch, +-1 notes, steps, and the most steps its pitch sounds on after it
+        # (NOTE_ON: max_note, NOTE_OFF: 0, others: unchanged, FAR)
+        table = np.zeros((self.vocab.size, 4), np.int64)
+        table[:, 3] = FAR
+        for kind, sign, left in ((perf.NOTE_ON, 1, max_note), (perf.NOTE_OFF, -1, 0)):
+            table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
+            table[r[kind], 3] = left
+        table[:, 2] = events.token_steps()
+        self.table = torch.as_tensor(table, device=device)  # (V, 3)
+        self.shifts, self.offs = r[perf.TIME_SHIFT], r[perf.NOTE_OFF]
+        self.shift_steps = torch.as_tensor(table[self.shifts, 2], device=device)  # (S,)
+
+    def start(self) -> Track:
+        z = torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device)
+        return Track(torch.zeros(1, dtype=torch.long, device=self.device), z, z.bool())
+
+    def update(self, tr: Track, tok: torch.Tensor) -> Track:
+        p, d, k, left = self.table.index_select(0, tok).unbind(1)  # (B,) each
+        p, d, starts = p[:, None], d[:, None], (d > 0)[:, None]  # (B, 1) each
+        # NOTE_ON: sounds max_note at most; NOTE_OFF: silent now; others: unchanged
+        u = torch.minimum(tr.until.gather(1, p).masked_fill(starts, FAR),
+                          (tr.now + left)[:, None])  # (B, 1)
+        on = torch.where(d != 0, starts, tr.aux.gather(1, p))  # (B, 1)
+        return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on))
+
+    def sounding(self, tr: Track) -> torch.Tensor:
+        return tr.aux
+
+
+class BeatTracker(Tracker):
+    """The beat vocabulary (PITCH / DURATION / SHIFT / VELOCITY): ``aux`` (B,) is the pitch
+    waiting for its DURATION (-1: none)."""
+
+    def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
+        super().__init__(events, max_note, device)
+        r = self.vocab.ranges
+        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, kind, steps
+        table[r[beat.PITCH], 0] = np.arange(len(r[beat.PITCH]))
+        table[r[beat.PITCH], 1], table[r[beat.DURATION], 1], table[r[beat.SHIFT], 1] = 1, 2, 3
+        table[r[beat.DURATION], 2] = table[r[beat.SHIFT], 2] = self.vocab.steps
+        self.table = torch.as_tensor(table, device=device)  # (V, 3)
+        self.shifts, self.durations = r[beat.SHIFT], r[beat.DURATION]
+        self.shift_steps = torch.as_tensor(self.vocab.steps, device=device)  # (S,)
+
+    def start(self) -> Track:
+        z = torch.zeros(1, dtype=torch.long, device=self.device)
+        return Track(z, torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device),
+                     z - 1)
+
+    def update(self, tr: Track, tok: torch.Tensor) -> Track:
+        p, kind, steps = self.table.index_select(0, tok).unbind(1)  # (B,) each
+        note = (kind == 2) & (tr.aux >= 0)  # a DURATION completing a note
+        at = tr.aux.clamp(min=0)[:, None]  # (B, 1)
+        u = torch.where(note, tr.now + steps, tr.until.gather(1, at)[:, 0])
+        return Track(tr.now + torch.where(kind == 3, steps, 0),
+                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1))
+
+    def sounding(self, tr: Track) -> torch.Tensor:
+        return tr.until > tr.now[:, None]
+
+    def pending(self, tr: Track) -> torch.Tensor:
+        """(B, 1) bool: a PITCH waits for its DURATION."""
+        return (tr.aux >= 0)[:, None]
+
+
+def make_tracker(events: Events, max_note: int, device: torch.device) -> Tracker:
+    """The tracker of ``events``' vocabulary (``max_note``: the longest note in steps)."""
+    kind = BeatTracker if events.is_notes else PerformanceTracker
+    return kind(events, max_note, device)
+
+
+def replay(tracker: Tracker, tokens: torch.Tensor) -> Track:
+    """The track of one row after ``tokens`` (T,) (a seed), token by token."""
+    track = tracker.start()
+    for tok in tokens.split(1):
+        track = tracker.update(track, tok)
+    return track
