@@ -12,6 +12,7 @@ import click
 
 from composer.cli.report import bounded, default, errors_as_messages, force_option
 from composer.core import bounds
+from composer.midi.render import RenderConfig
 
 
 @click.command()
@@ -24,7 +25,7 @@ from composer.core import bounds
                    "/usr/share/soundfonts/FluidR3_GM.sf2, default.sf2, ..., else the one "
                    "pretty_midi ships].")
 @click.option("--max-length", type=bounded(bounds.RENDER_SECONDS),
-              default=default("composer.midi.render:RenderConfig", "seconds"), show_default=True,
+              default=default(RenderConfig, "seconds"), show_default=True,
               help="Seconds of audio at most: a longer piece renders its first part.")
 @force_option
 @errors_as_messages
