@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 from helpers import write_tune
 
 from composer.corpus.cache import Corpus
@@ -61,3 +62,34 @@ def test_cache_written_by_the_size_mtime_format_is_re_read(tmp_path):
     fresh = tmp_path / "fresh"
     prepare(src, fresh, workers=0)
     assert c.sequence(0).tolist() == Corpus.open(fresh).sequence(0).tolist()
+
+
+def test_a_warm_prepare_stats_files_and_reads_none(tmp_path, monkeypatch):
+    import composer.corpus.scan as scan
+
+    monkeypatch.setattr(scan, "RACY_NS", 0)  # trust stats at once (no 2 s wait)
+    src = tmp_path / "midi"
+    src.mkdir()
+    write_tune(src / "a.mid", [60, 62, 64])
+    write_tune(src / "b.mid", [50, 52, 54])
+    cache = tmp_path / "cache"
+    first = prepare(src, cache, workers=0)
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a file with an unchanged stat was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(scan, "read_bytes", no_read)
+        again = prepare(src, cache, workers=0)  # fast path: the stat stamp
+        assert again.files_parsed == 0 and again.events == first.events
+        write_tune(src / "c.mid", [70])  # a new file: the others are still not read
+        m.setattr(scan, "read_bytes", lambda path, config: (
+            no_read() if not str(path).endswith("c.mid") else Path(path).read_bytes()))
+        added = prepare(src, cache, workers=0)
+        assert added.files_parsed == 1 and added.files_loaded == 3
+    _same_size_edit(src / "a.mid", [71, 73, 75])  # size and mtime kept, ctime moves
+    edited = prepare(src, cache, workers=0)
+    assert edited.files_parsed == 1
+    fresh = tmp_path / "fresh"
+    prepare(src, fresh, workers=0)
+    assert np.array_equal(Corpus.open(cache).tokens, Corpus.open(fresh).tokens)

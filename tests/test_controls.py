@@ -27,6 +27,7 @@ from composer.controls.features import (
     stretch_density,
 )
 from composer.controls.plan import key_profile, key_scale, make_plan, parse_key, read_plan
+from composer.core.messages import GenerateError
 from composer.corpus.cache import INDEX_DTYPE, Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
 from composer.generation.config import GenerateRequest, SampleConfig
@@ -389,5 +390,42 @@ def test_obedience_benchmark_runs_on_a_tiny_model(steered, tmp_path):
                     str(steered), str(corpus), "--pieces", "2", "--seconds", "2",
                     "--json", str(out)], check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
-    assert len(result["density"]["rows"]) == 5 and len(result["key"]["rows"]) == 4
+    assert len(result["density"]["rows"]) == 6 and len(result["key"]["rows"]) == 4
+    assert "plan" in result["density"] and result["instruments"] == {
+        "skipped": "the model has no instruments"}
     assert {r["style"] for r in result["style"]["rows"]} == {"bach", "folk"}
+    assert set(result["steps_per_second"]) == {"with feedback", "without"}
+
+
+def _drawn(steered: Path, flags: dict, **sample) -> list[np.ndarray]:
+    """Notes of 4 unseeded 8 s continuations of the tiny steered model under ``flags``."""
+    ckpt = load_checkpoint(steered)
+    events = ckpt.events
+    gen = generate(ckpt.model, events, None, 4, SampleConfig(seconds=8, **sample), 3,
+                   plan=make_plan(ckpt.model_config.controls, flags))
+    return [events.decode(row[gen.seed_len:]).notes for row in gen.tokens]
+
+
+def test_density_feedback_holds_the_count_to_the_plan(steered):
+    """The tiny model barely knows its density input; the feedback on the drawn count makes
+    the asked density what is produced, and 0 gain leaves the model alone."""
+    def per_second(flags: dict, **sample) -> float:
+        return float(np.median([len(n) / 8 for n in _drawn(steered, flags, **sample)]))
+
+    low, high = per_second({"density": 1}), per_second({"density": 8})
+    assert high > 3 * low
+    assert abs(high - 8) / 8 < 0.35 and abs(low - 1) < 1
+    alone = per_second({"density": 8}, density_gain=0.0)
+    assert abs(alone - 8) > abs(high - 8)
+
+
+def test_scale_penalty_keeps_notes_in_the_asked_key(steered):
+    scale = key_scale("F# major")
+    def share(**sample) -> float:
+        notes = np.concatenate(_drawn(steered, {"key": "F# major"}, **sample))
+        return float(scale[notes["pitch"] % 12].mean())
+
+    assert share() >= 0.92
+    assert share(scale_penalty=0.0) < share()
+    with pytest.raises(GenerateError, match="scale_penalty must be a number in"):
+        SampleConfig(scale_penalty=float("nan"))

@@ -267,7 +267,8 @@ def test_max_silence_guard_forbids_long_silences():
     with torch.no_grad():
         lazy.head.bias[R[TIME_SHIFT].start : R[TIME_SHIFT].stop] += 8.0  # loves to wait
     def longest(max_silence: float) -> tuple[float, int]:
-        config = SampleConfig(seconds=20, max_silence_seconds=max_silence, max_note_seconds=1)
+        config = SampleConfig(seconds=20, max_silence_seconds=max_silence, max_note_seconds=1,
+                              max_opening_seconds=1000)  # the opening: tested below
         gen = generate(lazy, EC, None, 4, config, rng_seed=0)
         notes = [to_notes(t, EC, max_note_seconds=1) for t in gen.tokens]
         return max(max(gaps(n), default=20.0) for n in notes), min(map(len, notes))
@@ -275,6 +276,25 @@ def test_max_silence_guard_forbids_long_silences():
     guarded, n_notes = longest(0.5)
     assert unguarded > 3.0
     assert guarded <= 0.5 + 1e-6 and n_notes > 5
+
+
+def test_an_unseeded_piece_opens_within_max_opening_seconds():
+    lazy = tiny()
+    with torch.no_grad():
+        lazy.head.bias[R[TIME_SHIFT].start : R[TIME_SHIFT].stop] += 8.0  # loves to wait
+
+    def first_notes(**settings) -> list[float]:
+        config = SampleConfig(seconds=10, max_note_seconds=1, **settings)
+        gen = generate(lazy, EC, None, 8, config, rng_seed=0)
+        return [float(n["start"].min()) if len(n) else 10.0
+                for n in (to_notes(t, EC, max_note_seconds=1) for t in gen.tokens)]
+
+    assert max(first_notes()) <= 0.5 + 1e-6  # the default: 0.5 s
+    assert max(first_notes(max_opening_seconds=0.2)) <= 0.2 + 1e-6
+    assert min(first_notes(max_opening_seconds=1000, max_silence_seconds=1000)) > 1.0
+    seeded = generate(lazy, EC, [tok(VELOCITY, 20), tok(NOTE_ON, 60)], 2,
+                      SampleConfig(seconds=5, max_note_seconds=1), rng_seed=0)
+    assert seeded.tokens  # a seed with a note: no opening guard (the silence guard holds)
 
 
 # ---------------------------------------------------------------------------- decoding

@@ -187,9 +187,9 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
                    "model's name).")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
-@click.option("--threads", type=bounded(bounds.threads_bound()), default=1, show_default=True,
-              help="CPU threads for training (more are often slower at small batches, and "
-                   "much slower when other work shares the cores).")
+@click.option("--threads", type=bounded(bounds.threads_bound()),
+              help="CPU threads for training [default: the cores that other work leaves "
+                   "free, at least 1; a second thread on a busy core slows every step].")
 @events_option(" Used when MIDI_DIR is a MIDI folder.")
 @train_controls
 @instruments_flag

@@ -53,6 +53,20 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def free_cpus() -> int:
+    """The CPUs this process may run on that other work does not keep busy (by the 1-minute
+    load average), at least 1: the default thread count of training. On idle cores every
+    thread shares the work of a step; when other work already fills them, a step waits for
+    its slowest thread (on a 2-core machine at load 10, a 2-thread loop had not finished in
+    16 minutes the 35 steps that 1 thread ran in 3)."""
+    cpus = available_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cpus, math.floor(cpus - busy + 0.5)))
+
+
 @dataclass(frozen=True)
 class Bound:
     """A closed (or left-open) interval a number must lie in, and how to name it."""

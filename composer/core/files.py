@@ -113,16 +113,18 @@ def temp_name(path: str | os.PathLike) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
-                 mode: int | None = 0o644, replace: bool = True) -> Path:
+                 mode: int | None = 0o644, replace: bool = True, durable: bool = True
+                 ) -> Path:
     """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder,
     which is fsynced and renamed over ``path``; then the folder is fsynced.
 
     ``replace=False``: the temporary file is hard-linked to ``path`` instead, which claims
     the name atomically or raises :class:`FileTaken` when it exists (a file of anyone, made
-    at any time before, is never replaced). ``mode`` sets the file's permission bits (None
-    keeps what ``write`` made). An ``OSError`` becomes the one-line error of
-    :func:`write_error`; the old file, if any, is left as it was and the temporary file is
-    removed.
+    at any time before, is never replaced). ``durable=False`` skips both fsyncs (still
+    atomic for readers): for derived data that is checked when read and rebuilt when wrong,
+    such as a corpus cache. ``mode`` sets the file's permission bits (None keeps what
+    ``write`` made). An ``OSError`` becomes the one-line error of :func:`write_error`; the
+    old file, if any, is left as it was and the temporary file is removed.
     """
     path = Path(path)
     tmp = temp_name(path)
@@ -131,12 +133,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
         write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
-        fsync_file(tmp)
+        if durable:
+            fsync_file(tmp)
         if replace:
             os.replace(tmp, path)
         else:
             _claim(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except FileExistsError:
         raise FileTaken(f"{path} exists (give --force to replace it)") from None
     except OSError as e:
@@ -164,15 +168,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, replace: bool = True) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, replace: bool = True,
+                      durable: bool = True) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), replace=replace)
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), replace=replace,
+                        durable=durable)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1,
+                      durable: bool = True) -> Path:
     """:func:`atomic_write` of ``obj`` as JSON (serialised first, so a bad object writes
     nothing)."""
-    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n", durable=durable)
 
 
 def atomic_write_npy(path: str | os.PathLike, array: Any) -> Path:

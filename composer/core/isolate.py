@@ -50,7 +50,7 @@ def describe_failure(stalled: bool, code: int | None, timeout: float,
 
 
 def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | None = None,
-                 timeout: float = 30.0, batch: int = 32, cost: Sequence[int] | None = None,
+                 timeout: float = 30.0, batch: int = 64, cost: Sequence[int] | None = None,
                  max_cost: int = 16 << 20, memory_headroom: int = 4 << 30,
                  failure: Callable[[bool, int | None, float], Any] | None = None
                  ) -> Iterator[tuple[int, Any]]:

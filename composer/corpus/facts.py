@@ -190,13 +190,18 @@ def _percentile_bin(counts: np.ndarray, q: float) -> int | None:
 
 def combine(stats: Iterable[Mapping[str, list[int]]]) -> Guards:
     """The :class:`Guards` of files' :func:`file_stats` summed."""
-    sums: dict[str, np.ndarray] = {}
+    rows: dict[str, list[list[int]]] = {}
     for s in stats:
-        for key, counts in s.items():
-            c = _untrim(counts)
-            old = sums.get(key, np.zeros(0, np.int64))
-            n = max(len(old), len(c))
-            sums[key] = np.pad(old, (0, n - len(old))) + np.pad(c, (0, n - len(c)))
+        for key, packed in s.items():
+            if packed:
+                rows.setdefault(key, []).append(packed)
+    sums: dict[str, np.ndarray] = {}
+    for key, packed in rows.items():  # one bincount per key: each bin at first + k
+        lengths = np.array([len(r) - 1 for r in packed])  # (files,)
+        first = np.array([r[0] for r in packed]) - (np.cumsum(lengths) - lengths)
+        counts = np.fromiter((c for r in packed for c in r[1:]), np.int64, int(lengths.sum()))
+        at = np.repeat(first, lengths) + np.arange(len(counts))  # (bins,)
+        sums[key] = np.bincount(at, weights=counts).astype(np.int64)
     empty = np.zeros(0, np.int64)
     poly = _percentile_bin(sums.get("poly", empty), POLYPHONY_PERCENTILE)
 

@@ -4,7 +4,9 @@
 the new or changed ones in worker processes (a worker that crashes or stalls costs one file,
 not the run), and writes a memory-mappable cache:
 
-    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason
+    CACHE_DIR/manifest.json        per-file record: content hash (the key), status, reason,
+                                   and the stat key (device, inode, size, mtime, ctime) the
+                                   hash holds for
     CACHE_DIR/objects/KEY.u16      append-only pack of every file's tokens (KEY: settings)
     CACHE_DIR/tokens.npy           all tokens of all loaded files, uint16, concatenated
     CACHE_DIR/index.npy            per file: offset, length, split, seconds, notes, tempo and
@@ -14,9 +16,16 @@ not the run), and writes a memory-mappable cache:
     CACHE_DIR/skipped.tsv          every skipped file with its one-line reason
 
 Concurrent prepares of one cache take turns (a lock file, ``CACHE_DIR/.lock``); every file
-is written atomically under a unique temporary name. corpus.json records the byte sizes of
+is written atomically under a unique temporary name (not fsynced: a cache is derived data,
+and what a crash leaves is caught as below). corpus.json records the byte sizes of
 tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpus.open``
 (one line) and rebuilt by the next ``prepare`` (``PrepareReport.repaired`` says why).
+
+A file is read again only when its stat key changed since it was hashed
+(:func:`~composer.corpus.scan.trusted_stats`: ``touch``, ``cp -p``, ``rsync -a`` and tar can
+set an mtime back, never a ctime); a prepare whose every key is as last time reads no file
+at all (corpus.json's ``stat_scan``). A changed key means the file is hashed as before, and
+only parsed if its contents are new (a touched or renamed file is not).
 
 ``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
 assigned to train/valid/test by a hash of their content, so a split never changes from run to
@@ -29,6 +38,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -58,9 +68,11 @@ from composer.corpus.cache import (
 from composer.corpus.facts import PrepareReport, choose_vocabulary, summarise
 from composer.corpus.scan import (
     display_name,
-    hash_files,
+    hash_file,
     ingest_files,
+    known_hashes,
     scan_stat,
+    trusted_stats,
 )
 from composer.midi.io import MIDI_SUFFIXES
 from composer.tokens.vocab import CHOICES
@@ -84,63 +96,79 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
+    scanned_ns = time.time_ns()
     stats = scan_stat(midi_dir)
     if not stats:
         raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
                             f"(looked for {' '.join(MIDI_SUFFIXES)})")
     with locked_folder(cache):
+        meta = _read_meta(cache)
         if config.vocabulary != "auto":
-            report = _prepare_locked(midi_dir, cache, config, stats, workers, progress)
+            report = _prepare_locked(midi_dir, cache, config, stats, scanned_ns, meta, workers,
+                                     progress)
             report.why = f"{config.vocabulary} (as asked)"
             return report
-        guess = _last_choice(cache)
+        guess = _last_choice(meta)
         report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=guess), stats,
-                                 workers, progress)
+                                 scanned_ns, meta, workers, progress)
         kind, why = choose_vocabulary(*report.grid, config.notes.steps_per_quarter)
         if kind != guess:
             report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=kind), stats,
-                                     workers, progress)
+                                     scanned_ns, _read_meta(cache), workers, progress)
         report.why = f"{kind} ({why})"
         return report
 
 
-def _last_choice(cache: Path) -> str:
-    """The vocabulary of the corpus already in ``cache`` (the beat vocabulary if none)."""
+def _read_meta(cache: Path) -> dict | None:
+    """The cache's corpus.json, or None when there is none fit to read."""
     try:
-        kind = json.loads((cache / "corpus.json").read_text())["config"]["vocabulary"]
-    except (OSError, ValueError, KeyError, TypeError):
+        meta = json.loads((cache / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _last_choice(meta: dict | None) -> str:
+    """The vocabulary of the corpus of ``meta`` (corpus.json; the beat vocabulary if none)."""
+    try:
+        kind = meta["config"]["vocabulary"]  # type: ignore[index]
+    except (KeyError, TypeError):
         return "notes"
     return kind if kind in CHOICES[:2] else "notes"
 
 
 def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
-                    stats: dict[str, os.stat_result | OSError], workers: int | None,
+                    stats: dict[str, os.stat_result | OSError], scanned_ns: int,
+                    meta: dict | None, workers: int | None,
                     progress: Callable[[int, int], None] | None) -> PrepareReport:
-    """:func:`prepare` once the cache's lock is held."""
+    """:func:`prepare` once the cache's lock is held (``meta``: its corpus.json as read)."""
     paths = sorted(stats)
-    readable = [r for r in paths if isinstance(stats[r], os.stat_result)]
-    hashes = hash_files(midi_dir, readable, config.load)  # the key: contents, not mtimes
-    listing = "\n".join(f"{r}\t{hashes[r]}" if r in hashes else f"{r}\t{stats[r]}"
-                        for r in paths)
-    scan_stamp = _digest(f"{config.to_dict()}\n{listing}")
-    unchanged = _unchanged(cache, scan_stamp, len(paths))
+    trusted = trusted_stats(stats, scanned_ns)
+    stat_stamp = _digest(f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n" + "\n".join(
+        [trusted[r] for r in paths])) if len(trusted) == len(paths) else None
+    unchanged = _unchanged(cache, meta, stat_stamp, len(paths))
     if unchanged:
-        return unchanged  # fast path: no file was added, removed or changed
+        return unchanged  # fast path: no file was added, removed or changed (by its stat)
     manifest = read_manifest(cache, config)
     old = manifest["files"]
     known = {r["hash"]: r for r in old.values() if r.get("reason") is None and r.get("hash")}
     by_content = {r["hash"]: r for r in old.values() if r.get("hash")}  # loaded or skipped
+    hashes = known_hashes(midi_dir, stats, trusted, old, config.load)
     files: dict[str, dict] = {}
     todo = []
     for rel in paths:
         st = stats[rel]
         if isinstance(st, OSError):
             files[rel] = {"hash": None, "reason": f"cannot read file: {st.strerror or st}"}
-        elif hashes[rel] is not None and hashes[rel] in by_content:  # same bytes as before
-            files[rel] = dict(by_content[hashes[rel]])  # (also under another name)
+            continue
+        if hashes.get(rel) in by_content:  # same bytes as before (also under another name)
+            files[rel] = dict(by_content[hashes[rel]])
         else:
             files[rel] = {"size": st.st_size}
             todo.append(rel)
+        files[rel].pop("stat", None)
+        if rel in trusted:  # its hash holds as long as this stat does (not read again)
+            files[rel]["stat"] = trusted[rel]
     report = PrepareReport(cache, files_found=len(paths), files_parsed=len(todo))
     report.repaired = cache_problem(cache)
     done = len(paths) - len(todo)
@@ -163,7 +191,8 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
                     pack.write(tokens.tobytes())
                     record["at"], at = at, at + len(tokens)
                     known[record["hash"]] = record
-                record["hash"] = record["hash"] or hashes[todo[i]]  # a crash is keyed too
+                if not record["hash"] and record.get("reason"):  # a crash is keyed too
+                    record["hash"] = hashes.get(todo[i]) or hash_file(jobs[i], config.load)
                 files[todo[i]].update(record)
                 done += 1
                 if progress:
@@ -175,8 +204,13 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
         if kept != old:
             manifest["files"] = kept
             with contextlib.suppress(ComposerError):  # a full disk is reported already
-                atomic_write_json(cache / "manifest.json", manifest)
-    _consolidate(cache, packed, files, config, report, scan_stamp, Path(midi_dir).resolve())
+                atomic_write_json(cache / "manifest.json", manifest, indent=None,
+                                  durable=False)
+    listing = "\n".join(f"{r}\t{files[r]['hash']}" if isinstance(stats[r], os.stat_result)
+                        else f"{r}\t{stats[r]}" for r in paths)
+    scan_stamp = _digest(f"{config.to_dict()}\n{listing}")
+    _consolidate(cache, packed, files, config, report, (scan_stamp, stat_stamp),
+                 Path(midi_dir).resolve())
     return report
 
 
@@ -185,11 +219,15 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
-def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None:
-    """The report of the last run if the scan is the same as then (same files and contents)."""
+def _unchanged(cache: Path, meta: dict | None, stat_stamp: str | None, found: int
+               ) -> PrepareReport | None:
+    """The report of the last run (``meta``: its corpus.json) if the scan is the same as
+    then: the same files, each with the same (device, inode, size, mtime, ctime) as when it
+    was hashed."""
+    if stat_stamp is None or meta is None:
+        return None
     try:
-        meta = json.loads((cache / "corpus.json").read_text())
-        if meta.get("scan") != scan_stamp or cache_problem(cache, meta):
+        if meta.get("stat_scan") != stat_stamp or cache_problem(cache, meta):
             return None
         rows = (cache / "skipped.tsv").read_text(encoding="utf-8").splitlines()[1:]
         return PrepareReport(cache, found, meta["files_loaded"], 0,
@@ -201,8 +239,10 @@ def _unchanged(cache: Path, scan_stamp: str, found: int) -> PrepareReport | None
 
 
 def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: CorpusConfig,
-                 report: PrepareReport, scan_stamp: str, source: Path) -> None:
-    """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date."""
+                 report: PrepareReport, scans: tuple[str, str | None], source: Path) -> None:
+    """Write tokens.npy / index.npy / corpus.json / skipped.tsv unless they are up to date
+    (``scans``: the stamps of this scan by contents and by stat)."""
+    scan = {"scan": scans[0], "stat_scan": scans[1]}
     seen: dict[str, str] = {}
     loaded = []
     for rel, rec in files.items():
@@ -225,8 +265,8 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
             report.events, report.seconds = meta["events"], meta["seconds"]
             report.split_files, report.grid = meta["split_files"], meta["grid"]
             report.vocabulary = meta["config"]["vocabulary"]
-            if meta.get("scan") != scan_stamp:
-                atomic_write_json(meta_path, {**meta, "scan": scan_stamp})
+            if any(meta.get(k) != v for k, v in scan.items()):
+                atomic_write_json(meta_path, {**meta, **scan}, durable=False)
             return
     except (OSError, ValueError, KeyError):
         pass
@@ -246,27 +286,27 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
         tokens = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint16,
                                            shape=(report.events,))  # (N,)
         pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
-        for i, rel in enumerate(loaded):
-            o, n, at = index["offset"][i], index["length"][i], files[rel]["at"]
-            tokens[o : o + n] = pack[at : at + n]
-        del pack
-        tokens.flush()
-        del tokens
+        src, out = np.asarray(pack), np.asarray(tokens)  # plain views: cheap slices
+        for o, n, rel in zip(index["offset"].tolist(), index["length"].tolist(), loaded,
+                             strict=True):
+            at = files[rel]["at"]
+            out[o : o + n] = src[at : at + n]
+        del pack, src, out, tokens  # unmapped; no msync (the cache is not fsynced)
 
     def write_index(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.save(f, index)
 
-    atomic_write(cache / "tokens.npy", write_tokens)
-    atomic_write(cache / "index.npy", write_index)
+    atomic_write(cache / "tokens.npy", write_tokens, durable=False)
+    atomic_write(cache / "index.npy", write_index, durable=False)
     lines = "".join(f"{display_name(rel)}\t{display_name(reason)}\n"
                     for rel, reason in report.skipped)
-    atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines)
+    atomic_write_text(cache / "skipped.tsv", "path\treason\n" + lines, durable=False)
     sizes = {name: (cache / name).stat().st_size for name in ("tokens.npy", "index.npy")}
     atomic_write_json(meta_path, {
-        "format_version": FORMAT_VERSION, "stamp": stamp, "scan": scan_stamp,
+        "format_version": FORMAT_VERSION, "stamp": stamp, **scan,
         "source": str(source), "config": config.to_dict(), "files": sizes,
         "paths": loaded, "files_loaded": len(loaded), "notes": report.notes,
         "events": report.events, "seconds": report.seconds, "split_files": report.split_files,
         **facts,
-    })
+    }, durable=False)

@@ -1,7 +1,8 @@
 """Finding MIDI files in a folder, reading them, and showing their names.
 
 ``scan(midi_dir)`` lists the MIDI files below a folder (recursive, regular files only, dot
-folders skipped); ``hash_files`` keys files by their contents (:func:`content_hash`);
+folders skipped); files are keyed by their contents (:func:`content_hash`), known without
+reading them again while their stat is unchanged (:func:`known_hashes`);
 ``load_folder`` loads a small folder in-process; ``ingest_files`` reads,
 hashes, parses and encodes a batch of files (what corpus workers run). File names are kept as
 ``str`` the way :mod:`os` gives them, so a name that is not valid UTF-8 holds surrogates and
@@ -75,21 +76,58 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def hash_files(midi_dir: str | os.PathLike, paths: Sequence[str], load_config: LoadConfig,
-               threads: int = 8) -> dict[str, str | None]:
-    """Relative path -> :func:`content_hash` of each file's bytes, read in ``threads``
-    threads (hashing releases the GIL); None for a file that cannot be read within the
+def hash_file(path: str | os.PathLike, load_config: LoadConfig) -> str | None:
+    """:func:`content_hash` of a file's bytes; None when it cannot be read within the
     loader's bounds (its worker then says why)."""
-    def one(rel: str) -> str | None:
-        try:
-            return content_hash(read_bytes(os.path.join(midi_dir, rel), load_config))
-        except MidiError:
-            return None
+    try:
+        return content_hash(read_bytes(path, load_config))
+    except MidiError:
+        return None
 
-    if len(paths) < 64:
-        return {rel: one(rel) for rel in paths}
-    with ThreadPoolExecutor(threads) as pool:
-        return dict(zip(paths, pool.map(one, paths, chunksize=16), strict=True))
+
+# A stat is trusted when the file's times are this much older than the scan: a later
+# edit then gets other times, even on a file system with coarse timestamps.
+RACY_NS = 2_000_000_000
+
+
+def trusted_stats(stats: dict[str, os.stat_result | OSError], scanned_ns: int
+                  ) -> dict[str, str]:
+    """Relative path -> stat key "device inode size mtime_ns ctime_ns" of each regular file
+    whose times are older than ``scanned_ns`` (``time.time_ns()`` before the scan) by
+    :data:`RACY_NS`. While a file's key is unchanged its contents are taken to be unchanged:
+    ``touch``, ``cp -p``, ``rsync -a`` and tar can set the mtime back, never the ctime."""
+    edge = scanned_ns - RACY_NS
+    return {rel: f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+            for rel, st in stats.items()
+            if type(st) is os.stat_result and st.st_mtime_ns < edge and st.st_ctime_ns < edge}
+
+
+def known_hashes(midi_dir: str | os.PathLike, stats: dict[str, os.stat_result | OSError],
+                 trusted: dict[str, str], records: dict[str, dict], load_config: LoadConfig,
+                 threads: int = 8) -> dict[str, str | None]:
+    """Relative path -> content hash of the files that need no worker to know it: the hash
+    of the last run's record when the file's :func:`trusted_stats` key is the one recorded
+    there (the file is not read), else :func:`hash_file` (read in ``threads`` threads) when
+    some recorded file has its size (the same bytes may be there under any name). Other
+    files are new contents for sure: their worker hashes them."""
+    out: dict[str, str | None] = {}
+    sizes = {r.get("size") for r in records.values() if r.get("hash")}
+    for rel in stats:
+        rec = records.get(rel)
+        if rec and rec.get("hash") and rel in trusted and rec.get("stat") == trusted[rel]:
+            out[rel] = rec["hash"]
+    todo = [rel for rel, st in stats.items() if rel not in out and isinstance(st, os.stat_result)
+            and (st.st_size in sizes or None in sizes)]
+
+    def one(rel: str) -> str | None:
+        return hash_file(os.path.join(midi_dir, rel), load_config)
+
+    if len(todo) < 64:
+        out.update((rel, one(rel)) for rel in todo)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            out.update(zip(todo, pool.map(one, todo, chunksize=16), strict=True))
+    return out
 
 
 def ingest_files(paths: Sequence[str], load_config: LoadConfig,

@@ -29,12 +29,16 @@ class SampleConfig(Config):
     top_k: int = 0  # keep the k most likely events (0: off)
     top_p: float = 1.0  # keep the smallest set of events holding this much mass (1: off)
     max_silence_seconds: float = 2.0  # longest run of silence the guard lets through
+    max_opening_seconds: float = 0.5  # an unseeded piece's first note comes by then
     max_note_seconds: float | None = None  # no note lasts longer; None: the model's guard
     max_polyphony: int | None = None  # most notes at once; None: the model's guard (or none)
     # Instrument-aware models: the GM programs whose PROGRAM tokens may be drawn (None: any)
     # and whether drum hits may be (composer.midi.instruments.parse_instruments reads a list).
     instruments: tuple[int, ...] | None = None
     drums: bool = True
+    # Models with controls: feedback that holds the music to the plan (0: the model alone).
+    density_gain: float = 0.5  # shift-score bias per note behind/ahead of the asked density
+    scale_penalty: float = 4.0  # score taken off notes outside an asked key's scale
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
     # Limits checked before anything is allocated (a user raises them on purpose):
@@ -51,7 +55,8 @@ class SampleConfig(Config):
     def __post_init__(self) -> None:
         bounds.TEMPERATURE.check(self.temperature, GenerateError, "sample config: temperature")
         bounds.TOP_P.check(self.top_p, GenerateError, "sample config: top_p")
-        for name in ("max_silence_seconds", "max_note_seconds", "max_seconds", "seconds"):
+        for name in ("max_silence_seconds", "max_opening_seconds", "max_note_seconds",
+                     "max_seconds", "seconds"):
             if (v := getattr(self, name)) is not None or name != "max_note_seconds":
                 bounds.SECONDS.check(v, GenerateError, f"sample config: {name}")
         for name, least in (("top_k", 0), ("events", 1), ("max_polyphony", 1)):
@@ -59,6 +64,12 @@ class SampleConfig(Config):
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
         bounds.MAX_NUM.check(self.max_num, GenerateError, "sample config: max_num")
+        for name in ("density_gain", "scale_penalty"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) and 0 <= v <= 100):
+                raise GenerateError(f"sample config: {name} must be a number in [0, 100], "
+                                    f"got {v!r}")
         if self.instruments is not None and not (
                 self.instruments and all(is_int(p) and 0 <= p <= 127 for p in self.instruments)):
             raise GenerateError("sample config: instruments must be GM programs 0..127 (at "

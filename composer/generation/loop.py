@@ -41,7 +41,12 @@ from composer.core.messages import GenerateError, check_seed
 from composer.corpus.facts import Guards
 from composer.generation.config import CHUNK, SampleConfig
 from composer.generation.noise import Sampler, row_keys
-from composer.generation.processors import Processors, make_processors, max_note_seconds
+from composer.generation.processors import (
+    Processors,
+    late_processors,
+    make_processors,
+    max_note_seconds,
+)
 from composer.generation.track import Track, Tracker, make_tracker, replay
 from composer.model.config import MEMORY_SHARE
 from composer.model.lstm import ComposerLSTM
@@ -105,8 +110,8 @@ def _flat(s: _State) -> list[torch.Tensor]:
 
 
 def _unflat(like: _State, ts: list[torch.Tensor]) -> _State:
-    n = len(like.state)
-    return _State(ts[0], tuple(ts[1 : 1 + n]), Track(*ts[1 + n : 4 + n]), ts[4 + n])
+    n, k = len(like.state), len(Track._fields)
+    return _State(ts[0], tuple(ts[1 : 1 + n]), Track(*ts[1 + n : 1 + n + k]), ts[1 + n + k])
 
 
 class _Chunks:
@@ -284,8 +289,10 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
                            Sampler(row_keys(rng_seed, num, device), processors.greedy), None)
             state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan)
             now0 = int(state.track.now[0])
-            if plan is not None:
-                parts = parts._replace(schedule=_Schedule(plan, now0, sps, device))
+            late = late_processors(tracker, config, plan, model.config.controls, sps, now0,
+                                   unseeded=not np.isin(seed, tracker.starts).any())
+            parts = parts._replace(processors=processors.with_late(late), schedule=None
+                                   if plan is None else _Schedule(plan, now0, sps, device))
             stop = _Stop(config, sps, now0, progress)
             runner, capture = _chunks(parts, state, keep_logits,
                                       device.type == "cuda" if cuda_graph is None else cuda_graph)

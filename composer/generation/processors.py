@@ -10,7 +10,8 @@ The guards:
   of programs outside the config's ``instruments`` are masked, and DRUM tokens without
   ``drums``;
 - **silence** (:class:`SilenceGuard`): a shift that would stretch a silence past
-  ``max_silence`` steps is masked;
+  ``max_silence`` steps is masked; an unseeded piece opens within ``max_opening_seconds``
+  (:class:`OpeningSilence`: until its first note, no shift goes past it);
 - **polyphony** (:class:`PolyphonyGuard`): a note start is masked while its pitch sounds (no
   re-strike; a unison of two instruments counts as one) and every note start while
   ``max_polyphony`` notes sound (drum hits, having no length, are not counted);
@@ -22,6 +23,9 @@ The guards:
   is not sounding is masked (decoding would ignore it), and so is one in the very step its
   note began (decoding would stretch that note to one step, unseen by the polyphony count);
   beat vocabulary (:class:`BeatGrammar`): after a PITCH only a DURATION, elsewhere none.
+
+A model with controls also gets :class:`Steering` (built once the seed is fed): feedback
+that holds the drawn music to the plan's density and key.
 
 Then the sampling settings: :class:`Temperature` (first: it makes the copy the guards mask in
 place), :class:`TopK`, :class:`TopP`. Greedy (temperature 0) is decided in one place,
@@ -182,6 +186,100 @@ class TopP:
         return scores.scatter(1, order, ranked.masked_fill(drop, INF))
 
 
+class OpeningSilence:
+    """Until a piece's first note, masks the shifts that would open it with more than
+    ``max_steps`` of silence (an unseeded piece: drawing starts at music step ``now0``)."""
+
+    def __init__(self, tracker: Tracker, max_steps: int, now0: int) -> None:
+        self.shifts, self.steps = tracker.shifts, tracker.shift_steps  # (S,)
+        self.max_steps, self.now0 = max_steps, now0
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        waiting = (tr.notes == 0)[:, None]  # (B, 1): no note yet
+        over = (tr.now - self.now0)[:, None] + self.steps > self.max_steps  # (B, S)
+        scores[:, self.shifts.start : self.shifts.stop].masked_fill_(waiting & over, INF)
+        return scores
+
+
+class Steering:
+    """Holds a control plan to what it asks while drawing (a model with controls): the model
+    reads the asked values as inputs, and this processor adds feedback from what was drawn.
+
+    - **density**: the notes the plan asks for up to now (the integral of its notes per
+      second) against the notes drawn (``Track.notes``): each note behind lowers the time
+      shifts' scores by ``density_gain`` (and each note ahead raises them), at most
+      ``MAX_BIAS`` either way, so the music's running count follows the plan's;
+    - **key**: in a segment that asks for pitch classes, note starts whose pitch class has
+      no weight get ``scale_penalty`` subtracted from their scores.
+
+    ``starts`` (S,) are the segments' first music steps; ``target`` (S,) their notes per
+    step (NaN: density not asked); ``before`` (S,) the notes asked before each segment;
+    ``outside`` (S, P) the note starts out of each segment's scale."""
+
+    MAX_BIAS = 8.0  # the largest density bias on a shift's score (nats)
+
+    def __init__(self, tracker: Tracker, starts: torch.Tensor, target: torch.Tensor,
+                 before: torch.Tensor, outside: torch.Tensor | None, density_gain: float,
+                 scale_penalty: float) -> None:
+        self.shifts, self.note_starts = tracker.shifts, tracker.starts
+        self.starts, self.target, self.before = starts, target, before
+        self.outside, self.gain, self.penalty = outside, density_gain, scale_penalty
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        seg = torch.searchsorted(self.starts, tr.now, right=True) - 1  # (B,)
+        if self.gain > 0:
+            target = self.target[seg]  # (B,) notes per step
+            asked = self.before[seg] + target * (tr.now - self.starts[seg])  # (B,)
+            behind = torch.nan_to_num(asked - tr.notes, nan=0.0)  # (B,)
+            bias = (self.gain * behind).clamp(-self.MAX_BIAS, self.MAX_BIAS)[:, None]
+            scores[:, self.shifts.start : self.shifts.stop] -= bias
+        if self.outside is not None and self.penalty > 0:
+            span = slice(self.note_starts.start, self.note_starts.stop)
+            scores[:, span] -= self.penalty * self.outside[seg]  # (B, P)
+        return scores
+
+
+def late_processors(tracker: Tracker, config: Any, plan: Any, spec: Any, sps: float,
+                    now0: int, unseeded: bool) -> list[Any]:
+    """The processors that need the music step drawing starts at (``now0``): the opening
+    silence guard of an unseeded piece and the :class:`Steering` of a control plan."""
+    late: list[Any] = []
+    if unseeded:
+        late.append(OpeningSilence(tracker, round(config.max_opening_seconds * sps), now0))
+    steer = None if plan is None else steering(plan, spec, tracker, config, sps, now0)
+    return late + [steer] * (steer is not None)
+
+
+def steering(plan: Any, spec: Any, tracker: Tracker, config: Any, sps: float, now0: int
+             ) -> Steering | None:
+    """The :class:`Steering` of ``plan`` for a model of ``spec`` (None: nothing to steer:
+    no density or pitch classes asked, or both gains 0). ``now0``: the music step the
+    drawing starts at, ``sps``: music steps per second."""
+    slots = spec.slices()
+    steps = np.rint(plan.starts * sps).astype(np.int64) + now0  # (S,)
+    target = np.full(len(steps), np.nan)
+    if "density" in slots:
+        target = np.expm1(plan.values[:, slots["density"].start].astype(np.float64)) / sps
+    lengths = np.diff(steps, append=steps[-1])  # (S,) the last segment's never counts
+    before = np.concatenate([[0.0], np.cumsum(np.nan_to_num(target) * lengths)[:-1]])
+    outside = None
+    if "pitch-classes" in slots:
+        weights = plan.values[:, slots["pitch-classes"]]  # (S, 12), NaN rows: not asked
+        pitches = tracker.start_pitches() % 12  # (P,)
+        outside = (weights[:, pitches] <= 0) & ~np.isnan(weights[:, pitches])  # (S, P)
+    asked_density = config.density_gain > 0 and not np.isnan(target).all()
+    asked_key = config.scale_penalty > 0 and outside is not None and outside.any()
+    if not (asked_density or asked_key):
+        return None
+    dev = tracker.device
+    return Steering(tracker, torch.as_tensor(steps, device=dev),
+                    torch.as_tensor(target, dtype=torch.float32, device=dev),
+                    torch.as_tensor(before, dtype=torch.float32, device=dev),
+                    torch.as_tensor(outside, dtype=torch.float32, device=dev)
+                    if asked_key else None,
+                    config.density_gain if asked_density else 0.0, config.scale_penalty)
+
+
 class Processors(list):
     """The processors in order; calling it applies them all to logits (B, V), which stay
     unmodified. ``greedy``: draw the argmax (temperature 0), no noise."""
@@ -190,6 +288,14 @@ class Processors(list):
         super().__init__(processors)
         self.greedy = greedy
         self.copy = not (processors and isinstance(processors[0], Temperature))
+
+    def with_late(self, late: list[Any]) -> Processors:
+        """These processors with ``late`` ones (built once the seed is fed: the opening
+        guard, steering) after the guards, before top-k/top-p."""
+        if not late:
+            return self
+        at = next((i for i, p in enumerate(self) if isinstance(p, (TopK, TopP))), len(self))
+        return Processors([*self[:at], *late, *self[at:]], self.greedy)
 
     def __call__(self, logits: torch.Tensor, tr: Track | None = None) -> torch.Tensor:
         scores = logits.clone() if self.copy else logits  # (B, V)

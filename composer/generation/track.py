@@ -27,11 +27,12 @@ class Track(NamedTuple):
     """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
     which it falls silent (an upper bound while it sounds); ``aux``: performance events,
     (B, P) bool, the pitch sounds; beat vocabulary, (B,) the pitch index waiting for its
-    DURATION (-1: none)."""
+    DURATION (-1: none); ``notes`` (B,): note starts drawn (the seed's are not counted)."""
 
     now: torch.Tensor
     until: torch.Tensor
     aux: torch.Tensor
+    notes: torch.Tensor
 
 
 class Tracker:
@@ -48,6 +49,10 @@ class Tracker:
         self.max_note = max_note
         self.n_pitches = len(events.note_start_ids())
         self.starts = events.note_start_ids()
+
+    def start_pitches(self) -> np.ndarray:
+        """(P,) the MIDI pitch of each note-start token, in id order."""
+        return np.array([self.vocab.decode_event(i).value for i in self.starts], np.int64)
 
     def start(self) -> Track:
         """The track of one row before any token."""
@@ -87,7 +92,8 @@ class PerformanceTracker(Tracker):
 
     def start(self) -> Track:
         z = torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device)
-        return Track(torch.zeros(1, dtype=torch.long, device=self.device), z, z.bool())
+        zero = torch.zeros(1, dtype=torch.long, device=self.device)
+        return Track(zero, z, z.bool(), zero)
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
         p, d, k, left = self.table.index_select(0, tok).unbind(1)  # (B,) each
@@ -96,7 +102,8 @@ class PerformanceTracker(Tracker):
         u = torch.minimum(tr.until.gather(1, p).masked_fill(starts, FAR),
                           (tr.now + left)[:, None])  # (B, 1)
         on = torch.where(d != 0, starts, tr.aux.gather(1, p))  # (B, 1)
-        return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on))
+        return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on),
+                     tr.notes + starts[:, 0])
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.aux
@@ -120,7 +127,7 @@ class BeatTracker(Tracker):
     def start(self) -> Track:
         z = torch.zeros(1, dtype=torch.long, device=self.device)
         return Track(z, torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device),
-                     z - 1)
+                     z - 1, z)
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
         p, kind, steps = self.table.index_select(0, tok).unbind(1)  # (B,) each
@@ -128,7 +135,8 @@ class BeatTracker(Tracker):
         at = tr.aux.clamp(min=0)[:, None]  # (B, 1)
         u = torch.where(note, tr.now + steps, tr.until.gather(1, at)[:, 0])
         return Track(tr.now + torch.where(kind == 3, steps, 0),
-                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1))
+                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1),
+                     tr.notes + (kind == 1))
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.until > tr.now[:, None]
@@ -145,8 +153,9 @@ def make_tracker(events: Events, max_note: int, device: torch.device) -> Tracker
 
 
 def replay(tracker: Tracker, tokens: torch.Tensor) -> Track:
-    """The track of one row after ``tokens`` (T,) (a seed), token by token."""
+    """The track of one row after ``tokens`` (T,) (a seed), token by token; its notes are
+    not counted (``notes`` counts what is drawn after)."""
     track = tracker.start()
     for tok in tokens.split(1):
         track = tracker.update(track, tok)
-    return track
+    return track._replace(notes=torch.zeros_like(track.notes))

@@ -79,6 +79,17 @@ def as_note_array(notes: NoteInput) -> np.ndarray:
     return np.array(rows, dtype=NOTE_DTYPE)
 
 
+def join_records(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Structured arrays of one dtype (NOTE_DTYPE, BEAT_DTYPE, ...) end to end: what
+    ``np.concatenate`` gives, without its per-array promotion of structured dtypes, which
+    dominates when there are many small arrays (bulk ingest)."""
+    dtype = arrays[0].dtype
+    if any(a.dtype != dtype for a in arrays):
+        return np.concatenate(arrays)
+    raw = np.concatenate([np.ascontiguousarray(a).view(f"V{dtype.itemsize}") for a in arrays])
+    return raw.view(dtype)
+
+
 @dataclass
 class Piece:
     """A loaded MIDI file: its notes (NOTE_DTYPE array, sorted by start) and facts about it."""

@@ -50,6 +50,7 @@ from composer.midi.io import (
     NoteInput,
     Piece,
     as_note_array,
+    join_records,
     piece_from_beats,
 )
 from composer.midi.timing import (
@@ -299,14 +300,12 @@ def shift_slots(gap: np.ndarray, after: np.ndarray, vocab: NoteVocabulary
     full, coarse, fine = shift_split(gap, vocab.config)
     count = full + (coarse > 0) + (fine > 0) + after  # (n,) tokens per note
     first = np.cumsum(count) - count  # (n,) position of each note's first token
-    index = {int(v): i for i, v in enumerate(vocab.steps)}  # steps -> bin index
-    to_bin = np.vectorize(index.__getitem__, otypes=[np.int64])
     tokens = np.full(int(count.sum()), vocab.ranges[SHIFT][-1], dtype=np.uint16)  # full shifts
     at = first + full
     for part in (coarse, fine):
         has = part > 0
         if has.any():
-            tokens[at[has]] = vocab.ids(SHIFT, to_bin(part[has]))
+            tokens[at[has]] = vocab.ids(SHIFT, np.searchsorted(vocab.steps, part[has]))
         at = at + has
     return tokens, at, count
 
@@ -357,7 +356,7 @@ class BeatNotes(Events):
         return max(1, self.config.steps_per_quarter // 4)  # a sixteenth
 
     def _times(self, pieces: Sequence[NoteInput]) -> np.ndarray:
-        return np.concatenate([beats_of(p) for p in pieces])
+        return join_records([beats_of(p) for p in pieces])
 
     def _steps(self, notes: np.ndarray, times: np.ndarray | None, config: Any
                ) -> tuple[np.ndarray, ...]:

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from composer.core.messages import ComposerError, require
-from composer.midi.io import NoteInput, Piece, as_note_array
+from composer.midi.io import NoteInput, Piece, as_note_array, join_records
 from composer.tokens.ensemble import (
     DRUM,
     DRUM_PROGRAM_KEY,
@@ -239,7 +239,7 @@ class Events:
         notes (pitch, bin, start, end value), their programs and pieces, and drum hits
         (key, bin, start) and their pieces; int64 arrays."""
         arrays = [as_note_array(p) for p in pieces]
-        notes = np.concatenate(arrays)
+        notes = join_records(arrays)
         group = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])  # (n,) piece
         times = self._times(pieces)  # (n,) or None
         pitched, drum, program = self.option.parts(notes, self.config.min_pitch,

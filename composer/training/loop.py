@@ -134,7 +134,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
           init_from: str | os.PathLike | None = None, force: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None,
-          notify: Callable[[str], None] | None = None, threads: int | None = 1) -> TrainResult:
+          notify: Callable[[str], None] | None = None, threads: int | None = None
+          ) -> TrainResult:
     """Train on ``corpus``'s train split, validating on its valid split; see module docs.
 
     ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
@@ -144,9 +145,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     (nothing is deleted); one a live run holds is refused
     (:func:`~composer.training.runs.holds_run`).
 
-    ``threads``: torch's CPU threads (None: unchanged). One is the default: at the CPU
-    recipe's small batches a second thread gains little on idle cores, and when anything else
-    shares the cores it made training 35x slower (measured: 172 against 6,000 events/s).
+    ``threads``: torch's CPU threads (None: as torch has them; ``composer train`` gives
+    :func:`~composer.core.bounds.free_cpus`).
     ``notify(line)`` gets the plan line before the first step. ``progress(step, total, info)``
     is called after every step (info: loss, lr, tokens/s,
     fraction done, seconds left in the budget, last and best validation loss).

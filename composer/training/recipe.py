@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.controls.features import NONE, choose_spec
+from composer.core.bounds import free_cpus
 from composer.core.device import resolve_device
 from composer.core.messages import ComposerError, Notify, Progress, quiet
 from composer.corpus.cache import CorpusConfig
@@ -71,7 +72,7 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
                 device: str = "auto", resume: bool = False, force: bool = False,
                 init_from: str | os.PathLike | None = None, workers: int | None = None,
                 corpus_config: CorpusConfig | None = None, notify: Notify = quiet,
-                plan: Notify | None = None, threads: int | None = 1,
+                plan: Notify | None = None, threads: int | None = None,
                 ingest: Progress | None = None,
                 prepared: Callable[[PrepareReport], None] | None = None,
                 progress: Callable[[int, int, dict], None] | None = None,
@@ -82,6 +83,8 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
     none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
     is called with the report when a MIDI folder was prepared first (with
     ``corpus_config``); ``plan`` gets the line that says what the run is about to do;
+    ``threads``: torch's CPU threads (None: :func:`~composer.core.bounds.free_cpus`, the
+    cores not kept busy by other work);
     ``controls``: what a fresh model is conditioned on
     (:func:`~composer.controls.features.choose_spec`:
     ``none``, ``auto`` or a comma list of density, pitch-classes, style, tempo)."""
@@ -105,6 +108,8 @@ def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None,
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
         run = run_length(config, steps=steps, epochs=epochs, minutes=minutes,
                          train_events=train_events, device=device)
+    if threads is None and resolve_device(device).type == "cpu":
+        threads = free_cpus()
     return train(corpus, out, model_config, run, device=device, resume=resume,
                  force=force, init_from=init_from, progress=progress, notify=plan,
                  threads=threads)
