@@ -22,6 +22,7 @@ import click
 
 from composer import __version__
 from composer.cli.evaluate import evaluate
+from composer.cli.harmony import harmonize, infill, train_harmonizer
 from composer.cli.media import plot, render
 from composer.cli.models import list_models, models
 from composer.cli.options import (
@@ -414,6 +415,9 @@ main.add_command(render)
 main.add_command(plot)
 main.add_command(serve)
 main.add_command(models)
+main.add_command(harmonize)
+main.add_command(infill)
+main.add_command(train_harmonizer)
 
 if __name__ == "__main__":
     main()

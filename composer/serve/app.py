@@ -51,6 +51,7 @@ from starlette.routing import Route
 from composer.core import bounds
 from composer.core.bounds import loads_json
 from composer.core.messages import ComposerError
+from composer.serve import harmony
 from composer.serve.api import RESULT_FILES, ApiError, GenerateRequest, ServeConfig, check_request
 from composer.serve.connections import (
     allowed_hosts,
@@ -66,7 +67,8 @@ from composer.serve.service import web_file as page_file
 
 log = logging.getLogger(__name__)
 
-STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+          "harmony.js": "text/javascript"}
 FORM_SLACK = 64 << 10  # room for the form's JSON and boundaries beside an upload
 JSON_BYTES = 64 << 10  # largest JSON request
 HEADERS = {  # on every response
@@ -256,6 +258,18 @@ async def result_file(request: Request, service: Service) -> Response:
                         filename=name if name.endswith(".mid") else None)
 
 
+async def harmonize_view(request: Request, _service: Service) -> Response:
+    """``POST /api/harmonize`` (:mod:`composer.serve.harmony`)."""
+    fields = decode_json(await read_body(request, harmony.BODY_BYTES))
+    return JSONResponse(await harmony.work(harmony.run_harmonize, fields), headers=HEADERS)
+
+
+async def infill_view(request: Request, _service: Service) -> Response:
+    """``POST /api/infill`` (:mod:`composer.serve.harmony`)."""
+    fields = decode_json(await read_body(request, harmony.BODY_BYTES))
+    return JSONResponse(await harmony.work(harmony.run_infill, fields), headers=HEADERS)
+
+
 async def static(request: Request, _service: Service) -> Response:
     """The page: ``GET /`` and ``GET /static/{name}``."""
     name = request.path_params.get("name", "index.html")
@@ -322,7 +336,9 @@ def build_app(service: Service, allowed_hosts: Iterable[str] | None = None) -> S
               Route("/api/generate", api(generate), methods=["POST"]),
               Route("/api/jobs", api(start_job), methods=["POST"]),
               Route("/api/jobs/{id}", api(job_state)),
-              Route("/api/results/{id}/{file}", api(result_file))]
+              Route("/api/results/{id}/{file}", api(result_file)),
+              Route("/api/harmonize", api(harmonize_view), methods=["POST"]),
+              Route("/api/infill", api(infill_view), methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: not_found, Exception: internal})
     app.state.service = service
