@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import BACH, copy_chorales, write_tune
 
 from composer.cli.main import main
 from composer.harmony.config import (
@@ -23,7 +24,6 @@ from composer.harmony.config import (
 from composer.harmony.grid import from_grid, match_voices, to_grid
 from composer.harmony.melody import infer_key, key_signature, parse_melody_text, read_melody
 from composer.midi.parts import load_parts
-from tests.helpers import BACH, copy_chorales, write_tune
 
 IRISH = Path(__file__).resolve().parents[1] / "datasets" / "irish-folk" / "oneills0009.mid"
 CHORALE = BACH / "bwv1.6.mid"
