@@ -49,7 +49,7 @@ from composer.midi.instruments import program_name
 from composer.midi.io import NOTE_DTYPE, LoadConfig, load
 from composer.midi.render import plot_piano_roll
 from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
-from composer.training.config import TrainConfig
+from composer.training.config import TrainConfig, TrainRequest
 from composer.training.recipe import train_model
 
 DRUMS = -1  # the key of the drum part in the per-instrument tables
@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               .isoformat(timespec="seconds"),
                               "load_before": [round(x, 2) for x in os.getloadavg()]}
     settings = corpus_config(True, vocabulary=args.events)
-    result = train_model(corpus_dir, work / "model", config=TrainConfig(), minutes=args.minutes,
-                         preset=args.preset, device="cpu", force=True, corpus_config=settings)
+    result = train_model(TrainRequest(str(corpus_dir), str(work / "model"), minutes=args.minutes,
+                                      preset=args.preset, device="cpu", force=True,
+                                      corpus=settings))
     record["train"] = {"steps": result.step, "best_valid": result.best_valid_loss}
     ckpt = resolve_checkpoint_path(find_checkpoint(work / "model"))[0]
     res = evaluate_model(ckpt, split="test", device="cpu",

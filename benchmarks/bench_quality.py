@@ -55,8 +55,8 @@ from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.session import generate_music
 from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
 from composer.tokens.vocab import CHOICES
-from composer.training.config import TrainConfig
-from composer.training.recipe import train_model
+from composer.training.config import TrainConfig, TrainRequest
+from composer.training.recipe import TrainCallbacks, train_model
 
 OLD_DEFAULTS = TrainConfig(batch_size=64, seq_len=256, eval_seq_len=256, lr=1e-3,
                            warmup_steps=200)
@@ -94,9 +94,10 @@ def train_run(source: Path, out: Path, recipe: str, minutes: float,
     config = OLD_DEFAULTS if recipe == "old" else TrainConfig()
     plan: list[str] = []
     t0 = time.perf_counter()
-    result = train_model(source, out, config=config, minutes=minutes, preset="auto",
-                         device="cpu", force=True, plan=plan.append, threads=threads,
-                         corpus_config=CorpusConfig(vocabulary=events))
+    result = train_model(TrainRequest(str(source), str(out), config=config, minutes=minutes,
+                                      device="cpu", force=True, threads=threads,
+                                      corpus=CorpusConfig(vocabulary=events)),
+                         TrainCallbacks(plan=plan.append))
     wall = time.perf_counter() - t0
     tokens = result.step * config.batch_size * config.seq_len
     return {"steps": result.step, "tokens": tokens, "wall_s": round(wall, 1),

@@ -41,7 +41,7 @@ from composer.model.steppers import PlainStepper
 from composer.model.storage import CheckpointError
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import vocabulary_of
-from composer.training.config import TrainConfig
+from composer.training.config import TrainConfig, TrainRequest
 from composer.training.data import AugmentConfig, WindowSampler
 from composer.training.recipe import train_model
 
@@ -336,9 +336,9 @@ def steered(tmp_path_factory) -> Path:
         (root / "midi" / sub).mkdir(parents=True)
         for p in sorted(src.glob("*.mid"))[:4]:
             shutil.copy(p, root / "midi" / sub / p.name)
-    train_model(root / "midi", root / "run", config=TrainConfig(
+    train_model(TrainRequest(str(root / "midi"), str(root / "run"), config=TrainConfig(
         batch_size=4, seq_len=32, eval_every=2, eval_max_batches=1), steps=3, preset="tiny",
-        device="cpu", corpus_config=CorpusConfig(vocabulary="notes"), controls="auto")
+        device="cpu", corpus=CorpusConfig(vocabulary="notes"), controls="auto"))
     return root / "run" / "best"
 
 

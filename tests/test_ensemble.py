@@ -31,6 +31,7 @@ from composer.model.lstm import ComposerLSTM
 from composer.tokens.beats import NoteEventConfig, NoteVocabulary, clock_of
 from composer.tokens.performance import DRUM, NOTE_ON, PROGRAM, EventConfig, Vocabulary
 from composer.tokens.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
+from composer.training.config import TrainRequest
 from composer.training.data import augment_tokens
 from composer.training.recipe import train_model
 
@@ -314,8 +315,8 @@ def test_prepare_train_generate_an_ensemble_end_to_end(tmp_path):
                                        "--workers", "1", "--instruments", "-q"])
     assert result.exit_code == 0, result.output
     assert Corpus.open(tmp_path / "cache").events.instruments
-    run = train_model(tmp_path / "cache", tmp_path / "run", steps=3, preset="tiny",
-                      device="cpu", config=_fast())
+    run = train_model(TrainRequest(str(tmp_path / "cache"), str(tmp_path / "run"), steps=3,
+                                   preset="tiny", device="cpu", config=_fast()))
     ckpt = load_checkpoint(tmp_path / "run" / "best")
     assert vocabulary_of(ckpt.event_config).instruments and run.step == 3
     done = generate_music(GenerateRequest(

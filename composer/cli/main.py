@@ -59,7 +59,7 @@ from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
 from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
-from composer.training.config import TrainConfig
+from composer.training.config import AugmentConfig, TrainConfig, TrainRequest
 
 if TYPE_CHECKING:
     from composer.generation.config import GenerateRequest
@@ -195,27 +195,11 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @instruments_flag
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @errors_as_messages
-def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
-          hidden: int | None, embed: int | None, dropout: float | None, batch_size: int,
-          seq_len: int, lr: float, minutes: float | None, steps: int | None,
-          epochs: float | None, eval_every: int, patience: int, no_augment: bool, device: str,
-          resume: bool, force: bool, init_from: Path | None, seed: int, workers: int | None,
-          threads: int, vocabulary: str, controls: str, instruments: bool, quiet: bool) -> None:
+def train(quiet: bool, **flags: Any) -> None:
     """Train the stacked LSTM on MIDI_DIR (a MIDI folder, or a corpus from `prepare`)."""
-    from composer.training.config import TrainConfig
-    from composer.training.data import AugmentConfig
-    from composer.training.recipe import train_model
+    from composer.training.recipe import TrainCallbacks, train_model
 
-    if out is not None:  # the run's folder is never the MIDI folder (or corpus) itself
-        check_output(out, [midi_dir], force=True)
-    given = [f"--{n}" for n, v in (("minutes", minutes), ("steps", steps), ("epochs", epochs))
-             if v is not None]
-    if len(given) > 1:
-        raise click.UsageError(f"give one of {' / '.join(given)}, not both")
-    augment = AugmentConfig(0, 0.0) if no_augment else AugmentConfig()
-    config = TrainConfig(batch_size=batch_size, seq_len=seq_len, lr=lr, eval_every=eval_every,
-                         patience=patience, seed=seed, augment=augment)
-    sizes = {"layers": layers, "hidden": hidden, "embed_dim": embed, "dropout": dropout}
+    request = train_request(flags)
     bar = Progress("train", "step", quiet)
 
     def progress(step: int, total: int, info: dict) -> None:
@@ -224,13 +208,9 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
 
     ingest = Progress("ingest", "file", quiet)
     try:
-        result = train_model(midi_dir, out, config=config, steps=steps, epochs=epochs,
-                             minutes=minutes, preset=preset, sizes=sizes, device=device,
-                             resume=resume, force=force, init_from=init_from, workers=workers,
-                             notify=note, plan=None if quiet else click.echo, ingest=ingest,
-                             corpus_config=corpus_config(instruments, vocabulary=vocabulary),
-                             threads=threads, progress=progress,
-                             prepared=None if quiet else prepared_line, controls=controls)
+        result = train_model(request, TrainCallbacks(
+            notify=note, plan=None if quiet else click.echo, ingest=ingest,
+            prepared=None if quiet else prepared_line, progress=progress))
     finally:
         ingest.close()
         bar.close()
@@ -242,6 +222,33 @@ def train(midi_dir: Path, out: Path | None, preset: str, layers: int | None,
                    f"{result.out_dir / 'latest'} (latest)")
     if result.stopped == "interrupted":
         raise click.exceptions.Exit(INTERRUPTED)
+
+
+def train_request(flags: dict[str, Any]) -> TrainRequest:
+    """The one place where ``composer train``'s flags become a
+    :class:`~composer.training.config.TrainRequest` (its ``config``: a
+    :class:`~composer.training.config.TrainConfig`); click usage errors for flags that do
+    not go together."""
+    f = flags
+    if f["out"] is not None:  # the run's folder is never the MIDI folder (or corpus) itself
+        check_output(f["out"], [f["midi_dir"]], force=True)
+    given = [f"--{n}" for n in ("minutes", "steps", "epochs") if f[n] is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of {' / '.join(given)}, not both")
+    augment = AugmentConfig(0, 0.0) if f["no_augment"] else AugmentConfig()
+    config = TrainConfig(batch_size=f["batch_size"], seq_len=f["seq_len"], lr=f["lr"],
+                         eval_every=f["eval_every"], patience=f["patience"], seed=f["seed"],
+                         augment=augment)
+    sizes = {"layers": f["layers"], "hidden": f["hidden"], "embed_dim": f["embed"],
+             "dropout": f["dropout"]}
+    path = (lambda p: None if p is None else str(p))  # noqa: E731
+    return TrainRequest(
+        source=str(f["midi_dir"]), out=path(f["out"]), config=config, steps=f["steps"],
+        epochs=f["epochs"], minutes=f["minutes"], preset=f["preset"],
+        sizes={k: v for k, v in sizes.items() if v is not None}, device=f["device"],
+        resume=f["resume"], force=f["force"], init_from=path(f["init_from"]),
+        workers=f["workers"], threads=f["threads"], controls=f["controls"],
+        corpus=corpus_config(f["instruments"], vocabulary=f["vocabulary"]))
 
 
 @main.command()

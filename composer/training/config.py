@@ -4,11 +4,14 @@ the CLI reads their defaults without loading torch), and what a run returns."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from composer.core.config import Config
 from composer.core.messages import ComposerError, check_seed, is_int, is_number, require
+from composer.corpus.cache import CorpusConfig
 
 
 class TrainingError(ComposerError):
@@ -123,3 +126,33 @@ def perplexity(loss: float) -> float:
     """``exp(loss)`` of a mean loss in nats, capped at exp(50) instead of overflowing."""
     return math.exp(min(loss, 50.0))
 
+
+@dataclass(frozen=True)
+class TrainRequest(Config):
+    """One ``composer train`` job as its flags give it: what to train on, where the run
+    goes, how long, which model a fresh run gets. The CLI builds it in one place
+    (:func:`composer.cli.main.train_request`);
+    :func:`composer.training.recipe.train_model` carries it out."""
+
+    _error = TrainingError
+    _name = "train request"
+
+    source: str = "."  # a MIDI folder (prepared first) or a prepared corpus
+    out: str | None = None  # the run's folder (None: checkpoints/NAME of the source)
+    config: TrainConfig = field(default_factory=TrainConfig)  # the recipe
+    # The run's length, at most one of (none: a CPU gets CPU_BUDGET_MINUTES, a GPU
+    # config.steps; a resumed run keeps its own):
+    steps: int | None = None
+    epochs: float | None = None  # passes over the train split
+    minutes: float | None = None  # a wall-clock budget the schedule is laid over
+    preset: str = "auto"  # model size of a fresh run: auto, default, small, tiny
+    sizes: Mapping[str, Any] = field(default_factory=dict)  # layers / hidden / embed_dim /
+    #                                                        dropout over the preset's
+    device: str = "auto"  # auto, cpu, cuda
+    resume: bool = False  # continue OUT/latest where it stopped
+    force: bool = False  # start over in an OUT that holds a run
+    init_from: str | None = None  # fine-tune from this checkpoint (or shipped model)
+    workers: int | None = None  # ingest processes (None: the cores)
+    threads: int | None = None  # torch's CPU threads (None: the cores not kept busy)
+    corpus: CorpusConfig | None = None  # how a MIDI folder is prepared (None: defaults)
+    controls: str = "none"  # what a fresh model is conditioned on: none, auto, or a list

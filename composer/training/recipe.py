@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from composer.controls.features import NONE, choose_spec
+from composer.controls.features import choose_spec
 from composer.core.bounds import free_cpus
 from composer.core.device import resolve_device
 from composer.core.messages import ComposerError, Notify, Progress, quiet
-from composer.corpus.cache import CorpusConfig
 from composer.corpus.facts import PrepareReport
 from composer.corpus.sources import open_or_prepare
 from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
 from composer.model.config import ModelConfig
-from composer.training.config import TrainConfig, TrainResult
+from composer.training.config import TrainConfig, TrainRequest, TrainResult
 from composer.training.loop import train, validation_split
 
 # ---------------------------------------------------------------------------------- train
@@ -65,51 +64,51 @@ def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
     return config
 
 
-def train_model(source: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                config: TrainConfig = TrainConfig(), steps: int | None = None,
-                epochs: float | None = None, minutes: float | None = None,
-                preset: str = "auto", sizes: dict[str, Any] | None = None,
-                device: str = "auto", resume: bool = False, force: bool = False,
-                init_from: str | os.PathLike | None = None, workers: int | None = None,
-                corpus_config: CorpusConfig | None = None, notify: Notify = quiet,
-                plan: Notify | None = None, threads: int | None = None,
-                ingest: Progress | None = None,
-                prepared: Callable[[PrepareReport], None] | None = None,
-                progress: Callable[[int, int, dict], None] | None = None,
-                controls: str = NONE) -> TrainResult:
-    """``composer train``: train on ``source`` (a MIDI folder, prepared first, or a prepared
-    corpus) into ``out`` (default ``checkpoints/NAME`` of the source). The run's length is
-    one of ``steps``, ``epochs`` and ``minutes`` (:func:`run_length`; a resumed run given
-    none keeps its own); ``preset``/``sizes`` choose the model of a fresh run; ``prepared``
-    is called with the report when a MIDI folder was prepared first (with
-    ``corpus_config``); ``plan`` gets the line that says what the run is about to do;
-    ``threads``: torch's CPU threads (None: :func:`~composer.core.bounds.free_cpus`, the
-    cores not kept busy by other work);
-    ``controls``: what a fresh model is conditioned on
-    (:func:`~composer.controls.features.choose_spec`:
-    ``none``, ``auto`` or a comma list of density, pitch-classes, style, tempo)."""
-    corpus = open_or_prepare(source, corpus_config, workers=workers, progress=ingest,
-                             report=prepared)
+@dataclass
+class TrainCallbacks:
+    """How a training job reports while it runs (all optional)."""
+
+    notify: Notify = quiet  # one-line notes for the user
+    plan: Notify | None = None  # the line that says what the run is about to do
+    ingest: Progress | None = None  # files prepared of all, while a MIDI folder is prepared
+    prepared: Callable[[PrepareReport], None] | None = None  # the report of that preparation
+    progress: Callable[[int, int, dict], None] | None = None  # (step, total, metrics)
+
+
+def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
+                ) -> TrainResult:
+    """``composer train``: carry out ``request``: open or prepare its corpus (a MIDI folder
+    is prepared first with ``request.corpus``), choose the model of a fresh run (preset and
+    sizes, conditioned on ``request.controls``:
+    :func:`~composer.controls.features.choose_spec`), set the run's length
+    (:func:`run_length`) and the CPU threads (None:
+    :func:`~composer.core.bounds.free_cpus`, the cores not kept busy by other work), train."""
+    r, cb = request, callbacks or TrainCallbacks()
+    corpus = open_or_prepare(r.source, r.corpus, workers=r.workers, progress=cb.ingest,
+                             report=cb.prepared)
     if len(corpus.paths) and validation_split(corpus) == "train":
-        notify("no file fell in the validation split; validating on the train split "
-               "(`composer prepare --valid` sets the share)")
-    out = Path(out) if out is not None else Path("checkpoints") / Path(source).resolve().name
-    if init_from is not None:  # a shipped model's name, or a training folder's best
-        init_from = resolve_checkpoint_path(find_checkpoint(init_from))[0]
+        cb.notify("no file fell in the validation split; validating on the train split "
+                  "(`composer prepare --valid` sets the share)")
+    out = Path(r.out) if r.out is not None else \
+        Path("checkpoints") / Path(r.source).resolve().name
+    init_from = None
+    if r.init_from is not None:  # a shipped model's name, or a training folder's best
+        init_from = resolve_checkpoint_path(find_checkpoint(r.init_from))[0]
     model_config = None
-    if init_from is None and not resume:
-        model_config = choose_model(preset, device, corpus.events.size, **(sizes or {}))
-        spec = choose_spec(controls, corpus.events, corpus.paths)
+    if init_from is None and not r.resume:
+        model_config = choose_model(r.preset, r.device, corpus.events.size, **r.sizes)
+        spec = choose_spec(r.controls, corpus.events, corpus.paths)
         model_config = dataclasses.replace(model_config, controls=spec)
-    run: TrainConfig | None = config
-    if resume and steps is None and epochs is None and minutes is None:
+    run: TrainConfig | None = r.config
+    if r.resume and r.steps is None and r.epochs is None and r.minutes is None:
         run = None  # the saved run's own length and budget
     else:
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
-        run = run_length(config, steps=steps, epochs=epochs, minutes=minutes,
-                         train_events=train_events, device=device)
-    if threads is None and resolve_device(device).type == "cpu":
+        run = run_length(r.config, steps=r.steps, epochs=r.epochs, minutes=r.minutes,
+                         train_events=train_events, device=r.device)
+    threads = r.threads
+    if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
-    return train(corpus, out, model_config, run, device=device, resume=resume,
-                 force=force, init_from=init_from, progress=progress, notify=plan,
+    return train(corpus, out, model_config, run, device=r.device, resume=r.resume,
+                 force=r.force, init_from=init_from, progress=cb.progress, notify=cb.plan,
                  threads=threads)
