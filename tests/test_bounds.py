@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from composer.cli.main import main
@@ -172,13 +173,36 @@ def client(one_thread):
         yield c
 
 
-def test_a_short_web_request_with_no_notes_is_a_result(client):
-    r = client.post("/api/generate", json={"seconds": 1, "rng_seed": 3})
-    assert r.status_code == 200, r.text  # 400 naming an internal work file before
-    (piece,) = r.json()["results"]  # the shipped model draws only rests here
-    assert piece["notes"] == 0 and piece["audio"] == "silence"
-    assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
-    assert client.get(piece["urls"]["roll"]).json()["notes"] == []
+def test_a_short_web_request_with_no_notes_is_a_result(tmp_path, one_thread):
+    """A piece that holds no note is a result (400 naming an internal work file before):
+    a tiny beat-vocabulary model that always waits, asked for 0.1 s, draws only a rest
+    (the opening guard lets a rest of up to 0.5 s through)."""
+    from starlette.testclient import TestClient
+
+    from composer.model.checkpoint import save_checkpoint
+    from composer.model.config import ModelConfig
+    from composer.model.lstm import ComposerLSTM
+    from composer.serve.app import create_app
+    from composer.tokens.beats import SHIFT, NoteEventConfig
+    from composer.tokens.vocab import vocabulary_of
+    from composer.training.config import TrainConfig
+
+    events = vocabulary_of(NoteEventConfig())
+    config = ModelConfig(vocab_size=events.size, embed_dim=8, hidden=16, layers=1)
+    lazy = ComposerLSTM(config)
+    with torch.no_grad():
+        lazy.head.bias[events.vocab.ranges[SHIFT]] += 20.0  # it always waits
+    save_checkpoint(tmp_path / "lazy", lazy, config, events.to_dict(),
+                    train_config=TrainConfig().to_dict(), step=0, metrics={}, data={})
+    with TestClient(create_app([tmp_path / "lazy"])) as client:
+        lazy_id = client.get("/api/models").json()["models"][-1]["id"]
+        r = client.post("/api/generate", json={"seconds": 0.1, "rng_seed": 3,
+                                               "model": lazy_id})
+        assert r.status_code == 200, r.text
+        (piece,) = r.json()["results"]
+        assert piece["notes"] == 0 and piece["audio"] == "silence"
+        assert client.get(piece["urls"]["wav"]).content[:4] == b"RIFF"
+        assert client.get(piece["urls"]["roll"]).json()["notes"] == []
 
 
 def many_tracks(path, tracks: int = 65_535, notes: int = 25_000):

@@ -206,9 +206,13 @@ class Steering:
     reads the asked values as inputs, and this processor adds feedback from what was drawn.
 
     - **density**: the notes the plan asks for up to now (the integral of its notes per
-      second) against the notes drawn (``Track.notes``): each note behind lowers the time
-      shifts' scores by ``density_gain`` (and each note ahead raises them), at most
-      ``MAX_BIAS`` either way, so the music's running count follows the plan's;
+      second) against the notes drawn (``Track.notes``): each note behind adds
+      ``density_gain`` to a bias (at most ``MAX_BIAS`` either way; a note ahead takes it
+      off). Behind, it lowers the scores of the tokens that spend time: each time shift by
+      ``bias * (1 + its seconds / TIME_UNIT) / 2`` and, on the beat vocabulary, each note
+      length by ``bias * its seconds / TIME_UNIT / 2`` (a long note holds a voice that a
+      corpus of few voices needs free for the next note); ahead, it raises every shift's
+      score alike. So the music's running count follows the plan's;
     - **key**: in a segment that asks for pitch classes, note starts whose pitch class has
       no weight get ``scale_penalty`` subtracted from their scores.
 
@@ -216,14 +220,22 @@ class Steering:
     step (NaN: density not asked); ``before`` (S,) the notes asked before each segment;
     ``outside`` (S, P) the note starts out of each segment's scale."""
 
-    MAX_BIAS = 8.0  # the largest density bias on a shift's score (nats)
+    MAX_BIAS = 8.0  # the largest density bias (nats)
+    TIME_UNIT = 0.25  # seconds: a shift this long costs the whole bias
 
     def __init__(self, tracker: Tracker, starts: torch.Tensor, target: torch.Tensor,
                  before: torch.Tensor, outside: torch.Tensor | None, density_gain: float,
-                 scale_penalty: float) -> None:
-        self.shifts, self.note_starts = tracker.shifts, tracker.starts
+                 scale_penalty: float, sps: float) -> None:
+        self.note_starts = tracker.starts
         self.starts, self.target, self.before = starts, target, before
         self.outside, self.gain, self.penalty = outside, density_gain, scale_penalty
+        unit = self.TIME_UNIT * sps  # music steps
+        # (token range, (K,) weight of the bias on each token of it)
+        self.spend = [(tracker.shifts, (1 + tracker.shift_steps.float() / unit) / 2)]
+        durations = getattr(tracker, "durations", None)
+        if durations is not None:
+            steps = tracker.shift_steps.new_tensor(tracker.vocab.steps).float()  # (D,)
+            self.spend.append((durations, steps / unit / 2))
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
         seg = torch.searchsorted(self.starts, tr.now, right=True) - 1  # (B,)
@@ -231,8 +243,11 @@ class Steering:
             target = self.target[seg]  # (B,) notes per step
             asked = self.before[seg] + target * (tr.now - self.starts[seg])  # (B,)
             behind = torch.nan_to_num(asked - tr.notes, nan=0.0)  # (B,)
-            bias = (self.gain * behind).clamp(-self.MAX_BIAS, self.MAX_BIAS)[:, None]
-            scores[:, self.shifts.start : self.shifts.stop] -= bias
+            bias = (self.gain * behind).clamp(-self.MAX_BIAS, self.MAX_BIAS)[:, None]  # (B, 1)
+            ahead = bias.clamp(max=0)  # ahead: every shift alike, lengths left alone
+            for i, (span, weight) in enumerate(self.spend):
+                flat = 1.0 if i == 0 else 0.0
+                scores[:, span.start : span.stop] -= bias.clamp(min=0) * weight + ahead * flat
         if self.outside is not None and self.penalty > 0:
             span = slice(self.note_starts.start, self.note_starts.stop)
             scores[:, span] -= self.penalty * self.outside[seg]  # (B, P)
@@ -277,7 +292,7 @@ def steering(plan: Any, spec: Any, tracker: Tracker, config: Any, sps: float, no
                     torch.as_tensor(before, dtype=torch.float32, device=dev),
                     torch.as_tensor(outside, dtype=torch.float32, device=dev)
                     if asked_key else None,
-                    config.density_gain if asked_density else 0.0, config.scale_penalty)
+                    config.density_gain if asked_density else 0.0, config.scale_penalty, sps)
 
 
 class Processors(list):

@@ -149,7 +149,8 @@ def copy_check(ckpt: Checkpoint, events: Events, done: Composed, clock: Clock,
         index = training_copy_index(ckpt.data, events, copy)
     except ComposerError as e:  # e.g. a cache of an older format: generation still counts
         index, why = None, f"copy check skipped: {e}"
-    if index is None and not why and (ckpt.data.get("corpus") or ckpt.data.get("source")):
+    if index is None and not why and any(ckpt.data.get(k) for k in ("corpus", "source",
+                                                                    "sources")):
         why = f"copy check skipped: the training corpus ({missing_corpus(ckpt.data)}) is not here"
     for o, row in zip(done.outputs, done.generation.tokens, strict=True) if index else ():
         warning = copy_warning(index.longest_copy(row, o.seed_seconds, clock), copy)
