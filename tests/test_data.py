@@ -366,3 +366,20 @@ def test_augment_config_round_trips_and_validates():
                 {"stretch": True}, {"pitch": 3}]:
         with pytest.raises(DataError):
             AugmentConfig.from_dict(bad)
+
+
+def test_openings_start_windows_at_their_piece_and_cold_windows_skip_their_first_targets(bach):
+    offsets = set(bach.index["offset"][bach.files("train")].tolist())
+    always = WindowSampler(bach, "train", 32, 64, seed=3, openings=1.0, burn_in=8)
+    assert set(always.window_starts(0).tolist()) <= offsets
+    x, y = always.next_batch()
+    assert (y != IGNORE_INDEX).all()  # every window is an opening: all targets scored
+    plain = WindowSampler(bach, "train", 32, 64, seed=3)
+    mixed = WindowSampler(bach, "train", 32, 64, seed=3, openings=0.25, burn_in=8)
+    starts, base = mixed.window_starts(0), plain.window_starts(0)
+    moved = starts != base  # a quarter or so moved to their piece's start, the rest as drawn
+    assert 0 < moved.sum() < 64 and set(starts[moved].tolist()) <= offsets
+    _, y = mixed.next_batch()
+    cold = ~np.isin(starts, list(offsets))
+    assert (y[torch.from_numpy(cold), :8] == IGNORE_INDEX).all()
+    assert (y[:, 8:] != IGNORE_INDEX).all() and (y[torch.from_numpy(~cold)] != IGNORE_INDEX).all()

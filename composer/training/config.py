@@ -78,6 +78,11 @@ class TrainConfig(Config):
     log_every: int = 10  # steps between train-loss log lines
     seed: int = 0  # seeds model init, dropout and the data sampler
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # train split only
+    # Openings (see composer.training.data.WindowSampler): the share of training windows
+    # that start at their piece's start, and the targets left unscored at the head of the
+    # others, so that the model predicts from a cold state only at real openings.
+    openings: float = 0.1
+    burn_in: int = 8
 
     def __post_init__(self) -> None:
         for name, top in _INT_BOUNDS.items():
@@ -85,7 +90,9 @@ class TrainConfig(Config):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
                 raise TrainingError(f"{name} must be a whole number from 1 to {top:,}, "
                                     f"got {value!r}")
-        for name in ("warmup_steps", "eval_max_batches", "patience"):
+        if not (is_number(self.openings) and 0 <= self.openings <= 1):
+            raise TrainingError(f"openings must be a number in [0, 1], got {self.openings!r}")
+        for name in ("warmup_steps", "eval_max_batches", "patience", "burn_in"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise TrainingError(f"{name} must be a whole number >= 0, got {value!r}")

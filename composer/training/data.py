@@ -181,6 +181,14 @@ class WindowSampler:
     shorter (near a file's end with factor < 1), that window is left unstretched. The shift k
     is then drawn uniformly from ``[-transpose, transpose]`` intersected with the shifts that
     keep every pitch of that cropped window in range (0 is always allowed).
+
+    Openings: a window starts from a cold state (zero LSTM state), and so does an unseeded
+    piece; trained only on windows cut anywhere, the model's first draws from a cold state
+    are those of any place in a piece (a stray note far from the piece's range, a random
+    key). So a share ``openings`` of the windows start at their piece's first token, and a
+    window that does not has its first ``burn_in`` targets left unscored: the model learns
+    to predict from a cold state only at real openings. (Eleven parameters: the sampler
+    takes the training config's window settings one by one, as eval batches share it.)
     """
 
     def __init__(
@@ -194,8 +202,11 @@ class WindowSampler:
         rank: int = 0,
         world_size: int = 1,
         controls: tuple[np.ndarray, ControlSpec] | None = None,
+        openings: float = 0.0,
+        burn_in: int = 0,
     ) -> None:
         self.controls = controls  # (N, C) per token of the corpus, and their layout
+        self.openings, self.burn_in = float(openings), _int(burn_in, "burn_in", 0)
         self.seq_len = _int(seq_len, "seq_len", 1)
         self.batch_size = _int(batch_size, "batch_size", 1)
         self.seed = _int(seed, "seed", 0)
@@ -234,13 +245,21 @@ class WindowSampler:
         self._raw_len = math.ceil((self.seq_len + 1) / (1 - stretch)) + _SLACK * (stretch > 0)
         self.step = 0  # batches drawn so far; the whole mutable state
 
-    def _draw(self, step: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
-        """Random generator of batch ``step`` after drawing its windows' starts and file ends."""
+    def _draw(self, step: int
+              ) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+        """Random generator of batch ``step`` after drawing its windows' starts, file ends
+        and whether each starts mid-piece (a share ``openings`` of the windows moved to
+        their file's start, drawn from a stream of their own so the rest of the batch is
+        drawn as without)."""
         rng = np.random.default_rng([self.seed, self.rank, step, _STREAM])
         g = rng.integers(0, self.n_positions, self.batch_size) * self.world_size + self.rank
         f = np.searchsorted(self._cum, g, side="right")  # (B,) file of each window
         before = self._cum[f] - (self._end[f] - self._offset[f] - self.seq_len)
-        return rng, self._offset[f] + (g - before), self._end[f]
+        start = self._offset[f] + (g - before)  # (B,)
+        if self.openings > 0:
+            own = np.random.default_rng([self.seed, self.rank, step, _STREAM, 2])
+            start = np.where(own.random(self.batch_size) < self.openings, self._offset[f], start)
+        return rng, start, self._end[f], start != self._offset[f]
 
     def window_starts(self, step: int | None = None) -> np.ndarray:
         """Positions in ``corpus.tokens`` (B,) of the windows of batch ``step`` (default: next)."""
@@ -249,7 +268,7 @@ class WindowSampler:
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         """The next ``(inputs, targets)``: int64 tensors (B, T), targets = inputs shifted by
         one; with controls, ``(inputs, targets, controls)``, controls float32 (B, T, C)."""
-        rng, start, end = self._draw(self.step)
+        rng, start, end, cold = self._draw(self.step)
         width = self.seq_len + 1
         aug = self.augment
         src = start[:, None] + np.arange(width)  # (B, T+1) where each token's controls are
@@ -277,6 +296,8 @@ class WindowSampler:
         self.step += 1
         batch = torch.from_numpy(windows)  # (B, T+1)
         x, y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+        if self.burn_in:
+            y[torch.from_numpy(cold), : self.burn_in] = IGNORE_INDEX  # (B, T)
         if self.controls is None:
             return x, y
         table, spec = self.controls

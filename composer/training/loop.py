@@ -185,7 +185,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     table = open_controls(corpus, spec) if spec.width else None
     sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
                             config.augment if config.augment.enabled else None, config.seed,
-                            rank, world, None if table is None else (table, spec))
+                            rank, world, None if table is None else (table, spec),
+                            config.openings, config.burn_in)
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
