@@ -74,3 +74,10 @@ def test_readme_is_a_short_front_page_linking_every_doc():
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         if not link.startswith("http"):
             assert (ROOT / link).exists(), f"README links a missing {link}"
+
+
+def test_docs_links_and_pictures_resolve():
+    for page in PAGES:
+        for link in re.findall(r"\]\(([^)#\s]+)\)", page.read_text(encoding="utf-8")):
+            if not link.startswith(("http://", "https://")):
+                assert (page.parent / link).exists(), f"{page.name} links a missing {link}"
