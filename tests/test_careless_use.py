@@ -216,7 +216,7 @@ def test_pitch_class_weights_at_the_bound_give_a_histogram():
 
 
 def test_generate_refuses_overflowing_pitch_classes_in_one_line():
-    r = run("generate", "--checkpoint", "bach-folk-controls", "--pitch-classes",
+    r = run("generate", "--checkpoint", "default", "--pitch-classes",
             "1e308,1e308,1,1,1,1,1,1,1,1,1,1", "--length", "1")
     assert r.exit_code == 1 and r.output.startswith("Error: each pitch-class weight")
 

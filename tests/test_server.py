@@ -50,7 +50,8 @@ def one_line_error(response, status):
 def test_models_and_openings(client):
     models = client.get("/api/models").json()
     assert models["models"][0]["id"] == "default"
-    assert models["models"][0]["controls"] == []
+    controls = {c["name"] for c in models["models"][0]["controls"]}
+    assert {"density", "key", "style", "tempo"} <= controls  # the shipped default takes all
     assert models["limits"]["num"] == ServeConfig().max_num
     openings = [o["id"] for o in client.get("/api/openings").json()["openings"]]
     assert {"ode-to-joy", "frere-jacques", "bach-chorale"} <= set(openings)
@@ -165,7 +166,7 @@ BAD = [
     ({"seed": "opening"}, "opening"), ({"seed": "opening", "opening": "../server"}, "opening"),
     ({"seed": "result", "result": "../../etc"}, "result"),
     ({"seed": "upload"}, "midi"), ({"shell": "rm"}, "unknown field"),
-    ({"controls": {"density": 0.5}}, "no control"), ({"controls": [1]}, "controls"),
+    ({"controls": {"loudness": 0.5}}, "loudness"), ({"controls": [1]}, "controls"),
     ({"model": 3}, "model"),
 ]
 
@@ -258,7 +259,7 @@ def test_second_checkpoint_served_under_its_own_id():
     from composer.model.checkpoint import shipped_names
 
     shipped = sorted(shipped_names(), key=lambda n: n != "default")
-    app = create_app([BACH.parents[1] / "checkpoints" / "default", "bach-folk-controls"])
+    app = create_app([BACH.parents[1] / "checkpoints" / "default", "default"])
     with TestClient(app) as c:
         ids = [m["id"] for m in c.get("/api/models").json()["models"]]
         assert ids == [*shipped, "default-2"]  # every shipped model once, by name

@@ -16,7 +16,7 @@ from composer.evaluation.likelihood import evaluate_model
 from composer.midi.io import load
 from composer.model.checkpoint import load_checkpoint, read_info
 from composer.model.storage import FORMAT_VERSION
-from composer.tokens.beats import NoteEventConfig, NoteVocabulary
+from composer.tokens.beats import NoteEventConfig
 from composer.tokens.performance import EventConfig, Vocabulary
 from composer.tokens.vocab import vocabulary_of
 
@@ -25,13 +25,16 @@ DEFAULT = ROOT / "checkpoints" / "default"
 CARD = ROOT / "checkpoints" / "README.md"
 
 
-def test_shipped_checkpoint_loads_with_the_default_beat_vocabulary_and_its_guards():
+def test_shipped_checkpoint_takes_every_control_instruments_and_drums():
     info = read_info(DEFAULT)
     assert info["format_version"] == FORMAT_VERSION
     ckpt = load_checkpoint(DEFAULT)
-    assert ckpt.events == vocabulary_of(NoteEventConfig())
-    assert ckpt.model_config.vocab_size == NoteVocabulary(NoteEventConfig()).size == 264
-    assert ckpt.data["guards"]["max_polyphony"] == 4  # the chorales' four voices
+    assert ckpt.events == vocabulary_of(NoteEventConfig(instruments=True))
+    spec = ckpt.model_config.controls
+    assert spec.names == ("density", "pitch-classes", "style", "tempo")
+    assert spec.styles == ("bach", "dance", "ensemble", "irish", "keyboard")
+    assert ckpt.data["drums"] is True and {0, 32, 40, 42, 52} <= set(ckpt.data["programs"])
+    assert set(ckpt.data["sources"]) == set(spec.styles)  # evaluate finds its corpus by name
     size = sum(f.stat().st_size for f in DEFAULT.iterdir())
     assert size < 50 << 20
 
@@ -59,38 +62,40 @@ def test_generate_without_arguments_uses_the_shipped_model(tmp_path, monkeypatch
 
 
 def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
+    """The card's chorale figure: the default scored on the chorales' test split (a folder
+    whose ``bach/`` style subfolder holds them, as in training) by ``evaluate_model``."""
     card = CARD.read_text()
-    stated = float(re.search(r"Test NLL \(nats/event\)\s*\|\s*([0-9.]+)", card)[1])
+    stated = float(re.search(r"Chorale test NLL \(nats/event\)\s*\|\s*([0-9.]+)", card)[1])
     ckpt = load_checkpoint(DEFAULT)
-    splits = ckpt.data["splits"]
-    cache = prepare(BACH, tmp_path / "cache", CorpusConfig(vocabulary="notes", **splits)).cache_dir
+    (tmp_path / "midi" / "bach").mkdir(parents=True)
+    for f in BACH.glob("*.mid"):
+        (tmp_path / "midi" / "bach" / f.name).symlink_to(f)
+    config = CorpusConfig(vocabulary="notes", notes=ckpt.events.config, **ckpt.data["splits"])
+    cache = prepare(tmp_path / "midi", tmp_path / "cache", config).cache_dir
     result = evaluate_model(DEFAULT, cache, "test", train_corpus=cache, device="cpu")
     assert result["models"]["LSTM"]["loss"] == pytest.approx(stated, abs=6e-4)
     assert result["models"]["LSTM"]["loss"] < result["models"]["5-gram KN"]["loss"] - 0.3
 
 
-def test_the_shipped_controls_model_is_found_by_name_and_steered(tmp_path):
+def test_the_shipped_default_is_steered_by_every_control_it_takes(tmp_path):
     from composer.model.checkpoint import find_checkpoint, shipped_names
 
-    assert {"default", "bach-folk-controls"} <= set(shipped_names())
-    path = find_checkpoint("bach-folk-controls")
+    assert "default" in shipped_names()
+    path = find_checkpoint("default")
     assert path.parent.name == "shipped"
-    spec = load_checkpoint(path).model_config.controls
-    assert spec.names == ("density", "pitch-classes", "style", "tempo")
-    assert spec.styles == ("bach", "folk")
-    source = ROOT / "checkpoints" / "bach-folk-controls"
-    assert (path / "model.safetensors").read_bytes() == \
-        (source / "model.safetensors").read_bytes()
-    assert (path / "checkpoint.json").read_text() == (source / "checkpoint.json").read_text()
-    args = ["generate", "--checkpoint", "bach-folk-controls", "--length", "4", "-q",
-            "--rng-seed", "0", "--density", "4", "--key", "D minor", "--style", "folk",
+    args = ["generate", "--length", "4", "-q", "--rng-seed", "0", "--density", "4",
+            "--key", "D minor", "--style", "irish", "--instruments", "violin,cello",
             "--out", str(tmp_path), "--copy-warn", "0", "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert len(load(tmp_path / "composer-001.mid").notes) > 3
+    notes = load(tmp_path / "composer-001.mid").notes
+    assert len(notes) > 3 and set(notes["program"].tolist()) <= {40, 42}
+    assert not notes["is_drum"].any()  # drums only when asked
     bad = CliRunner().invoke(main, [*args[:-6], "--style", "jazz"])
-    assert bad.exit_code == 1 and "bach, folk" in bad.output
-    shown = CliRunner().invoke(main, ["info", "bach-folk-controls"])
+    assert bad.exit_code == 1 and "bach, dance, ensemble, irish, keyboard" in bad.output
+    never = CliRunner().invoke(main, [*args[:-6], "--instruments", "banjo"])
+    assert never.exit_code == 1 and "never learnt Banjo" in never.output
+    shown = CliRunner().invoke(main, ["info", "default"])
     assert shown.exit_code == 0 and "controls     density, pitch-classes, style" in shown.output
     missing = CliRunner().invoke(main, ["generate", "--checkpoint", "no-such-model"])
-    assert missing.exit_code == 2 and "bach-folk-controls" in missing.output
+    assert missing.exit_code == 2 and "default" in missing.output
