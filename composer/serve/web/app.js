@@ -121,17 +121,23 @@ function showPlan() {
   drawPlan();
 }
 
-function drawPlan() {
-  const canvas = $("plan"), c = planInput();
-  if (!c || $("plan-box").hidden) return;
+function blankCanvas(canvas, defaultWidth, defaultHeight) {
+  // A white canvas at the screen's pixel density; its context and CSS size.
   const scale = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600, height = canvas.clientHeight || 140;
+  const width = canvas.clientWidth || defaultWidth, height = canvas.clientHeight || defaultHeight;
   canvas.width = width * scale;
   canvas.height = height * scale;
   const g = canvas.getContext("2d");
   g.scale(scale, scale);
   g.fillStyle = "#fff";
   g.fillRect(0, 0, width, height);
+  return { g, width, height };
+}
+
+function drawPlan() {
+  const canvas = $("plan"), c = planInput();
+  if (!c || $("plan-box").hidden) return;
+  const { g, width, height } = blankCanvas(canvas, 600, 140);
   const [lo, hi] = planRange(c), area = planArea(width, height);
   const y = (v) => area.top + (1 - (v - lo) / (hi - lo)) * area.h;
   g.font = "10px sans-serif";
@@ -230,14 +236,7 @@ function request() {
 
 function drawRoll(canvas, roll) {
   // Time along x, pitch along y; the seed's part on a shaded band, a line where it ends.
-  const scale = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 800, height = canvas.clientHeight || 220;
-  canvas.width = width * scale;
-  canvas.height = height * scale;
-  const g = canvas.getContext("2d");
-  g.scale(scale, scale);
-  g.fillStyle = "#fff";
-  g.fillRect(0, 0, width, height);
+  const { g, width, height } = blankCanvas(canvas, 800, 220);
   const notes = roll.notes;
   if (!notes.length) return;
   const left = 34, bottom = 16;
