@@ -43,9 +43,9 @@ from composer.generation.config import CHUNK, SampleConfig
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
-    late_processors,
     make_processors,
     max_note_seconds,
+    steering,
 )
 from composer.generation.track import Track, Tracker, make_tracker, replay
 from composer.model.config import MEMORY_SHARE
@@ -284,15 +284,16 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
             sps = events.steps_per_second(clock)
             stepper = make_stepper(model, engine)
             tracker = make_tracker(events, max(1, round(longest * sps)), device)
-            processors = make_processors(tracker, config, clock, guards)
+            processors = make_processors(tracker, config, clock, guards,
+                                         unseeded=not np.isin(seed, tracker.starts).any())
             parts = _Parts(stepper, tracker, processors,
                            Sampler(row_keys(rng_seed, num, device), processors.greedy), None)
             state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan)
             now0 = int(state.track.now[0])
-            late = late_processors(tracker, config, plan, model.config.controls, sps, now0,
-                                   unseeded=not np.isin(seed, tracker.starts).any())
-            parts = parts._replace(processors=processors.with_late(late), schedule=None
-                                   if plan is None else _Schedule(plan, now0, sps, device))
+            if plan is not None:
+                steer = steering(plan, model.config.controls, tracker, config, sps, now0)
+                parts = parts._replace(processors=processors.with_late([steer] * bool(steer)),
+                                       schedule=_Schedule(plan, now0, sps, device))
             stop = _Stop(config, sps, now0, progress)
             runner, capture = _chunks(parts, state, keep_logits,
                                       device.type == "cuda" if cuda_graph is None else cuda_graph)

@@ -10,8 +10,8 @@ The guards:
   of programs outside the config's ``instruments`` are masked, and DRUM tokens without
   ``drums``;
 - **silence** (:class:`SilenceGuard`): a shift that would stretch a silence past
-  ``max_silence`` steps is masked; an unseeded piece opens within ``max_opening_seconds``
-  (:class:`OpeningSilence`: until its first note, no shift goes past it);
+  ``max_silence`` steps is masked, and an unseeded piece opens within
+  ``max_opening_seconds`` (until its first note, no shift goes past it);
 - **polyphony** (:class:`PolyphonyGuard`): a note start is masked while its pitch sounds (no
   re-strike; a unison of two instruments counts as one) and every note start while
   ``max_polyphony`` notes sound (drum hits, having no length, are not counted);
@@ -77,14 +77,20 @@ class InstrumentFilter:
 
 
 class SilenceGuard:
-    """Masks the shifts that would stretch the silence past ``max_silence`` steps."""
+    """Masks the shifts that would stretch the silence past ``max_silence`` steps, and, with
+    ``max_opening`` (an unseeded piece), past ``max_opening`` steps before its first note."""
 
-    def __init__(self, tracker: Tracker, max_silence: int) -> None:
+    def __init__(self, tracker: Tracker, max_silence: int, max_opening: int | None = None
+                 ) -> None:
         self.tracker, self.max_silence = tracker, max_silence
+        self.max_opening = None if max_opening is None else min(max_opening, max_silence)
         self.shifts, self.steps = tracker.shifts, tracker.shift_steps  # (S,)
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        over = self.tracker.silence(tr)[:, None] + self.steps > self.max_silence  # (B, S)
+        limit = self.max_silence
+        if self.max_opening is not None:  # (B, 1): no note drawn yet, the opening's limit
+            limit = torch.where(tr.notes == 0, self.max_opening, self.max_silence)[:, None]
+        over = self.tracker.silence(tr)[:, None] + self.steps > limit  # (B, S)
         scores[:, self.shifts.start : self.shifts.stop].masked_fill_(over, INF)
         return scores
 
@@ -186,21 +192,6 @@ class TopP:
         return scores.scatter(1, order, ranked.masked_fill(drop, INF))
 
 
-class OpeningSilence:
-    """Until a piece's first note, masks the shifts that would open it with more than
-    ``max_steps`` of silence (an unseeded piece: drawing starts at music step ``now0``)."""
-
-    def __init__(self, tracker: Tracker, max_steps: int, now0: int) -> None:
-        self.shifts, self.steps = tracker.shifts, tracker.shift_steps  # (S,)
-        self.max_steps, self.now0 = max_steps, now0
-
-    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        waiting = (tr.notes == 0)[:, None]  # (B, 1): no note yet
-        over = (tr.now - self.now0)[:, None] + self.steps > self.max_steps  # (B, S)
-        scores[:, self.shifts.start : self.shifts.stop].masked_fill_(waiting & over, INF)
-        return scores
-
-
 class Steering:
     """Holds a control plan to what it asks while drawing (a model with controls): the model
     reads the asked values as inputs, and this processor adds feedback from what was drawn.
@@ -254,17 +245,6 @@ class Steering:
         return scores
 
 
-def late_processors(tracker: Tracker, config: Any, plan: Any, spec: Any, sps: float,
-                    now0: int, unseeded: bool) -> list[Any]:
-    """The processors that need the music step drawing starts at (``now0``): the opening
-    silence guard of an unseeded piece and the :class:`Steering` of a control plan."""
-    late: list[Any] = []
-    if unseeded:
-        late.append(OpeningSilence(tracker, round(config.max_opening_seconds * sps), now0))
-    steer = None if plan is None else steering(plan, spec, tracker, config, sps, now0)
-    return late + [steer] * (steer is not None)
-
-
 def steering(plan: Any, spec: Any, tracker: Tracker, config: Any, sps: float, now0: int
              ) -> Steering | None:
     """The :class:`Steering` of ``plan`` for a model of ``spec`` (None: nothing to steer:
@@ -305,8 +285,8 @@ class Processors(list):
         self.copy = not (processors and isinstance(processors[0], Temperature))
 
     def with_late(self, late: list[Any]) -> Processors:
-        """These processors with ``late`` ones (built once the seed is fed: the opening
-        guard, steering) after the guards, before top-k/top-p."""
+        """These processors with ``late`` ones (built once the seed is fed: steering) after
+        the guards, before top-k/top-p."""
         if not late:
             return self
         at = next((i for i, p in enumerate(self) if isinstance(p, (TopK, TopP))), len(self))
@@ -326,8 +306,8 @@ def sampling(config: Any) -> list[Any]:
             + [TopP(config.top_p)] * (config.top_p < 1))
 
 
-def make_processors(tracker: Tracker, config: Any, clock: Clock, guards: Guards
-                    ) -> Processors:
+def make_processors(tracker: Tracker, config: Any, clock: Clock, guards: Guards,
+                    unseeded: bool = False) -> Processors:
     """The processors of ``config`` for ``tracker``'s vocabulary: the guards
     (``max_silence_seconds``; ``max_polyphony`` and ``max_note_seconds``, None: from
     ``guards``, else no polyphony limit and DEFAULT_MAX_NOTE_SECONDS, already in
@@ -335,7 +315,8 @@ def make_processors(tracker: Tracker, config: Any, clock: Clock, guards: Guards
     events = tracker.events
     sps = events.steps_per_second(clock)
     poly = config.max_polyphony if config.max_polyphony is not None else guards.max_polyphony
-    silence = SilenceGuard(tracker, max(0, round(config.max_silence_seconds * sps)))
+    silence = SilenceGuard(tracker, max(0, round(config.max_silence_seconds * sps)),
+                           round(config.max_opening_seconds * sps) if unseeded else None)
     fixed = instrument_ban(events, config)
     rules: list[Any] = [InstrumentFilter(torch.as_tensor(fixed, device=tracker.device))
                         ] * bool(fixed.any()) + [silence]
