@@ -47,6 +47,7 @@ import argparse
 import copy
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from music21 import converter, corpus, stream
@@ -72,22 +73,27 @@ def evenly(items: list, limit: int) -> list:
     return [items[i * len(items) // limit] for i in range(limit)]
 
 
+def write_checked(label: str, target: Path, write: Callable[[Path], None]) -> bool:
+    """``write(target)``, then read the file back: True when it holds notes; otherwise the
+    file is removed and one line says why (one bad score must not stop the build)."""
+    try:
+        write(target)
+        if len(load(target).notes) == 0:
+            raise ValueError("no notes read back")
+    except Exception as e:  # noqa: BLE001
+        print(f"skip {label}: {type(e).__name__}: {e}", flush=True)
+        target.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def palestrina(out: Path, limit: int) -> tuple[int, int]:
     """Write the chosen Palestrina movements; returns (written, skipped)."""
-    written = skipped = 0
-    for path in evenly(sorted((CORPUS / "palestrina").glob("*.krn")), limit):
-        target = out / f"{path.stem}.mid"
-        try:
-            converter.parse(path).write("midi", fp=str(target))
-            if len(load(target).notes) == 0:
-                raise ValueError("no notes")
-        except Exception as e:  # noqa: BLE001 (one bad score must not stop the build)
-            print(f"skip palestrina/{path.name}: {type(e).__name__}: {e}", flush=True)
-            target.unlink(missing_ok=True)
-            skipped += 1
-            continue
-        written += 1
-    return written, skipped
+    paths = evenly(sorted((CORPUS / "palestrina").glob("*.krn")), limit)
+    written = sum(write_checked(f"palestrina/{path.name}", out / f"{path.stem}.mid",
+                                lambda t, p=path: converter.parse(p).write("midi", fp=str(t)))
+                  for path in paths)
+    return written, len(paths) - written
 
 
 def melody_stream(score: stream.Score) -> stream.Stream:
@@ -108,26 +114,20 @@ def essen(name: str, out: Path, limit: int) -> tuple[int, int]:
         starts = [m.start() for m in _RECORD.finditer(text)] + [len(text)]
         songs += [(stem, i + 1, text[a:b]) for i, (a, b) in enumerate(
             zip(starts[:-1], starts[1:], strict=True))]
-    written = skipped = 0
-    for stem, index, text in evenly(songs, limit):
-        label = f"essenFolksong/{stem}.abc song {index}"
-        target = out / f"{stem}-{index:04d}.mid"
-        try:
-            parsed = converter.parse(text, format="abc")
-            score = parsed.scores[0] if isinstance(parsed, stream.Opus) else parsed
-            melody = melody_stream(score)
-            if not melody.notes:
-                raise ValueError("no notes")
-            melody.write("midi", fp=str(target))
-            if len(load(target).notes) == 0:
-                raise ValueError("no notes read back")
-        except Exception as e:  # noqa: BLE001 (one bad song must not stop the build)
-            print(f"skip {label}: {type(e).__name__}: {e}", flush=True)
-            target.unlink(missing_ok=True)
-            skipped += 1
-            continue
-        written += 1
-    return written, skipped
+    def write_song(target: Path, text: str) -> None:
+        parsed = converter.parse(text, format="abc")
+        score = parsed.scores[0] if isinstance(parsed, stream.Opus) else parsed
+        melody = melody_stream(score)
+        if not melody.notes:
+            raise ValueError("no notes")
+        melody.write("midi", fp=str(target))
+
+    chosen = evenly(songs, limit)
+    written = sum(write_checked(f"essenFolksong/{stem}.abc song {index}",
+                                out / f"{stem}-{index:04d}.mid",
+                                lambda t, text=text: write_song(t, text))
+                  for stem, index, text in chosen)
+    return written, len(chosen) - written
 
 
 def main() -> None:
