@@ -37,8 +37,8 @@ from composer.corpus.cache import Corpus
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
 from composer.tokens.performance import Vocabulary
-from composer.training.config import TrainConfig
-from composer.training.data import AugmentConfig, WindowSampler
+from composer.training.config import AugmentConfig, TrainConfig
+from composer.training.data import WindowSampler
 from composer.training.loop import evaluate
 
 

@@ -41,8 +41,8 @@ from composer.model.steppers import PlainStepper
 from composer.model.storage import CheckpointError
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import vocabulary_of
-from composer.training.config import TrainConfig, TrainRequest
-from composer.training.data import AugmentConfig, WindowSampler
+from composer.training.config import AugmentConfig, TrainConfig, TrainRequest
+from composer.training.data import WindowSampler
 from composer.training.recipe import train_model
 
 ROOT = Path(__file__).resolve().parents[1]

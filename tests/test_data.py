@@ -23,15 +23,9 @@ from composer.tokens.performance import (
     canonical_order,
     decode,
 )
-from composer.training.data import (
-    IGNORE_INDEX,
-    AugmentConfig,
-    DataError,
-    WindowSampler,
-    augment_tokens,
-    eval_batches,
-    transpose_range,
-)
+from composer.training.augment import augment_tokens, transpose_range
+from composer.training.config import AugmentConfig, DataError
+from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
 
 T, B = 32, 16  # small windows keep the tests fast
 

@@ -31,8 +31,8 @@ from composer.model.lstm import ComposerLSTM
 from composer.tokens.beats import NoteEventConfig, NoteVocabulary, clock_of
 from composer.tokens.performance import DRUM, NOTE_ON, PROGRAM, EventConfig, Vocabulary
 from composer.tokens.vocab import NOTES, PERFORMANCE, Events, vocabulary_of
+from composer.training.augment import augment_tokens
 from composer.training.config import TrainRequest
-from composer.training.data import augment_tokens
 from composer.training.recipe import train_model
 
 ROOT = Path(__file__).resolve().parents[1]

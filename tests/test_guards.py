@@ -30,7 +30,7 @@ from composer.tokens import performance as perf
 from composer.tokens.beats import Clock, NoteEventConfig, grid_fraction
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, vocabulary_of
-from composer.training.data import augment_tokens
+from composer.training.augment import augment_tokens
 
 PERF = Events("performance", EventConfig())
 NOTES = Events("notes", NoteEventConfig())

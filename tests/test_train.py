@@ -24,8 +24,7 @@ from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
 from composer.tokens.performance import EventConfig
 from composer.training import loop as train_mod
-from composer.training.config import TrainConfig, TrainingError
-from composer.training.data import AugmentConfig
+from composer.training.config import AugmentConfig, TrainConfig, TrainingError
 from composer.training.loop import evaluate, train
 from composer.training.optim import lr_at
 
@@ -71,8 +70,10 @@ def test_loss_falls_and_checkpoints_are_written(corpus, tmp_path):
     assert TrainConfig.from_dict(latest.train_config) == fast(steps=60, lr=1e-2, eval_every=30)
 
 
-def test_resume_after_interruption_reproduces_the_uninterrupted_run(corpus, tmp_path):
-    config = fast()
+@pytest.mark.parametrize("carry_state", [False, True])
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(corpus, tmp_path,
+                                                                    carry_state):
+    config = fast(carry_state=carry_state)
     train(corpus, tmp_path / "a", TINY, config, device="cpu")
 
     def interrupt_at_12(step, total, info):
@@ -98,11 +99,11 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(corpus, tmp_path, monkey
     real = train_mod._loss
     calls = {"n": 0}
 
-    def flaky(model, x, y, device):
+    def flaky(model, x, y, device, c=None, state=None):
         calls["n"] += 1
-        loss, count = real(model, x, y, device)
-        return (loss * float("nan"), count) if calls["n"] in (3, 4) or calls["n"] > 14 else \
-            (loss, count)
+        loss, count, after = real(model, x, y, device, c, state)
+        bad = calls["n"] in (3, 4) or calls["n"] > 14
+        return (loss * float("nan") if bad else loss), count, after
 
     monkeypatch.setattr(train_mod, "_loss", flaky)
     with pytest.raises(TrainingError, match="not finite for 3 steps in a row") as e:

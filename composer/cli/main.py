@@ -176,6 +176,11 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               show_default=True,
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--no-augment", is_flag=True, help="No transposition / time-stretch.")
+@click.option("--carry-state/--windows", default=default(TRAIN, "carry_state"),
+              show_default=True,
+              help="Read whole pieces window after window with the LSTM state carried "
+                   "(truncated backprop through time), or train on windows cut anywhere "
+                   "from a zero state.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--resume", is_flag=True, callback=not_with("force"),
@@ -238,7 +243,7 @@ def train_request(flags: dict[str, Any]) -> TrainRequest:
     augment = AugmentConfig(0, 0.0) if f["no_augment"] else AugmentConfig()
     config = TrainConfig(batch_size=f["batch_size"], seq_len=f["seq_len"], lr=f["lr"],
                          eval_every=f["eval_every"], patience=f["patience"], seed=f["seed"],
-                         augment=augment)
+                         augment=augment, carry_state=f["carry_state"])
     sizes = {"layers": f["layers"], "hidden": f["hidden"], "embed_dim": f["embed"],
              "dropout": f["dropout"]}
     path = (lambda p: None if p is None else str(p))  # noqa: E731

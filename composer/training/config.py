@@ -83,6 +83,10 @@ class TrainConfig(Config):
     # others, so that the model predicts from a cold state only at real openings.
     openings: float = 0.1
     burn_in: int = 8
+    # Truncated backprop through time (composer.training.streams): each batch row reads whole
+    # pieces window after window, the LSTM state carried between windows (openings and
+    # burn_in then do not apply: every piece is read from its start).
+    carry_state: bool = False
 
     def __post_init__(self) -> None:
         for name, top in _INT_BOUNDS.items():

@@ -51,6 +51,7 @@ from composer.training.config import TrainConfig, TrainingError, TrainResult, pe
 from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
 from composer.training.optim import Budget, param_groups, plan_line, regroup
 from composer.training.runs import MetricsLog, holds_run, set_aside_run, truncate_metrics
+from composer.training.streams import StreamSampler, carry
 
 
 def summed_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -66,14 +67,16 @@ def validation_split(corpus: Corpus) -> str:
 
 
 def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-          c: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy (nats) over the real targets of a batch (controls ``c``), and
-    their count."""
+          c: torch.Tensor | None = None, state: tuple[torch.Tensor, ...] | None = None
+          ) -> tuple[torch.Tensor, int, tuple[torch.Tensor, ...]]:
+    """Summed cross-entropy (nats) over the real targets of a batch (controls ``c``, from
+    LSTM ``state``; None: zeros), their count, and the state after it (detached)."""
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     with autocast:
-        logits, _ = model(x) if c is None else model(x, None, c)  # (B, T, V)
-    return summed_cross_entropy(logits, y), int((y != IGNORE_INDEX).sum())
+        logits, after = model(x, state, c)  # (B, T, V)
+    return (summed_cross_entropy(logits, y), int((y != IGNORE_INDEX).sum()),
+            tuple(s.detach() for s in after))
 
 
 @torch.no_grad()
@@ -183,22 +186,30 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     spec = model_config.controls  # the control array, memory-mapped beside the corpus
     table = open_controls(corpus, spec) if spec.width else None
-    sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size,
-                            config.augment if config.augment.enabled else None, config.seed,
-                            rank, world, None if table is None else (table, spec),
-                            config.openings, config.burn_in)
+    augment = config.augment if config.augment.enabled else None
+    controls = None if table is None else (table, spec)
+    if config.carry_state:
+        sampler: Any = StreamSampler(corpus, "train", config.seq_len, config.batch_size,
+                                     augment, config.seed, rank, world, controls)
+    else:
+        sampler = WindowSampler(corpus, "train", config.seq_len, config.batch_size, augment,
+                                config.seed, rank, world, controls, config.openings,
+                                config.burn_in)
+    carried = None  # the LSTM state carried between windows (carry_state)
     state = {"step": 0, "best": float("inf"), "since_best": 0, "skipped": 0}
     if start["train_state"] is not None:
         ts = start["train_state"]
         opt.load_state_dict(regroup(ts["optimizer"], model, opt))
         sampler.load_state_dict(ts["sampler"])
+        carried = tuple(t.to(dev) for t in ts["carried"]) if ts.get("carried") else None
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
     data_info = corpus_record(corpus)
 
     def save(name: str, metrics: dict[str, float]) -> None:
         train_state = to_safe({"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                               "rng": get_rng_state(), "progress": dict(state)})
+                               "rng": get_rng_state(), "progress": dict(state),
+                               "carried": [t.cpu() for t in carried] if carried else []})
         save_checkpoint(out / name, model, model_config, vocab, train_config=config.to_dict(),
                         step=state["step"], metrics=metrics, data=data_info,
                         train_state=train_state)
@@ -235,8 +246,13 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                         break
                     budget.evaluated()
                 # forward / backward
-                x, y, *c = (t.to(dev, non_blocking=True) for t in sampler.next_batch())
-                loss_sum, count = _loss(net, x, y, dev, *c)
+                batch = sampler.next_batch()
+                if config.carry_state:  # the state goes on, but not into a new piece
+                    *batch, fresh = batch
+                    carried = carry(carried, fresh.to(dev))
+                x, y, *c = (t.to(dev, non_blocking=True) for t in batch)
+                loss_sum, count, after = _loss(net, x, y, dev, *c, state=carried)
+                carried = after if config.carry_state else None
                 loss = loss_sum / count
                 loss.backward()
                 # clip
