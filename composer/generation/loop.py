@@ -43,6 +43,7 @@ from composer.generation.config import CHUNK, SampleConfig
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
+    is_legacy,
     make_processors,
     max_note_seconds,
     steering,
@@ -283,7 +284,8 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
         with inference(model, threads):
             sps = events.steps_per_second(clock)
             stepper = make_stepper(model, engine)
-            tracker = make_tracker(events, max(1, round(longest * sps)), device)
+            tracker = make_tracker(events, max(1, round(longest * sps)), device,
+                                   sounding=not is_legacy(config, guards))  # else unread
             processors = make_processors(tracker, config, clock, guards,
                                          unseeded=not np.isin(seed, tracker.starts).any())
             parts = _Parts(stepper, tracker, processors,
