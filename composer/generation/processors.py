@@ -160,12 +160,13 @@ class BeatGrammar:
     """A DURATION right after each PITCH and nowhere else."""
 
     def __init__(self, tracker: BeatTracker) -> None:
-        self.tracker, self.durations, self.V = tracker, tracker.durations, tracker.vocab.size
+        self.tracker = tracker
+        durations = torch.zeros(tracker.vocab.size, dtype=torch.bool, device=tracker.device)
+        durations[tracker.durations.start : tracker.durations.stop] = True
+        self.bans = ~durations, durations  # (V,) each: while a PITCH waits, and while none
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        pend = self.tracker.pending(tr)  # (B, 1)
-        ban = pend.expand(-1, self.V).clone()  # (B, V)
-        ban[:, self.durations.start : self.durations.stop] = ~pend
+        ban = torch.where(self.tracker.pending(tr), *self.bans)  # (B, V)
         return scores.masked_fill_(ban, INF)
 
 

@@ -125,11 +125,15 @@ class BeatTracker(Tracker):
     def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
         super().__init__(events, max_note, device)
         r = self.vocab.ranges
-        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, kind, steps
-        table[r[beat.PITCH], 0] = np.arange(len(r[beat.PITCH]))
-        table[r[beat.PITCH], 1], table[r[beat.DURATION], 1], table[r[beat.SHIFT], 1] = 1, 2, 3
-        table[r[beat.DURATION], 2] = table[r[beat.SHIFT], 2] = self.vocab.steps
-        self.table = torch.as_tensor(table, device=device)  # (V, 3)
+        # per token: the pitch waiting after it (PITCH: its own, others: -1), the least waiting
+        # pitch it completes a note of (DURATION: 0, any; others: FAR, none), that note's
+        # steps, the steps it moves time by (SHIFT), 1 if it starts a note (PITCH)
+        table = np.zeros((self.vocab.size, 5), np.int64)
+        table[:, 0], table[:, 1] = -1, FAR
+        table[r[beat.PITCH], 0], table[r[beat.PITCH], 4] = np.arange(len(r[beat.PITCH])), 1
+        table[r[beat.DURATION], 1], table[r[beat.DURATION], 2] = 0, self.vocab.steps
+        table[r[beat.SHIFT], 3] = self.vocab.steps
+        self.table = torch.as_tensor(table, device=device)  # (V, 5)
         self.shifts, self.durations = r[beat.SHIFT], r[beat.DURATION]
         self.shift_steps = torch.as_tensor(self.vocab.steps, device=device)  # (S,)
 
@@ -139,13 +143,12 @@ class BeatTracker(Tracker):
                      z - 1, z)
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        p, kind, steps = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        note = (kind == 2) & (tr.aux >= 0)  # a DURATION completing a note
+        waiting, least, length, shift, starts = self.table.index_select(0, tok).unbind(1)
         at = tr.aux.clamp(min=0)[:, None]  # (B, 1)
-        u = torch.where(note, tr.now + steps, tr.until.gather(1, at)[:, 0])
-        return Track(tr.now + torch.where(kind == 3, steps, 0),
-                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1),
-                     tr.notes + (kind == 1))
+        note = tr.aux >= least  # (B,) a DURATION completing a note
+        u = torch.where(note, tr.now + length, tr.until.gather(1, at)[:, 0])  # (B,)
+        return Track(tr.now + shift, tr.until.scatter(1, at, u[:, None]), waiting,
+                     tr.notes + starts)
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.until > tr.now[:, None]
