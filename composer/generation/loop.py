@@ -134,9 +134,9 @@ class _Chunks:
     def _chunk(self, s: _State) -> _State:
         noise = self.parts.sampler.noise(s.step, CHUNK, s.logits.shape[1])  # (B, CHUNK, V)
         tokens, logits = [], []
-        for j in range(CHUNK):
+        for step_noise in [None] * CHUNK if noise is None else noise.unbind(1):  # (B, V)
             logits.append(s.logits)
-            s, tok = _step(self.parts, s, None if noise is None else noise[:, j])
+            s, tok = _step(self.parts, s, step_noise)
             tokens.append(tok)
         self.tokens.copy_(torch.stack(tokens, 1))
         if self.logits is not None:
