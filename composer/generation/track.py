@@ -26,7 +26,8 @@ FAR = 1 << 40  # music steps no note reaches
 class Track(NamedTuple):
     """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
     which it falls silent (an upper bound while it sounds); ``aux``: performance events,
-    (B, P) bool, the pitch sounds; beat vocabulary, (B,) the pitch index waiting for its
+    (B, P) bool, the pitch sounds (all False where no processor reads it:
+    :class:`PerformanceTracker`); beat vocabulary, (B,) the pitch index waiting for its
     DURATION (-1: none); ``notes`` (B,): note starts drawn (the seed's are not counted)."""
 
     now: torch.Tensor
