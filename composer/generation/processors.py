@@ -89,7 +89,7 @@ class SilenceGuard:
         self.limits = torch.as_tensor([self.max_opening or 0, max_silence], device=tracker.device)
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        limit: Any = self.max_silence
+        limit: int | torch.Tensor = self.max_silence
         if self.max_opening is not None:  # (B,): no note drawn yet, the opening's limit
             limit = self.limits.index_select(0, tr.notes.clamp(max=1))
         room = limit - self.tracker.silence(tr)  # (B,) steps a shift may still take

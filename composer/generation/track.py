@@ -87,7 +87,7 @@ class PerformanceTracker(Tracker):
         # NOTE_OFF: 0 at the latest, silent now; others: -FAR..FAR, unchanged)
         table = np.zeros((self.vocab.size, 5), np.int64)
         table[:, 3], table[:, 4] = -FAR, FAR
-        flags = np.zeros((self.vocab.size, 2), bool)  # per token: sets its pitch's aux, to
+        flags = np.zeros((self.vocab.size, 2), bool)  # per token: sets its pitch's aux; to what
         for kind, low, high in ((perf.NOTE_ON, max_note, max_note), (perf.NOTE_OFF, -FAR, 0)):
             table[r[kind], 0] = np.arange(len(r[kind]))
             table[r[kind], 3], table[r[kind], 4] = low, high
