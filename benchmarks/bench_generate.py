@@ -12,7 +12,10 @@ for, and on CUDA when present. Two figures per path:
   set-up: 5 ms with oneDNN off, which is not done since it changes the numbers), building
   the processors;
 - ``loop alone`` (``--marginal``): the same loop without that start: N events over the
-  time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each).
+  time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each);
+- ``--rounds N``: the int8 loop against ``bare int8`` (below) in N alternating rounds of
+  256 steps each, the loop alone timed by the call's progress calls, by wall and by CPU
+  time (the median ratio: it holds on a loaded machine, where the table's bests do not).
 
 ``naive`` is ``model.step`` (one ``nn.LSTM`` call per event) in the same run; ``x first``
 is against the first path timed (naive by default). ``bare int8`` is the anchor of issue
@@ -21,6 +24,18 @@ quantized by ``torch.ao.quantization.quantize_dynamic`` and stepped one event at
 with no sampling at all; ``x bare`` is a path's step (and whole loop) against it (target:
 loop >= 0.8 at batch 1 and 8, one thread). ``--repeat N`` takes the best of N timings
 per figure, the paths interleaved (a shared machine's load moves between figures).
+
+Measured (int8, 1 thread, ``--batches 1 8 --paths int8 --repeat 5 --marginal --rounds 20``,
+after the tensor ops per step outside the model went from about 40 to 24; load 4-5,
+each run beside one of the previous code, alternating), batch 1 / 8: by CPU time in the
+rounds, whole call 0.75-0.76 / 0.88-0.90 and loop alone 0.83 / 0.94-0.96 (before: 0.72 /
+0.81-0.84 and 0.78 / 0.84-0.89); the table, in the runs the load disturbed least (``cpu``
+>= 0.96), whole call 0.73-0.77 / 0.84-0.94 and loop alone 0.80-0.89 / 0.80-0.90 (before:
+0.68-0.70 / 0.82-0.87 and 0.69-0.73 / 0.81-0.92). The whole call at batch 1 stays below
+0.8: its start costs 6-16 ms, nearly all the seed's one ``nn.LSTM`` forward through oneDNN
+(2 ms with oneDNN off, which moves the logits by ~5e-9 and so is not done), 25-60 us per
+event of a 256-event call.
+
 Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
 steps/s on CPU, >= 10,000 steps/s on an H100 (CUDA graph).
 
@@ -36,6 +51,7 @@ with one thread, other work had the core part of the time (the figures are wall-
     python benchmarks/bench_generate.py [--threads 1 2] [--train-seconds 45]
                                         [--checkpoint checkpoints/default]
     python benchmarks/bench_generate.py --threads 1 --batches 1 8 --paths int8 --repeat 5
+                                        --marginal --rounds 20 --train-seconds 0
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -207,6 +224,43 @@ def speed(model: ComposerLSTM, device: str, seconds: float, batches: tuple[int, 
                   + (f" {m:>10,.0f} {xm}" if marginal else ""), flush=True)
 
 
+def rounds(model: ComposerLSTM, batch: int, n: int, steps: int = 256) -> None:
+    """Print the int8 loop against the bare int8 step by ``n`` alternating rounds
+    (``--rounds``): per round ``steps`` bare steps, then one :func:`generate` call of
+    ``steps + CHUNK`` events, whose progress calls (one per chunk) time the loop alone from
+    the first chunk's end to the last's. Each figure is the median of the rounds' ratios,
+    by wall time and by this thread's CPU time (which other processes' time slices do not
+    inflate, so it holds on a loaded machine; cache contention still shows)."""
+    bare, stepper = bare_step(model.config, batch), FusedStepper(model, int8=True)
+    config, events = SampleConfig(events=steps + CHUNK), steps + CHUNK
+    whole: list[list[float]] = [[], []]  # per round: wall, cpu
+    alone: list[list[float]] = [[], []]
+    marks: list[tuple[float, float]] = []  # (wall, cpu) at each progress call
+
+    def clocks() -> tuple[float, float]:
+        return time.perf_counter(), time.thread_time()
+
+    for i in range(n + 1):  # the first round warms up
+        t0 = clocks()
+        for _ in range(steps):
+            bare()
+        t1 = clocks()
+        marks.clear()
+        generate(model, EventConfig(), None, batch, config, rng_seed=0, engine=stepper,
+                 threads=None, progress=lambda *_: marks.append(clocks()))
+        t2 = clocks()
+        if i == 0:
+            continue
+        for k in (0, 1):  # wall, cpu
+            per_step = (t1[k] - t0[k]) / steps  # the bare step
+            whole[k].append(per_step / ((t2[k] - t1[k]) / events))
+            alone[k].append(per_step / ((marks[-1][k] - marks[0][k]) / steps))
+    med = statistics.median
+    print(f"{batch:>5} int8 x bare, median of {n} rounds: whole call {med(whole[0]):.2f} wall "
+          f"/ {med(whole[1]):.2f} cpu; loop alone {med(alone[0]):.2f} wall / "
+          f"{med(alone[1]):.2f} cpu (load {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def bach_tokens(config: EventConfig) -> list[np.ndarray]:
     """Encoded Bach chorales, sorted by file name."""
     return [encode(load(p).notes, config).astype(np.int64) for p in sorted(BACH.glob("*.mid"))]
@@ -285,6 +339,8 @@ def main() -> None:
                     help="paths to time (the first is the 'x first' base)")
     ap.add_argument("--marginal", action="store_true",
                     help="also time the loop alone, without each call's start")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="also time the int8 loop against the bare step by alternating rounds")
     ap.add_argument("--repeat", type=int, default=1,
                     help="best of this many timings per figure, paths interleaved")
     ap.add_argument("--window", type=int, default=256)
@@ -305,6 +361,9 @@ def main() -> None:
               f"{os.cpu_count()} cores):")
         speed(model, "cpu", args.seconds, tuple(args.batches), tuple(args.paths), args.repeat,
               args.marginal)
+        if args.rounds:
+            for batch in args.batches:
+                rounds(model, batch, args.rounds)
     if not torch.cuda.is_available():
         print("\nCUDA (bf16, CUDA-graph steps/s at batch 1 and 64): not measured: no GPU lent")
     else:

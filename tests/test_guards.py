@@ -21,7 +21,7 @@ from composer.generation.config import SampleConfig
 from composer.generation.loop import generate
 from composer.generation.output import to_notes
 from composer.generation.processors import is_legacy, make_processors, max_note_seconds
-from composer.generation.track import make_tracker, replay
+from composer.generation.track import Track, make_tracker, replay
 from composer.midi.io import load
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
@@ -111,6 +111,46 @@ def test_note_rules_on_hand_made_sequences():
     assert ban[pitch.start : pitch.stop].all() and not ban[shift[0]]
     _, ban = _rules(NOTES, [pitch[60], dur[twelve], shift[twelve]], max_polyphony=2)
     assert not ban[pitch[60]]  # the note has ended: the pitch may sound again
+
+
+def _account(events: Events, tokens: list[int], max_note: int) -> tuple:
+    """One row's track after ``tokens`` in plain Python, event by event: now, until per
+    pitch, aux (performance: sounding per pitch; beat: the pitch waiting for a DURATION),
+    notes started."""
+    r, steps = events.vocab.ranges, events.token_steps()
+    starts = events.note_start_ids()
+    now, until, notes, waiting = 0, [0] * len(starts), 0, -1
+    sounding = [False] * len(starts)
+    for t in tokens:
+        if events.is_notes and t in r[beat.DURATION] and waiting >= 0:
+            until[waiting] = now + int(events.vocab.steps[t - r[beat.DURATION].start])
+        if not events.is_notes and t in r[perf.NOTE_OFF]:
+            p = t - r[perf.NOTE_OFF].start
+            until[p], sounding[p] = min(until[p], now), False
+        if t in starts:
+            p = t - starts.start
+            if not events.is_notes:
+                until[p], sounding[p] = now + max_note, True
+            notes += 1
+        waiting = t - starts.start if t in starts else -1
+        now += int(steps[t])
+    return now, until, waiting if events.is_notes else sounding, notes
+
+
+@pytest.mark.parametrize("events", [PERF, NOTES], ids=["performance", "notes"])
+def test_batched_tracks_match_a_plain_account_of_each_row(events):
+    tokens = np.random.default_rng(0).integers(0, events.size, (4, 400))  # (B, T)
+    for sounding in (True, False):
+        tracker = make_tracker(events, 7, torch.device("cpu"), sounding)
+        track = Track(*(t.expand(4, *t.shape[1:]).contiguous() for t in tracker.start()))
+        for column in torch.as_tensor(tokens).T:
+            track = tracker.update(track, column)
+        for b, row in enumerate(tokens.tolist()):
+            now, until, aux, notes = _account(events, row, 7)
+            if not (sounding or events.is_notes):  # not kept: nothing reads it
+                aux = [False] * len(until)
+            assert (track.now[b], track.notes[b]) == (now, notes)
+            assert track.until[b].tolist() == until and track.aux[b].tolist() == aux
 
 
 # ------------------------------------------------------------- models that want to break them

@@ -44,6 +44,7 @@ from composer.generation.keyhold import asks_key, key_processors
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
+    is_legacy,
     make_processors,
     max_note_seconds,
     steering,
@@ -133,9 +134,9 @@ class _Chunks:
     def _chunk(self, s: _State) -> _State:
         noise = self.parts.sampler.noise(s.step, CHUNK, s.logits.shape[1])  # (B, CHUNK, V)
         tokens, logits = [], []
-        for j in range(CHUNK):
+        for step_noise in [None] * CHUNK if noise is None else noise.unbind(1):  # (B, V)
             logits.append(s.logits)
-            s, tok = _step(self.parts, s, None if noise is None else noise[:, j])
+            s, tok = _step(self.parts, s, step_noise)
             tokens.append(tok)
         self.tokens.copy_(torch.stack(tokens, 1))
         if self.logits is not None:
@@ -284,7 +285,8 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
         with inference(model, threads):
             sps = events.steps_per_second(clock)
             stepper = make_stepper(model, engine)
-            tracker = make_tracker(events, max(1, round(longest * sps)), device)
+            tracker = make_tracker(events, max(1, round(longest * sps)), device,
+                                   sounding=not is_legacy(config, guards))  # else unread
             processors = make_processors(tracker, config, clock, guards,
                                          unseeded=not np.isin(seed, tracker.starts).any())
             parts = _Parts(stepper, tracker, processors,

@@ -41,7 +41,8 @@ def gumbel_noise(keys: torch.Tensor, step: torch.Tensor | int, count: int,
     ids = _token_hash(vocab_size, keys.device)  # (V,)
     steps = _arange(count, keys.device) + step  # (S,)
     row = _mix32((_mix32(keys)[:, None] + steps) & MASK32)  # (B, S)
-    bits = (((row[:, :, None] ^ ids) * 0x6C8E9CF5) & MASK32) >> 8  # (B, S, V), 24 bits
+    h = row[:, :, None] ^ ids  # (B, S, V)
+    bits = h.mul_(0x6C8E9CF5).bitwise_and_(MASK32).bitwise_right_shift_(8)  # 24 bits, in place
     u = bits.float().add_(0.5).mul_(2.0**-24)  # uniform in (0, 1)
     return u.log_().neg_().log_().neg_()  # -log(-log(u))
 
@@ -64,7 +65,8 @@ class Sampler:
         return None if self.greedy else gumbel_noise(self.keys, step, count, vocab_size)
 
     def __call__(self, scores: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """Token ids (B,) from processed scores (B, V) and this step's ``noise`` (B, V)."""
+        """Token ids (B,) from processed scores (B, V) (a copy of the processors' own, which
+        it adds to) and this step's ``noise`` (B, V)."""
         if self.greedy or noise is None:
             return scores.argmax(dim=1)
-        return (scores + noise).argmax(dim=1)
+        return scores.add_(noise).argmax(dim=1)  # the processors' copy: no logits change

@@ -85,12 +85,15 @@ class SilenceGuard:
         self.tracker, self.max_silence = tracker, max_silence
         self.max_opening = None if max_opening is None else min(max_opening, max_silence)
         self.shifts, self.steps = tracker.shifts, tracker.shift_steps  # (S,)
+        # (2,) a row's limit before its first note and after, picked by min(notes, 1)
+        self.limits = torch.as_tensor([self.max_opening or 0, max_silence], device=tracker.device)
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        limit = self.max_silence
-        if self.max_opening is not None:  # (B, 1): no note drawn yet, the opening's limit
-            limit = torch.where(tr.notes == 0, self.max_opening, self.max_silence)[:, None]
-        over = self.tracker.silence(tr)[:, None] + self.steps > limit  # (B, S)
+        limit: int | torch.Tensor = self.max_silence
+        if self.max_opening is not None:  # (B,): no note drawn yet, the opening's limit
+            limit = self.limits.index_select(0, tr.notes.clamp(max=1))
+        room = limit - self.tracker.silence(tr)  # (B,) steps a shift may still take
+        over = self.steps > room[:, None]  # (B, S)
         scores[:, self.shifts.start : self.shifts.stop].masked_fill_(over, INF)
         return scores
 
@@ -157,12 +160,13 @@ class BeatGrammar:
     """A DURATION right after each PITCH and nowhere else."""
 
     def __init__(self, tracker: BeatTracker) -> None:
-        self.tracker, self.durations, self.V = tracker, tracker.durations, tracker.vocab.size
+        self.tracker = tracker
+        durations = torch.zeros(tracker.vocab.size, dtype=torch.bool, device=tracker.device)
+        durations[tracker.durations.start : tracker.durations.stop] = True
+        self.bans = ~durations, durations  # (V,) each: while a PITCH waits, and while none
 
     def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
-        pend = self.tracker.pending(tr)  # (B, 1)
-        ban = pend.expand(-1, self.V).clone()  # (B, V)
-        ban[:, self.durations.start : self.durations.stop] = ~pend
+        ban = torch.where(self.tracker.pending(tr), *self.bans)  # (B, V)
         return scores.masked_fill_(ban, INF)
 
 

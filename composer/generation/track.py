@@ -26,7 +26,8 @@ FAR = 1 << 40  # music steps no note reaches
 class Track(NamedTuple):
     """Music time per row: ``now`` (B,) steps; per pitch ``until`` (B, P): the step at
     which it falls silent (an upper bound while it sounds); ``aux``: performance events,
-    (B, P) bool, the pitch sounds; beat vocabulary, (B,) the pitch index waiting for its
+    (B, P) bool, the pitch sounds (all False where no processor reads it:
+    :class:`PerformanceTracker`); beat vocabulary, (B,) the pitch index waiting for its
     DURATION (-1: none); ``notes`` (B,): note starts drawn (the seed's are not counted)."""
 
     now: torch.Tensor
@@ -73,22 +74,30 @@ class Tracker:
 
 class PerformanceTracker(Tracker):
     """Performance events (NOTE_ON / NOTE_OFF / TIME_SHIFT / VELOCITY): ``aux`` is the
-    (B, P) bool of sounding pitches."""
+    (B, P) bool of sounding pitches; with ``sounding=False`` (no processor reads it: the
+    legacy rules of :func:`composer.generation.processors.is_legacy`) it is not kept and
+    stays all False."""
 
-    def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
+    def __init__(self, events: Events, max_note: int, device: torch.device,
+                 sounding: bool = True) -> None:
         super().__init__(events, max_note, device)
-        r = self.vocab.ranges
-        # per token: pitch, +-1 notes, steps, and the most steps its pitch sounds on after it
-        # (NOTE_ON: max_note, NOTE_OFF: 0, others: unchanged, FAR)
-        table = np.zeros((self.vocab.size, 4), np.int64)
-        table[:, 3] = FAR
-        for kind, sign, left in ((perf.NOTE_ON, 1, max_note), (perf.NOTE_OFF, -1, 0)):
-            table[r[kind], 0], table[r[kind], 1] = np.arange(len(r[kind])), sign
-            table[r[kind], 3] = left
-        table[:, 2] = events.token_steps()
-        self.table = torch.as_tensor(table, device=device)  # (V, 3)
+        r, self.sounding_kept = self.vocab.ranges, sounding
+        # per token: pitch, steps, 1 if it starts a note, and the bounds its pitch's end is
+        # clamped to, in steps after now (NOTE_ON: exactly max_note, the most it sounds on;
+        # NOTE_OFF: 0 at the latest, silent now; others: -FAR..FAR, unchanged)
+        table = np.zeros((self.vocab.size, 5), np.int64)
+        table[:, 3], table[:, 4] = -FAR, FAR
+        flags = np.zeros((self.vocab.size, 2), bool)  # per token: sets its pitch's aux; to what
+        for kind, low, high in ((perf.NOTE_ON, max_note, max_note), (perf.NOTE_OFF, -FAR, 0)):
+            table[r[kind], 0] = np.arange(len(r[kind]))
+            table[r[kind], 3], table[r[kind], 4] = low, high
+            flags[r[kind], 0] = True
+        table[r[perf.NOTE_ON], 2], flags[r[perf.NOTE_ON], 1] = 1, True
+        table[:, 1] = events.token_steps()
+        self.table = torch.as_tensor(table, device=device)  # (V, 5)
+        self.flags = torch.as_tensor(flags, device=device)  # (V, 2)
         self.shifts, self.offs = r[perf.TIME_SHIFT], r[perf.NOTE_OFF]
-        self.shift_steps = torch.as_tensor(table[self.shifts, 2], device=device)  # (S,)
+        self.shift_steps = torch.as_tensor(table[self.shifts, 1], device=device)  # (S,)
 
     def start(self) -> Track:
         z = torch.zeros(1, self.n_pitches, dtype=torch.long, device=self.device)
@@ -96,14 +105,15 @@ class PerformanceTracker(Tracker):
         return Track(zero, z, z.bool(), zero)
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        p, d, k, left = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        p, d, starts = p[:, None], d[:, None], (d > 0)[:, None]  # (B, 1) each
-        # NOTE_ON: sounds max_note at most; NOTE_OFF: silent now; others: unchanged
-        u = torch.minimum(tr.until.gather(1, p).masked_fill(starts, FAR),
-                          (tr.now + left)[:, None])  # (B, 1)
-        on = torch.where(d != 0, starts, tr.aux.gather(1, p))  # (B, 1)
-        return Track(tr.now + k, tr.until.scatter(1, p, u), tr.aux.scatter(1, p, on),
-                     tr.notes + starts[:, 0])
+        row = self.table.index_select(0, tok)  # (B, 5)
+        p, k, starts, bounds = row.split_with_sizes((1, 1, 1, 2), 1)  # (B, 1) x 3, (B, 2)
+        low, high = (tr.now[:, None] + bounds).split_with_sizes((1, 1), 1)  # (B, 1) each
+        until = tr.until.scatter(1, p, tr.until.gather(1, p).clamp_(low, high))
+        aux = tr.aux
+        if self.sounding_kept:  # NOTE_ON: sounds, NOTE_OFF: silent, others: unchanged
+            sets, on = self.flags.index_select(0, tok).split_with_sizes((1, 1), 1)  # (B, 1)
+            aux = aux.scatter(1, p, torch.where(sets, on, aux.gather(1, p)))
+        return Track(tr.now + k.view(-1), until, aux, tr.notes + starts.view(-1))
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.aux
@@ -116,11 +126,15 @@ class BeatTracker(Tracker):
     def __init__(self, events: Events, max_note: int, device: torch.device) -> None:
         super().__init__(events, max_note, device)
         r = self.vocab.ranges
-        table = np.zeros((self.vocab.size, 3), np.int64)  # per token: pitch, kind, steps
-        table[r[beat.PITCH], 0] = np.arange(len(r[beat.PITCH]))
-        table[r[beat.PITCH], 1], table[r[beat.DURATION], 1], table[r[beat.SHIFT], 1] = 1, 2, 3
-        table[r[beat.DURATION], 2] = table[r[beat.SHIFT], 2] = self.vocab.steps
-        self.table = torch.as_tensor(table, device=device)  # (V, 3)
+        # per token: the pitch waiting after it (PITCH: its own, others: -1), the least waiting
+        # pitch it completes a note of (DURATION: 0, any; others: FAR, none), that note's
+        # steps, the steps it moves time by (SHIFT), 1 if it starts a note (PITCH)
+        table = np.zeros((self.vocab.size, 5), np.int64)
+        table[:, 0], table[:, 1] = -1, FAR
+        table[r[beat.PITCH], 0], table[r[beat.PITCH], 4] = np.arange(len(r[beat.PITCH])), 1
+        table[r[beat.DURATION], 1], table[r[beat.DURATION], 2] = 0, self.vocab.steps
+        table[r[beat.SHIFT], 3] = self.vocab.steps
+        self.table = torch.as_tensor(table, device=device)  # (V, 5)
         self.shifts, self.durations = r[beat.SHIFT], r[beat.DURATION]
         self.shift_steps = torch.as_tensor(self.vocab.steps, device=device)  # (S,)
 
@@ -130,13 +144,12 @@ class BeatTracker(Tracker):
                      z - 1, z)
 
     def update(self, tr: Track, tok: torch.Tensor) -> Track:
-        p, kind, steps = self.table.index_select(0, tok).unbind(1)  # (B,) each
-        note = (kind == 2) & (tr.aux >= 0)  # a DURATION completing a note
+        waiting, least, length, shift, starts = self.table.index_select(0, tok).unbind(1)
         at = tr.aux.clamp(min=0)[:, None]  # (B, 1)
-        u = torch.where(note, tr.now + steps, tr.until.gather(1, at)[:, 0])
-        return Track(tr.now + torch.where(kind == 3, steps, 0),
-                     tr.until.scatter(1, at, u[:, None]), torch.where(kind == 1, p, -1),
-                     tr.notes + (kind == 1))
+        note = tr.aux >= least  # (B,) a DURATION completing a note
+        u = torch.where(note, tr.now + length, tr.until.gather(1, at)[:, 0])  # (B,)
+        return Track(tr.now + shift, tr.until.scatter(1, at, u[:, None]), waiting,
+                     tr.notes + starts)
 
     def sounding(self, tr: Track) -> torch.Tensor:
         return tr.until > tr.now[:, None]
@@ -146,10 +159,13 @@ class BeatTracker(Tracker):
         return (tr.aux >= 0)[:, None]
 
 
-def make_tracker(events: Events, max_note: int, device: torch.device) -> Tracker:
-    """The tracker of ``events``' vocabulary (``max_note``: the longest note in steps)."""
-    kind = BeatTracker if events.is_notes else PerformanceTracker
-    return kind(events, max_note, device)
+def make_tracker(events: Events, max_note: int, device: torch.device, sounding: bool = True
+                 ) -> Tracker:
+    """The tracker of ``events``' vocabulary (``max_note``: the longest note in steps;
+    ``sounding``: whether the performance tracker keeps the sounding pitches)."""
+    if events.is_notes:
+        return BeatTracker(events, max_note, device)
+    return PerformanceTracker(events, max_note, device, sounding)
 
 
 def replay(tracker: Tracker, tokens: torch.Tensor) -> Track:

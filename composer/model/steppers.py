@@ -80,8 +80,8 @@ class FusedStepper:
     def __init__(self, model: ComposerLSTM, int8: bool = False) -> None:
         cfg, lstm, self.int8 = model.config, model.lstm, int8
         self.fill, self.wc, e = model.fill_controls, None, cfg.embed_dim
-        self.name, self.L, self.H = ("int8" if int8 else "fused"), cfg.layers, cfg.hidden
-        h = cfg.hidden
+        self.name, self.L, h = ("int8" if int8 else "fused"), cfg.layers, cfg.hidden
+        self.gates = (3 * h, h)  # the sigmoid gates (i, f, o) and the cell input g
         perm = torch.cat([torch.arange(2 * h), torch.arange(3 * h, 4 * h),
                           torch.arange(2 * h, 3 * h)]).to(model.head.weight.device)
         with torch.no_grad():
@@ -116,7 +116,7 @@ class FusedStepper:
              controls: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
-        L, H = self.L, self.H
+        L = self.L
         x, hs, cs = None, [], []
         for layer in range(L):
             h, c = state[layer], state[L + layer]  # (B, H)
@@ -127,9 +127,10 @@ class FusedStepper:
                 g = self._mm(0, h, add)  # (B, 4H)
             else:
                 g = self._mm(layer, torch.cat([x, h], 1))
-            s = torch.sigmoid(g[:, : 3 * H])  # (B, 3H): i, f, o
-            c = torch.addcmul(s[:, H : 2 * H] * c, s[:, :H], torch.tanh(g[:, 3 * H :]))
-            x = s[:, 2 * H :] * torch.tanh(c)  # (B, H)
+            ifo, z = g.split_with_sizes(self.gates, 1)  # (B, 3H), (B, H)
+            i, f, o = torch.sigmoid(ifo).chunk(3, 1)  # (B, H) each
+            c = torch.addcmul(f * c, i, torch.tanh(z))
+            x = o * torch.tanh(c)  # (B, H)
             hs.append(x)
             cs.append(c)
         return self._mm(L, x), (*hs, *cs)
