@@ -35,6 +35,7 @@ from composer.midi.tracks import (
     RawFile,
     apply_sustain,
     last_before,
+    note_order,
     read_tracks,
     tempo_maps,
     tempo_segments,
@@ -289,10 +290,11 @@ def _notes_of(raws: list[tuple[int, RawFile]], config: LoadConfig, results: list
     notes["pitch"], notes["velocity"] = n[:, 2], n[:, 3]
     notes["start"], notes["end"] = start, end
     notes["program"], notes["is_drum"] = prog, n[:, 1] == 9
-    order = np.lexsort((notes["pitch"], notes["start"], file))
+    order = note_order(file, n[:, 4], notes["start"], n[:, 2])
     notes, file, beats, capped = notes[order], file[order], beats[order], capped[order]
     bounds = np.searchsorted(file, np.arange(len(raws) + 1))
-    for j in np.unique(file[capped]).tolist():  # a capped end's beat: from its seconds
+    capped_files = file[capped]  # sorted; not np.unique, whose first call imports numpy.ma
+    for j in capped_files[np.diff(capped_files, prepend=-1) > 0].tolist():  # from seconds
         at = np.flatnonzero(capped[bounds[j] : bounds[j + 1]]) + bounds[j]
         tempo_map = maps[map_bounds[j] : map_bounds[j + 1]]
         beats["end"][at] = seconds_to_beats(notes["end"][at], tempo_map)

@@ -125,6 +125,21 @@ def last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
     return np.where(found, order[np.maximum(i, 0)], -1)
 
 
+def note_order(file: np.ndarray, ticks: np.ndarray, seconds: np.ndarray, pitch: np.ndarray
+               ) -> np.ndarray:
+    """The stable order of notes by (file, start in seconds, pitch): ``np.lexsort((pitch,
+    seconds, file))``, found by one sort of an integer key (file, start tick, pitch), many
+    times faster, and checked: seconds rise with ticks within a file (else, as can happen by
+    a rounding where tempo segments meet, the lexsort itself)."""
+    bits = int(file.max(initial=0)).bit_length()
+    if bits <= 15 and len(ticks) and int(ticks.max()) < 1 << 41:  # always, within a batch
+        order = np.argsort((file << 48) | (ticks << 7) | pitch, kind="stable")
+        f, t, s = file[order], ticks[order], seconds[order]
+        if ((s[1:] > s[:-1]) | (t[1:] == t[:-1]) | (f[1:] != f[:-1])).all():
+            return order
+    return np.lexsort((pitch, seconds, file))
+
+
 def apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) -> np.ndarray:
     """End ticks after the sustain pedal: a note released while the pedal is down sounds
     until the pedal lifts (or its track ends), or until its pitch is struck again (note-seq)."""
