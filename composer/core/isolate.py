@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -103,22 +104,28 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
             return
         yield in_flight[0], failure(stalled, proc.exitcode, timeout)
 
+    def feed(conn) -> None:
+        """Send an idle worker the next batch, if any."""
+        slot = slots[conn]
+        if not slot[1] and queue:
+            slot[1], slot[2] = queue.popleft(), time.monotonic()
+            conn.send([jobs[i] for i in slot[1]])
+
     for _ in range(n):
         start()
     try:
         while queue or any(s[1] for s in slots.values()):
-            for conn, slot in slots.items():
-                if not slot[1] and queue:
-                    slot[1], slot[2] = queue.popleft(), time.monotonic()
-                    conn.send([jobs[i] for i in slot[1]])
+            for conn in list(slots):
+                feed(conn)
             for conn in wait(list(slots), timeout=min(1.0, timeout)):
                 try:
-                    results = conn.recv()
+                    got = conn.recv_bytes()
                 except (EOFError, OSError):
                     yield from lose(conn, stalled=False)
                     continue
-                yield from zip(slots[conn][1], results, strict=True)
-                slots[conn][1] = []
+                done, slots[conn][1] = slots[conn][1], []
+                feed(conn)  # the worker goes on while these results are unpickled and used
+                yield from zip(done, pickle.loads(got), strict=True)
             now = time.monotonic()
             for conn in [c for c, s in slots.items() if s[1] and now - s[2] > timeout]:
                 yield from lose(conn, stalled=True)

@@ -420,10 +420,20 @@ def grid_counts(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: floa
     """(onsets on the grid, onsets): a note's start is on the grid of ``steps_per_quarter``
     steps per quarter when it lies within ``tolerance_ticks`` ticks of the file's time
     division (of 480 per quarter when the piece has none, e.g. SMPTE) of a grid point."""
-    beats = beats_of(piece)["start"]
-    tolerance = tolerance_ticks / (piece.ticks_per_beat or SAVE_TICKS_PER_BEAT)  # beats
-    off = np.abs(beats * steps_per_quarter - np.rint(beats * steps_per_quarter))  # steps
-    return int((off <= tolerance * steps_per_quarter + 1e-9).sum()), len(beats)
+    return grid_counts_many([piece], steps_per_quarter, tolerance_ticks)[0]
+
+
+def grid_counts_many(pieces: Sequence[Piece], steps_per_quarter: int = 12,
+                     tolerance_ticks: float = 1.0) -> list[tuple[int, int]]:
+    """:func:`grid_counts` of each piece, in one vectorised pass (bulk ingest)."""
+    starts = [beats_of(p)["start"] for p in pieces]
+    sizes = [len(b) for b in starts]
+    limit = [tolerance_ticks / (p.ticks_per_beat or SAVE_TICKS_PER_BEAT) * steps_per_quarter
+             + 1e-9 for p in pieces]  # steps off a grid point, per piece
+    steps = np.concatenate([np.zeros(0), *starts]) * steps_per_quarter  # (n,)
+    on = np.abs(steps - np.rint(steps)) <= np.repeat(limit, sizes)
+    counts = np.bincount(np.repeat(np.arange(len(pieces)), sizes)[on], minlength=len(pieces))
+    return list(zip(counts.tolist(), sizes, strict=True))
 
 
 def grid_fraction(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: float = 1.0

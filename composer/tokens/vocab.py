@@ -114,7 +114,7 @@ def _sorted_rows(parts: Sequence[Sequence[np.ndarray | int]]) -> list[np.ndarray
             if b:  # a column of zeros (no programs, no lengths) orders nothing
                 key = (key << b) | column
         keys.append(key)
-    key = np.sort(np.concatenate(keys))  # equal keys are equal rows: no stability needed
+    key = np.sort(np.concatenate(keys), kind="stable")  # timsort: runs (pieces) help
     out, shift = [], sum(bits)
     for b in bits:
         shift -= b
