@@ -171,15 +171,15 @@ def apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) ->
     return np.where(held, np.maximum(ends, np.minimum(new_end, nxt)), ends)
 
 
-def _track_parser():
+def _tracks_parser():
     try:
-        from composer.midi._smf import parse_track
+        from composer.midi._smf import parse_tracks
     except ImportError:  # no compiler at install time: the pure-Python twin, same rules
-        from composer.midi._smf_ref import parse_track
-    return parse_track
+        from composer.midi._smf_ref import parse_tracks
+    return parse_tracks
 
 
-_parse_track = _track_parser()
+_parse_tracks = _tracks_parser()
 
 
 @dataclass
@@ -200,26 +200,15 @@ def read_tracks(data: bytes, max_notes: int, first_track: int) -> RawFile:
     parser; track ids start at ``first_track``. MidiError with a one-line reason."""
     data = unwrap_riff(bytes(data))
     fmt, division, chunks, missing = track_chunks(data)
-    blobs: list[list[bytes]] = [[], [], [], []]
-    warnings = ["header declares more tracks than the file holds"] if missing else []
-    budget, ends, sigs = max_notes, [], []
-    for t, (start, end) in enumerate(chunks):
-        try:
-            *raw, end_tick, warns, timesigs = _parse_track(data, start, end, budget,
-                                                            first_track + t)
-        except ValueError as e:
-            if str(e).startswith("more than"):
-                raise MidiError(f"more than {max_notes} notes") from None
-            raise MidiError(f"track {t + 1}: {e}") from None
-        for blob, b in zip(blobs, raw, strict=True):
-            blob.append(b)
-        budget -= len(raw[0]) // (7 * 8)
-        ends.append(end_tick)
-        sigs.append(timesigs)
-        warnings += [f"track {t + 1}: {w}" for w in warns]
-    tempos = b"".join(blobs[1])
-    return RawFile(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings,
-                b"".join(sigs))
+    try:
+        notes, tempos, controls, programs, ends, warnings, timesigs = _parse_tracks(
+            data, chunks, max_notes, first_track)
+    except ValueError as e:
+        raise MidiError(str(e)) from None
+    if missing:
+        warnings.insert(0, "header declares more tracks than the file holds")
+    return RawFile(fmt, division, [notes, tempos, controls, programs], len(tempos) // 16, ends,
+                   warnings, timesigs)
 
 
 def tempo_maps(segments: tuple, seg_us: np.ndarray, to_sec, tpq: np.ndarray,
