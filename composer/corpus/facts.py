@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,11 @@ def combine(stats: Iterable[Mapping[str, list[int]]]) -> Guards:
                 rows.setdefault(key, []).append(packed)
     sums: dict[str, np.ndarray] = {}
     for key, packed in rows.items():  # one bincount per key: each bin at first + k
-        lengths = np.array([len(r) - 1 for r in packed])  # (files,)
-        first = np.array([r[0] for r in packed]) - (np.cumsum(lengths) - lengths)
-        counts = np.fromiter((c for r in packed for c in r[1:]), np.int64, int(lengths.sum()))
+        flat = np.fromiter(chain.from_iterable(packed), np.int64)  # each: first bin, counts
+        lengths = np.array([len(r) for r in packed]) - 1  # (files,)
+        heads = np.cumsum(lengths + 1) - (lengths + 1)  # each file's first bin in flat
+        first = flat[heads] - (np.cumsum(lengths) - lengths)
+        counts = np.delete(flat, heads)
         at = np.repeat(first, lengths) + np.arange(len(counts))  # (bins,)
         sums[key] = np.bincount(at, weights=counts).astype(np.int64)
     empty = np.zeros(0, np.int64)

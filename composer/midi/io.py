@@ -300,17 +300,18 @@ def _notes_of(raws: list[tuple[int, RawFile]], config: LoadConfig, results: list
         beats["end"][at] = seconds_to_beats(notes["end"][at], tempo_map)
     ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
     duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
+    lasts, at, maps_at, sigs_at, left_out = (  # Python numbers: cheaper to index per file
+        a.tolist() for a in (duration, bounds, map_bounds, sig_bounds, drums))
     for j, (k, raw) in enumerate(raws):
-        if duration[j] > config.max_seconds:
-            hours, limit = duration[j] / 3600, config.max_seconds / 3600
+        if lasts[j] > config.max_seconds:
+            hours, limit = lasts[j] / 3600, config.max_seconds / 3600
             results[k] = MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
-        part = slice(bounds[j], bounds[j + 1])
-        results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
-                           int(drums[j]), beats=beats[part],
-                           tempos=maps[map_bounds[j] : map_bounds[j + 1]],
-                           time_signatures=sigs[sig_bounds[j] : sig_bounds[j + 1]])
+        part = slice(at[j], at[j + 1])
+        results[k] = Piece(notes[part], lasts[j], raw.fmt, tpb, tuple(raw.warnings),
+                           left_out[j], beats=beats[part], tempos=maps[maps_at[j] : maps_at[j + 1]],
+                           time_signatures=sigs[sigs_at[j] : sigs_at[j + 1]])
 
 
 SAVE_TICKS_PER_BEAT = 480

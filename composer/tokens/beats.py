@@ -220,7 +220,8 @@ def clock_of(piece: NoteInput) -> Clock:
         return DEFAULT_CLOCK
     sigs = piece.time_signatures
     num, den = (int(sigs["numerator"][0]), int(sigs["denominator"][0])) if len(sigs) else (4, 4)
-    end = float(beats_of(piece)["end"].max()) if len(piece.notes) else 0.0
+    many = len(piece.tempos) > 1  # one tempo dominates whatever the end
+    end = float(beats_of(piece)["end"].max()) if many and len(piece.notes) else 0.0
     return Clock(dominant_tempo(piece.tempos, end), num, den)
 
 
