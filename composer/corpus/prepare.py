@@ -270,11 +270,9 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
             return
     except (OSError, ValueError, KeyError):
         pass
-    index = np.zeros(len(loaded), INDEX_DTYPE)
-    for i, rel in enumerate(loaded):
-        rec = files[rel]
-        index[i] = (0, rec["events"], split_of(rec["hash"], config), rec["seconds"], rec["notes"],
-                    *rec["clock"], *rec["grid"])
+    index = np.array([(0, rec["events"], split_of(rec["hash"], config), rec["seconds"],
+                       rec["notes"], *rec["clock"], *rec["grid"])
+                      for rec in (files[rel] for rel in loaded)], INDEX_DTYPE)
     index["offset"] = np.concatenate([[0], np.cumsum(index["length"])[:-1]]).astype(np.int64)
     report.files_loaded = len(loaded)
     report.notes, report.events = int(index["notes"].sum()), int(index["length"].sum())

@@ -292,8 +292,9 @@ class Events:
         for mask, kind, values in ((new_prog, PROGRAM, prog), (new_bin, VELOCITY, vbin)):
             self._put(tokens, at, mask, kind, values)
             at = at + mask
+        pitch = np.clip(pitch, 0, 127)
         for w, kind in ((END, self.end_kind), (START, self.start_kind), (HIT, DRUM)):
-            self._put(tokens, at, what == w, kind, np.clip(pitch, 0, 127))
+            self._put(tokens, at, starts if w == START else what == w, kind, pitch)
         if self.length_kind:
             self._put(tokens, at + 1, starts, self.length_kind, length)
         per_piece = np.bincount(group, weights=count, minlength=len(pieces)).astype(np.int64)
