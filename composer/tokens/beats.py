@@ -243,7 +243,7 @@ def note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, .
     notes = piece.notes if isinstance(piece, Piece) else as_note_array(piece)
     beats = beats_of(piece)
     kept = (notes["pitch"] >= config.min_pitch) & (notes["pitch"] <= config.max_pitch)
-    notes, beats = notes[kept], beats[kept]
+    notes, beats = np.compress(kept, notes), beats[kept]  # compress: fast on records
     _require(bool(np.isfinite(beats["start"]).all() and np.isfinite(beats["end"]).all()),
              "note times must be finite")
     spq = config.steps_per_quarter
