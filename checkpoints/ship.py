@@ -2,7 +2,8 @@
 ``checkpoints/NAME`` (weights, checkpoint.json, training state) and ``checkpoint.json`` into
 ``composer/model/shipped/NAME`` (the weights there link to ``checkpoints/NAME``), with the
 corpus recorded as folders of this repository so that ``composer evaluate --checkpoint
-NAME`` finds it from any working folder.
+NAME`` finds it from any working folder, and its guards measured again from that corpus by
+the code training uses now (a run trained before keys were measured gets them).
 
 Usage::
 
@@ -30,6 +31,7 @@ def main() -> None:
                     help="style=folder,... (folders relative to the repository)")
     args = ap.parse_args()
     from composer.corpus.cache import Corpus
+    from composer.corpus.sources import corpus_record
 
     best = args.run / "best"
     meta = json.loads((best / "checkpoint.json").read_text())
@@ -41,6 +43,7 @@ def main() -> None:
         held = ids[(ids >= programs.start) & (ids < programs.stop)] - programs.start
         data["programs"] = sorted({int(p) for p in held})
         data["drums"] = bool(((ids >= drums.start) & (ids < drums.stop)).any())
+    data["guards"] = corpus_record(corpus)["guards"]
     data["sources"] = dict(s.split("=", 1) for s in args.sources.split(","))
     data["corpus"] = data["source"] = None  # this machine's paths: not shipped
     out, packaged = ROOT / "checkpoints" / args.name, ROOT / "composer/model/shipped" / args.name

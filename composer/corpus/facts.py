@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from composer.corpus.keys import Keys
 from composer.midi.io import Piece
 from composer.tokens.beats import beats_of
 from composer.tokens.vocab import NOTES, PERFORMANCE
@@ -176,18 +177,21 @@ class Guards:
     max_polyphony: int | None = None  # most notes sounding at once
     max_note_seconds: float | None = None  # longest note, performance events
     max_note_beats: float | None = None  # longest note, beat vocabulary
+    keys: Keys | None = None  # the train pieces' keys and openings (measured when training)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with the percentiles it was measured at."""
         return {"max_polyphony": self.max_polyphony, "max_note_seconds": self.max_note_seconds,
                 "max_note_beats": self.max_note_beats,
-                "percentiles": {"polyphony": POLYPHONY_PERCENTILE, "length": LENGTH_PERCENTILE}}
+                "percentiles": {"polyphony": POLYPHONY_PERCENTILE, "length": LENGTH_PERCENTILE},
+                **({"keys": self.keys.to_dict()} if self.keys else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Guards:
         """From :meth:`to_dict` form; None or {}: no guards."""
         d = d or {}
-        return cls(d.get("max_polyphony"), d.get("max_note_seconds"), d.get("max_note_beats"))
+        return cls(d.get("max_polyphony"), d.get("max_note_seconds"), d.get("max_note_beats"),
+                   Keys.from_dict(d.get("keys")))
 
 
 def _percentile_bin(counts: np.ndarray, q: float) -> int | None:

@@ -39,6 +39,10 @@ class SampleConfig(Config):
     # Models with controls: feedback that holds the music to the plan (0: the model alone).
     density_gain: float = 0.5  # shift-score bias per note behind/ahead of the asked density
     scale_penalty: float = 4.0  # score taken off notes outside an asked key's scale
+    # With no key asked (a model that measured its corpus's keys): the piece keeps the seed's
+    # key or one drawn from the corpus's; a note the corpus rarely plays in that key loses
+    # key_hold x log(its share / an in-key share) (composer.generation.keyhold; 0: off).
+    key_hold: float = 1.0
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
     # Limits checked before anything is allocated (a user raises them on purpose):
@@ -64,7 +68,7 @@ class SampleConfig(Config):
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
         bounds.MAX_NUM.check(self.max_num, GenerateError, "sample config: max_num")
-        for name in ("density_gain", "scale_penalty"):
+        for name in ("density_gain", "scale_penalty", "key_hold"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool)
                     and math.isfinite(v) and 0 <= v <= 100):

@@ -40,6 +40,7 @@ from composer.core.device import free_memory
 from composer.core.messages import GenerateError, check_seed
 from composer.corpus.facts import Guards
 from composer.generation.config import CHUNK, SampleConfig
+from composer.generation.keyhold import asks_key, key_processors
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
@@ -290,10 +291,13 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
                            Sampler(row_keys(rng_seed, num, device), processors.greedy), None)
             state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan)
             now0 = int(state.track.now[0])
+            spec = model.config.controls
+            late = key_processors(guards.keys, tracker, config, seed, num, rng_seed,
+                                  asks_key(plan, spec))
             if plan is not None:
-                steer = steering(plan, model.config.controls, tracker, config, sps, now0)
-                parts = parts._replace(processors=processors.with_late([steer] * bool(steer)),
-                                       schedule=_Schedule(plan, now0, sps, device))
+                late += [s for s in [steering(plan, spec, tracker, config, sps, now0)] if s]
+                parts = parts._replace(schedule=_Schedule(plan, now0, sps, device))
+            parts = parts._replace(processors=processors.with_late(late))
             stop = _Stop(config, sps, now0, progress)
             runner, capture = _chunks(parts, state, keep_logits,
                                       device.type == "cuda" if cuda_graph is None else cuda_graph)
