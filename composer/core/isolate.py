@@ -7,6 +7,7 @@ at a time so that exactly the culprit is reported, as a result built by ``failur
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import pickle
@@ -36,6 +37,7 @@ def _limit_memory(headroom: int) -> None:
 
 def _worker(conn, fn: Callable, args: tuple, memory_headroom: int) -> None:
     """Worker loop: receive a list of jobs, send back the list of their results."""
+    gc.freeze()  # what it inherited is never collected here: no copy-on-write of every page
     _limit_memory(memory_headroom)
     try:
         while (jobs := conn.recv()) is not None:
