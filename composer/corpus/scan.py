@@ -136,7 +136,7 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
     """Read, hash, parse and encode files (runs inside a worker process), one record each.
 
     A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
-    (uint16), ``notes``, ``events``, ``seconds``, the file's ``clock`` (microseconds per
+    (the uint16 ids, as bytes), ``notes``, ``events``, ``seconds``, the ``clock`` (us per
     quarter, time signature numerator and denominator: :func:`composer.tokens.beats.clock_of`),
     ``grid`` (onsets on the beat grid of ``grid_steps`` per quarter, onsets), ``smpte``
     (whether its time division is SMPTE) and ``stats`` (:func:`composer.corpus.facts.stats_many`).
@@ -169,7 +169,7 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
             if len(tokens) == 0:
                 record["reason"] = no_notes_reason(piece)
                 continue
-            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+            record.update(tokens=tokens.astype(np.uint16).tobytes(), notes=int(len(piece.notes)),
                           events=int(len(tokens)), seconds=round(float(piece.duration), 3),
                           clock=list(clock_of(piece)), grid=list(grid),
                           smpte=piece.ticks_per_beat <= 0, stats=stat)
