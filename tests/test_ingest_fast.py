@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import mido
 import numpy as np
 import pytest
 from helpers import BACH, copy_chorales
@@ -100,3 +102,31 @@ def test_a_npy_header_changed_in_place_is_still_caught(tmp_path):
     assert cache_problem(cache) is not None  # read with np.load, which refuses it
     with pytest.raises(ComposerError, match="damaged"):
         Corpus.open(cache)
+
+
+def _tune(tempos: list[tuple[int, int]]) -> bytes:
+    """A one-track file: 8 quarter notes, and these (tick, us per quarter) tempos."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    events = [(t, mido.MetaMessage("set_tempo", tempo=us)) for t, us in tempos]
+    for k in range(8):
+        events += [(480 * k, mido.Message("note_on", note=60 + k, velocity=80)),
+                   (480 * k + 400, mido.Message("note_off", note=60 + k, velocity=0))]
+    track, now = mido.MidiTrack(), 0
+    for t, msg in sorted(events, key=lambda e: e[0]):
+        track.append(msg.copy(time=t - now))
+        now = t
+    mid.tracks.append(track)
+    out = io.BytesIO()
+    mid.save(file=out)
+    return out.getvalue()
+
+
+def test_files_with_and_without_tempo_changes_in_one_batch():
+    datas = [_tune([]), _tune([(0, 400_000), (960, 1_000_000), (2400, 250_000)]),
+             _tune([(0, 600_000)]), _tune([(1440, 300_000)])]
+    for alone, together in zip([parse_many([d])[0] for d in datas], parse_many(datas),
+                               strict=True):
+        assert np.allclose(alone.notes["start"], together.notes["start"], rtol=0, atol=1e-9)
+        assert np.allclose(alone.notes["end"], together.notes["end"], rtol=0, atol=1e-9)
+    starts = parse_many(datas)[1].notes["start"]
+    assert np.allclose(starts[:4], [0, 0.4, 0.8, 1.8], rtol=0, atol=1e-12)  # 0.4 s, then 1 s

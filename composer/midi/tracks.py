@@ -87,9 +87,15 @@ def tick_to_seconds(seg_file: np.ndarray, seg_tick: np.ndarray, seg_spt: np.ndar
     cum = np.cumsum(dur)
     at = cum - np.maximum.accumulate(np.where(first, cum, 0.0))  # seconds at each segment
     seg_key = (seg_file << 41) | seg_tick
+    files = int(seg_file[-1]) + 1 if len(seg_file) else 0
+    first_seg = np.searchsorted(seg_file, np.arange(files))  # (files,) each file's first
+    several = np.diff(np.append(first_seg, len(seg_file))) > 1  # (files,) tempo changes
 
     def convert(file: np.ndarray, ticks: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(seg_key, (file << 41) | ticks, side="right") - 1
+        i = first_seg[file]  # a file of one tempo: its one segment (most files)
+        at_several = np.flatnonzero(several[file])
+        i[at_several] = np.searchsorted(seg_key, (file[at_several] << 41) | ticks[at_several],
+                                        side="right") - 1
         return at[i] + (ticks - seg_tick[i]) * seg_spt[i]
 
     return convert
