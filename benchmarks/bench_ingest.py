@@ -5,12 +5,19 @@ against ``pretty_midi.PrettyMIDI(path)`` on every file in the same run. Then a w
 run on the same folder. Prints files/s, events/s and the ratios (targets: >= 30x, >= 50x).
 A file pretty_midi refuses counts with the time it took to refuse it.
 
+``--parts``: where a cold ingest's time goes, in microseconds per file, each part timed
+alone in this process on the same files in batches of 64 (best of ``--repeat``): reading,
+hashing, the C track parser alone, the rest of parsing (note arrays, tempo maps, beats,
+checks: NumPy), encoding, the per-file facts (guard histograms, grid counts, clock), the
+rest of a worker's batch (records), and the rest of a whole cold prepare (scan, worker
+process, pipes, cache writes).
+
 Many files: ``--copies N`` (default 10: 4,070 files from the chorales) distinct copies of
 every file (trailing bytes change each copy's hash) in a temporary folder, then the warm
 prepare of that folder (target: <= 30 ms for 4,070 files), which stats the files and reads
 none of them.
 
-    python benchmarks/bench_ingest.py [MIDI_DIR] [--repeat 3] [--copies 10]
+    python benchmarks/bench_ingest.py [MIDI_DIR] [--repeat 3] [--copies 10] [--parts]
 """
 
 from __future__ import annotations
@@ -24,8 +31,14 @@ from pathlib import Path
 
 import pretty_midi
 
+from composer.corpus.cache import CorpusConfig
+from composer.corpus.facts import stats_many
 from composer.corpus.prepare import prepare
-from composer.corpus.scan import scan
+from composer.corpus.scan import content_hash, ingest_files, scan
+from composer.midi import _smf
+from composer.midi.io import Piece, parse_many, read_bytes
+from composer.midi.tracks import track_chunks, unwrap_riff
+from composer.tokens.beats import clock_of, grid_counts_many
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +58,14 @@ def main() -> None:
     ap.add_argument("midi_dir", nargs="?", default=ROOT / "datasets" / "bach-chorales", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--copies", type=int, default=10, help="many-files case (0: skip it)")
+    ap.add_argument("--parts", action="store_true", help="where the time goes, per file")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()}")
     paths = [args.midi_dir / p for p in scan(args.midi_dir)]
+    if args.parts:
+        parts(args.midi_dir, paths, args.repeat)
+        print(f"load average {os.getloadavg()}")
+        return
 
     def cold():
         with tempfile.TemporaryDirectory() as d:
@@ -79,6 +97,55 @@ def main() -> None:
     if args.copies:
         many_files(paths, args.copies, args.repeat)
     print(f"load average {os.getloadavg()}")
+
+
+def parts(midi_dir: Path, paths: list[Path], repeat: int, batch: int = 64) -> None:
+    """Microseconds per file of each part of a cold ingest (see the module's docstring)."""
+    config = CorpusConfig()
+    load, events = config.load, config.vocab_events
+
+    def cold():
+        with tempfile.TemporaryDirectory() as d:
+            prepare(midi_dir, Path(d) / "cache", workers=1)
+
+    t_cold = best_of(repeat, cold)[0]  # first: a worker forked from a lean parent
+    datas = [read_bytes(p, load) for p in paths]
+    chunks = [track_chunks(unwrap_riff(d))[2] for d in datas]
+    batches = [slice(i, i + batch) for i in range(0, len(paths), batch)]
+    pieces = [p for b in batches for p in parse_many(datas[b], load)]
+    loaded = [p for p in pieces if isinstance(p, Piece)]
+
+    def c_parser():
+        for data, spans in zip(datas, chunks, strict=True):
+            for t, (start, end) in enumerate(spans):
+                _smf.parse_track(data, start, end, load.max_notes, t)
+
+    def facts():
+        for b in batches:
+            stats_many(loaded[b])
+            grid_counts_many(loaded[b], config.notes.steps_per_quarter)
+            [clock_of(p) for p in loaded[b]]
+
+    times = {name: best_of(repeat, fn)[0] for name, fn in [
+        ("read", lambda: [read_bytes(p, load) for p in paths]),
+        ("hash", lambda: [content_hash(d) for d in datas]),
+        ("C track parser alone", c_parser),
+        ("parse_many", lambda: [parse_many(datas[b], load) for b in batches]),
+        ("encode (tokens)", lambda: [events.encode_many(loaded[b]) for b in batches]),
+        ("facts (guards, grid, clock)", facts),
+        ("ingest_files", lambda: [ingest_files([str(p) for p in paths[b]], load, events)
+                                  for b in batches])]}
+    times["cold prepare"] = t_cold
+    times["rest of parsing (NumPy)"] = times["parse_many"] - times["C track parser alone"]
+    named = ("read", "hash", "C track parser alone", "rest of parsing (NumPy)",
+             "encode (tokens)", "facts (guards, grid, clock)")
+    times["rest of a batch (records)"] = times["ingest_files"] - sum(times[k] for k in named)
+    times["rest of prepare (worker, writes)"] = times["cold prepare"] - times["ingest_files"]
+    print(f"{len(paths)} files, {sum(len(p.notes) for p in loaded):,} notes; "
+          f"best of {repeat}, us per file:")
+    for name in (*named, "rest of a batch (records)", "rest of prepare (worker, writes)",
+                 "cold prepare"):
+        print(f"  {name:34}{times[name] / len(paths) * 1e6:8.1f}")
 
 
 def many_files(paths: list[Path], copies: int, repeat: int) -> None:

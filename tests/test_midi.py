@@ -487,6 +487,40 @@ def test_fuzz_c_and_python_parsers_agree(data, bounds, max_notes, track):
     both(data, start, end, 1000)
 
 
+def both_files(data: bytes, max_notes: int, first_track: int) -> tuple:
+    """Run both whole-file parsers on every MTrk chunk of ``data``; assert they agree."""
+    chunks, out = _mtrk_spans(data), {}
+    for name, module in (("c", _smf), ("py", _smf_ref)):
+        try:
+            out[name] = ("ok", module.parse_tracks(data, chunks, max_notes, first_track))
+        except ValueError as e:
+            out[name] = ("error", str(e))
+    assert out["c"] == out["py"]
+    return out["c"]
+
+
+def test_whole_file_parsers_agree_and_prefix_each_track():
+    rich = smf(_RICH, _RICH, fmt=1)
+    kind, (notes, _, _, _, ends, warnings, _) = both_files(rich, 100, 7)
+    assert kind == "ok" and len(ends) == 2 and warnings == []
+    assert set(np.frombuffer(notes, np.int64).reshape(-1, 7)[:, 0]) == {7, 8}  # track ids
+    n = len(notes) // 56  # the note budget is for the whole file, named whole in the error
+    assert both_files(rich, n - 1, 0) == ("error", f"more than {n - 1} notes")
+    assert both_files(rich + b"\x00", n, 0)[0] == "ok"
+    bad = smf(_RICH, b"\x00\x3c\x40" + EOT, fmt=1)  # track 2: a data byte without status
+    at = _mtrk_spans(bad)[1][0]  # the event (its delta time) starts the chunk
+    assert both_files(bad, 100, 0) == ("error", "track 2: data byte without a status byte "
+                                                f"at byte {at}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(mutated(smf(_RICH, _RICH, fmt=1)),
+                      st.builds(lambda a, b: smf(a, b, fmt=1), mutated(_RICH), mutated(_RICH))),
+       max_notes=st.integers(0, 12), first_track=st.integers(0, 1000))
+def test_fuzz_whole_file_parsers_agree(data, max_notes, first_track):
+    both_files(data, max_notes, first_track)
+
+
 files = st.one_of(
     st.binary(max_size=200),
     mutated(smf(_RICH, _RICH, fmt=1)),  # chunk lengths mostly wrong

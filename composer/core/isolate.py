@@ -7,15 +7,20 @@ at a time so that exactly the culprit is reported, as a result built by ``failur
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from composer.core.bounds import available_cpus
+
+AHEAD_BYTES = 16 << 10  # a worker's next batch waits in its pipe when its jobs pickle smaller
 
 
 def _limit_memory(headroom: int) -> None:
@@ -32,6 +37,7 @@ def _limit_memory(headroom: int) -> None:
 
 def _worker(conn, fn: Callable, args: tuple, memory_headroom: int) -> None:
     """Worker loop: receive a list of jobs, send back the list of their results."""
+    gc.freeze()  # what it inherited is never collected here: no copy-on-write of every page
     _limit_memory(memory_headroom)
     try:
         while (jobs := conn.recv()) is not None:
@@ -81,44 +87,63 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
         queue[-1].append(i)
         total += c
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    slots: dict = {}  # connection -> [process, job indices in flight, time sent]
+    slots: dict = {}  # connection -> [process, batches sent (oldest first), when it began]
 
     def start() -> None:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, fn, args, memory_headroom), daemon=True)
         proc.start()
         child.close()
-        slots[parent] = [proc, [], 0.0]
+        slots[parent] = [proc, deque(), 0.0]
 
     failure = failure or describe_failure
+    ahead = [True]  # whether a worker's next batch may wait in its pipe (until a loss)
 
     def lose(conn, stalled: bool) -> Iterator[tuple[int, Any]]:
-        proc, in_flight, _ = slots.pop(conn)
+        proc, sent, _ = slots.pop(conn)
         proc.kill()
         proc.join()
         conn.close()
         start()
+        in_flight = [i for b in sent for i in b]
+        ahead[0] = False  # from now on, one batch at a time: each retried job alone
         if len(in_flight) > 1:  # find the culprit: one job at a time
             queue.extendleft([i] for i in reversed(in_flight))
             return
         yield in_flight[0], failure(stalled, proc.exitcode, timeout)
 
+    def feed(conn) -> None:
+        """Keep a worker's next batch waiting in its pipe (a small one), so that it never
+        waits for this process between batches."""
+        slot = slots[conn]
+        while queue and len(slot[1]) < 1 + ahead[0]:
+            message = ForkingPickler.dumps([jobs[i] for i in queue[0]])
+            if slot[1] and len(message) > AHEAD_BYTES:
+                return  # sent when the worker is idle: both sides never block on a full pipe
+            if not slot[1]:
+                slot[2] = time.monotonic()
+            slot[1].append(queue.popleft())
+            try:
+                conn.send_bytes(message)
+            except OSError:  # a dead worker: found out when its pipe is read (EOF)
+                return
+
     for _ in range(n):
         start()
     try:
         while queue or any(s[1] for s in slots.values()):
-            for conn, slot in slots.items():
-                if not slot[1] and queue:
-                    slot[1], slot[2] = queue.popleft(), time.monotonic()
-                    conn.send([jobs[i] for i in slot[1]])
+            for conn in list(slots):
+                feed(conn)
             for conn in wait(list(slots), timeout=min(1.0, timeout)):
                 try:
-                    results = conn.recv()
+                    got = conn.recv_bytes()
                 except (EOFError, OSError):
                     yield from lose(conn, stalled=False)
                     continue
-                yield from zip(slots[conn][1], results, strict=True)
-                slots[conn][1] = []
+                slot = slots[conn]
+                done, slot[2] = slot[1].popleft(), time.monotonic()  # the next one began
+                feed(conn)
+                yield from zip(done, pickle.loads(got), strict=True)
             now = time.monotonic()
             for conn in [c for c, s in slots.items() if s[1] and now - s[2] > timeout]:
                 yield from lose(conn, stalled=True)

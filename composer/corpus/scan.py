@@ -22,7 +22,7 @@ import numpy as np
 from composer.core.messages import ComposerError, MidiError
 from composer.corpus.facts import stats_many
 from composer.midi.io import MIDI_SUFFIXES, LoadConfig, Piece, parse_many, read_bytes
-from composer.tokens.beats import NoteEventConfig, clock_of, grid_counts
+from composer.tokens.beats import NoteEventConfig, clock_of, grid_counts_many
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, vocabulary_of
 
@@ -136,7 +136,7 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
     """Read, hash, parse and encode files (runs inside a worker process), one record each.
 
     A record has ``hash`` (None if unreadable), ``reason`` (None if loaded), and ``tokens``
-    (uint16), ``notes``, ``events``, ``seconds``, the file's ``clock`` (microseconds per
+    (the uint16 ids, as bytes), ``notes``, ``events``, ``seconds``, the ``clock`` (us per
     quarter, time signature numerator and denominator: :func:`composer.tokens.beats.clock_of`),
     ``grid`` (onsets on the beat grid of ``grid_steps`` per quarter, onsets), ``smpte``
     (whether its time division is SMPTE) and ``stats`` (:func:`composer.corpus.facts.stats_many`).
@@ -163,13 +163,15 @@ def ingest_files(paths: Sequence[str], load_config: LoadConfig,
             if isinstance(piece, MidiError):
                 record["reason"] = str(piece)
         stats = stats_many([p for _, p in loaded])
-        for (record, piece), tokens, stat in zip(loaded, encoded, stats, strict=True):
+        grids = grid_counts_many([p for _, p in loaded], grid_steps)
+        for (record, piece), tokens, stat, grid in zip(loaded, encoded, stats, grids,
+                                                        strict=True):
             if len(tokens) == 0:
                 record["reason"] = no_notes_reason(piece)
                 continue
-            record.update(tokens=tokens.astype(np.uint16), notes=int(len(piece.notes)),
+            record.update(tokens=tokens.astype(np.uint16).tobytes(), notes=int(len(piece.notes)),
                           events=int(len(tokens)), seconds=round(float(piece.duration), 3),
-                          clock=list(clock_of(piece)), grid=list(grid_counts(piece, grid_steps)),
+                          clock=list(clock_of(piece)), grid=list(grid),
                           smpte=piece.ticks_per_beat <= 0, stats=stat)
     except Exception as e:  # a bug or a pathological file must cost one file, not the run
         if len(paths) > 1:

@@ -16,6 +16,12 @@
  *   timesigs: bytes of int64 rows (tick, numerator, denominator)   -- denominator = 2^dd;
  *             a time signature that is not 4 bytes, has numerator 0 or dd > 6 is dropped
  *
+ * parse_tracks(data, chunks, max_notes, first_track)
+ *     -> (notes, tempos, controls, programs, end_ticks, warnings, timesigs)
+ *   every chunk of the list of (start, end) in one call (track ids first_track, +1, ...):
+ *   the tables of all tracks end to end, a list of end ticks, warnings as "track N: ...";
+ *   at most max_notes notes in all. ValueError "more than N notes" or "track N: <reason>".
+ *
  * Rules: note-on with velocity 0 is a note-off; notes of the same channel and pitch pair
  * first-in-first-out; a note-off with nothing sounding is ignored; a note still sounding at
  * the end of the track is closed there with hanging=1. Meta and sysex events do not change
@@ -67,36 +73,46 @@ static int64_t read_vlq(const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end) {
     return -2;
 }
 
-static int add_warning(PyObject *warnings, const char *msg, Py_ssize_t at) {
-    if (PyList_GET_SIZE(warnings) >= 8) return 0; /* keep the first few */
-    PyObject *s = PyUnicode_FromFormat("%s at byte %zd", msg, at);
+/* Append "[track N: ]msg at byte AT" to warnings unless the track has 8 already. */
+static int add_warning(PyObject *warnings, int *count, Py_ssize_t label, const char *msg,
+                       Py_ssize_t at) {
+    if (*count >= 8) return 0; /* keep the first few of each track */
+    PyObject *s = label > 0 ? PyUnicode_FromFormat("track %zd: %s at byte %zd", label, msg, at)
+                            : PyUnicode_FromFormat("%s at byte %zd", msg, at);
     if (!s) return -1;
     int r = PyList_Append(warnings, s);
     Py_DECREF(s);
+    if (r == 0) (*count)++;
     return r;
 }
 
-static PyObject *parse_track(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t start, end, max_notes, track = 0;
-    if (!PyArg_ParseTuple(args, "y*nnn|n", &view, &start, &end, &max_notes, &track)) return NULL;
-    const uint8_t *buf = (const uint8_t *)view.buf;
-    if (start < 0 || end > view.len || start > end) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "track bounds outside the file");
-        return NULL;
-    }
-    Table notes = {NULL, 0, 0, 7}, tempos = {NULL, 0, 0, 2};
-    Table controls = {NULL, 0, 0, 4}, programs = {NULL, 0, 0, 4}, timesigs = {NULL, 0, 0, 3};
-    Py_ssize_t *next = NULL, next_cap = 0; /* FIFO links between pending notes */
+typedef struct {
+    Table notes, tempos, controls, programs, timesigs;
+    Py_ssize_t *next, next_cap; /* FIFO links between pending notes */
+} Tables;
+
+static void tables_free(Tables *t) {
+    free(t->notes.data); free(t->tempos.data); free(t->controls.data);
+    free(t->programs.data); free(t->timesigs.data); free(t->next);
+}
+
+#define WARN(msg, at) do { if (add_warning(warnings, &nwarn, label, msg, at) < 0) return -1; } \
+    while (0)
+#define PUSH(table, row) do { if (table_push(&tb->table, row) < 0) { PyErr_NoMemory(); \
+    return -1; } } while (0)
+
+/* Parse one MTrk body buf[start:end] into tb (notes beyond max_notes in tb are an error).
+ * Returns 0, or -1 with a Python exception set (ValueError: a one-line reason, prefixed
+ * with "track LABEL: " when label > 0). */
+static int parse_chunk(const uint8_t *buf, Py_ssize_t start, Py_ssize_t end,
+                       Py_ssize_t max_notes, Py_ssize_t track, Py_ssize_t label, Tables *tb,
+                       PyObject *warnings, int64_t *end_tick) {
     Py_ssize_t head[NKEYS], tail[NKEYS];
     for (int k = 0; k < NKEYS; k++) head[k] = tail[k] = -1;
-    PyObject *warnings = PyList_New(0);
-    const char *error = NULL;
+    Py_ssize_t first_note = tb->notes.len;
+    int nwarn = 0;
     char errbuf[160];
-    int nomem = 0;
-    if (!warnings) goto fail;
-
+    errbuf[0] = 0;
     Py_ssize_t pos = start;
     int64_t tick = 0;
     int running = 0;
@@ -106,32 +122,28 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
         if (delta == -1) break; /* trailing bytes after the last event */
         if (delta == -2) {
             snprintf(errbuf, sizeof errbuf, "malformed delta time at byte %zd", at);
-            error = errbuf;
-            goto fail;
+            goto error;
         }
         tick += delta;
         if (tick > MAX_TICK) {
             snprintf(errbuf, sizeof errbuf, "tick count over 2^40 at byte %zd", at);
-            error = errbuf;
-            goto fail;
+            goto error;
         }
         if (pos >= end) {
-            if (add_warning(warnings, "track ends inside an event", at) < 0) goto fail;
+            WARN("track ends inside an event", at);
             break;
         }
         int status = buf[pos];
         if (status == 0xFF) { /* meta event */
             pos++;
             if (pos >= end) {
-                if (add_warning(warnings, "meta event runs past the end of its track", at) < 0)
-                    goto fail;
+                WARN("meta event runs past the end of its track", at);
                 break;
             }
             int type = buf[pos++];
             int64_t len = read_vlq(buf, &pos, end);
             if (len < 0 || len > end - pos) {
-                if (add_warning(warnings, "meta event runs past the end of its track", at) < 0)
-                    goto fail;
+                WARN("meta event runs past the end of its track", at);
                 break;
             }
             if (type == 0x2F) { pos += len; break; } /* end of track */
@@ -140,19 +152,19 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
                     int64_t us = ((int64_t)buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2];
                     if (us > 0) {
                         int64_t row[2] = {tick, us};
-                        if (table_push(&tempos, row) < 0) { nomem = 1; goto fail; }
-                    } else if (add_warning(warnings, "tempo 0 ignored", at) < 0) {
-                        goto fail;
+                        PUSH(tempos, row);
+                    } else {
+                        WARN("tempo 0 ignored", at);
                     }
-                } else if (add_warning(warnings, "malformed tempo ignored", at) < 0) {
-                    goto fail;
+                } else {
+                    WARN("malformed tempo ignored", at);
                 }
             } else if (type == 0x58) {
                 if (len == 4 && buf[pos] > 0 && buf[pos + 1] <= 6) {
                     int64_t row[3] = {tick, buf[pos], (int64_t)1 << buf[pos + 1]};
-                    if (table_push(&timesigs, row) < 0) { nomem = 1; goto fail; }
-                } else if (add_warning(warnings, "malformed time signature ignored", at) < 0) {
-                    goto fail;
+                    PUSH(timesigs, row);
+                } else {
+                    WARN("malformed time signature ignored", at);
                 }
             }
             pos += len;
@@ -162,8 +174,7 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
             pos++;
             int64_t len = read_vlq(buf, &pos, end);
             if (len < 0 || len > end - pos) {
-                if (add_warning(warnings, "sysex runs past the end of its track", at) < 0)
-                    goto fail;
+                WARN("sysex runs past the end of its track", at);
                 break;
             }
             pos += len;
@@ -181,86 +192,141 @@ static PyObject *parse_track(PyObject *self, PyObject *args) {
             pos++;
         } else if (!running) {
             snprintf(errbuf, sizeof errbuf, "data byte without a status byte at byte %zd", at);
-            error = errbuf;
-            goto fail;
+            goto error;
         }
         int kind = running & 0xF0, channel = running & 0x0F;
         int ndata = (kind == 0xC0 || kind == 0xD0) ? 1 : 2;
         if (ndata > end - pos) {
-            if (add_warning(warnings, "track ends inside an event", at) < 0) goto fail;
+            WARN("track ends inside an event", at);
             break;
         }
         int d1 = buf[pos], d2 = ndata == 2 ? buf[pos + 1] : 0;
         if (d1 > 127 || d2 > 127) {
             snprintf(errbuf, sizeof errbuf, "data byte over 127 at byte %zd", pos);
-            error = errbuf;
-            goto fail;
+            goto error;
         }
         pos += ndata;
         int key = channel * 128 + d1;
         if (kind == 0x90 && d2 > 0) { /* note on */
-            if (notes.len >= max_notes) {
-                snprintf(errbuf, sizeof errbuf, "more than %zd notes", max_notes);
-                error = errbuf;
-                goto fail;
+            if (tb->notes.len >= max_notes) {
+                PyErr_Format(PyExc_ValueError, "more than %zd notes", max_notes);
+                return -1;
             }
             int64_t row[7] = {track, channel, d1, d2, tick, -1, 0};
-            if (table_push(&notes, row) < 0) { nomem = 1; goto fail; }
-            if (notes.len > next_cap) {
-                Py_ssize_t cap = next_cap ? next_cap * 2 : 256;
-                Py_ssize_t *p = (Py_ssize_t *)realloc(next, (size_t)cap * sizeof(Py_ssize_t));
-                if (!p) { nomem = 1; goto fail; }
-                next = p;
-                next_cap = cap;
+            PUSH(notes, row);
+            if (tb->notes.len > tb->next_cap) {
+                Py_ssize_t cap = tb->next_cap ? tb->next_cap * 2 : 256;
+                Py_ssize_t *p = (Py_ssize_t *)realloc(tb->next, (size_t)cap * sizeof(Py_ssize_t));
+                if (!p) { PyErr_NoMemory(); return -1; }
+                tb->next = p;
+                tb->next_cap = cap;
             }
-            Py_ssize_t idx = notes.len - 1;
-            next[idx] = -1;
-            if (tail[key] >= 0) next[tail[key]] = idx; else head[key] = idx;
+            Py_ssize_t idx = tb->notes.len - 1;
+            tb->next[idx] = -1;
+            if (tail[key] >= 0) tb->next[tail[key]] = idx; else head[key] = idx;
             tail[key] = idx;
         } else if (kind == 0x80 || kind == 0x90) { /* note off */
             Py_ssize_t idx = head[key];
             if (idx >= 0) {
-                notes.data[idx * 7 + 5] = tick;
-                head[key] = next[idx];
+                tb->notes.data[idx * 7 + 5] = tick;
+                head[key] = tb->next[idx];
                 if (head[key] < 0) tail[key] = -1;
             }
         } else if (kind == 0xB0 && d1 == 64) {
             int64_t row[4] = {track, channel, tick, d2};
-            if (table_push(&controls, row) < 0) { nomem = 1; goto fail; }
+            PUSH(controls, row);
         } else if (kind == 0xC0) {
             int64_t row[4] = {track, channel, tick, d1};
-            if (table_push(&programs, row) < 0) { nomem = 1; goto fail; }
+            PUSH(programs, row);
         }
     }
     /* close notes still sounding at the end of the track */
-    for (Py_ssize_t i = 0; i < notes.len; i++) {
-        if (notes.data[i * 7 + 5] < 0) {
-            notes.data[i * 7 + 5] = tick;
-            notes.data[i * 7 + 6] = 1;
+    for (Py_ssize_t i = first_note; i < tb->notes.len; i++) {
+        if (tb->notes.data[i * 7 + 5] < 0) {
+            tb->notes.data[i * 7 + 5] = tick;
+            tb->notes.data[i * 7 + 6] = 1;
         }
     }
-    PyBuffer_Release(&view);
-    PyObject *result = Py_BuildValue("(NNNNLNN)", table_bytes(&notes), table_bytes(&tempos),
-                                     table_bytes(&controls), table_bytes(&programs),
-                                     (long long)tick, warnings, table_bytes(&timesigs));
-    free(notes.data); free(tempos.data); free(controls.data); free(programs.data);
-    free(timesigs.data); free(next);
-    return result;
+    *end_tick = tick;
+    return 0;
 
-fail:
+error:
+    if (label > 0) PyErr_Format(PyExc_ValueError, "track %zd: %s", label, errbuf);
+    else PyErr_SetString(PyExc_ValueError, errbuf);
+    return -1;
+}
+
+static PyObject *tables_result(Tables *tb, PyObject *end_ticks, PyObject *warnings) {
+    return Py_BuildValue("(NNNNOON)", table_bytes(&tb->notes), table_bytes(&tb->tempos),
+                         table_bytes(&tb->controls), table_bytes(&tb->programs), end_ticks,
+                         warnings, table_bytes(&tb->timesigs));
+}
+
+static PyObject *parse_track(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, end, max_notes, track = 0;
+    if (!PyArg_ParseTuple(args, "y*nnn|n", &view, &start, &end, &max_notes, &track)) return NULL;
+    if (start < 0 || end > view.len || start > end) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "track bounds outside the file");
+        return NULL;
+    }
+    Tables tb = {{NULL, 0, 0, 7}, {NULL, 0, 0, 2}, {NULL, 0, 0, 4}, {NULL, 0, 0, 4},
+                 {NULL, 0, 0, 3}, NULL, 0};
+    PyObject *warnings = PyList_New(0), *result = NULL, *tick = NULL;
+    int64_t end_tick = 0;
+    if (warnings && parse_chunk((const uint8_t *)view.buf, start, end, max_notes, track, 0,
+                                &tb, warnings, &end_tick) == 0
+        && (tick = PyLong_FromLongLong((long long)end_tick)))
+        result = tables_result(&tb, tick, warnings);
     PyBuffer_Release(&view);
-    free(notes.data); free(tempos.data); free(controls.data); free(programs.data);
-    free(timesigs.data); free(next);
+    tables_free(&tb);
+    Py_XDECREF(tick);
     Py_XDECREF(warnings);
-    if (nomem) return PyErr_NoMemory();
-    if (error) PyErr_SetString(PyExc_ValueError, error);
-    return NULL;
+    return result;
+}
+
+/* parse_tracks(data, chunks, max_notes, first_track): every chunk in one call (see top). */
+static PyObject *parse_tracks(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    PyObject *chunks;
+    Py_ssize_t max_notes, first_track;
+    if (!PyArg_ParseTuple(args, "y*O!nn", &view, &PyList_Type, &chunks, &max_notes,
+                          &first_track)) return NULL;
+    Tables tb = {{NULL, 0, 0, 7}, {NULL, 0, 0, 2}, {NULL, 0, 0, 4}, {NULL, 0, 0, 4},
+                 {NULL, 0, 0, 3}, NULL, 0};
+    PyObject *warnings = PyList_New(0), *ends = PyList_New(0), *result = NULL;
+    if (!warnings || !ends) goto done;
+    for (Py_ssize_t t = 0; t < PyList_GET_SIZE(chunks); t++) {
+        Py_ssize_t start, end;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(chunks, t), "nn", &start, &end)) goto done;
+        if (start < 0 || end > view.len || start > end) {
+            PyErr_SetString(PyExc_ValueError, "track bounds outside the file");
+            goto done;
+        }
+        int64_t end_tick = 0;
+        if (parse_chunk((const uint8_t *)view.buf, start, end, max_notes, first_track + t,
+                        t + 1, &tb, warnings, &end_tick) < 0) goto done;
+        PyObject *tick = PyLong_FromLongLong((long long)end_tick);
+        if (!tick || PyList_Append(ends, tick) < 0) { Py_XDECREF(tick); goto done; }
+        Py_DECREF(tick);
+    }
+    result = tables_result(&tb, ends, warnings);
+done:
+    PyBuffer_Release(&view);
+    tables_free(&tb);
+    Py_XDECREF(ends);
+    Py_XDECREF(warnings);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"parse_track", parse_track, METH_VARARGS,
      "parse_track(data, start, end, max_notes, track=0) -> (notes, tempos, controls, "
      "programs, end_tick, warnings, timesigs)"},
+    {"parse_tracks", parse_tracks, METH_VARARGS,
+     "parse_tracks(data, chunks, max_notes, first_track) -> (notes, tempos, controls, "
+     "programs, end_ticks, warnings, timesigs)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -143,3 +143,28 @@ def parse_track(
             row[5], row[6] = tick, 1
     return (_rows(notes, 7), _rows(tempos, 2), _rows(controls, 4), _rows(programs, 4), tick,
             warnings, _rows(timesigs, 3))
+
+
+def parse_tracks(data: bytes, chunks: list[tuple[int, int]], max_notes: int, first_track: int
+                 ) -> tuple[bytes, bytes, bytes, bytes, list[int], list[str], bytes]:
+    """Parse every MTrk chunk body ``data[start:end]`` of ``chunks`` (track ids from
+    ``first_track``): the tables of all tracks end to end, each track's end tick, and the
+    warnings as "track N: ..."; at most ``max_notes`` notes in all. ValueError: "more than
+    N notes" or "track N: <reason>"."""
+    tables: list[list[bytes]] = [[], [], [], [], []]
+    budget, ends, warnings = max_notes, [], []
+    for t, (start, end) in enumerate(chunks):
+        try:
+            *raw, end_tick, warns, timesigs = parse_track(data, start, end, budget,
+                                                          first_track + t)
+        except ValueError as e:
+            if str(e).startswith("more than"):
+                raise ValueError(f"more than {max_notes} notes") from None
+            raise ValueError(f"track {t + 1}: {e}") from None
+        for table, b in zip(tables, [*raw, timesigs], strict=True):
+            table.append(b)
+        budget -= len(raw[0]) // (7 * 8)
+        ends.append(end_tick)
+        warnings += [f"track {t + 1}: {w}" for w in warns]
+    notes, tempos, controls, programs, timesigs = (b"".join(t) for t in tables)
+    return notes, tempos, controls, programs, ends, warnings, timesigs

@@ -35,6 +35,7 @@ from composer.midi.tracks import (
     RawFile,
     apply_sustain,
     last_before,
+    note_order,
     read_tracks,
     tempo_maps,
     tempo_segments,
@@ -258,11 +259,12 @@ def _notes_of(raws: list[tuple[int, RawFile]], config: LoadConfig, results: list
     tempo_file = np.repeat(np.arange(len(raws)), [r.tempo_count for _, r in raws])
     divisions = np.array([r.division for _, r in raws], np.int64)
     # n columns: track, channel, pitch, velocity, start_tick, end_tick, hanging
-    n = n[n[:, 5] > n[:, 4]]  # zero-length notes carry no sound (also makes n writable)
+    keep = n[:, 5] > n[:, 4]  # zero-length notes carry no sound
     drums = np.zeros(len(raws), np.int64)  # per file: drum notes left out
     if not config.keep_drums:
-        drums = np.bincount(track_file[n[n[:, 1] == 9, 0]], minlength=len(raws))
-        n = n[n[:, 1] != 9]
+        drums = np.bincount(track_file[n[keep & (n[:, 1] == 9), 0]], minlength=len(raws))
+        keep &= n[:, 1] != 9
+    n = np.compress(keep, n, axis=0)  # a writable copy (faster than n[keep])
     if config.sustain:
         n[:, 5] = np.where(n[:, 1] == 9, n[:, 5], apply_sustain(n, controls, track_end))
     file = track_file[n[:, 0]]
@@ -289,26 +291,29 @@ def _notes_of(raws: list[tuple[int, RawFile]], config: LoadConfig, results: list
     notes["pitch"], notes["velocity"] = n[:, 2], n[:, 3]
     notes["start"], notes["end"] = start, end
     notes["program"], notes["is_drum"] = prog, n[:, 1] == 9
-    order = np.lexsort((notes["pitch"], notes["start"], file))
-    notes, file, beats, capped = notes[order], file[order], beats[order], capped[order]
+    order = note_order(file, n[:, 4], notes["start"], n[:, 2])
+    # np.take: fancy indexing of a packed record dtype is many times slower
+    notes, file, beats, capped = np.take(notes, order), file[order], beats[order], capped[order]
     bounds = np.searchsorted(file, np.arange(len(raws) + 1))
-    for j in np.unique(file[capped]).tolist():  # a capped end's beat: from its seconds
+    capped_files = file[capped]  # sorted; not np.unique, whose first call imports numpy.ma
+    for j in capped_files[np.diff(capped_files, prepend=-1) > 0].tolist():  # from seconds
         at = np.flatnonzero(capped[bounds[j] : bounds[j + 1]]) + bounds[j]
         tempo_map = maps[map_bounds[j] : map_bounds[j + 1]]
         beats["end"][at] = seconds_to_beats(notes["end"][at], tempo_map)
     ends = np.append(notes["end"], 0.0)  # the sentinel keeps reduceat in range
     duration = np.where(bounds[1:] > bounds[:-1], np.maximum.reduceat(ends, bounds[:-1]), 0.0)
+    lasts, at, maps_at, sigs_at, left_out = (  # Python numbers: cheaper to index per file
+        a.tolist() for a in (duration, bounds, map_bounds, sig_bounds, drums))
     for j, (k, raw) in enumerate(raws):
-        if duration[j] > config.max_seconds:
-            hours, limit = duration[j] / 3600, config.max_seconds / 3600
+        if lasts[j] > config.max_seconds:
+            hours, limit = lasts[j] / 3600, config.max_seconds / 3600
             results[k] = MidiError(f"lasts {hours:.1f} hours (limit {limit:g} h)")
             continue
         tpb = 0 if raw.division & 0x8000 else raw.division
-        part = slice(bounds[j], bounds[j + 1])
-        results[k] = Piece(notes[part], float(duration[j]), raw.fmt, tpb, tuple(raw.warnings),
-                           int(drums[j]), beats=beats[part],
-                           tempos=maps[map_bounds[j] : map_bounds[j + 1]],
-                           time_signatures=sigs[sig_bounds[j] : sig_bounds[j + 1]])
+        part = slice(at[j], at[j + 1])
+        results[k] = Piece(notes[part], lasts[j], raw.fmt, tpb, tuple(raw.warnings),
+                           left_out[j], beats=beats[part], tempos=maps[maps_at[j] : maps_at[j + 1]],
+                           time_signatures=sigs[sigs_at[j] : sigs_at[j + 1]])
 
 
 SAVE_TICKS_PER_BEAT = 480

@@ -60,8 +60,8 @@ def seconds_to_beats(seconds: np.ndarray, tempos: np.ndarray) -> np.ndarray:
 def dominant_tempo(tempos: np.ndarray, end_beat: float) -> int:
     """The tempo (us per quarter) of a tempo map that lasts the most beats up to ``end_beat``
     (a tie: the faster one)."""
-    if len(tempos) == 0:
-        return DEFAULT_US_PER_QUARTER
+    if len(tempos) <= 1:  # one tempo dominates whatever the length (most files)
+        return int(tempos["us_per_quarter"][0]) if len(tempos) else DEFAULT_US_PER_QUARTER
     spans = np.diff(np.append(tempos["beat"], max(end_beat, float(tempos["beat"][-1]))))
     if not (spans > 0).any():
         return int(tempos["us_per_quarter"][0])

@@ -87,9 +87,15 @@ def tick_to_seconds(seg_file: np.ndarray, seg_tick: np.ndarray, seg_spt: np.ndar
     cum = np.cumsum(dur)
     at = cum - np.maximum.accumulate(np.where(first, cum, 0.0))  # seconds at each segment
     seg_key = (seg_file << 41) | seg_tick
+    files = int(seg_file[-1]) + 1 if len(seg_file) else 0
+    first_seg = np.searchsorted(seg_file, np.arange(files))  # (files,) each file's first
+    several = np.diff(np.append(first_seg, len(seg_file))) > 1  # (files,) tempo changes
 
     def convert(file: np.ndarray, ticks: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(seg_key, (file << 41) | ticks, side="right") - 1
+        i = first_seg[file]  # a file of one tempo: its one segment (most files)
+        at_several = np.flatnonzero(several[file])
+        i[at_several] = np.searchsorted(seg_key, (file[at_several] << 41) | ticks[at_several],
+                                        side="right") - 1
         return at[i] + (ticks - seg_tick[i]) * seg_spt[i]
 
     return convert
@@ -125,6 +131,21 @@ def last_before(keys: np.ndarray, ticks: np.ndarray, ev_keys: np.ndarray,
     return np.where(found, order[np.maximum(i, 0)], -1)
 
 
+def note_order(file: np.ndarray, ticks: np.ndarray, seconds: np.ndarray, pitch: np.ndarray
+               ) -> np.ndarray:
+    """The stable order of notes by (file, start in seconds, pitch): ``np.lexsort((pitch,
+    seconds, file))``, found by one sort of an integer key (file, start tick, pitch), many
+    times faster, and checked: seconds rise with ticks within a file (else, as can happen by
+    a rounding where tempo segments meet, the lexsort itself)."""
+    bits = int(file.max(initial=0)).bit_length()
+    if bits <= 15 and len(ticks) and int(ticks.max()) < 1 << 41:  # always, within a batch
+        order = np.argsort((file << 48) | (ticks << 7) | pitch, kind="stable")
+        f, t, s = file[order], ticks[order], seconds[order]
+        if ((s[1:] > s[:-1]) | (t[1:] == t[:-1]) | (f[1:] != f[:-1])).all():
+            return order
+    return np.lexsort((pitch, seconds, file))
+
+
 def apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) -> np.ndarray:
     """End ticks after the sustain pedal: a note released while the pedal is down sounds
     until the pedal lifts (or its track ends), or until its pitch is struck again (note-seq)."""
@@ -156,15 +177,15 @@ def apply_sustain(n: np.ndarray, controls: np.ndarray, track_end: np.ndarray) ->
     return np.where(held, np.maximum(ends, np.minimum(new_end, nxt)), ends)
 
 
-def _track_parser():
+def _tracks_parser():
     try:
-        from composer.midi._smf import parse_track
+        from composer.midi._smf import parse_tracks
     except ImportError:  # no compiler at install time: the pure-Python twin, same rules
-        from composer.midi._smf_ref import parse_track
-    return parse_track
+        from composer.midi._smf_ref import parse_tracks
+    return parse_tracks
 
 
-_parse_track = _track_parser()
+_parse_tracks = _tracks_parser()
 
 
 @dataclass
@@ -185,26 +206,15 @@ def read_tracks(data: bytes, max_notes: int, first_track: int) -> RawFile:
     parser; track ids start at ``first_track``. MidiError with a one-line reason."""
     data = unwrap_riff(bytes(data))
     fmt, division, chunks, missing = track_chunks(data)
-    blobs: list[list[bytes]] = [[], [], [], []]
-    warnings = ["header declares more tracks than the file holds"] if missing else []
-    budget, ends, sigs = max_notes, [], []
-    for t, (start, end) in enumerate(chunks):
-        try:
-            *raw, end_tick, warns, timesigs = _parse_track(data, start, end, budget,
-                                                            first_track + t)
-        except ValueError as e:
-            if str(e).startswith("more than"):
-                raise MidiError(f"more than {max_notes} notes") from None
-            raise MidiError(f"track {t + 1}: {e}") from None
-        for blob, b in zip(blobs, raw, strict=True):
-            blob.append(b)
-        budget -= len(raw[0]) // (7 * 8)
-        ends.append(end_tick)
-        sigs.append(timesigs)
-        warnings += [f"track {t + 1}: {w}" for w in warns]
-    tempos = b"".join(blobs[1])
-    return RawFile(fmt, division, [b"".join(b) for b in blobs], len(tempos) // 16, ends, warnings,
-                b"".join(sigs))
+    try:
+        notes, tempos, controls, programs, ends, warnings, timesigs = _parse_tracks(
+            data, chunks, max_notes, first_track)
+    except ValueError as e:
+        raise MidiError(str(e)) from None
+    if missing:
+        warnings.insert(0, "header declares more tracks than the file holds")
+    return RawFile(fmt, division, [notes, tempos, controls, programs], len(tempos) // 16, ends,
+                   warnings, timesigs)
 
 
 def tempo_maps(segments: tuple, seg_us: np.ndarray, to_sec, tpq: np.ndarray,

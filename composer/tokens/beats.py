@@ -220,7 +220,8 @@ def clock_of(piece: NoteInput) -> Clock:
         return DEFAULT_CLOCK
     sigs = piece.time_signatures
     num, den = (int(sigs["numerator"][0]), int(sigs["denominator"][0])) if len(sigs) else (4, 4)
-    end = float(beats_of(piece)["end"].max()) if len(piece.notes) else 0.0
+    many = len(piece.tempos) > 1  # one tempo dominates whatever the end
+    end = float(beats_of(piece)["end"].max()) if many and len(piece.notes) else 0.0
     return Clock(dominant_tempo(piece.tempos, end), num, den)
 
 
@@ -242,7 +243,7 @@ def note_steps(piece: NoteInput, config: NoteEventConfig) -> tuple[np.ndarray, .
     notes = piece.notes if isinstance(piece, Piece) else as_note_array(piece)
     beats = beats_of(piece)
     kept = (notes["pitch"] >= config.min_pitch) & (notes["pitch"] <= config.max_pitch)
-    notes, beats = notes[kept], beats[kept]
+    notes, beats = np.compress(kept, notes), beats[kept]  # compress: fast on records
     _require(bool(np.isfinite(beats["start"]).all() and np.isfinite(beats["end"]).all()),
              "note times must be finite")
     spq = config.steps_per_quarter
@@ -420,10 +421,20 @@ def grid_counts(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: floa
     """(onsets on the grid, onsets): a note's start is on the grid of ``steps_per_quarter``
     steps per quarter when it lies within ``tolerance_ticks`` ticks of the file's time
     division (of 480 per quarter when the piece has none, e.g. SMPTE) of a grid point."""
-    beats = beats_of(piece)["start"]
-    tolerance = tolerance_ticks / (piece.ticks_per_beat or SAVE_TICKS_PER_BEAT)  # beats
-    off = np.abs(beats * steps_per_quarter - np.rint(beats * steps_per_quarter))  # steps
-    return int((off <= tolerance * steps_per_quarter + 1e-9).sum()), len(beats)
+    return grid_counts_many([piece], steps_per_quarter, tolerance_ticks)[0]
+
+
+def grid_counts_many(pieces: Sequence[Piece], steps_per_quarter: int = 12,
+                     tolerance_ticks: float = 1.0) -> list[tuple[int, int]]:
+    """:func:`grid_counts` of each piece, in one vectorised pass (bulk ingest)."""
+    starts = [beats_of(p)["start"] for p in pieces]
+    sizes = [len(b) for b in starts]
+    limit = [tolerance_ticks / (p.ticks_per_beat or SAVE_TICKS_PER_BEAT) * steps_per_quarter
+             + 1e-9 for p in pieces]  # steps off a grid point, per piece
+    steps = np.concatenate([np.zeros(0), *starts]) * steps_per_quarter  # (n,)
+    on = np.abs(steps - np.rint(steps)) <= np.repeat(limit, sizes)
+    counts = np.bincount(np.repeat(np.arange(len(pieces)), sizes)[on], minlength=len(pieces))
+    return list(zip(counts.tolist(), sizes, strict=True))
 
 
 def grid_fraction(piece: Piece, steps_per_quarter: int = 12, tolerance_ticks: float = 1.0

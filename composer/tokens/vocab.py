@@ -96,16 +96,30 @@ def check_ids(tokens: Sequence[int] | np.ndarray, size: int, program: int = 0) -
     return ids
 
 
-def _order(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """Stable argsort by non-negative int64 columns (major first) via one int64 key (faster
-    than np.lexsort); VocabularyError when the key would not fit."""
-    bits = [int(c.max(initial=0)).bit_length() for c in columns]
+def _sorted_rows(parts: Sequence[Sequence[np.ndarray | int]]) -> list[np.ndarray]:
+    """The rows of ``parts`` (each a list of columns: int64 arrays (n,) >= 0, at least one,
+    or scalars) end to end, sorted by their columns (major first), as one int64 array per
+    column: one sort of one packed int64 key, unpacked (much faster than np.lexsort and
+    gathering every column); VocabularyError when the key would not fit."""
+    parts = [[np.asarray(c, np.int64) for c in part] for part in parts]
+    sizes = [max(c.size for c in part if c.ndim) for part in parts]
+    full = [part for part, n in zip(parts, sizes, strict=True) if n]  # parts with rows
+    bits = [max((int(c.max()) for c in column), default=0).bit_length()
+            for column in zip(*full, strict=True)] if full else [0] * len(parts[0])
     _require(sum(bits) <= 62, "notes lie too far apart in time to encode")
-    key = np.zeros(len(columns[0]), np.int64)
-    for column, b in zip(columns, bits, strict=True):
-        if b:  # a column of zeros (no programs, no lengths) orders nothing
-            key = (key << b) | column
-    return np.argsort(key, kind="stable")
+    keys = [np.zeros(0, np.int64)]
+    for part, n in zip(full, [n for n in sizes if n], strict=True):
+        key = np.zeros(n, np.int64)
+        for column, b in zip(part, bits, strict=True):
+            if b:  # a column of zeros (no programs, no lengths) orders nothing
+                key = (key << b) | column
+        keys.append(key)
+    key = np.sort(np.concatenate(keys), kind="stable")  # timsort: runs (pieces) help
+    out, shift = [], sum(bits)
+    for b in bits:
+        shift -= b
+        out.append((key >> shift) & ((1 << b) - 1))
+    return out
 
 
 @dataclass(frozen=True, init=False)
@@ -244,8 +258,10 @@ class Events:
         times = self._times(pieces)  # (n,) or None
         pitched, drum, program = self.option.parts(notes, self.config.min_pitch,
                                                    self.config.max_pitch)
-        hits = self._steps(notes[drum], None if times is None else times[drum], self._wide)
-        pitch = self._steps(notes[pitched], None if times is None else times[pitched],
+        # np.compress: indexing packed records with a mask is many times slower
+        hits = self._steps(np.compress(drum, notes), None if times is None else times[drum],
+                           self._wide)
+        pitch = self._steps(np.compress(pitched, notes), None if times is None else times[pitched],
                             self.config)
         return pitch, (program[pitched], group[pitched]), (*hits[:3], group[drum])
 
@@ -261,21 +277,14 @@ class Events:
             return []
         (pitch, vbin, start, last), (prog, pgroup), (key, dbin, dstart, dgroup) = \
             self._split(pieces)
-        e, n, m = len(pitch) * bool(self.end_kind), len(pitch), len(key)  # e: END events
-        zeros, length = np.zeros(n, np.int64), last if self.length_kind else 0 * last
-        columns = (  # per event: the note ends, the note starts, the drum hits
-            (pgroup[:e], pgroup, dgroup),  # group: the piece
-            (last[:e], start, dstart),  # step
-            (np.full(e, END), np.full(n, START), np.full(m, HIT)),  # what
-            (zeros[:e], prog, np.full(m, DRUM_PROGRAM_KEY)),  # program (drums after all)
-            (pitch[:e], pitch, key),  # pitch or drum key
-            (zeros[:e], length, np.zeros(m, np.int64)),  # length index (a DURATION)
-            (vbin[:e], vbin, dbin))  # velocity bin
-        group, step, what, prog, pitch, length, vbin = (
-            np.concatenate(c, dtype=np.int64, casting="unsafe") for c in columns)
-        order = _order([group, step, what, prog, pitch, length, vbin])  # drums: program 128
-        group, step, what, prog, pitch, length, vbin = (
-            a[order] for a in (group, step, what, prog, pitch, length, vbin))
+        e = len(pitch) * bool(self.end_kind)  # END events
+        length = last if self.length_kind else 0
+        # per event (the note ends, the note starts, the drum hits): piece, step, what,
+        # program (drums after all), pitch or drum key, length index (a DURATION), bin
+        group, step, what, prog, pitch, length, vbin = _sorted_rows([
+            (pgroup[:e], last[:e], END, 0, pitch[:e], 0, vbin[:e]),
+            (pgroup, start, START, prog, pitch, length, vbin),
+            (dgroup, dstart, HIT, DRUM_PROGRAM_KEY, key, 0, dbin)])
         gap = np.where(changes(group, group), step, np.diff(step, prepend=0))
         starts = what == START
         new_prog = self.option.program_flags(starts, prog, group)
@@ -285,8 +294,9 @@ class Events:
         for mask, kind, values in ((new_prog, PROGRAM, prog), (new_bin, VELOCITY, vbin)):
             self._put(tokens, at, mask, kind, values)
             at = at + mask
+        pitch = np.clip(pitch, 0, 127)
         for w, kind in ((END, self.end_kind), (START, self.start_kind), (HIT, DRUM)):
-            self._put(tokens, at, what == w, kind, np.clip(pitch, 0, 127))
+            self._put(tokens, at, starts if w == START else what == w, kind, pitch)
         if self.length_kind:
             self._put(tokens, at + 1, starts, self.length_kind, length)
         per_piece = np.bincount(group, weights=count, minlength=len(pieces)).astype(np.int64)
