@@ -48,7 +48,7 @@ def transpose_range(tokens: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, 
     return -lo, top - hi
 
 
-def transpose(ids: np.ndarray, k: np.ndarray | int, vocab: Vocabulary) -> np.ndarray:
+def transposed(ids: np.ndarray, k: np.ndarray | int, vocab: Vocabulary) -> np.ndarray:
     """``ids`` (..., T) with k (broadcast to ids) added to every NOTE_ON/OFF id; k allowed."""
     note, _ = _is_note(ids, vocab)
     return ids + np.where(note, k, 0)
@@ -112,4 +112,4 @@ def augment_tokens(
              "the beat vocabulary is not time-stretched (its time is in beats)")
     if f != 1.0 and ids.size:
         ids, _ = stretch_rows(ids[None], np.array([ids.size]), np.array([f]), vocab)
-    return transpose(ids, k, vocab).astype(np.uint16)
+    return transposed(ids, k, vocab).astype(np.uint16)

@@ -48,7 +48,7 @@ from composer.controls.features import (
 )
 from composer.core.messages import check_int, require
 from composer.corpus.cache import Corpus
-from composer.training.augment import stretch_rows, transpose, transpose_range
+from composer.training.augment import stretch_rows, transpose_range, transposed
 from composer.training.config import AugmentConfig, DataError
 
 IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)
@@ -189,7 +189,7 @@ class WindowSampler:
         if aug and aug.transpose > 0:
             lo, hi = transpose_range(windows, self.vocab)  # (B,), (B,)
             k = rng.integers(np.maximum(lo, -aug.transpose), np.minimum(hi, aug.transpose) + 1)
-            windows = transpose(windows, k[:, None], self.vocab)
+            windows = transposed(windows, k[:, None], self.vocab)
         self.step += 1
         batch = torch.from_numpy(windows)  # (B, T+1)
         x, y = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()

@@ -35,7 +35,7 @@ import torch
 from composer.controls.features import ControlSpec, drop_controls, rotate_pitch_classes
 from composer.core.messages import check_int, require
 from composer.corpus.cache import Corpus
-from composer.training.augment import transpose, transpose_range
+from composer.training.augment import transpose_range, transposed
 from composer.training.config import AugmentConfig, DataError
 from composer.training.data import IGNORE_INDEX
 
@@ -94,7 +94,7 @@ class StreamSampler:
         idx = self.pos[:, None] + np.arange(self.seq_len + 1)  # (B, T+1)
         inside = idx < end[:, None]
         at = np.minimum(idx, end[:, None] - 1)  # (B, T+1)
-        windows = transpose(self._tokens[at].astype(np.int64), self.shift[:, None], self.vocab)
+        windows = transposed(self._tokens[at].astype(np.int64), self.shift[:, None], self.vocab)
         x = torch.from_numpy(np.where(inside, windows, 0)[:, :-1].copy())
         y = torch.from_numpy(np.where(inside, windows, IGNORE_INDEX)[:, 1:].copy())
         fresh = torch.from_numpy(self.pos == self._offset[self.piece])  # (B,)
