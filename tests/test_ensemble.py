@@ -19,10 +19,12 @@ from composer.core.messages import ComposerError
 from composer.corpus.cache import Corpus
 from composer.corpus.facts import Guards
 from composer.generation.config import GenerateRequest, SampleConfig
+from composer.generation.ensemble import ensemble_processors
 from composer.generation.loop import generate, start_tokens
 from composer.generation.output import to_piece
 from composer.generation.seeds import restrict_seed, seed_from_midi, seed_instruments
 from composer.generation.session import choose_instruments, generate_music
+from composer.generation.track import Track
 from composer.midi.instruments import Ensemble, InstrumentError, parse_instruments, program_name
 from composer.midi.io import NOTE_DTYPE, LoadConfig, Note, load, save
 from composer.model.checkpoint import load_checkpoint
@@ -349,3 +351,48 @@ def test_shipped_model_generates_exactly_as_before():
     digest = hashlib.sha256(b"".join(t.astype(np.int64).tobytes() for t in gen.tokens))
     assert digest.hexdigest() == ("7f446e982009d431e50ddce715e1754e8a819938a7231091b77d6e2cd5"
                                   "06f6ba")
+
+
+@pytest.mark.parametrize("events", [PERF, BEAT], ids=["performance", "notes"])
+def test_every_asked_instrument_enters(events):
+    """A model that never switches instruments (PROGRAM and DRUM scores far down) is made
+    to by the coverage feedback: each asked instrument and the drums enter every piece."""
+    model = tiny(events, seed=2)
+    programs, drums = events.instrument_ids()
+    with torch.no_grad():
+        model.head.bias[programs.start : programs.stop] -= 8.0
+        model.head.bias[drums.start : drums.stop] -= 8.0
+
+    def heard(gain: float) -> list[tuple[set, bool]]:
+        config = SampleConfig(seconds=20, instruments=(40, 42, 73), drums=True,
+                              instrument_gain=gain)
+        gen = generate(model, events, None, 3, config, rng_seed=1)
+        out = []
+        for row in gen.tokens:
+            notes = to_piece(row[gen.seed_len:], events, program=40).notes
+            out.append((set(notes["program"][~notes["is_drum"]].tolist()),
+                        bool(notes["is_drum"].any())))
+        return out
+
+    assert all(p == {40, 42, 73} and d for p, d in heard(SampleConfig.instrument_gain))
+    assert not any(p == {40, 42, 73} and d for p, d in heard(0.0))
+
+
+def test_coverage_feedback_grows_until_heard():
+    events = BEAT
+    programs, _ = events.instrument_ids()
+    pitch = events.note_start_ids()[20]
+    config = SampleConfig(instruments=(40, 42), drums=False, instrument_gain=1.0)
+    seed = np.array([programs[42], pitch])  # the seed plays the viola already
+    (cov,) = ensemble_processors(events, config, seed, 2, sps=10.0, now0=5, device="cpu")
+    assert cov.heard.tolist() == [[False, True], [False, True]]
+    track = Track(torch.tensor([5, 35]), torch.zeros(2, 1), torch.zeros(2), torch.zeros(2))
+    scores = cov(torch.zeros(2, events.size), track)
+    assert scores[:, programs[42]].tolist() == [0.0, 0.0]  # heard: nothing added
+    assert scores[:, programs[40]].tolist() == pytest.approx([0.0, 3.0])  # 3 s unheard
+    cov.observe(torch.tensor([programs[40], programs[40]]))  # a switch is not a note
+    assert cov.heard.tolist() == [[False, True], [False, True]]
+    cov.observe(torch.tensor([pitch, int(events.start_tokens()[0])]))  # a note; a velocity
+    assert cov.heard.tolist() == [[True, True], [False, True]]
+    single = SampleConfig(instruments=(40,), drums=False)
+    assert ensemble_processors(events, single, seed, 2, 10.0, 0, "cpu") == []

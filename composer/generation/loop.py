@@ -40,6 +40,7 @@ from composer.core.device import free_memory
 from composer.core.messages import GenerateError, check_seed
 from composer.corpus.facts import Guards
 from composer.generation.config import CHUNK, SampleConfig
+from composer.generation.ensemble import ensemble_processors
 from composer.generation.keyhold import asks_key, key_processors
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
@@ -101,6 +102,8 @@ def _step(p: _Parts, s: _State, noise: torch.Tensor | None) -> tuple[_State, tor
     """One event per row: process, draw with ``noise`` (B, V), update, step the model (with
     each row's control vector after the event): (state, tokens (B,))."""
     tok = p.sampler(p.processors(s.logits, s.track), noise)  # (B,)
+    if p.processors.observers:
+        p.processors.observe(tok)
     track = p.tracker.update(s.track, tok)
     controls = None if p.schedule is None else p.schedule.at(track.now)  # (B, C)
     logits, state = p.stepper.step(tok, s.state, controls)
@@ -296,6 +299,7 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
             spec = model.config.controls
             late = key_processors(guards.keys, tracker, config, seed, num, rng_seed,
                                   asks_key(plan, spec))
+            late += ensemble_processors(events, config, seed, num, sps, now0, device)
             if plan is not None:
                 late += [s for s in [steering(plan, spec, tracker, config, sps, now0)] if s]
                 parts = parts._replace(schedule=_Schedule(plan, now0, sps, device))

@@ -281,12 +281,15 @@ def steering(plan: Any, spec: Any, tracker: Tracker, config: Any, sps: float, no
 
 class Processors(list):
     """The processors in order; calling it applies them all to logits (B, V), which stay
-    unmodified. ``greedy``: draw the argmax (temperature 0), no noise."""
+    unmodified. ``greedy``: draw the argmax (temperature 0), no noise. ``observers``: those
+    told each drawn token (:meth:`observe`)."""
 
     def __init__(self, processors: list[Any], greedy: bool) -> None:
         super().__init__(processors)
         self.greedy = greedy
         self.copy = not (processors and isinstance(processors[0], Temperature))
+        # the processors that follow the draws (their ``observe(tok)`` after each one)
+        self.observers = [p for p in processors if hasattr(p, "observe")]
 
     def with_late(self, late: list[Any]) -> Processors:
         """These processors with ``late`` ones (built once the seed is fed: steering) after
@@ -295,6 +298,11 @@ class Processors(list):
             return self
         at = next((i for i, p in enumerate(self) if isinstance(p, (TopK, TopP))), len(self))
         return Processors([*self[:at], *late, *self[at:]], self.greedy)
+
+    def observe(self, tok: torch.Tensor) -> None:
+        """Tells the observers the drawn tokens ``tok`` (B,)."""
+        for processor in self.observers:
+            processor.observe(tok)
 
     def __call__(self, logits: torch.Tensor, tr: Track | None = None) -> torch.Tensor:
         scores = logits.clone() if self.copy else logits  # (B, V)

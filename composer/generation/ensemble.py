@@ -1,0 +1,88 @@
+"""Every asked instrument is heard: a logits processor for an instrument-aware model asked
+for an ensemble (``SampleConfig.instruments``, and ``drums``).
+
+The instrument filter (:class:`~composer.generation.processors.InstrumentFilter`) keeps a
+piece to the asked instruments, but a model may stay with the ones it likes best (issue 23:
+asked "flute, acoustic bass, drums", no piece of the shipped model played all three).
+:class:`EnsembleCoverage` adds feedback: while an asked instrument has played no note in a
+row, its tokens (its PROGRAM token; for the drums every DRUM token) gain
+``instrument_gain`` nats per second of music drawn so far (at most MAX_BIAS), so it enters
+within seconds and the model then plays it as it would. A pitched note belongs to the
+instrument of the last PROGRAM token before it (before any, the first asked one, as the
+output is written); the seed's notes count. The processor follows the drawn tokens through
+:meth:`EnsembleCoverage.observe`, which the loop calls after every draw (in-place updates,
+so the chunk stays capturable as a CUDA graph).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from composer.generation.track import Track
+from composer.tokens.vocab import Events
+
+MAX_BIAS = 24.0  # nats: the most an unheard instrument's tokens gain
+
+
+class EnsembleCoverage:
+    """``groups`` (G, V) float: 1 on the tokens that bring in each asked instrument;
+    ``program_of`` (V,) long: the group a PROGRAM token switches to (-1: none); ``pitched``
+    (V,) bool: the pitched note starts; ``hits`` (V, G) bool: the drum hits' group;
+    ``current`` (B,) long: each row's instrument now; ``heard`` (B, G) bool."""
+
+    def __init__(self, tables: dict[str, torch.Tensor], current: torch.Tensor,
+                 heard: torch.Tensor, gain: float, now0: int) -> None:
+        self.groups, self.program_of = tables["groups"], tables["program_of"]
+        self.pitched, self.hits = tables["pitched"], tables["hits"]
+        self.current, self.heard, self.gain, self.now0 = current, heard, gain, now0
+
+    def __call__(self, scores: torch.Tensor, tr: Track) -> torch.Tensor:
+        bias = (self.gain * (tr.now - self.now0)).clamp(max=MAX_BIAS)[:, None]  # (B, 1)
+        scores += (bias * ~self.heard) @ self.groups  # (B, G) @ (G, V)
+        return scores
+
+    def observe(self, tok: torch.Tensor) -> None:
+        """Follows the drawn tokens ``tok`` (B,): instrument switches and notes played."""
+        g = self.program_of.index_select(0, tok)  # (B,)
+        self.current.copy_(torch.where(g >= 0, g, self.current))
+        at = self.current[:, None]  # (B, 1)
+        played = self.heard.gather(1, at) | self.pitched.index_select(0, tok)[:, None]
+        self.heard.scatter_(1, at, played)
+        self.heard |= self.hits.index_select(0, tok)  # (B, G)
+
+
+def ensemble_processors(events: Events, config: Any, seed: np.ndarray, num: int,
+                        sps: float, now0: int, device: torch.device | str) -> list[Any]:
+    """The :class:`EnsembleCoverage` of an ensemble of two or more asked instruments (drums
+    count as one) on an instrument-aware vocabulary with ``config.instrument_gain`` > 0
+    (``seed`` (T,): the token ids fed before; ``sps``: music steps per second; ``now0``:
+    the step the drawing starts at); else none."""
+    programs, drums = events.instrument_ids()
+    chosen = config.instruments
+    if chosen is None or not len(programs) or config.instrument_gain <= 0:
+        return []
+    with_drums = bool(config.drums and len(drums))
+    G, V = len(chosen) + with_drums, events.size
+    if G < 2:
+        return []
+    groups, hits = np.zeros((G, V), np.float32), np.zeros((V, G), bool)
+    program_of, pitched = np.full(V, -1, np.int64), np.zeros(V, bool)
+    for g, p in enumerate(chosen):
+        groups[g, programs[p]], program_of[programs[p]] = 1.0, g
+    if with_drums:
+        groups[-1, drums.start : drums.stop], hits[drums.start : drums.stop, -1] = 1.0, True
+    starts = events.note_start_ids()
+    pitched[starts.start : starts.stop] = True
+    current, heard = 0, np.zeros(G, bool)
+    for t in seed:  # what the seed plays
+        current = program_of[t] if program_of[t] >= 0 else current
+        heard[current] |= pitched[t]
+        heard |= hits[t]
+    tables = {name: torch.as_tensor(a, device=device) for name, a in (
+        ("groups", groups), ("program_of", program_of), ("pitched", pitched), ("hits", hits))}
+    return [EnsembleCoverage(tables, torch.full((num,), current, device=device),
+                             torch.as_tensor(np.tile(heard, (num, 1)), device=device),
+                             config.instrument_gain / sps, now0)]
