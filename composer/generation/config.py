@@ -46,6 +46,9 @@ class SampleConfig(Config):
     # An asked ensemble of 2+ instruments: one not heard yet gains this many nats per second
     # of music drawn so far (composer.generation.ensemble; 0: off).
     instrument_gain: float = 1.0
+    # An asked style (classifier-free guidance): the logits + this x (logits - the logits of a
+    # twin row without the style); doubles the batch each step (0: the model alone).
+    style_guidance: float = 1.0
     seconds: float = 30.0  # length of music to generate (stops at the shift reaching it) ...
     events: int | None = None  # ... or, when set, exactly this many events instead
     # Limits checked before anything is allocated (a user raises them on purpose):
@@ -71,7 +74,8 @@ class SampleConfig(Config):
             if v is not None or name == "top_k":
                 check_int(v, f"sample config: {name}", least, GenerateError)
         bounds.MAX_NUM.check(self.max_num, GenerateError, "sample config: max_num")
-        for name in ("density_gain", "scale_penalty", "key_hold", "instrument_gain"):
+        for name in ("density_gain", "scale_penalty", "key_hold", "instrument_gain",
+                     "style_guidance"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool)
                     and math.isfinite(v) and 0 <= v <= 100):

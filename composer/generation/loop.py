@@ -30,7 +30,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -69,16 +69,43 @@ def start_tokens(event_config: EventConfig | Events) -> np.ndarray:
 
 class _Schedule:
     """A :class:`ControlPlan` on the device: ``starts`` (S,) in absolute music steps of the
-    rows, ``values`` (S, C)."""
+    rows, ``values`` (S, C); with style guidance also ``free`` (S, C): the same without the
+    style, for the guided rows' twins."""
 
-    def __init__(self, plan: ControlPlan, now0: int, sps: float, device: torch.device) -> None:
+    def __init__(self, plan: ControlPlan, now0: int, sps: float, device: torch.device,
+                 free: np.ndarray | None = None) -> None:
         steps = np.rint(plan.starts * sps).astype(np.int64) + now0
         self.starts = torch.as_tensor(steps, device=device)  # (S,)
         self.values = torch.as_tensor(plan.values, dtype=torch.float32, device=device)
+        self.free = None if free is None else torch.as_tensor(free, dtype=torch.float32,
+                                                              device=device)
 
     def at(self, now: torch.Tensor) -> torch.Tensor:
-        """(B, C): each row's control vector at its time ``now`` (B,)."""
-        return self.values[torch.searchsorted(self.starts, now, right=True) - 1]
+        """(B, C): each row's control vector at its time ``now`` (B,); (2B, C) with
+        ``free``: the rows', then their twins'."""
+        i = torch.searchsorted(self.starts, now, right=True) - 1  # (B,)
+        return self.values[i] if self.free is None else torch.cat([self.values[i],
+                                                                   self.free[i]])
+
+
+def without_style(plan: ControlPlan | None, spec: Any, config: SampleConfig
+                  ) -> np.ndarray | None:
+    """The plan's values (S, C) with the style unset, when ``config.style_guidance`` > 0
+    and the plan asks for a style (None: no guidance)."""
+    slot = spec.slices().get("style")
+    if (plan is None or slot is None or config.style_guidance <= 0
+            or np.isnan(plan.values[:, slot]).all()):
+        return None
+    free = plan.values.copy()
+    free[:, slot] = np.nan
+    return free
+
+
+def _guided(both: torch.Tensor, weight: float) -> torch.Tensor:
+    """Classifier-free guidance: ``both`` (2B, V), the rows' logits then their twins'
+    without the style: cond + weight * (cond - free), (B, V)."""
+    cond, free = both.chunk(2)
+    return cond + weight * (cond - free)
 
 
 class _Parts(NamedTuple):
@@ -89,6 +116,7 @@ class _Parts(NamedTuple):
     processors: Processors
     sampler: Sampler
     schedule: _Schedule | None  # the control plan's vectors (None: no plan)
+    guidance: float = 0.0  # style guidance's weight (0: off; else the state has 2B rows)
 
 
 class _State(NamedTuple):
@@ -105,7 +133,10 @@ def _step(p: _Parts, s: _State, noise: torch.Tensor | None) -> tuple[_State, tor
     if p.processors.observers:
         p.processors.observe(tok)
     track = p.tracker.update(s.track, tok)
-    controls = None if p.schedule is None else p.schedule.at(track.now)  # (B, C)
+    controls = None if p.schedule is None else p.schedule.at(track.now)  # (B or 2B, C)
+    if p.guidance:  # each row and its twin without the style step together
+        both, state = p.stepper.step(torch.cat([tok, tok]), s.state, controls)  # (2B, V)
+        return _State(_guided(both, p.guidance), state, track, s.step), tok
     logits, state = p.stepper.step(tok, s.state, controls)
     return _State(logits, state, track, s.step), tok
 
@@ -294,15 +325,18 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
                                          unseeded=not np.isin(seed, tracker.starts).any())
             parts = _Parts(stepper, tracker, processors,
                            Sampler(row_keys(rng_seed, num, device), processors.greedy), None)
-            state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan)
-            now0 = int(state.track.now[0])
             spec = model.config.controls
+            free = without_style(plan, spec, config)
+            state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan,
+                          free, config.style_guidance)
+            now0 = int(state.track.now[0])
             late = key_processors(guards.keys, tracker, config, seed, num, rng_seed,
                                   asks_key(plan, spec))
             late += ensemble_processors(events, config, seed, num, sps, now0, device)
             if plan is not None:
                 late += [s for s in [steering(plan, spec, tracker, config, sps, now0)] if s]
-                parts = parts._replace(schedule=_Schedule(plan, now0, sps, device))
+                parts = parts._replace(schedule=_Schedule(plan, now0, sps, device, free),
+                                       guidance=config.style_guidance * (free is not None))
             parts = parts._replace(processors=processors.with_late(late))
             stop = _Stop(config, sps, now0, progress)
             runner, capture = _chunks(parts, state, keep_logits,
@@ -345,19 +379,24 @@ def _checked(model: ComposerLSTM, events: Events, seed: Sequence[int] | np.ndarr
 
 
 def _feed(model: ComposerLSTM, parts: _Parts, seed: torch.Tensor, num: int,
-          plan: ControlPlan | None = None) -> _State:
+          plan: ControlPlan | None = None, free: np.ndarray | None = None,
+          guidance: float = 0.0) -> _State:
     """Loop state after the seed (T,): one forward for the LSTM state and the logits of the
     first draw (under the plan's first segment), the track replayed token by token, all
-    repeated for ``num`` rows."""
+    repeated for ``num`` rows; with ``free`` (style guidance), a second forward under its
+    first segment gives the rows' twins (the state's rows num..2 num-1)."""
     if plan is None:
         logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
     else:
-        first = torch.as_tensor(plan.values[0], dtype=torch.float32, device=seed.device)
-        logits, (h, c) = model(seed[None], None, first.expand(1, len(seed), -1))
+        values = plan.values[:1] if free is None else np.stack([plan.values[0], free[0]])
+        first = torch.as_tensor(values, dtype=torch.float32, device=seed.device)  # (1|2, C)
+        logits, (h, c) = model(seed[None].expand(len(first), -1), None,
+                               first[:, None].expand(-1, len(seed), -1))
     track = replay(parts.tracker, seed)
 
-    def rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:  # size 1 -> num along dim
-        return t.expand(*t.shape[:dim], num, *t.shape[dim + 1 :]).contiguous()
+    def rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:  # each of size k -> k * num
+        return t.repeat_interleave(num, dim)
 
-    return _State(rows(logits[:, -1]), parts.stepper.from_lstm(rows(h, 1), rows(c, 1)),
+    last = logits[:, -1] if free is None else _guided(logits[:, -1], guidance)  # (1, V)
+    return _State(rows(last), parts.stepper.from_lstm(rows(h, 1), rows(c, 1)),
                   Track(*map(rows, track)), torch.zeros(1, dtype=torch.long, device=seed.device))
