@@ -12,6 +12,8 @@ corpus's pieces (:func:`composer.evaluation.musicstats.compare_sets`). Recipes:
   fixed 200-step warm-up, validation in the training windows (256 events; the test NLL of
   every recipe is scored in today's 2048-event windows). Weight decay on
   matrices only and the budget's evaluation cadence are today's code, shared by both.
+- ``streams``: today's defaults with ``carry_state`` (truncated backprop through time,
+  :mod:`composer.training.streams`).
 
 Run (from the repository root, one training at a time; a busy machine slows every number)::
 
@@ -91,7 +93,8 @@ def loop_speed(run: Path) -> float | None:
 def train_run(source: Path, out: Path, recipe: str, minutes: float,
               events: str, threads: int) -> dict[str, Any]:
     """Train one model into ``out``; what it reached and how fast."""
-    config = OLD_DEFAULTS if recipe == "old" else TrainConfig()
+    config = {"old": OLD_DEFAULTS, "streams": TrainConfig(carry_state=True)}.get(
+        recipe, TrainConfig())
     plan: list[str] = []
     t0 = time.perf_counter()
     result = train_model(TrainRequest(str(source), str(out), config=config, minutes=minutes,
@@ -299,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--corpora", nargs="+", default=["bach-chorales", "irish-folk"])
     p.add_argument("--datasets", default="datasets", help="folder holding the corpora")
     p.add_argument("--minutes", nargs="+", type=float, default=[1.5, 4, 10, 20])
-    p.add_argument("--recipes", nargs="+", choices=["new", "old"], default=["new", "old"])
+    p.add_argument("--recipes", nargs="+", choices=["new", "old", "streams"],
+                   default=["new", "old"])
     p.add_argument("--events", default=AUTO_CHOICE, choices=CHOICES,
                    help="event vocabulary of the corpus trained on (default: what `composer "
                         "train` picks)")
