@@ -61,7 +61,8 @@ def test_penalties_spare_the_seven_most_played_classes():
     assert (pen[[2, 4, 6, 7, 9, 11, 1]] == 0).all()
     assert pen[8] == pytest.approx(np.log(0.5 / 3)) and pen[3] < pen[8] < 0  # G# rarer
     # a seed of enough notes sets every row's key; else each row draws its own
-    assert keys_of_rows(keys, np.array(C_MAJOR_SCALE * 2), 3, 0) == [0, 0, 0]
+    assert keys_of_rows(keys, np.array(C_MAJOR_SCALE * 4), 3, 0) == [0, 0, 0]
+    assert keys_of_rows(keys, np.array(C_MAJOR_SCALE * 2), 3, 0) is None  # too few to tell
     assert keys_of_rows(keys, np.array([], np.int64), 2, 0) == [0, 0]
 
 
