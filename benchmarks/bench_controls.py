@@ -41,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from composer.controls.features import STYLE, style_labels
+from composer.controls.features import STYLE
 from composer.controls.plan import key_profile, key_scale, make_plan
 from composer.corpus.cache import CorpusConfig
 from composer.corpus.facts import Guards
+from composer.corpus.keys import style_labels
 from composer.corpus.sources import open_or_prepare
 from composer.evaluation.baselines import NGram, score
 from composer.generation.config import SampleConfig

@@ -118,3 +118,25 @@ def test_the_hold_keeps_an_unseeded_piece_in_a_key_of_the_corpus(chorale_model):
     # a model whose checkpoint measured no keys samples as before
     plain = _pieces(ck, None)
     assert any(not 66 <= int(n["pitch"][np.argmin(n["start"])]) <= 70 for n in plain if len(n))
+
+
+def test_an_asked_style_holds_to_its_own_keys():
+    """A checkpoint of a corpus in style subfolders keeps each style's keys; a piece asked
+    in a style holds to that style's, one asked in none to the whole corpus's."""
+    from composer.controls.features import ControlSpec
+    from composer.controls.plan import make_plan
+    from composer.generation.keyhold import keys_for
+
+    def one(key: int) -> Keys:
+        shares = [0.0] * 24
+        shares[key] = 1.0
+        flat = tuple([0.125] * 4 + [0.0625] * 8)
+        return Keys(tuple(shares), (flat, flat), (60, 72))
+
+    guards = Guards.from_dict(Guards(4, None, 4.0, one(0), {"folk": one(2), "bach": one(7)})
+                              .to_dict())
+    assert guards.style_keys == {"folk": one(2), "bach": one(7)}
+    spec = ControlSpec(names=("density", "style"), styles=("bach", "folk"))
+    assert keys_for(guards, make_plan(spec, {"style": "folk"}), spec) == one(2)
+    assert keys_for(guards, make_plan(spec, {"density": 2}), spec) == one(0)
+    assert keys_for(guards, None, spec) == one(0)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 from composer.core.config import Config
 from composer.core.files import atomic_write
 from composer.core.messages import ComposerError, is_number
+from composer.corpus.keys import style_labels
 from composer.tokens.beats import clock_from
 from composer.tokens.vocab import Events
 
@@ -122,13 +122,6 @@ def density_feature(notes_per_second: np.ndarray | float) -> np.ndarray:
 def tempo_feature(qpm: np.ndarray | float) -> np.ndarray:
     """What the model is fed for a tempo: ``log2(qpm / 120)``."""
     return np.log2(np.asarray(qpm, dtype=np.float64) / REFERENCE_QPM)
-
-
-def style_labels(paths: Sequence[str]) -> tuple[str, ...]:
-    """The sorted names of the immediate subfolders the files ``paths`` (relative to the
-    training folder) lie in; () when none lies in a subfolder."""
-    return tuple(sorted({p.replace(os.sep, "/").split("/", 1)[0] for p in paths
-                         if "/" in p.replace(os.sep, "/")}))
 
 
 def choose_spec(request: str, events: Events, paths: Sequence[str]) -> ControlSpec:

@@ -178,20 +178,24 @@ class Guards:
     max_note_seconds: float | None = None  # longest note, performance events
     max_note_beats: float | None = None  # longest note, beat vocabulary
     keys: Keys | None = None  # the train pieces' keys and openings (measured when training)
+    style_keys: Mapping[str, Keys] = field(default_factory=dict)  # the same, per style
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with the percentiles it was measured at."""
         return {"max_polyphony": self.max_polyphony, "max_note_seconds": self.max_note_seconds,
                 "max_note_beats": self.max_note_beats,
                 "percentiles": {"polyphony": POLYPHONY_PERCENTILE, "length": LENGTH_PERCENTILE},
-                **({"keys": self.keys.to_dict()} if self.keys else {})}
+                **({"keys": self.keys.to_dict()} if self.keys else {}),
+                **({"style_keys": {s: k.to_dict() for s, k in self.style_keys.items()}}
+                   if self.style_keys else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Guards:
         """From :meth:`to_dict` form; None or {}: no guards."""
         d = d or {}
         return cls(d.get("max_polyphony"), d.get("max_note_seconds"), d.get("max_note_beats"),
-                   Keys.from_dict(d.get("keys")))
+                   Keys.from_dict(d.get("keys")),
+                   {s: Keys.from_dict(k) for s, k in (d.get("style_keys") or {}).items()})
 
 
 def _percentile_bin(counts: np.ndarray, q: float) -> int | None:

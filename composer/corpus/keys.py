@@ -16,6 +16,7 @@ corpus's own pieces are (``benchmarks/bench_keys.py``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,13 @@ MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
 TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MIN_NOTES = 8  # fewer notes than this tell no key
+
+
+def style_labels(paths: Sequence[str]) -> tuple[str, ...]:
+    """The sorted names of the immediate subfolders the files ``paths`` (relative to the
+    training folder) lie in, its styles; () when none lies in a subfolder."""
+    return tuple(sorted({p.replace(os.sep, "/").split("/", 1)[0] for p in paths
+                         if "/" in p.replace(os.sep, "/")}))
 
 
 def key_name(key: int) -> str:
@@ -95,6 +103,19 @@ class Keys:
             shares[names[name]] = float(share)
         profiles = tuple(tuple(float(v) for v in d["profiles"][m]) for m in ("major", "minor"))
         return cls(tuple(shares), profiles, (int(d["opening"][0]), int(d["opening"][1])))
+
+
+def style_keys(tokens: np.ndarray, index: np.ndarray, events: Events, paths: Sequence[str],
+               files: Sequence[int]) -> dict[str, Keys]:
+    """The :class:`Keys` of each style's ``files`` (a style: a subfolder of the training
+    folder; {} when the corpus has none)."""
+    out = {}
+    for style in style_labels([paths[f] for f in files]):
+        mine = [f for f in files if style_labels([paths[f]]) == (style,)]
+        keys = corpus_keys(tokens, index, events, mine)
+        if keys is not None:
+            out[style] = keys
+    return out
 
 
 def corpus_keys(tokens: np.ndarray, index: np.ndarray, events: Events,

@@ -19,7 +19,7 @@ from typing import Any
 from composer.core.messages import ComposerError, MidiError
 from composer.corpus.cache import Corpus, CorpusConfig, default_cache_dir, is_prepared
 from composer.corpus.facts import PrepareReport
-from composer.corpus.keys import corpus_keys
+from composer.corpus.keys import corpus_keys, style_keys
 from composer.corpus.prepare import prepare
 from composer.corpus.scan import scan
 from composer.midi.io import LoadConfig, Piece, load
@@ -66,14 +66,15 @@ def corpus_record(corpus: Corpus) -> dict[str, Any]:
     cache and source paths, the content key, the split fractions and file counts, the
     sampling guards measured on its train split (with its keys and openings) and its median
     tempo (microseconds per quarter: the tempo of unseeded beat-vocabulary output)."""
+    train = (corpus.tokens, corpus.index, corpus.events, corpus.files("train"))
     return {"corpus": str(Path(corpus.cache_dir).resolve()), "source": corpus.source,
             "key": corpus.key,
             "splits": {"valid_fraction": corpus.config.valid_fraction,
                        "test_fraction": corpus.config.test_fraction},
             "files": {s: int(len(corpus.files(s))) for s in ("train", "valid", "test")},
             "train_events": int(corpus.index["length"][corpus.files("train")].sum()),
-            "guards": replace(corpus.guards, keys=corpus_keys(
-                corpus.tokens, corpus.index, corpus.events, corpus.files("train"))).to_dict(),
+            "guards": replace(corpus.guards, keys=corpus_keys(*train), style_keys=style_keys(
+                *train[:3], corpus.paths, train[3])).to_dict(),
             "tempo": corpus.clock.us_per_quarter}
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from composer.corpus.facts import Guards
 from composer.corpus.keys import Keys
 from composer.generation.processors import INF
 from composer.generation.track import Track, Tracker
@@ -84,6 +85,17 @@ def keys_of_rows(keys: Keys, seed_pitches: np.ndarray, num: int, rng_seed: int
         key = keys.of_pitches(seed_pitches) if len(seed_pitches) >= SEED_NOTES else None
         return None if key is None else [key] * num
     return [keys.draw(np.random.default_rng(rng_seed + i)) for i in range(num)]
+
+
+def keys_for(guards: Guards, plan: Any, spec: Any) -> Keys | None:
+    """The keys to hold to: those of the style the plan's first segment asks for (when the
+    checkpoint measured them per style), else the whole corpus's."""
+    slot = spec.slices().get("style")
+    if plan is not None and slot is not None and guards.style_keys:
+        weights = plan.values[0, slot]  # (styles,)
+        if not np.isnan(weights).any() and weights.max() > 0:
+            return guards.style_keys.get(spec.styles[int(np.argmax(weights))], guards.keys)
+    return guards.keys
 
 
 def asks_key(plan: Any, spec: Any) -> bool:

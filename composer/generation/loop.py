@@ -41,7 +41,7 @@ from composer.core.messages import GenerateError, check_seed
 from composer.corpus.facts import Guards
 from composer.generation.config import CHUNK, SampleConfig
 from composer.generation.ensemble import ensemble_processors
-from composer.generation.keyhold import asks_key, key_processors
+from composer.generation.keyhold import asks_key, key_processors, keys_for
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
@@ -330,8 +330,8 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
             state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan,
                           free, config.style_guidance)
             now0 = int(state.track.now[0])
-            late = key_processors(guards.keys, tracker, config, seed, num, rng_seed,
-                                  asks_key(plan, spec))
+            late = key_processors(keys_for(guards, plan, spec), tracker, config, seed, num,
+                                  rng_seed, asks_key(plan, spec))
             late += ensemble_processors(events, config, seed, num, sps, now0, device)
             if plan is not None:
                 late += [s for s in [steering(plan, spec, tracker, config, sps, now0)] if s]
