@@ -30,13 +30,17 @@ def main() -> None:
     ap.add_argument("--sources", required=True,
                     help="style=folder,... (folders relative to the repository)")
     args = ap.parse_args()
-    from composer.corpus.cache import Corpus
-    from composer.corpus.sources import corpus_record
+    from composer.corpus.cache import CorpusConfig
+    from composer.corpus.sources import corpus_record, open_or_prepare
+    from composer.model.checkpoint import load_checkpoint
 
     best = args.run / "best"
     meta = json.loads((best / "checkpoint.json").read_text())
     data = meta["data"]
-    corpus = Corpus.open(data["corpus"])
+    ev = load_checkpoint(best).events  # its corpus, prepared again if its cache changed
+    corpus = open_or_prepare(data["source"], CorpusConfig(
+        vocabulary=ev.kind, **{"notes" if ev.is_notes else "events": ev.config},
+        **data["splits"]))
     ids = np.asarray(corpus.tokens)
     programs, drums = corpus.events.instrument_ids()
     if len(programs):  # what an instrument-aware model's corpus held

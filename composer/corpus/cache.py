@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,14 @@ class CorpusConfig(Config):
         if self.vocabulary not in CHOICES:
             raise ComposerError(f"event vocabulary must be one of {', '.join(CHOICES)}, got "
                                 f"{self.vocabulary!r}")
+        # Drums belong to an instrument-aware vocabulary (its DRUM tokens): a corpus of one
+        # is read with its drums whoever builds the settings (an evaluation or a benchmark
+        # opening a model's corpus from its vocabulary alone read the dance tunes without
+        # their drums, and rebuilt the training cache so).
+        chosen = {"notes": (self.notes,), PERFORMANCE: (self.events,)}.get(
+            self.vocabulary, (self.notes, self.events))
+        if any(c.instruments for c in chosen) and not self.load.keep_drums:
+            object.__setattr__(self, "load", replace(self.load, keep_drums=True))
 
     @property
     def vocab_events(self) -> Events:
