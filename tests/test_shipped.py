@@ -58,7 +58,8 @@ def test_generate_without_arguments_uses_the_shipped_model(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert result.output.startswith("composer-001.mid")
     notes = load(tmp_path / "composer-001.mid").notes
-    assert len(notes) > 5 and 3.0 < notes["end"].max() < 10.0
+    # 4 s of music: every note starts within it (one may ring on, up to the model's guard)
+    assert len(notes) > 5 and 3.0 < notes["end"].max() and notes["start"].max() < 4.0
 
 
 def test_model_card_test_nll_is_what_evaluate_reports(tmp_path):
