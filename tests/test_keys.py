@@ -5,12 +5,11 @@ unasked piece in a key of the corpus's and open on the corpus's pitches."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import BACH
+from helpers import copy_chorales
 
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.facts import Guards
@@ -69,9 +68,7 @@ def test_penalties_spare_the_seven_most_played_classes():
 @pytest.fixture(scope="module")
 def chorale_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("keys")
-    (root / "midi").mkdir()
-    for p in sorted(BACH.glob("*.mid"))[:12]:
-        shutil.copy(p, root / "midi" / p.name)
+    copy_chorales(root / "midi", 12)
     train_model(TrainRequest(str(root / "midi"), str(root / "run"), config=TrainConfig(
         batch_size=4, seq_len=32, eval_every=2, eval_max_batches=1), steps=3, preset="tiny",
         device="cpu", corpus=CorpusConfig(vocabulary="notes", valid_fraction=0.2,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import BACH
+from helpers import BACH, copy_chorales
 
 from composer.cli.main import main
 from composer.core.messages import MetricsError
@@ -184,9 +184,7 @@ def bach_cache(tmp_path_factory) -> Path:
 def small(tmp_path_factory) -> dict:
     """12 chorales, a prepared cache of them and an untrained tiny checkpoint."""
     root = tmp_path_factory.mktemp("small")
-    (root / "midi").mkdir()
-    for path in sorted(BACH.glob("*.mid"))[:12]:
-        shutil.copy(path, root / "midi" / path.name)
+    copy_chorales(root / "midi", 12)
     prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.25))
     corpus = Corpus.open(root / "cache")
     config = ModelConfig.preset("tiny")

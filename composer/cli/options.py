@@ -86,15 +86,14 @@ def events_option(more: str = "") -> Any:
 
 
 def corpus_config(instruments: bool, **settings: Any) -> CorpusConfig:
-    """``CorpusConfig(**settings)``, with both vocabularies instrument-aware and drums kept
-    when ``instruments``."""
+    """``CorpusConfig(**settings)``, with both vocabularies instrument-aware when
+    ``instruments`` (which keeps the drums: :class:`CorpusConfig` sees to it)."""
     config = CorpusConfig(**settings)
     if not instruments:
         return config
     return dataclasses.replace(
         config, events=dataclasses.replace(config.events, instruments=True),
-        notes=dataclasses.replace(config.notes, instruments=True),
-        load=dataclasses.replace(config.load, keep_drums=True))
+        notes=dataclasses.replace(config.notes, instruments=True))
 
 
 def _ensemble(ctx: click.Context, param: click.Parameter, value: str | None) -> Ensemble | None:

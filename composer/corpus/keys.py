@@ -105,14 +105,14 @@ class Keys:
         return cls(tuple(shares), profiles, (int(d["opening"][0]), int(d["opening"][1])))
 
 
-def style_keys(tokens: np.ndarray, index: np.ndarray, events: Events, paths: Sequence[str],
-               files: Sequence[int]) -> dict[str, Keys]:
+def style_keys(tokens: np.ndarray, index: np.ndarray, events: Events, files: Sequence[int],
+               paths: Sequence[str]) -> dict[str, Keys]:
     """The :class:`Keys` of each style's ``files`` (a style: a subfolder of the training
-    folder; {} when the corpus has none)."""
+    folder, read from ``paths``; {} when the corpus has none)."""
+    label = {f: style_labels([paths[f]]) for f in files}  # (style,) or ()
     out = {}
-    for style in style_labels([paths[f] for f in files]):
-        mine = [f for f in files if style_labels([paths[f]]) == (style,)]
-        keys = corpus_keys(tokens, index, events, mine)
+    for style in sorted({s for styles in label.values() for s in styles}):
+        keys = corpus_keys(tokens, index, events, [f for f in files if label[f] == (style,)])
         if keys is not None:
             out[style] = keys
     return out

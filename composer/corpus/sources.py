@@ -74,7 +74,7 @@ def corpus_record(corpus: Corpus) -> dict[str, Any]:
             "files": {s: int(len(corpus.files(s))) for s in ("train", "valid", "test")},
             "train_events": int(corpus.index["length"][corpus.files("train")].sum()),
             "guards": replace(corpus.guards, keys=corpus_keys(*train), style_keys=style_keys(
-                *train[:3], corpus.paths, train[3])).to_dict(),
+                *train, corpus.paths)).to_dict(),
             "tempo": corpus.clock.us_per_quarter}
 
 

@@ -76,13 +76,12 @@ def ensemble_processors(events: Events, config: Any, seed: np.ndarray, num: int,
         groups[-1, drums.start : drums.stop], hits[drums.start : drums.stop, -1] = 1.0, True
     starts = events.note_start_ids()
     pitched[starts.start : starts.stop] = True
-    current, heard = 0, np.zeros(G, bool)
-    for t in seed:  # what the seed plays
-        current = program_of[t] if program_of[t] >= 0 else current
-        heard[current] |= pitched[t]
-        heard |= hits[t]
     tables = {name: torch.as_tensor(a, device=device) for name, a in (
         ("groups", groups), ("program_of", program_of), ("pitched", pitched), ("hits", hits))}
-    return [EnsembleCoverage(tables, torch.full((num,), current, device=device),
-                             torch.as_tensor(np.tile(heard, (num, 1)), device=device),
-                             config.instrument_gain / sps, now0)]
+    gain = config.instrument_gain / sps
+    one = EnsembleCoverage(tables, torch.zeros(1, dtype=torch.long, device=device),
+                           torch.zeros(1, G, dtype=torch.bool, device=device), gain, now0)
+    for t in torch.as_tensor(seed, device=device)[:, None]:  # what the seed plays
+        one.observe(t)
+    return [EnsembleCoverage(tables, one.current.repeat(num), one.heard.repeat(num, 1), gain,
+                             now0)]

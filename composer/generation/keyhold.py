@@ -81,9 +81,10 @@ def keys_of_rows(keys: Keys, seed_pitches: np.ndarray, num: int, rng_seed: int
     (None) when it has fewer, which tell no key reliably (a few bars of a modal tune); for
     a seed without notes, drawn per row from the corpus's shares with the row's rng seed
     (``rng_seed + i``)."""
+    if len(seed_pitches) >= SEED_NOTES:
+        return [keys.of_pitches(seed_pitches)] * num
     if len(seed_pitches):
-        key = keys.of_pitches(seed_pitches) if len(seed_pitches) >= SEED_NOTES else None
-        return None if key is None else [key] * num
+        return None
     return [keys.draw(np.random.default_rng(rng_seed + i)) for i in range(num)]
 
 
@@ -117,8 +118,10 @@ def key_processors(keys: Keys | None, tracker: Tracker, config: Any, seed: np.nd
     in_seed = (seed >= starts.start) & (seed < starts.stop)
     seed_pitches = pitches[seed[in_seed] - starts.start]  # (M,)
     out: list[Any] = []
-    chosen = keys_of_rows(keys, seed_pitches, num, rng_seed)
-    if config.key_hold > 0 and not asked_key and chosen is not None:
+    chosen = None
+    if config.key_hold > 0 and not asked_key:
+        chosen = keys_of_rows(keys, seed_pitches, num, rng_seed)
+    if chosen is not None:
         bias = np.stack([key_penalties(keys, k)[pitches % 12] for k in chosen])  # (B, P)
         out.append(KeyHold(tracker, torch.as_tensor(config.key_hold * bias,
                                                     dtype=torch.float32, device=tracker.device)))
