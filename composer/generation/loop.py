@@ -53,7 +53,7 @@ from composer.generation.processors import (
 from composer.generation.track import Track, Tracker, make_tracker, replay
 from composer.model.config import MEMORY_SHARE
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import Stepper, cuda_graph, inference, make_stepper
+from composer.model.steppers import Stepper, cuda_graph, inference, make_stepper, prime
 from composer.tokens.beats import DEFAULT_CLOCK, Clock
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, vocabulary_of
@@ -386,11 +386,11 @@ def _feed(model: ComposerLSTM, parts: _Parts, seed: torch.Tensor, num: int,
     repeated for ``num`` rows; with ``free`` (style guidance), a second forward under its
     first segment gives the rows' twins (the state's rows num..2 num-1)."""
     if plan is None:
-        logits, (h, c) = model(seed[None])  # (1, T, V); h, c (L, 1, H)
+        logits, (h, c) = prime(model, seed[None])  # (1, T, V); h, c (L, 1, H)
     else:
         values = plan.values[:1] if free is None else np.stack([plan.values[0], free[0]])
         first = torch.as_tensor(values, dtype=torch.float32, device=seed.device)  # (1|2, C)
-        logits, (h, c) = model(seed[None].expand(len(first), -1), None,
+        logits, (h, c) = prime(model, seed[None].expand(len(first), -1),
                                first[:, None].expand(-1, len(seed), -1))
     track = replay(parts.tracker, seed)
 
