@@ -398,10 +398,10 @@ def test_obedience_benchmark_runs_on_a_tiny_model(steered, tmp_path):
 
 
 def _drawn(steered: Path, flags: dict, **sample) -> list[np.ndarray]:
-    """Notes of 4 unseeded 8 s continuations of the tiny steered model under ``flags``."""
+    """Notes of 8 unseeded 8 s continuations of the tiny steered model under ``flags``."""
     ckpt = load_checkpoint(steered)
     events = ckpt.events
-    gen = generate(ckpt.model, events, None, 4, SampleConfig(seconds=8, **sample), 3,
+    gen = generate(ckpt.model, events, None, 8, SampleConfig(seconds=8, **sample), 3,
                    plan=make_plan(ckpt.model_config.controls, flags))
     return [events.decode(row[gen.seed_len:]).notes for row in gen.tokens]
 
