@@ -25,7 +25,8 @@ generated notes (the continuation decoded as ``composer generate`` writes it):
   >= 90% of pieces);
 - **instruments** (an instrument-aware model): the General MIDI programs and drums of each
   piece against the asked ensemble: the share playing only asked instruments, drums only
-  when asked, and the share in which every asked instrument is heard.
+  when asked, the share in which every asked instrument is heard, and per instrument the
+  share of 5 s windows it plays in (whether it stays once it entered).
 
 Also the cost of the feedback per step (steps/s with and without it, in the same run).
 """
@@ -220,8 +221,9 @@ def style_table(b: Bench) -> dict:
 def instrument_table(b: Bench, ensembles: list[str]) -> dict:
     """Per ensemble: the share of pieces whose programs (decoded as ``composer generate``
     writes them: notes before any PROGRAM token play the first asked instrument) lie within
-    the asked ones with drums only when asked, and the share where every asked instrument
-    (and the drums, when asked) is heard."""
+    the asked ones with drums only when asked, the share where every asked instrument
+    (and the drums, when asked) is heard, and per asked instrument the share of the pieces'
+    whole 5 s windows in which it plays (whether it stays once it entered)."""
     if not b.events.instruments:
         return {"skipped": "the model has no instruments"}
     rows = []
@@ -229,6 +231,8 @@ def instrument_table(b: Bench, ensembles: list[str]) -> dict:
         ensemble = parse_instruments(text)
         gen = b.generate(instruments=ensemble.programs, drums=ensemble.drums)
         within = every = 0
+        parts = [*ensemble.programs, *(["drums"] if ensemble.drums else [])]
+        windows: dict = {p: [] for p in parts}
         for row in gen.tokens:
             cont = np.asarray(row[gen.seed_len:], np.int64)
             notes = b.events.decode(cont, b.clock, ensemble.programs[0]).notes
@@ -236,8 +240,15 @@ def instrument_table(b: Bench, ensembles: list[str]) -> dict:
             drums = bool(notes["is_drum"].any())
             within += programs <= set(ensemble.programs) and drums <= ensemble.drums
             every += programs == set(ensemble.programs) and drums == ensemble.drums
+            whole = max(1, int(b.seconds // 5))
+            for p in parts:
+                plays = notes["is_drum"] if p == "drums" else (
+                    (notes["program"] == p) & ~notes["is_drum"])
+                at = np.unique((notes["start"][plays] // 5).astype(np.int64))
+                windows[p].append(float((at < whole).sum()) / whole)
         n = len(gen.tokens)
-        rows.append({"asked": text, "within": within / n, "every": every / n})
+        rows.append({"asked": text, "within": within / n, "every": every / n,
+                     "windows": {str(p): float(np.mean(w)) for p, w in windows.items()}})
     return {"rows": rows}
 
 
@@ -318,7 +329,9 @@ def report(r: dict) -> None:
               "best by its own 5-gram (target >= 90%)")
     for row in r["instruments"].get("rows", []):
         print(f"instruments {row['asked']!r}: {row['within']:.0%} of pieces play only the asked "
-              f"instruments (drums only when asked), {row['every']:.0%} play every one")
+              f"instruments (drums only when asked), {row['every']:.0%} play every one; "
+              "5 s windows each plays in: " + ", ".join(
+                  f"{k} {v:.0%}" for k, v in row["windows"].items()))
     sps = r["steps_per_second"]
     print("steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in sps.items()))
 

@@ -19,7 +19,7 @@ from composer.core.messages import ComposerError
 from composer.corpus.cache import Corpus
 from composer.corpus.facts import Guards
 from composer.generation.config import GenerateRequest, SampleConfig
-from composer.generation.ensemble import ensemble_processors
+from composer.generation.ensemble import REST_SECONDS, ensemble_processors
 from composer.generation.loop import generate, start_tokens
 from composer.generation.output import to_piece
 from composer.generation.seeds import restrict_seed, seed_from_midi, seed_instruments
@@ -378,7 +378,7 @@ def test_every_asked_instrument_enters(events):
     assert not any(p == {40, 42, 73} and d for p, d in heard(0.0))
 
 
-def test_coverage_feedback_grows_until_heard():
+def test_coverage_feedback_grows_until_heard_and_after_a_rest():
     events = BEAT
     programs, _ = events.instrument_ids()
     pitch = events.note_start_ids()[20]
@@ -386,13 +386,23 @@ def test_coverage_feedback_grows_until_heard():
     seed = np.array([programs[42], pitch])  # the seed plays the viola already
     (cov,) = ensemble_processors(events, config, seed, 2, sps=10.0, now0=5, device="cpu")
     assert cov.heard.tolist() == [[False, True], [False, True]]
-    track = Track(torch.tensor([5, 35]), torch.zeros(2, 1), torch.zeros(2), torch.zeros(2))
-    scores = cov(torch.zeros(2, events.size), track)
-    assert scores[:, programs[42]].tolist() == [0.0, 0.0]  # heard: nothing added
+
+    def at(*now: int) -> Track:
+        return Track(torch.tensor(now), torch.zeros(2, 1), torch.zeros(2), torch.zeros(2))
+
+    scores = cov(torch.zeros(2, events.size), at(5, 35))
+    assert scores[:, programs[42]].tolist() == [0.0, 0.0]  # heard 0 or 3 s ago: resting
     assert scores[:, programs[40]].tolist() == pytest.approx([0.0, 3.0])  # 3 s unheard
-    cov.observe(torch.tensor([programs[40], programs[40]]))  # a switch is not a note
+    cov.observe(torch.tensor([programs[40], programs[40]]), at(35, 35))  # a switch, no note
     assert cov.heard.tolist() == [[False, True], [False, True]]
-    cov.observe(torch.tensor([pitch, int(events.start_tokens()[0])]))  # a note; a velocity
+    # a note at 3.5 s in row 0; a velocity in row 1
+    cov.observe(torch.tensor([pitch, int(events.start_tokens()[0])]), at(40, 40))
     assert cov.heard.tolist() == [[True, True], [False, True]]
+    rest = REST_SECONDS * 10
+    scores = cov(torch.zeros(2, events.size), at(40 + rest + 20, 5 + rest + 30))
+    # row 0: the violin played 2 s past its rest ago, the viola (seed) 2 s + 3.5 s past it
+    assert scores[0, programs[40]].item() == pytest.approx(2.0)
+    assert scores[0, programs[42]].item() == pytest.approx(5.5)
+    assert scores[1, programs[42]].item() == pytest.approx(3.0)  # silent 3 s past its rest
     single = SampleConfig(instruments=(40,), drums=False)
     assert ensemble_processors(events, single, seed, 2, 10.0, 0, "cpu") == []

@@ -47,8 +47,9 @@ class SampleConfig(Config):
     # key_hold x log(its share / an in-key share) (composer.generation.keyhold; 0: off).
     key_hold: float = 1.0
     # An asked ensemble of 2+ instruments: one not heard yet gains this many nats per second
-    # of music drawn so far (composer.generation.ensemble; 0: off).
-    instrument_gain: float = 1.0
+    # of music drawn so far, one heard per second it has been silent past a 4 s rest
+    # (composer.generation.ensemble; 0: off).
+    instrument_gain: float = 2.0
     # An asked style (classifier-free guidance): the logits + this x (logits - the logits of a
     # twin row without the style); doubles the batch each step (0: the model alone).
     style_guidance: float = 1.0
