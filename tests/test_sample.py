@@ -31,7 +31,7 @@ from composer.midi.io import save as save_midi
 from composer.model.checkpoint import find_checkpoint, save_checkpoint
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import FusedStepper, PlainStepper, step_logits
+from composer.model.steppers import ONEDNN_FROM, FusedStepper, PlainStepper, prime, step_logits
 from composer.tokens.performance import (
     NOTE_OFF,
     NOTE_ON,
@@ -98,6 +98,27 @@ def test_seed_sets_state_and_prefix_runs_once(model, bach_seed, engine, monkeypa
     with torch.no_grad():
         ref = model(full)[0][:, gen.seed_len - 1 : -1]  # logits before each drawn event
     assert torch.allclose(gen.logits[:, :40], ref, atol=1e-5)
+
+
+def test_a_short_seed_skips_onednn_and_reads_the_same(model, bach_seed):
+    """prime() reads a seed under ONEDNN_FROM tokens through torch's plain kernel (oneDNN's
+    set-up costs more than such a seed takes), a longer one as the model's forward does;
+    both give the forward's logits and state, and oneDNN is as it was afterwards."""
+    was, seen = torch.backends.mkldnn.enabled, []
+    hook = model.lstm.register_forward_pre_hook(
+        lambda *_: seen.append(torch.backends.mkldnn.enabled))
+    try:
+        for n in (1, ONEDNN_FROM - 1, ONEDNN_FROM, 3 * ONEDNN_FROM):
+            tokens = torch.as_tensor(bach_seed[None, :n])
+            with torch.no_grad():
+                ref, (h0, c0) = model(tokens)
+                logits, (h, c) = prime(model, tokens)
+            assert seen[-1] == (was and n >= ONEDNN_FROM)
+            assert torch.backends.mkldnn.enabled == was
+            assert torch.allclose(logits, ref, atol=1e-5) and torch.allclose(h, h0, atol=1e-5)
+            assert torch.allclose(c, c0, atol=1e-5)
+    finally:
+        hook.remove()
 
 
 def test_fused_equals_plain(model, bach_seed):
