@@ -13,12 +13,13 @@ import torch
 from click.testing import CliRunner
 from helpers import BACH, copy_chorales
 
+import composer.evaluation.copycheck as copycheck
 from composer.cli.main import main
-from composer.core.messages import MetricsError
+from composer.core.messages import ComposerError, MetricsError
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
 from composer.evaluation.baselines import NGram, Unigram, per_amount, score
-from composer.evaluation.copycheck import CopyConfig, CopyIndex, copy_warning
+from composer.evaluation.copycheck import CopyConfig, CopyIndex, copy_warning, corpus_copy_index
 from composer.evaluation.likelihood import evaluate_model
 from composer.evaluation.musicstats import compare_sets, piece_features, silence_fraction
 from composer.midi.io import Note, as_note_array, load, save
@@ -295,6 +296,48 @@ def test_copy_check_flags_verbatim_and_transposed_copies_only(small):
                            zip(rng.integers(40, 90, 200), start, strict=True)])
     unrelated = index.longest_copy(encode(noise))
     assert unrelated.events < CopyConfig().ngram and copy_warning(unrelated) is None
+
+
+def test_copy_index_is_built_once_and_kept_beside_its_corpus(small, tmp_path, monkeypatch):
+    """The index of a corpus is built once: kept in the process and in the corpus's cache
+    folder, read back (not built) by a later process while the corpus's content key holds,
+    built again when the file is stale or damaged, and built anyway in a cache folder that
+    cannot be written."""
+    shutil.copytree(small["root"] / "cache", tmp_path / "cache")
+    corpus = Corpus(tmp_path / "cache")
+    config = CopyConfig(ngram=10)
+    built = []
+    real = CopyIndex.from_corpus.__func__
+    monkeypatch.setattr(CopyIndex, "from_corpus", classmethod(
+        lambda cls, *a, **k: built.append(1) or real(cls, *a, **k)))
+    monkeypatch.setattr(copycheck, "_KEPT", {})
+    first = corpus_copy_index(corpus, config)
+    saved = tmp_path / "cache" / "copy-index-10.npz"
+    assert saved.is_file() and len(built) == 1
+    assert corpus_copy_index(corpus, config) is first and len(built) == 1  # kept in-process
+
+    copycheck._KEPT.clear()  # a later process
+    again = corpus_copy_index(corpus, config)
+    assert again is not first and len(built) == 1  # read from the cache folder
+    notes = load(small["root"] / "midi" / corpus.paths[int(corpus.files("train")[0])]).notes
+    assert vars(again.longest_copy(encode(notes))) == vars(first.longest_copy(encode(notes)))
+    assert CopyIndex.load(saved, "another corpus", corpus.events, config) is None
+    assert CopyIndex.load(saved, corpus.key, corpus.events, CopyConfig(ngram=12)) is None
+
+    saved.write_bytes(b"not an npz")
+    copycheck._KEPT.clear()
+    assert corpus_copy_index(corpus, config).longest_copy(encode(notes)).events > 0
+    assert len(built) == 2 and np.load(saved)["ngram"] == 10  # rebuilt, and written again
+
+    saved.unlink()
+
+    def unwritable(path, *a, **k):
+        raise ComposerError(f"cannot write {path}: Read-only file system")
+
+    monkeypatch.setattr(copycheck, "atomic_write", unwritable)
+    copycheck._KEPT.clear()
+    assert corpus_copy_index(corpus, config).keys.size == first.keys.size
+    assert len(built) == 3 and not saved.exists()
 
 
 def test_copy_check_finds_a_quoted_passage_inside_new_music():

@@ -13,9 +13,9 @@ from composer.core.messages import MetricsError, Notify, Progress, quiet
 from composer.corpus.sources import load_folder, open_or_prepare
 from composer.evaluation.copycheck import (
     CopyConfig,
-    CopyIndex,
     CopyMatch,
     copy_warning,
+    corpus_copy_index,
 )
 from composer.evaluation.musicstats import MusicConfig, compare_sets
 from composer.midi.render import matplotlib_part, plot_distributions
@@ -66,7 +66,7 @@ def judge_music(generated: str | os.PathLike, reference: str | os.PathLike | Non
         done.result["music"] = {"reference": str(reference), **done.music}
     if corpus:
         data = open_or_prepare(corpus, progress=ingest)
-        index = CopyIndex.from_corpus(data, ("train",), copy)
+        index = corpus_copy_index(data, copy)
         done.corpus = data.cache_dir
         done.matches = [index.longest_copy(data.events.encode(p), seed_seconds,
                                            clock_of(p))
