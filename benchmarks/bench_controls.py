@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_controls.py CHECKPOINT CORPUS [--pieces 5] [--seconds 30]
+    python benchmarks/bench_controls.py CHECKPOINT CORPUS [--pieces 20] [--seconds 30]
         [--densities 1,2,4,6,8,12] [--keys "C major,D minor,F# major,Bb minor"]
         [--instruments "violin,cello;flute,acoustic bass,drums"] [--steer/--no-steer]
         [--rng-seed 0] [--json OUT.json]
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
     ap.add_argument("corpus")
-    ap.add_argument("--pieces", type=int, default=5)
+    ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--densities", default=",".join(f"{d:g}" for d in DENSITIES))
     ap.add_argument("--keys", default=",".join(TARGET_KEYS))
