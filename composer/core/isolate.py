@@ -56,7 +56,7 @@ def describe_failure(stalled: bool, code: int | None, timeout: float,
 
 
 def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | None = None,
-                 timeout: float = 30.0, batch: int = 128, cost: Sequence[int] | None = None,
+                 timeout: float = 30.0, batch: int = 64, cost: Sequence[int] | None = None,
                  max_cost: int = 16 << 20, memory_headroom: int = 4 << 30,
                  failure: Callable[[bool, int | None, float], Any] | None = None
                  ) -> Iterator[tuple[int, Any]]:
@@ -68,11 +68,8 @@ def run_isolated(fn: Callable, jobs: Sequence, args: tuple = (), workers: int | 
     yields ``failure(stalled, exitcode, timeout)`` (default: :func:`describe_failure`, a
     one-line reason). The run always carries on.
 
-    A batch holds at most ``batch`` jobs (and at most a quarter of a worker's share, so each
-    worker gets four or more batches) and, past its first job, at most ``max_cost`` of
-    ``cost`` (e.g. file sizes in bytes). Bigger batches spread the vectorised work's fixed
-    cost over more files: a cold ingest of the 407 chorales by one worker took 7% less time
-    in 4 batches than in 7 of 64. Each worker's address space may grow by at most
+    A batch holds at most ``batch`` jobs and, past its first job, at most ``max_cost`` of
+    ``cost`` (e.g. file sizes in bytes). Each worker's address space may grow by at most
     ``memory_headroom`` bytes, so a runaway job fails in its worker instead of eating the
     machine.
     """
