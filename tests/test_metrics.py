@@ -315,6 +315,7 @@ def test_copy_index_is_built_once_and_kept_beside_its_corpus(small, tmp_path, mo
     saved = tmp_path / "cache" / "copy-index-10.npz"
     assert saved.is_file() and len(built) == 1
     assert corpus_copy_index(corpus, config) is first and len(built) == 1  # kept in-process
+    assert corpus_copy_index(corpus, CopyConfig(ngram=10, warn_seconds=3)) is first
 
     copycheck._KEPT.clear()  # a later process
     again = corpus_copy_index(corpus, config)

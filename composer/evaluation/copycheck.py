@@ -223,7 +223,7 @@ def training_copy_index(data: dict[str, Any], events: EventConfig | Events,
         else None
 
 
-_KEPT: dict[tuple, CopyIndex] = {}  # this process's indexes, by corpus and settings
+_KEPT: dict[tuple, CopyIndex] = {}  # this process's indexes, by corpus and window length
 KEEP = 4  # indexes kept in a process (a server with several models)
 
 
@@ -233,7 +233,7 @@ def corpus_copy_index(corpus: Corpus, config: CopyConfig = CopyConfig()) -> Copy
     corpus's content key when read; a cache folder that cannot be written only costs the
     build)."""
     name = f"copy-index-{config.ngram}.npz"
-    kept = (str(corpus.cache_dir), corpus.key, config)
+    kept = (str(corpus.cache_dir), corpus.key, config.ngram)  # warn_seconds: not in an index
     if kept in _KEPT:
         return _KEPT[kept]
     path = corpus.cache_dir / name
