@@ -8,9 +8,8 @@ for, and on CUDA when present. Two figures per path:
 - ``generate``: the whole loop of :func:`composer.generation.loop.generate` (sampling filters,
   Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph; each call
   (256 events at most) also pays its start: checks, the seed's one ``nn.LSTM`` forward
-  (13-30 ms for a one-token seed on the shared 2-core machine, most of it oneDNN's per-call
-  set-up: 5 ms with oneDNN off, which is not done since it changes the numbers), building
-  the processors;
+  (a seed under ``ONEDNN_FROM`` tokens skips oneDNN, whose set-up cost ~10 ms a call: ~2 ms
+  for a one-token seed), building the processors;
 - ``loop alone`` (``--marginal``): the same loop without that start: N events over the
   time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each);
 - ``--rounds N``: the int8 loop against ``bare int8`` (below) in N alternating rounds of
@@ -31,10 +30,10 @@ each run beside one of the previous code, alternating), batch 1 / 8: by CPU time
 rounds, whole call 0.75-0.76 / 0.88-0.90 and loop alone 0.83 / 0.94-0.96 (before: 0.72 /
 0.81-0.84 and 0.78 / 0.84-0.89); the table, in the runs the load disturbed least (``cpu``
 >= 0.96), whole call 0.73-0.77 / 0.84-0.94 and loop alone 0.80-0.89 / 0.80-0.90 (before:
-0.68-0.70 / 0.82-0.87 and 0.69-0.73 / 0.81-0.92). The whole call at batch 1 stays below
-0.8: its start costs 6-16 ms, nearly all the seed's one ``nn.LSTM`` forward through oneDNN
-(2 ms with oneDNN off, which moves the logits by ~5e-9 and so is not done), 25-60 us per
-event of a 256-event call.
+0.68-0.70 / 0.82-0.87 and 0.69-0.73 / 0.81-0.92). Then a short seed skipped oneDNN (quiet,
+load 0.9, 10 rounds twice, before -> after): whole call 0.73-0.74 -> 0.78 at batch 1 and
+0.84-0.85 -> 0.88 at batch 8, loop alone 0.81-0.82 and 0.88-0.91 either way. The whole
+call at batch 1 stays below 0.8: the plain forward (~2 ms) and building the processors.
 
 Targets (issue 4), 3x512 at batch 1: fused fp32 >= 900 steps/s, int8 >= 2,500
 steps/s on CPU, >= 10,000 steps/s on an H100 (CUDA graph).
