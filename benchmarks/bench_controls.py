@@ -233,6 +233,7 @@ def instrument_table(b: Bench, ensembles: list[str]) -> dict:
         within = every = 0
         parts = [*ensemble.programs, *(["drums"] if ensemble.drums else [])]
         windows: dict = {p: [] for p in parts}
+        whole = max(1, int(b.seconds // 5))  # whole 5 s windows in a piece
         for row in gen.tokens:
             cont = np.asarray(row[gen.seed_len:], np.int64)
             notes = b.events.decode(cont, b.clock, ensemble.programs[0]).notes
@@ -240,7 +241,6 @@ def instrument_table(b: Bench, ensembles: list[str]) -> dict:
             drums = bool(notes["is_drum"].any())
             within += programs <= set(ensemble.programs) and drums <= ensemble.drums
             every += programs == set(ensemble.programs) and drums == ensemble.drums
-            whole = max(1, int(b.seconds // 5))
             for p in parts:
                 plays = notes["is_drum"] if p == "drums" else (
                     (notes["program"] == p) & ~notes["is_drum"])

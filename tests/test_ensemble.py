@@ -393,10 +393,11 @@ def test_coverage_feedback_grows_until_heard_and_after_a_rest():
     scores = cov(torch.zeros(2, events.size), at(5, 35))
     assert scores[:, programs[42]].tolist() == [0.0, 0.0]  # heard 0 or 3 s ago: resting
     assert scores[:, programs[40]].tolist() == pytest.approx([0.0, 3.0])  # 3 s unheard
-    cov.observe(torch.tensor([programs[40], programs[40]]), at(35, 35))  # a switch, no note
+    # a switch, no note
+    cov.observe(torch.tensor([programs[40], programs[40]]), torch.tensor([35, 35]))
     assert cov.heard.tolist() == [[False, True], [False, True]]
     # a note at 3.5 s in row 0; a velocity in row 1
-    cov.observe(torch.tensor([pitch, int(events.start_tokens()[0])]), at(40, 40))
+    cov.observe(torch.tensor([pitch, int(events.start_tokens()[0])]), torch.tensor([40, 40]))
     assert cov.heard.tolist() == [[True, True], [False, True]]
     rest = REST_SECONDS * 10
     scores = cov(torch.zeros(2, events.size), at(40 + rest + 20, 5 + rest + 30))

@@ -52,13 +52,13 @@ class EnsembleCoverage:
         scores += bias @ self.groups  # (B, G) @ (G, V)
         return scores
 
-    def observe(self, tok: torch.Tensor, tr: Track) -> None:
-        """Follows the drawn tokens ``tok`` (B,), drawn at ``tr.now``: instrument switches
-        and notes played."""
+    def observe(self, tok: torch.Tensor, now: torch.Tensor) -> None:
+        """Follows the drawn tokens ``tok`` (B,), drawn at music steps ``now`` (B,):
+        instrument switches and notes played."""
         g = self.program_of.index_select(0, tok)  # (B,)
         self.current.copy_(torch.where(g >= 0, g, self.current))
         at = self.current[:, None]  # (B, 1)
-        now = tr.now[:, None].to(self.last.dtype)  # (B, 1)
+        now = now[:, None].to(self.last.dtype)  # (B, 1)
         note = self.pitched.index_select(0, tok)[:, None]  # (B, 1)
         self.heard.scatter_(1, at, self.heard.gather(1, at) | note)
         self.last.scatter_(1, at, torch.where(note, now, self.last.gather(1, at)))
@@ -95,8 +95,8 @@ def ensemble_processors(events: Events, config: Any, seed: np.ndarray, num: int,
     last = torch.full((1, G), float(now0), device=device)
     one = EnsembleCoverage(tables, torch.zeros(1, dtype=torch.long, device=device),
                            torch.zeros(1, G, dtype=torch.bool, device=device), last, gain, rest)
-    at = Track(*(torch.full((1,), now0, device=device) for _ in Track._fields))
+    start = torch.full((1,), now0, device=device)
     for t in torch.as_tensor(seed, device=device)[:, None]:  # what the seed plays, all at now0
-        one.observe(t, at)
+        one.observe(t, start)
     return [EnsembleCoverage(tables, one.current.repeat(num), one.heard.repeat(num, 1),
                              one.last.repeat(num, 1), gain, rest)]

@@ -131,7 +131,7 @@ def _step(p: _Parts, s: _State, noise: torch.Tensor | None) -> tuple[_State, tor
     each row's control vector after the event): (state, tokens (B,))."""
     tok = p.sampler(p.processors(s.logits, s.track), noise)  # (B,)
     if p.processors.observers:
-        p.processors.observe(tok, s.track)
+        p.processors.observe(tok, s.track.now)
     track = p.tracker.update(s.track, tok)
     controls = None if p.schedule is None else p.schedule.at(track.now)  # (B or 2B, C)
     if p.guidance:  # each row and its twin without the style step together

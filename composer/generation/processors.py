@@ -288,7 +288,7 @@ class Processors(list):
         super().__init__(processors)
         self.greedy = greedy
         self.copy = not (processors and isinstance(processors[0], Temperature))
-        # the processors that follow the draws (their ``observe(tok, track)`` after each one)
+        # the processors that follow the draws (their ``observe(tok, now)`` after each one)
         self.observers = [p for p in processors if hasattr(p, "observe")]
 
     def with_late(self, late: list[Any]) -> Processors:
@@ -299,10 +299,11 @@ class Processors(list):
         at = next((i for i, p in enumerate(self) if isinstance(p, (TopK, TopP))), len(self))
         return Processors([*self[:at], *late, *self[at:]], self.greedy)
 
-    def observe(self, tok: torch.Tensor, tr: Track) -> None:
-        """Tells the observers the drawn tokens ``tok`` (B,), drawn at ``tr``."""
+    def observe(self, tok: torch.Tensor, now: torch.Tensor) -> None:
+        """Tells the observers the drawn tokens ``tok`` (B,), drawn at music steps ``now``
+        (B,)."""
         for processor in self.observers:
-            processor.observe(tok, tr)
+            processor.observe(tok, now)
 
     def __call__(self, logits: torch.Tensor, tr: Track | None = None) -> torch.Tensor:
         scores = logits.clone() if self.copy else logits  # (B, V)
