@@ -31,7 +31,14 @@ from composer.midi.io import save as save_midi
 from composer.model.checkpoint import find_checkpoint, save_checkpoint
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import ONEDNN_FROM, FusedStepper, PlainStepper, prime, step_logits
+from composer.model.steppers import (
+    ONEDNN_FROM,
+    STEP_SEED_UNDER,
+    FusedStepper,
+    PlainStepper,
+    prime,
+    step_logits,
+)
 from composer.tokens.performance import (
     NOTE_OFF,
     NOTE_ON,
@@ -119,6 +126,32 @@ def test_a_short_seed_skips_onednn_and_reads_the_same(model, bach_seed):
             assert torch.allclose(c, c0, atol=1e-5)
     finally:
         hook.remove()
+
+
+@pytest.mark.parametrize("n", [1, STEP_SEED_UNDER // 3, STEP_SEED_UNDER // 3 + 1])
+def test_a_short_seed_is_read_by_the_stepper(model, bach_seed, n, monkeypatch):
+    """On CPU a seed whose rows x tokens are under STEP_SEED_UNDER is read by the fused
+    stepper, every row at once, with no forward of the model (whose fp32 weights cost more
+    to read than the steps take); a longer one by one forward. Either way the first draw's
+    logits are the forward's, and the plain path always reads it by the forward."""
+    forward, calls = ComposerLSTM.forward, []
+
+    def counting(self, tokens, state=None, controls=None):
+        if tokens.shape[0] == 1:  # the seed's read (steps are of all 3 rows)
+            calls.append(tuple(tokens.shape))
+        return forward(self, tokens, state, controls)
+
+    seed = bach_seed[:n]
+    with torch.no_grad():
+        ref = model(torch.as_tensor(seed[None]))[0][0, -1]  # (V,)
+    monkeypatch.setattr(ComposerLSTM, "forward", counting)
+    for engine in ("fused", "plain"):
+        calls.clear()
+        gen = generate(model, EC, seed, 3, SampleConfig(events=16), rng_seed=1,
+                       engine=engine, keep_logits=True)
+        stepped = engine == "fused" and 3 * n < STEP_SEED_UNDER
+        assert calls == ([] if stepped else [(1, n)])
+        assert torch.allclose(gen.logits[:, 0], ref.expand(3, -1), atol=1e-5)
 
 
 def test_fused_equals_plain(model, bach_seed):

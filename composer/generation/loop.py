@@ -53,7 +53,14 @@ from composer.generation.processors import (
 from composer.generation.track import Track, Tracker, make_tracker, replay
 from composer.model.config import MEMORY_SHARE
 from composer.model.lstm import ComposerLSTM
-from composer.model.steppers import Stepper, cuda_graph, inference, make_stepper, prime
+from composer.model.steppers import (
+    Stepper,
+    cuda_graph,
+    inference,
+    make_stepper,
+    prime,
+    steps_seed,
+)
 from composer.tokens.beats import DEFAULT_CLOCK, Clock
 from composer.tokens.performance import EventConfig
 from composer.tokens.vocab import Events, vocabulary_of
@@ -381,22 +388,32 @@ def _checked(model: ComposerLSTM, events: Events, seed: Sequence[int] | np.ndarr
 def _feed(model: ComposerLSTM, parts: _Parts, seed: torch.Tensor, num: int,
           plan: ControlPlan | None = None, free: np.ndarray | None = None,
           guidance: float = 0.0) -> _State:
-    """Loop state after the seed (T,): one forward for the LSTM state and the logits of the
-    first draw (under the plan's first segment), the track replayed token by token, all
-    repeated for ``num`` rows; with ``free`` (style guidance), a second forward under its
-    first segment gives the rows' twins (the state's rows num..2 num-1)."""
-    if plan is None:
-        logits, (h, c) = prime(model, seed[None])  # (1, T, V); h, c (L, 1, H)
-    else:
+    """Loop state after the seed (T,): the LSTM state and the logits of the first draw
+    (under the plan's first segment), the track replayed token by token, for ``num`` rows;
+    with ``free`` (style guidance), the same under its first segment gives the rows' twins
+    (the state's rows num..2 num-1). A long seed is read by one forward and its result
+    repeated for the rows; a short one by the stepper, every row at once (``steps_seed``)."""
+    first = None
+    if plan is not None:
         values = plan.values[:1] if free is None else np.stack([plan.values[0], free[0]])
         first = torch.as_tensor(values, dtype=torch.float32, device=seed.device)  # (1|2, C)
-        logits, (h, c) = prime(model, seed[None].expand(len(first), -1),
-                               first[:, None].expand(-1, len(seed), -1))
-    track = replay(parts.tracker, seed)
+    k = 1 if first is None else len(first)
 
     def rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:  # each of size k -> k * num
         return t.repeat_interleave(num, dim)
 
-    last = logits[:, -1] if free is None else _guided(logits[:, -1], guidance)  # (1, V)
-    return _State(rows(last), parts.stepper.from_lstm(rows(h, 1), rows(c, 1)),
-                  Track(*map(rows, track)), torch.zeros(1, dtype=torch.long, device=seed.device))
+    every = seed[None].expand(k * num, -1)  # (k num, T)
+    if steps_seed(parts.stepper, every):
+        controls = None if first is None else rows(first)  # (k num, C)
+        state = parts.stepper.from_lstm(*model.init_state(k * num))
+        for tok in every.unbind(1):  # (k num,) each
+            last, state = parts.stepper.step(tok, state, controls)  # (k num, V)
+    else:
+        ctl = None if first is None else first[:, None].expand(-1, len(seed), -1)  # (k, T, C)
+        logits, (h, c) = prime(model, seed[None].expand(k, -1), ctl)  # (k, T, V); (L, k, H)
+        last, state = rows(logits[:, -1]), parts.stepper.from_lstm(rows(h, 1), rows(c, 1))
+    if free is not None:
+        last = _guided(last, guidance)  # (num, V)
+    track = replay(parts.tracker, seed)
+    return _State(last, state, Track(*map(rows, track)),
+                  torch.zeros(1, dtype=torch.long, device=seed.device))

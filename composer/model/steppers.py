@@ -37,6 +37,12 @@ INT8_KL_THRESHOLD = 0.01
 # for a short input (3x512, 1 thread: 1 token 12 ms against 2, 8 tokens 12 against 5, 64
 # tokens 19 against 27; the two agree within 1e-7): seeds shorter than this skip oneDNN.
 ONEDNN_FROM = 32
+# A seed is read on CPU by the fused or int8 stepper itself, a token at a time for every
+# row at once, while rows x tokens stay under this: a forward reads all the fp32 weights
+# once a call, which costs more than such steps (3x512, 1 thread, int8; forward, then
+# steps: 1 row x 1 token 2.5 ms / 0.23, 1 x 16 8.9 / 3.4, 8 x 4 4.5 / 1.8, 8 x 8 6.1 / 3.7,
+# 64 x 1 2.5 / 2.7, 64 x 4 4.4 / 10.9). Past it, one forward and its state copied per row.
+STEP_SEED_UNDER = 32
 
 
 class Stepper(Protocol):
@@ -217,6 +223,13 @@ def prime(model: ComposerLSTM, tokens: torch.Tensor, controls: torch.Tensor | No
                                            fp32_precision=None) if short else nullcontext())
     with backend:
         return model(tokens) if controls is None else model(tokens, None, controls)
+
+
+def steps_seed(stepper: Stepper, tokens: torch.Tensor) -> bool:
+    """Whether ``stepper`` reads the seed ``tokens`` (rows, T) itself rather than the
+    model's forward (see STEP_SEED_UNDER)."""
+    return (stepper.name != "plain" and tokens.device.type == "cpu"
+            and tokens.numel() < STEP_SEED_UNDER)
 
 
 def step_logits(model: ComposerLSTM, stepper: Stepper, tokens: torch.Tensor,
