@@ -7,9 +7,10 @@ for, and on CUDA when present. Two figures per path:
 - ``step``: the model step alone (``stepper.step`` per event, the issue's measure);
 - ``generate``: the whole loop of :func:`composer.generation.loop.generate` (sampling filters,
   Gumbel-max draw, silence guard, note bookkeeping), on CUDA as a CUDA graph; each call
-  (256 events at most) also pays its start: checks, the seed's one ``nn.LSTM`` forward
-  (a seed under ``ONEDNN_FROM`` tokens skips oneDNN, whose set-up cost ~10 ms a call: ~2 ms
-  for a one-token seed), building the processors;
+  (256 events at most) also pays its start: checks, the seed's read (a seed of rows x
+  tokens under ``STEP_SEED_UNDER`` by the stepper's own steps, ~0.25 ms for this one-token
+  seed; a longer one by one ``nn.LSTM`` forward, ~2.5 ms even for one token), building the
+  processors;
 - ``loop alone`` (``--marginal``): the same loop without that start: N events over the
   time that a call of 2N takes more than one of N (the fastest of ``--repeat`` calls each);
 - ``--rounds N``: the int8 loop against ``bare int8`` (below) in N alternating rounds of

@@ -1,7 +1,8 @@
 """Generation: continue a seed with a trained model, token ids in and token ids out.
 
 :func:`generate` is the loop: feed the seed through the LSTM once (one forward call sets the
-recurrent state and the logits of the first draw; the prefix is never re-run), then per step
+recurrent state and the logits of the first draw, or on CPU for a seed of a few tokens the
+stepper's own steps; the prefix is never re-run), then per step
 for all ``num`` continuations in one batch (:func:`_step`): apply the logits processors in
 order (the guards and sampling settings of :mod:`composer.generation.processors`, built once
 from the :class:`~composer.generation.config.SampleConfig`), draw (Gumbel-max with
