@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -62,15 +63,21 @@ def cache_problem(cache: Path, meta: dict | None = None) -> str | None:
 def _has_header(path: Path, shape: tuple, dtype: np.dtype) -> bool:
     """Whether the .npy file ``path`` starts with the very header that ``np.save`` writes
     for an array of ``shape`` and ``dtype`` (reading it costs far less than ``np.load``)."""
-    want = io.BytesIO()
-    np.lib.format.write_array_header_1_0(want, {
-        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-        "shape": shape})
+    want = _npy_header(shape, np.dtype(dtype))
     try:
         with open(path, "rb") as f:
-            return f.read(len(want.getvalue())) == want.getvalue()
+            return f.read(len(want)) == want
     except OSError:
         return False
+
+
+@functools.lru_cache(maxsize=16)
+def _npy_header(shape: tuple, dtype: np.dtype) -> bytes:
+    """The header ``np.save`` writes for an array of ``shape`` and ``dtype``."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {
+        "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    return out.getvalue()
 
 
 PARSER_VERSION = 2  # bump when midi/events rules change, to invalidate cached objects
