@@ -71,6 +71,7 @@ from composer.corpus.scan import (
     hash_file,
     ingest_files,
     known_hashes,
+    packed_stats,
     scan_stat,
     trusted_stats,
 )
@@ -143,12 +144,13 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
                     progress: Callable[[int, int], None] | None) -> PrepareReport:
     """:func:`prepare` once the cache's lock is held (``meta``: its corpus.json as read)."""
     paths = sorted(stats)
-    trusted = trusted_stats(stats, scanned_ns)
-    stat_stamp = _digest(f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n" + "\n".join(
-        [trusted[r] for r in paths])) if len(trusted) == len(paths) else None
+    keys = packed_stats(stats, paths, scanned_ns)
+    stat_stamp = None if keys is None else _digest(
+        f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n", keys)
     unchanged = _unchanged(cache, meta, stat_stamp, len(paths))
     if unchanged:
         return unchanged  # fast path: no file was added, removed or changed (by its stat)
+    trusted = trusted_stats(stats, scanned_ns)
     manifest = read_manifest(cache, config)
     old = manifest["files"]
     known = {r["hash"]: r for r in old.values() if r.get("reason") is None and r.get("hash")}
@@ -214,9 +216,11 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
     return report
 
 
-def _digest(text: str) -> str:
-    """Hash of ``text``; file names that are not valid UTF-8 (surrogates) hash by their bytes."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+def _digest(text: str, data: bytes = b"") -> str:
+    """Hash of ``text`` (then ``data``); file names that are not valid UTF-8 (surrogates)
+    hash by their bytes."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape") + data,
+                           digest_size=16).hexdigest()
 
 
 def _unchanged(cache: Path, meta: dict | None, stat_stamp: str | None, found: int

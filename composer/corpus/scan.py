@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,6 +104,21 @@ def trusted_stats(stats: dict[str, os.stat_result | OSError], scanned_ns: int
             if m < edge and c < edge:
                 out[rel] = f"{st.st_dev} {st.st_ino} {st.st_size} {m} {c}"
     return out
+
+
+def packed_stats(stats: dict[str, os.stat_result | OSError], paths: Sequence[str],
+                 scanned_ns: int) -> bytes | None:
+    """The stat keys of ``paths`` (as :func:`trusted_stats` reads them) packed as int64,
+    five per file in order: what a warm prepare compares with the last one's, cheaper than
+    formatting them (about half the time, after the stats themselves); None when some file
+    is not trusted."""
+    edge, flat = scanned_ns - RACY_NS, []
+    for rel in paths:
+        st = stats[rel]
+        if type(st) is not os.stat_result or st.st_mtime_ns >= edge or st.st_ctime_ns >= edge:
+            return None
+        flat += (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return array("q", flat).tobytes()
 
 
 def known_hashes(midi_dir: str | os.PathLike, stats: dict[str, os.stat_result | OSError],
