@@ -177,6 +177,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
     if progress:
         progress(done, len(paths))
     packed = pack_path(cache, config)
+    encoded: dict[str, str] = {}  # the records of this run, as their manifest JSON
     try:
         with open(packed, "ab") as pack:
             at = pack.tell() // 2
@@ -196,6 +197,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
                 if not record["hash"] and record.get("reason"):  # a crash is keyed too
                     record["hash"] = hashes.get(todo[i]) or hash_file(jobs[i], config.load)
                 files[todo[i]].update(record)
+                encoded[todo[i]] = json.dumps(files[todo[i]])  # final: the worker works on
                 done += 1
                 if progress:
                     progress(done, len(paths))
@@ -206,7 +208,7 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
         if kept != old:
             manifest["files"] = kept
             with contextlib.suppress(ComposerError):  # a full disk is reported already
-                atomic_write_json(cache / "manifest.json", manifest, indent=None,
+                atomic_write_text(cache / "manifest.json", _manifest_json(manifest, encoded),
                                   durable=False)
     listing = "\n".join(f"{r}\t{files[r]['hash']}" if isinstance(stats[r], os.stat_result)
                         else f"{r}\t{stats[r]}" for r in paths)
@@ -214,6 +216,16 @@ def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConf
     _consolidate(cache, packed, files, config, report, (scan_stamp, stat_stamp),
                  Path(midi_dir).resolve())
     return report
+
+
+def _manifest_json(manifest: dict, encoded: dict[str, str]) -> str:
+    """``json.dumps(manifest)`` and a newline, its records ("files", the last key) joined
+    from ``encoded`` where this run encoded them already (as each came back from its
+    worker, while the worker went on: at the end they cost only a join)."""
+    head = json.dumps({k: v for k, v in manifest.items() if k != "files"})
+    records = ", ".join(f"{json.dumps(rel)}: {encoded.get(rel) or json.dumps(rec)}"
+                        for rel, rec in manifest["files"].items())
+    return f"{head[:-1]}{', ' if len(head) > 2 else ''}\"files\": {{{records}}}}}\n"
 
 
 def _digest(text: str, data: bytes = b"") -> str:
