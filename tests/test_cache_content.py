@@ -93,3 +93,23 @@ def test_a_warm_prepare_stats_files_and_reads_none(tmp_path, monkeypatch):
     fresh = tmp_path / "fresh"
     prepare(src, fresh, workers=0)
     assert np.array_equal(Corpus.open(cache).tokens, Corpus.open(fresh).tokens)
+
+
+def test_the_manifest_is_the_json_of_its_records(tmp_path):
+    """The manifest is joined from records encoded as they came back from the workers: it
+    reads back, and is byte for byte what ``json.dumps`` writes of it, after a cold prepare
+    and after one that adds a file to records read from the last run."""
+    src = tmp_path / "mïdi"
+    src.mkdir()
+    write_tune(src / "a\tb.mid", [60, 62, 64])
+    (src / "broken.mid").write_bytes(b"MThd")
+    cache = tmp_path / "cache"
+    for added in ("c.mid", "d.mid"):
+        prepare(src, cache, workers=1)
+        text = (cache / "manifest.json").read_text()
+        manifest = json.loads(text)
+        assert text == json.dumps(manifest) + "\n"
+        assert {"a\tb.mid", "broken.mid"} <= set(manifest["files"])
+        write_tune(src / added, [70, 72])
+    assert manifest["files"]["broken.mid"]["reason"]
+    assert manifest["files"]["c.mid"]["events"] > 0
