@@ -141,6 +141,22 @@ def test_schedule_warms_up_then_decays():
     assert lr_at(55, config) == pytest.approx(0.55)
 
 
+def test_auto_preset_is_brief_for_a_short_cpu_budget():
+    """``auto`` on a CPU: ``brief`` (2x192) for a budget of at most BRIEF_CPU_MINUTES,
+    ``small`` (2x256) for a longer one or none (steps, epochs); sizes given still win."""
+    from composer.training.config import BRIEF_CPU_MINUTES
+    from composer.training.recipe import choose_model
+
+    def shape(minutes: float, **sizes) -> tuple[int, int]:
+        c = choose_model("auto", "cpu", 100, minutes, **sizes)
+        return c.layers, c.hidden
+
+    assert shape(4) == shape(BRIEF_CPU_MINUTES) == (2, 192)
+    assert shape(BRIEF_CPU_MINUTES + 1) == shape(0) == (2, 256)
+    assert shape(4, hidden=320) == (2, 320)
+    assert choose_model("small", "cpu", 100, 4).hidden == 256
+
+
 def test_train_config_round_trips():
     config = TrainConfig(steps=7, augment=AugmentConfig(transpose=2, stretch=0.0))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

@@ -59,7 +59,13 @@ from composer.corpus.cache import CorpusConfig
 from composer.evaluation.copycheck import CopyConfig
 from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
-from composer.training.config import AugmentConfig, TrainConfig, TrainRequest
+from composer.model.config import PRESETS
+from composer.training.config import (
+    BRIEF_CPU_MINUTES,
+    AugmentConfig,
+    TrainConfig,
+    TrainRequest,
+)
 
 if TYPE_CHECKING:
     from composer.generation.config import GenerateRequest
@@ -149,9 +155,11 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
 @click.argument("midi_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoint folder [default: checkpoints/NAME of MIDI_DIR].")
-@click.option("--preset", type=click.Choice(["auto", "default", "small", "tiny"]), default="auto",
-              show_default=True, help="Model size: default 3x512, small 2x256, tiny for tests; "
-                                      "auto: default on a GPU, small on a CPU.")
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto",
+              show_default=True,
+              help="Model size: default 3x512, small 2x256, brief 2x192, tiny for tests; "
+                   "auto: default on a GPU; on a CPU brief for a budget of "
+                   f"{BRIEF_CPU_MINUTES:g} minutes or less, else small.")
 @click.option("--layers", type=click.IntRange(min=1), help="LSTM layers (overrides preset).")
 @click.option("--hidden", type=click.IntRange(min=1), help="LSTM units (overrides preset).")
 @click.option("--embed", type=click.IntRange(min=1), help="Embedding size (overrides preset).")

@@ -13,6 +13,7 @@ from composer.core.messages import ComposerError, is_int, is_number
 PRESETS: dict[str, dict[str, int]] = {
     "default": {"embed_dim": 256, "hidden": 512, "layers": 3},  # the largest; GPU training
     "small": {"embed_dim": 128, "hidden": 256, "layers": 2},  # hours on a CPU; the shipped model
+    "brief": {"embed_dim": 128, "hidden": 192, "layers": 2},  # minutes on a CPU: more steps
     "tiny": {"embed_dim": 16, "hidden": 32, "layers": 2},  # tests; 2 layers: dropout between
 }
 
@@ -75,7 +76,8 @@ class ModelConfig(Config):
     @classmethod
     def preset(cls, name: str, *, vocab_size: int = 388,
                controls: ControlSpec | None = None) -> ModelConfig:
-        """The named size preset ("default", "small" or "tiny") for ``vocab_size`` tokens."""
+        """The named size preset ("default", "small", "brief" or "tiny") for ``vocab_size``
+        tokens."""
         if name not in PRESETS:
             raise ModelError(f"unknown model preset {name!r}; expected one of {', '.join(PRESETS)}")
         return cls(vocab_size=vocab_size, **PRESETS[name], controls=controls or ControlSpec())

@@ -138,6 +138,14 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
+# A CPU run of a budget this short (minutes) gets the ``brief`` preset (2x192) under
+# ``preset="auto"``: in minutes more updates of a narrower model learn more than fewer of
+# ``small``'s 2x256 (4 minutes, one thread, test NLL per note against the 5-gram's:
+# Palestrina 0.74-0.75 -> 0.70, Essen 0.79 -> 0.79; benchmarks/RECIPE.md, "Model size
+# for the budget").
+BRIEF_CPU_MINUTES = 10.0
+
+
 @dataclass(frozen=True)
 class TrainRequest(Config):
     """One ``composer train`` job as its flags give it: what to train on, where the run
@@ -156,7 +164,7 @@ class TrainRequest(Config):
     steps: int | None = None
     epochs: float | None = None  # passes over the train split
     minutes: float | None = None  # a wall-clock budget the schedule is laid over
-    preset: str = "auto"  # model size of a fresh run: auto, default, small, tiny
+    preset: str = "auto"  # model size of a fresh run: auto, default, small, brief, tiny
     sizes: Mapping[str, Any] = field(default_factory=dict)  # layers / hidden / embed_dim /
     #                                                        dropout over the preset's
     device: str = "auto"  # auto, cpu, cuda

@@ -18,7 +18,7 @@ from composer.corpus.facts import PrepareReport
 from composer.corpus.sources import open_or_prepare
 from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
 from composer.model.config import ModelConfig
-from composer.training.config import TrainConfig, TrainRequest, TrainResult
+from composer.training.config import BRIEF_CPU_MINUTES, TrainConfig, TrainRequest, TrainResult
 from composer.training.loop import train, validation_split
 
 # ---------------------------------------------------------------------------------- train
@@ -29,11 +29,15 @@ def steps_for_epochs(epochs: float, train_events: int, config: TrainConfig) -> i
     return max(1, round(epochs * train_events / (config.batch_size * config.seq_len)))
 
 
-def choose_model(preset: str, device: str, vocab_size: int, **sizes: Any) -> ModelConfig:
-    """The preset's model config (``auto``: ``default`` on a GPU, ``small`` on a CPU) with
-    the given sizes (layers, hidden, embed_dim, dropout; None: the preset's) replaced."""
+def choose_model(preset: str, device: str, vocab_size: int, minutes: float = 0.0,
+                 **sizes: Any) -> ModelConfig:
+    """The preset's model config (``auto``: ``default`` on a GPU; on a CPU ``brief`` for a
+    budget of at most BRIEF_CPU_MINUTES ``minutes``, else (or with no budget: 0) ``small``)
+    with the given sizes (layers, hidden, embed_dim, dropout; None: the preset's) replaced."""
     if preset == "auto":
-        preset = "default" if resolve_device(device).type == "cuda" else "small"
+        brief = 0 < minutes <= BRIEF_CPU_MINUTES
+        preset = ("default" if resolve_device(device).type == "cuda"
+                  else "brief" if brief else "small")
     base = ModelConfig.preset(preset, vocab_size=vocab_size)
     return dataclasses.replace(base, **{k: v for k, v in sizes.items() if v is not None})
 
@@ -94,11 +98,6 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
     init_from = None
     if r.init_from is not None:  # a shipped model's name, or a training folder's best
         init_from = resolve_checkpoint_path(find_checkpoint(r.init_from))[0]
-    model_config = None
-    if init_from is None and not r.resume:
-        model_config = choose_model(r.preset, r.device, corpus.events.size, **r.sizes)
-        spec = choose_spec(r.controls, corpus.events, corpus.paths)
-        model_config = dataclasses.replace(model_config, controls=spec)
     run: TrainConfig | None = r.config
     if r.resume and r.steps is None and r.epochs is None and r.minutes is None:
         run = None  # the saved run's own length and budget
@@ -106,6 +105,12 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
         run = run_length(r.config, steps=r.steps, epochs=r.epochs, minutes=r.minutes,
                          train_events=train_events, device=r.device)
+    model_config = None
+    if init_from is None and not r.resume:
+        model_config = choose_model(r.preset, r.device, corpus.events.size,
+                                    run.minutes if run else 0.0, **r.sizes)
+        spec = choose_spec(r.controls, corpus.events, corpus.paths)
+        model_config = dataclasses.replace(model_config, controls=spec)
     threads = r.threads
     if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
