@@ -301,10 +301,15 @@ def _consolidate(cache: Path, pack_path: Path, files: dict[str, dict], config: C
                                            shape=(report.events,))  # (N,)
         pack = np.memmap(pack_path, dtype=np.uint16, mode="r") if report.events else None
         src, out = np.asarray(pack), np.asarray(tokens)  # plain views: cheap slices
-        for o, n, rel in zip(index["offset"].tolist(), index["length"].tolist(), loaded,
-                             strict=True):
-            at = files[rel]["at"]
-            out[o : o + n] = src[at : at + n]
+        at = np.array([files[rel]["at"] for rel in loaded], np.int64)  # (files,) in the pack
+        offset, length = index["offset"], index["length"]
+        # runs of files that lie end to end in the pack as in tokens.npy are copied at once
+        # (a cold prepare packs them in order: one run)
+        starts = np.r_[True, at[1:] != at[:-1] + length[:-1]][: len(at)]  # (files,)
+        bounds = np.append(np.flatnonzero(starts), len(at))  # run k: files bounds[k]..[k+1]
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            begin, end = int(offset[a]), int(offset[b - 1] + length[b - 1])
+            out[begin:end] = src[at[a] : at[a] + end - begin]
         del pack, src, out, tokens  # unmapped; no msync (the cache is not fsynced)
 
     def write_index(tmp: Path) -> None:
