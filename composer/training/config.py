@@ -141,8 +141,8 @@ def perplexity(loss: float) -> float:
 # A CPU run of a budget this short (minutes) gets the ``brief`` preset (2x192) under
 # ``preset="auto"``: in minutes more updates of a narrower model learn more than fewer of
 # ``small``'s 2x256 (4 minutes, one thread, test NLL per note against the 5-gram's:
-# Palestrina 0.74-0.75 -> 0.70, Essen 0.79 -> 0.79; benchmarks/RECIPE.md, "Model size
-# for the budget").
+# Palestrina 0.754 -> 0.727 and at 10 minutes 0.671 -> 0.654; the Essen songs 0.801 ->
+# 0.814, a wash; benchmarks/RECIPE.md, "Model size for the budget").
 BRIEF_CPU_MINUTES = 10.0
 
 
