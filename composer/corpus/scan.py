@@ -97,13 +97,9 @@ def trusted_stats(stats: dict[str, os.stat_result | OSError], scanned_ns: int
     whose times are older than ``scanned_ns`` (``time.time_ns()`` before the scan) by
     :data:`RACY_NS`. While a file's key is unchanged its contents are taken to be unchanged:
     ``touch``, ``cp -p``, ``rsync -a`` and tar can set the mtime back, never the ctime."""
-    edge, out = scanned_ns - RACY_NS, {}
-    for rel, st in stats.items():  # a plain loop: each time read once
-        if type(st) is os.stat_result:
-            m, c = st.st_mtime_ns, st.st_ctime_ns
-            if m < edge and c < edge:
-                out[rel] = f"{st.st_dev} {st.st_ino} {st.st_size} {m} {c}"
-    return out
+    edge = scanned_ns - RACY_NS
+    return {rel: f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+            for rel, st in stats.items() if _trusted(st, edge)}
 
 
 def packed_stats(stats: dict[str, os.stat_result | OSError], paths: Sequence[str],
@@ -115,10 +111,16 @@ def packed_stats(stats: dict[str, os.stat_result | OSError], paths: Sequence[str
     edge, flat = scanned_ns - RACY_NS, []
     for rel in paths:
         st = stats[rel]
-        if type(st) is not os.stat_result or st.st_mtime_ns >= edge or st.st_ctime_ns >= edge:
+        if not _trusted(st, edge):
             return None
         flat += (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     return array("q", flat).tobytes()
+
+
+def _trusted(st: os.stat_result | OSError, edge: int) -> bool:
+    """Whether a stat's key may stand for the file's contents: a regular file's stat whose
+    mtime and ctime are both before ``edge`` (ns)."""
+    return type(st) is os.stat_result and st.st_mtime_ns < edge and st.st_ctime_ns < edge
 
 
 def known_hashes(midi_dir: str | os.PathLike, stats: dict[str, os.stat_result | OSError],
