@@ -226,6 +226,11 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "resume_problem": problem}
 
 
+def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config a checkpoint folder records (checkpoint.json alone: no weights read)."""
+    return _read_meta(resolve_folder(path))[1]
+
+
 def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
     """The checkpoint folder ``path`` names, and a note for the user when it is not ``path``
     itself: a training output folder (holding ``best/``, or only ``latest/``) stands for its

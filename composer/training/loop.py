@@ -43,9 +43,10 @@ from composer.core.rng import get_rng_state, set_rng_state
 from composer.corpus.cache import Corpus
 from composer.corpus.sources import corpus_record
 from composer.model.checkpoint import load_checkpoint, save_checkpoint
-from composer.model.config import ModelConfig
+from composer.model.config import ModelConfig, ModelError
 from composer.model.lstm import ComposerLSTM, check_fits
 from composer.model.storage import to_safe
+from composer.model.transfer import transfer_weights, transferable
 from composer.tokens.vocab import vocabulary_of
 from composer.training.config import TrainConfig, TrainingError, TrainResult, perplexity
 from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
@@ -329,7 +330,10 @@ def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log,
 
 def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_config, config
                     ) -> dict[str, Any]:
-    """Model config, train config, weights and train state to start from."""
+    """Model config, train config, weights and train state to start from. A fine-tune
+    (``init_from``) keeps the base's sizes; given a ``model_config`` that differs from the
+    base's in vocabulary or controls (the corpus's own), the weights are carried over by
+    name (:func:`~composer.model.transfer.transfer_weights`)."""
     result = {"model_config": model_config, "config": config or TrainConfig(), "weights": None,
               "train_state": None, "step": 0}
     source = out / "latest" if resume else init_from
@@ -340,12 +344,21 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             raise TrainingError("a model config is needed to train from scratch")
         return result
     ckpt = load_checkpoint(source, with_train_state=resume)
-    if vocabulary_of(ckpt.event_config) != vocabulary_of(vocab):
+    events, base = vocabulary_of(vocab), ckpt.events
+    if events != base and (resume or not transferable(base, events)):
         raise TrainingError(f"{source} was trained on another event vocabulary than this "
                             f"corpus ({ckpt.event_config} vs {vocab})")
-    if model_config is not None and model_config != ckpt.model_config:
-        raise TrainingError(f"{source} has model {ckpt.model_config}, not {model_config}")
-    result.update(model_config=ckpt.model_config, weights=ckpt.model.state_dict())
+    weights = ckpt.model.state_dict()
+    wanted = model_config or replace(ckpt.model_config, vocab_size=events.size)
+    if wanted != ckpt.model_config:
+        try:
+            if resume:
+                raise ModelError("a resumed run keeps its model")
+            weights = transfer_weights(weights, ckpt.model_config, base, wanted, events)
+        except ModelError:
+            raise TrainingError(f"{source} has model {ckpt.model_config}, not "
+                                f"{wanted}") from None
+    result.update(model_config=wanted, weights=weights)
     if resume:
         if ckpt.train_state is None:
             raise TrainingError(f"{source} holds no training state to resume from")

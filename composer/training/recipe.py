@@ -16,7 +16,11 @@ from composer.core.device import resolve_device
 from composer.core.messages import ComposerError, Notify, Progress, quiet
 from composer.corpus.facts import PrepareReport
 from composer.corpus.sources import open_or_prepare
-from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
+from composer.model.checkpoint import (
+    find_checkpoint,
+    read_model_config,
+    resolve_checkpoint_path,
+)
 from composer.model.config import ModelConfig
 from composer.training.config import BRIEF_CPU_MINUTES, TrainConfig, TrainRequest, TrainResult
 from composer.training.loop import train, validation_split
@@ -106,11 +110,13 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
         run = run_length(r.config, steps=r.steps, epochs=r.epochs, minutes=r.minutes,
                          train_events=train_events, device=r.device)
     model_config = None
-    if init_from is None and not r.resume:
+    if not r.resume:  # a fine-tune keeps the base's sizes, with the corpus's own controls
         model_config = choose_model(r.preset, r.device, corpus.events.size,
-                                    run.minutes if run else 0.0, **r.sizes)
+                                    run.minutes if run else 0.0, **r.sizes) \
+            if init_from is None else read_model_config(init_from)
         spec = choose_spec(r.controls, corpus.events, corpus.paths)
-        model_config = dataclasses.replace(model_config, controls=spec)
+        model_config = dataclasses.replace(model_config, vocab_size=corpus.events.size,
+                                           controls=spec)
     threads = r.threads
     if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
