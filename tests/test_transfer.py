@@ -104,3 +104,45 @@ def test_new_slots_do_nothing_until_trained():
         new[..., 2] = 1.0  # the new style asked: no effect yet
         assert torch.allclose(net(tokens, controls=new)[0], base(tokens)[0], atol=1e-5)
     assert net.unset[0] == base.unset[0] and net.unset[1] == base.unset[1 + 12 + 1]
+
+
+def test_auto_starts_a_cpu_run_of_the_presets_size_from_the_shipped_model():
+    from composer.model.checkpoint import find_checkpoint, resolve_checkpoint_path
+    from composer.training.config import BASE_MODEL, TrainRequest
+    from composer.training.recipe import base_model
+
+    shipped = resolve_checkpoint_path(find_checkpoint(BASE_MODEL))[0]
+    auto = TrainRequest(device="cpu")
+    assert auto.init_from == "auto"
+    assert base_model(auto, SOLO) == base_model(auto, ENSEMBLE) == shipped
+    assert base_model(auto, Performance(EventConfig())) is None  # no shipped model fits
+    assert base_model(dataclasses.replace(auto, sizes={"dropout": 0.3}), SOLO) == shipped
+    for other in (dict(preset="tiny"), dict(sizes={"hidden": 64}), dict(init_from="none"),
+                  dict(init_from=None), dict(resume=True)):
+        assert base_model(dataclasses.replace(auto, **other), SOLO) is None, other
+    named = dataclasses.replace(auto, init_from=BASE_MODEL, resume=True)
+    assert base_model(named, SOLO) == shipped  # named: train() refuses it with --resume
+
+
+def test_cli_train_fine_tunes_the_shipped_model_by_default(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from helpers import copy_chorales
+
+    from composer.cli.main import main
+    from composer.model.checkpoint import find_checkpoint, load_checkpoint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    midi = copy_chorales(tmp_path / "midi", 4)
+    args = ["train", str(midi), "--out", str(tmp_path / "run"), "--steps", "1",
+            "--eval-every", "1", "--batch-size", "2", "--seq-len", "16", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Fine-tuning the shipped model 'default' (--init-from none" in result.output
+    tuned, base = load_checkpoint(tmp_path / "run" / "best"), load_checkpoint(
+        find_checkpoint("default"))
+    assert tuned.events == SOLO != base.events  # the corpus's own vocabulary ...
+    assert tuned.model_config.controls.names == ("density", "pitch-classes", "tempo")  # ...
+    assert tuned.model_config.hidden == base.model_config.hidden  # ... at the base's size
+    scratch = CliRunner().invoke(main, [*args, "--force", "--init-from", "none", "--preset",
+                                        "tiny"])
+    assert scratch.exit_code == 0 and "Fine-tuning" not in scratch.output

@@ -39,6 +39,7 @@ from composer.cli.report import (
     Guarded,
     Progress,
     bounded,
+    check_base,
     check_checkpoint,
     check_seed_spec,
     default,
@@ -61,6 +62,7 @@ from composer.generation.config import SampleConfig
 from composer.midi.io import LoadConfig
 from composer.model.config import PRESETS
 from composer.training.config import (
+    BASE_MODEL,
     BRIEF_CPU_MINUTES,
     AugmentConfig,
     TrainConfig,
@@ -195,9 +197,12 @@ def prepare(midi_dir: Path, cache_dir: Path | None, workers: int | None, valid_f
               help="Continue OUT/latest where it stopped.")
 @click.option("--force", is_flag=True, callback=not_with("resume"),
               help="Start over in an OUT that holds a run (the old run moves to OUT/previous-N).")
-@click.option("--init-from", type=click.Path(path_type=Path), callback=check_checkpoint,
-              help="Fine-tune from this checkpoint's weights (a folder, or a shipped "
-                   "model's name).")
+@click.option("--init-from", type=click.Path(path_type=Path), callback=check_base,
+              default=default(TrainRequest, "init_from"), show_default=True,
+              help="Fine-tune from this checkpoint's weights (a folder, or a shipped model's "
+                   "name); none: from scratch; auto: a CPU run with no model size given "
+                   f"fine-tunes the shipped {BASE_MODEL!r} when its vocabulary fits the "
+                   "corpus's (the beat vocabulary), else starts from scratch.")
 @click.option("--seed", type=int, default=default(TRAIN, "seed"), show_default=True)
 @click.option("--workers", type=bounded(bounds.threads_bound("workers")), help="Ingest processes.")
 @click.option("--threads", type=bounded(bounds.threads_bound()),

@@ -226,9 +226,11 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "resume_problem": problem}
 
 
-def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
-    """The model config a checkpoint folder records (checkpoint.json alone: no weights read)."""
-    return _read_meta(resolve_folder(path))[1]
+def read_configs(path: str | os.PathLike[str]) -> tuple[ModelConfig, Events]:
+    """The model config and event vocabulary a checkpoint folder records (checkpoint.json
+    alone: no weights read)."""
+    meta, model_config = _read_meta(resolve_folder(path))
+    return model_config, vocabulary_of(meta["events"])
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str]) -> tuple[Path, str | None]:

@@ -144,6 +144,8 @@ def perplexity(loss: float) -> float:
 # Palestrina 0.754 -> 0.727 and at 10 minutes 0.671 -> 0.654; the Essen songs 0.801 ->
 # 0.814, a wash; benchmarks/RECIPE.md, "Model size for the budget").
 BRIEF_CPU_MINUTES = 10.0
+AUTO_BASE = "auto"  # TrainRequest.init_from: start from BASE_MODEL where it fits
+BASE_MODEL = "default"  # the shipped model a CPU run starts from by default
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,10 @@ class TrainRequest(Config):
     device: str = "auto"  # auto, cpu, cuda
     resume: bool = False  # continue OUT/latest where it stopped
     force: bool = False  # start over in an OUT that holds a run
-    init_from: str | None = None  # fine-tune from this checkpoint (or shipped model)
+    # Fine-tune from this checkpoint (a folder or a shipped model's name); "none": from
+    # scratch; "auto": a CPU run of the preset's own size starts from BASE_MODEL when its
+    # vocabulary fits the corpus's (composer.training.recipe.base_model)
+    init_from: str | None = AUTO_BASE
     workers: int | None = None  # ingest processes (None: the cores)
     threads: int | None = None  # torch's CPU threads (None: the cores not kept busy)
     corpus: CorpusConfig | None = None  # how a MIDI folder is prepared (None: defaults)

@@ -18,11 +18,20 @@ from composer.corpus.facts import PrepareReport
 from composer.corpus.sources import open_or_prepare
 from composer.model.checkpoint import (
     find_checkpoint,
-    read_model_config,
+    read_configs,
     resolve_checkpoint_path,
 )
 from composer.model.config import ModelConfig
-from composer.training.config import BRIEF_CPU_MINUTES, TrainConfig, TrainRequest, TrainResult
+from composer.model.transfer import transferable
+from composer.tokens.vocab import Events
+from composer.training.config import (
+    AUTO_BASE,
+    BASE_MODEL,
+    BRIEF_CPU_MINUTES,
+    TrainConfig,
+    TrainRequest,
+    TrainResult,
+)
 from composer.training.loop import train, validation_split
 
 # ---------------------------------------------------------------------------------- train
@@ -44,6 +53,24 @@ def choose_model(preset: str, device: str, vocab_size: int, minutes: float = 0.0
                   else "brief" if brief else "small")
     base = ModelConfig.preset(preset, vocab_size=vocab_size)
     return dataclasses.replace(base, **{k: v for k, v in sizes.items() if v is not None})
+
+
+def base_model(request: TrainRequest, events: Events) -> Path | None:
+    """The checkpoint a run starts from: ``request.init_from`` (a folder or a shipped
+    model's name); None for ``none`` or a resumed run's ``auto``; ``auto``: the shipped
+    BASE_MODEL for a CPU run whose size is left to the preset (``auto``, no layers, hidden
+    or embedding size; a dropout may be given: a fine-tune takes it too) when its
+    vocabulary fits ``events`` (:func:`~composer.model.transfer.transferable`), else None."""
+    r = request
+    if r.init_from in (None, "none") or (r.resume and r.init_from == AUTO_BASE):
+        return None
+    if r.init_from != AUTO_BASE:  # a shipped model's name, or a training folder's best
+        return resolve_checkpoint_path(find_checkpoint(r.init_from))[0]
+    sized = any(r.sizes.get(k) is not None for k in ("layers", "hidden", "embed_dim"))
+    if r.preset != "auto" or sized or resolve_device(r.device).type != "cpu":
+        return None
+    path = resolve_checkpoint_path(find_checkpoint(BASE_MODEL))[0]
+    return path if transferable(read_configs(path)[1], events) else None
 
 
 CPU_BUDGET_MINUTES = 30.0  # a run on a CPU given no --steps, --epochs or --minutes
@@ -99,9 +126,10 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
                   "(`composer prepare --valid` sets the share)")
     out = Path(r.out) if r.out is not None else \
         Path("checkpoints") / Path(r.source).resolve().name
-    init_from = None
-    if r.init_from is not None:  # a shipped model's name, or a training folder's best
-        init_from = resolve_checkpoint_path(find_checkpoint(r.init_from))[0]
+    init_from = base_model(r, corpus.events)
+    if init_from is not None and cb.plan and r.init_from == AUTO_BASE:
+        cb.plan(f"Fine-tuning the shipped model {BASE_MODEL!r} (--init-from none: from "
+                "scratch)")
     run: TrainConfig | None = r.config
     if r.resume and r.steps is None and r.epochs is None and r.minutes is None:
         run = None  # the saved run's own length and budget
@@ -113,10 +141,12 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
     if not r.resume:  # a fine-tune keeps the base's sizes, with the corpus's own controls
         model_config = choose_model(r.preset, r.device, corpus.events.size,
                                     run.minutes if run else 0.0, **r.sizes) \
-            if init_from is None else read_model_config(init_from)
+            if init_from is None else read_configs(init_from)[0]
         spec = choose_spec(r.controls, corpus.events, corpus.paths)
-        model_config = dataclasses.replace(model_config, vocab_size=corpus.events.size,
-                                           controls=spec)
+        dropout = r.sizes.get("dropout")
+        model_config = dataclasses.replace(
+            model_config, vocab_size=corpus.events.size, controls=spec,
+            dropout=model_config.dropout if dropout is None else dropout)
     threads = r.threads
     if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
