@@ -143,6 +143,9 @@ def test_cli_train_fine_tunes_the_shipped_model_by_default(tmp_path, monkeypatch
     assert tuned.events == SOLO != base.events  # the corpus's own vocabulary ...
     assert tuned.model_config.controls.names == ("density", "pitch-classes", "tempo")  # ...
     assert tuned.model_config.hidden == base.model_config.hidden  # ... at the base's size
+    assert tuned.data["base"] == "default"
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "run")])
+    assert "fine-tuned from default" in info.output
     scratch = CliRunner().invoke(main, [*args, "--force", "--init-from", "none", "--preset",
                                         "tiny"])
     assert scratch.exit_code == 0 and "Fine-tuning" not in scratch.output

@@ -187,7 +187,8 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
         planned = f" (a {tr['minutes']:g}-minute budget)"
     else:
         planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
-    lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}")
+    base = f", fine-tuned from {data['base']}" if data.get("base") else ""
+    lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}{base}")
     if "loss" in metrics:
         lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "
                      f"{metrics.get('perplexity', math.nan):.2f}, next event right "

@@ -304,6 +304,13 @@ def shipped_model(name: str = "default") -> Path:
     return Path(str(resources.files("composer.model") / "shipped" / name))
 
 
+def model_name(path: str | os.PathLike[str]) -> str:
+    """A shipped model's name for its folder, else the folder's absolute path."""
+    folder = Path(path).resolve()
+    return next((n for n in shipped_names() if shipped_model(n).resolve() == folder),
+                str(folder))
+
+
 def default_checkpoint() -> Path:
     """The default model shipped inside the package (``composer/model/shipped/default``)."""
     return shipped_model("default")

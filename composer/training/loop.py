@@ -42,7 +42,7 @@ from composer.core.messages import ComposerError
 from composer.core.rng import get_rng_state, set_rng_state
 from composer.corpus.cache import Corpus
 from composer.corpus.sources import corpus_record
-from composer.model.checkpoint import load_checkpoint, save_checkpoint
+from composer.model.checkpoint import load_checkpoint, model_name, save_checkpoint
 from composer.model.config import ModelConfig, ModelError
 from composer.model.lstm import ComposerLSTM, check_fits
 from composer.model.storage import to_safe
@@ -206,6 +206,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
     data_info = corpus_record(corpus)
+    if start["base"]:  # the model a fine-tune started from
+        data_info["base"] = start["base"]
 
     def save(name: str, metrics: dict[str, float]) -> None:
         train_state = to_safe({"optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
@@ -335,7 +337,7 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
     base's in vocabulary or controls (the corpus's own), the weights are carried over by
     name (:func:`~composer.model.transfer.transfer_weights`)."""
     result = {"model_config": model_config, "config": config or TrainConfig(), "weights": None,
-              "train_state": None, "step": 0}
+              "train_state": None, "step": 0, "base": None}
     source = out / "latest" if resume else init_from
     if resume and init_from is not None:
         raise TrainingError("use either --resume or --init-from, not both")
@@ -358,7 +360,8 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
         except ModelError:
             raise TrainingError(f"{source} has model {ckpt.model_config}, not "
                                 f"{wanted}") from None
-    result.update(model_config=wanted, weights=weights)
+    result.update(model_config=wanted, weights=weights,
+                  base=ckpt.data.get("base") if resume else model_name(source))
     if resume:
         if ckpt.train_state is None:
             raise TrainingError(f"{source} holds no training state to resume from")
