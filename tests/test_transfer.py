@@ -149,3 +149,29 @@ def test_cli_train_fine_tunes_the_shipped_model_by_default(tmp_path, monkeypatch
     scratch = CliRunner().invoke(main, [*args, "--force", "--init-from", "none", "--preset",
                                         "tiny"])
     assert scratch.exit_code == 0 and "Fine-tuning" not in scratch.output
+
+
+def test_a_fine_tunes_budget_ends_at_its_passes_when_they_come_first():
+    from composer.training.config import FINE_TUNE_PASSES, NO_STEP_CAP, TrainConfig
+    from composer.training.optim import Budget, plan_line
+    from composer.training.recipe import run_length
+
+    config = TrainConfig(batch_size=16, seq_len=64)
+
+    def length(events: int, **given):
+        asked = {"steps": None, "epochs": None, "minutes": 4.0, **given}
+        return run_length(config, train_events=events, device="cpu",
+                          max_passes=FINE_TUNE_PASSES, **asked)
+
+    small = length(40_000)
+    assert small.minutes == 4.0 and small.steps == round(FINE_TUNE_PASSES * 40_000 / 1024)
+    assert length(10**12).steps == NO_STEP_CAP  # a big corpus: the budget ends it
+    assert length(40_000, steps=7, minutes=None).steps == 7  # steps asked: as asked
+    line = plan_line(Budget(small), layers=2, hidden=8, parameters=1000, device="cpu",
+                     threads=1, vocabulary="notes", files={"train": 3})
+    assert f"budget 4 min or {small.steps:,} steps, whichever comes first" in line
+    scratch = run_length(config, steps=None, epochs=None, minutes=4.0, train_events=40_000,
+                         device="cpu")
+    assert scratch.steps == NO_STEP_CAP and "whichever" not in plan_line(
+        Budget(scratch), layers=2, hidden=8, parameters=1000, device="cpu", threads=1,
+        vocabulary="notes", files={})

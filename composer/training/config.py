@@ -146,6 +146,13 @@ def perplexity(loss: float) -> float:
 BRIEF_CPU_MINUTES = 10.0
 AUTO_BASE = "auto"  # TrainRequest.init_from: start from BASE_MODEL where it fits
 BASE_MODEL = "default"  # the shipped model a CPU run starts from by default
+# A fine-tune given a time budget lays its schedule over at most this many passes over the
+# train split when they come first: a small corpus is learnt in a few passes and then
+# overfitted (300 Essen songs: validation best after 13-23 passes and worse after; runs
+# of 8 to 30 passes reached 0.777-0.780 of the 5-gram's test NLL, 4 minutes (78 passes)
+# 0.820; benchmarks/RECIPE.md, "Starting from the shipped model").
+FINE_TUNE_PASSES = 30.0
+NO_STEP_CAP = 10**9  # the steps of a run that a time budget ends
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
+from composer.training.config import NO_STEP_CAP
+
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on the weight matrices only; biases (the LSTM's forget-gate
@@ -155,6 +157,8 @@ def plan_line(budget: Budget, *, layers: int, hidden: int, parameters: int, devi
     split = "/".join(str(files.get(s, 0)) for s in ("train", "valid", "test"))
     if budget.seconds:
         length = f"budget {_minutes(config.minutes)}"
+        if config.steps < NO_STEP_CAP:
+            length += f" or {config.steps:,} steps, whichever comes first"
         if budget.used() > 1:
             length += f" ({_minutes(budget.seconds_left() / 60)} left)"
         evals = f"evaluating every {budget.eval_interval:.0f} s"

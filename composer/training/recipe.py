@@ -28,6 +28,8 @@ from composer.training.config import (
     AUTO_BASE,
     BASE_MODEL,
     BRIEF_CPU_MINUTES,
+    FINE_TUNE_PASSES,
+    NO_STEP_CAP,
     TrainConfig,
     TrainRequest,
     TrainResult,
@@ -77,10 +79,12 @@ CPU_BUDGET_MINUTES = 30.0  # a run on a CPU given no --steps, --epochs or --minu
 
 
 def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
-               minutes: float | None, train_events: int, device: str) -> TrainConfig:
+               minutes: float | None, train_events: int, device: str,
+               max_passes: float | None = None) -> TrainConfig:
     """``config`` with its length set from at most one of ``steps``, ``epochs`` (passes over
     ``train_events``) and ``minutes`` (a wall-clock budget); with none, a CPU gets a
-    :data:`CPU_BUDGET_MINUTES` budget and a GPU ``config.steps``."""
+    :data:`CPU_BUDGET_MINUTES` budget and a GPU ``config.steps``. A budget ends at
+    ``max_passes`` passes when they come first (a fine-tune: :data:`FINE_TUNE_PASSES`)."""
     given = [name for name, v in (("--steps", steps), ("--epochs", epochs),
                                   ("--minutes", minutes)) if v is not None]
     if len(given) > 1:
@@ -94,8 +98,10 @@ def run_length(config: TrainConfig, *, steps: int | None, epochs: float | None,
                                    steps=steps_for_epochs(epochs, train_events, config))
     if minutes is None and resolve_device(device).type == "cpu":
         minutes = CPU_BUDGET_MINUTES
-    if minutes is not None:  # the budget decides; steps only as a far cap
-        return dataclasses.replace(config, minutes=minutes, steps=10**9)
+    if minutes is not None:  # the budget decides; steps only as a cap
+        cap = NO_STEP_CAP if max_passes is None else min(
+            NO_STEP_CAP, steps_for_epochs(max_passes, train_events, config))
+        return dataclasses.replace(config, minutes=minutes, steps=cap)
     return config
 
 
@@ -136,7 +142,8 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
     else:
         train_events = int(corpus.index["length"][corpus.files("train")].sum())
         run = run_length(r.config, steps=r.steps, epochs=r.epochs, minutes=r.minutes,
-                         train_events=train_events, device=r.device)
+                         train_events=train_events, device=r.device,
+                         max_passes=None if init_from is None else FINE_TUNE_PASSES)
     model_config = None
     if not r.resume:  # a fine-tune keeps the base's sizes, with the corpus's own controls
         model_config = choose_model(r.preset, r.device, corpus.events.size,
