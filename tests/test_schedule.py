@@ -67,6 +67,8 @@ def test_budget_fraction_is_time_or_steps_whichever_is_further(monkeypatch):
     assert budget.fraction(0) == pytest.approx(0.1)  # one tick: 6 s of 60
     assert budget.fraction(900) == pytest.approx(0.9)  # steps are further than time
     assert budget.seconds_left() == pytest.approx(60 - 18)
+    # the steps will end the run first (900 of 1000 done in 24 s): left at that pace
+    assert budget.seconds_left(900) == pytest.approx(24 * 100 / 900)
     assert Budget(TrainConfig(minutes=1.0), used_seconds=60.0).over(0)
     assert not Budget(TrainConfig(steps=10)).over(9) and Budget(TrainConfig(steps=10)).over(10)
 
@@ -133,6 +135,7 @@ def test_progress_words_show_validation_and_time_left():
     words = train_postfix(40, info)
     assert "valid 2.100 (best 2.000)" in words and "2:05 left" in words
     assert train_count(40, 100, {**info, "budget_seconds": 0.0}) == ("step", 40, 100)
+    assert train_count(40, 100, {**info, "fraction": 0.4}) == ("step", 40, 100)  # steps lead
 
 
 def test_cli_minutes_trains_for_a_budget_and_prints_the_plan(tmp_path):

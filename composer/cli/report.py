@@ -132,9 +132,9 @@ class Progress:
 
 def train_count(step: int, total: int, info: dict[str, Any]) -> tuple[str, int, int]:
     """(unit, done, total) of a training run's progress: seconds of its time budget, or
-    steps when it has none."""
+    steps when it has none or they will end it first."""
     budget = info.get("budget_seconds")
-    if budget:
+    if budget and step / total < info["fraction"] - 1e-9:
         return "s", round(info["fraction"] * budget), round(budget)
     return "step", step, total
 

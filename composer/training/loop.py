@@ -286,7 +286,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
                     info = {"loss": loss.item(), "lr": lr,
                             "tokens_per_s": tokens_since / max(now - t_last, 1e-9),
                             "fraction": budget.fraction(state["step"]),
-                            "seconds_left": budget.seconds_left(),
+                            "seconds_left": budget.seconds_left(state["step"]),
                             "budget_seconds": budget.seconds,
                             "valid_loss": state.get("valid_loss"), "best": state["best"]}
                     if state["step"] % config.log_every == 0:

@@ -140,9 +140,14 @@ class Budget:
         from when it began, so a slow evaluation never runs into the next)."""
         self._next_eval = self.used() + self.eval_interval
 
-    def seconds_left(self) -> float | None:
-        """Seconds left in the time budget (None without one)."""
-        return max(0.0, self.seconds - self.used()) if self.seconds else None
+    def seconds_left(self, step: int = 0) -> float | None:
+        """Seconds left in the time budget (None without one); when the run's steps will end
+        it first, the seconds they take at the pace so far."""
+        if not self.seconds:
+            return None
+        used, done = self.used(), step / self.config.steps
+        left = max(0.0, self.seconds - used)
+        return min(left, used * (1 - done) / done) if done > used / self.seconds else left
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps to resume the accounting."""
