@@ -29,7 +29,7 @@ import numpy as np
 from composer.core.bounds import Bound
 from composer.core.files import atomic_write_text, check_output
 from composer.core.messages import ComposerError
-from composer.training.config import AUTO_BASE
+from composer.training.config import AUTO_BASE, NO_BASE
 
 
 def default(config: type, name: str) -> Any:
@@ -260,7 +260,7 @@ def check_checkpoint(ctx: click.Context, param: click.Parameter, value: Path | N
 def check_base(ctx: click.Context, param: click.Parameter, value: Path | None
                ) -> Path | None:
     """``--init-from``: ``auto``, ``none`` or a checkpoint (:func:`check_checkpoint`)."""
-    return value if str(value) in (AUTO_BASE, "none") else check_checkpoint(ctx, param, value)
+    return value if str(value) in (AUTO_BASE, NO_BASE) else check_checkpoint(ctx, param, value)
 
 
 def check_seed_spec(ctx: click.Context, param: click.Parameter, value: str | None

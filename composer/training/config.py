@@ -145,6 +145,7 @@ def perplexity(loss: float) -> float:
 # 0.814, a wash; benchmarks/RECIPE.md, "Model size for the budget").
 BRIEF_CPU_MINUTES = 10.0
 AUTO_BASE = "auto"  # TrainRequest.init_from: start from BASE_MODEL where it fits
+NO_BASE = "none"  # TrainRequest.init_from: train from scratch
 BASE_MODEL = "default"  # the shipped model a CPU run starts from by default
 # A fine-tune given a time budget lays its schedule over at most this many passes over the
 # train split when they come first: a small corpus is learnt in a few passes and then

@@ -352,14 +352,14 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
                             f"corpus ({ckpt.event_config} vs {vocab})")
     weights = ckpt.model.state_dict()
     wanted = model_config or replace(ckpt.model_config, vocab_size=events.size)
-    if wanted != ckpt.model_config:
+    if wanted != ckpt.model_config:  # a resumed run keeps its model; a fine-tune may not
+        mismatch = TrainingError(f"{source} has model {ckpt.model_config}, not {wanted}")
+        if resume:
+            raise mismatch
         try:
-            if resume:
-                raise ModelError("a resumed run keeps its model")
             weights = transfer_weights(weights, ckpt.model_config, base, wanted, events)
         except ModelError:
-            raise TrainingError(f"{source} has model {ckpt.model_config}, not "
-                                f"{wanted}") from None
+            raise mismatch from None
     result.update(model_config=wanted, weights=weights,
                   base=ckpt.data.get("base") if resume else model_name(source))
     if resume:

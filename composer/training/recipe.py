@@ -29,6 +29,7 @@ from composer.training.config import (
     BASE_MODEL,
     BRIEF_CPU_MINUTES,
     FINE_TUNE_PASSES,
+    NO_BASE,
     NO_STEP_CAP,
     TrainConfig,
     TrainRequest,
@@ -64,7 +65,7 @@ def base_model(request: TrainRequest, events: Events) -> Path | None:
     or embedding size; a dropout may be given: a fine-tune takes it too) when its
     vocabulary fits ``events`` (:func:`~composer.model.transfer.transferable`), else None."""
     r = request
-    if r.init_from in (None, "none") or (r.resume and r.init_from == AUTO_BASE):
+    if r.init_from in (None, NO_BASE) or (r.resume and r.init_from == AUTO_BASE):
         return None
     if r.init_from != AUTO_BASE:  # a shipped model's name, or a training folder's best
         return resolve_checkpoint_path(find_checkpoint(r.init_from))[0]
@@ -145,15 +146,18 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
                          train_events=train_events, device=r.device,
                          max_passes=None if init_from is None else FINE_TUNE_PASSES)
     model_config = None
-    if not r.resume:  # a fine-tune keeps the base's sizes, with the corpus's own controls
-        model_config = choose_model(r.preset, r.device, corpus.events.size,
-                                    run.minutes if run else 0.0, **r.sizes) \
-            if init_from is None else read_configs(init_from)[0]
-        spec = choose_spec(r.controls, corpus.events, corpus.paths)
-        dropout = r.sizes.get("dropout")
-        model_config = dataclasses.replace(
-            model_config, vocab_size=corpus.events.size, controls=spec,
-            dropout=model_config.dropout if dropout is None else dropout)
+    if not r.resume:
+        if init_from is None:
+            model_config = choose_model(r.preset, r.device, corpus.events.size,
+                                        run.minutes if run else 0.0, **r.sizes)
+        else:  # a fine-tune keeps the base's sizes; a dropout given applies
+            base = read_configs(init_from)[0]
+            dropout = r.sizes.get("dropout")
+            model_config = dataclasses.replace(
+                base, dropout=base.dropout if dropout is None else dropout)
+        model_config = dataclasses.replace(  # the corpus's own vocabulary and controls
+            model_config, vocab_size=corpus.events.size,
+            controls=choose_spec(r.controls, corpus.events, corpus.paths))
     threads = r.threads
     if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
