@@ -8,10 +8,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from time import time_ns
 
 import numpy as np
+import pytest
 from helpers import write_tune
 
+from composer.corpus import _walk, scan
 from composer.corpus.cache import Corpus
 from composer.corpus.prepare import prepare
 
@@ -64,10 +67,13 @@ def test_cache_written_by_the_size_mtime_format_is_re_read(tmp_path):
     assert c.sequence(0).tolist() == Corpus.open(fresh).sequence(0).tolist()
 
 
-def test_a_warm_prepare_stats_files_and_reads_none(tmp_path, monkeypatch):
+@pytest.mark.parametrize("walk", ["c", "python"])
+def test_a_warm_prepare_stats_files_and_reads_none(tmp_path, monkeypatch, walk):
     import composer.corpus.scan as scan
 
     monkeypatch.setattr(scan, "RACY_NS", 0)  # trust stats at once (no 2 s wait)
+    if walk == "python":  # as where the C walk is not built
+        monkeypatch.setattr(scan, "_walk_stat_keys", None)
     src = tmp_path / "midi"
     src.mkdir()
     write_tune(src / "a.mid", [60, 62, 64])
@@ -113,3 +119,60 @@ def test_the_manifest_is_the_json_of_its_records(tmp_path):
         write_tune(src / added, [70, 72])
     assert manifest["files"]["broken.mid"]["reason"]
     assert manifest["files"]["c.mid"]["events"] > 0
+
+
+def _walked(root: Path, edge_ns: int) -> dict[str, tuple] | None:
+    """The C walk's records as path -> (device, inode, size, mtime ns, ctime ns)."""
+    walked = _walk.stat_keys(str(root), scan._SUFFIX_BYTES, edge_ns)
+    if walked is None:
+        return None
+    count, blob = walked
+    out, at = {}, 0
+    while at < len(blob):
+        end = blob.index(b"\0", at)
+        out[blob[at:end].decode("utf-8", "surrogateescape")] = tuple(
+            np.frombuffer(blob, np.int64, 5, end + 1).tolist())
+        at = end + 1 + 40
+    assert len(out) == count and list(out) == sorted(out, key=os.fsencode)
+    return out
+
+
+def test_the_c_walk_finds_the_files_scan_stat_finds_with_their_keys(tmp_path):
+    src = tmp_path / "midi"
+    for rel in ("a.mid", "B.MID", "sub/c.midi", "sub/deeper/d.Kar", "é/曲.mid", "z.smf"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_tune(src / rel, [60, 62])
+    (src / "notes.txt").write_text("not MIDI")
+    (src / ".hidden").mkdir()
+    write_tune(src / ".hidden" / "skipped.mid", [60])
+    write_tune(src / ".dot.mid", [60])
+    os.symlink(src / "sub", src / "linked")  # a link to a folder: not followed
+    os.symlink(src / "a.mid", src / "alias.mid")  # a link to a file: stat'ed through it
+    walked = _walked(src, time_ns())
+    stats = scan.scan_stat(src)
+    assert walked is not None and set(walked) == set(stats)
+    assert "sub/deeper/d.Kar" in walked and "é/曲.mid" in walked
+    for rel, st in stats.items():
+        assert walked[rel] == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                               st.st_ctime_ns)
+    _same_size_edit(src / "a.mid", [61, 63])  # size and mtime kept: the ctime tells
+    again = _walked(src, time_ns())
+    assert again["a.mid"] != walked["a.mid"] and again["B.MID"] == walked["B.MID"]
+
+
+def test_the_c_walk_declines_what_it_cannot_vouch_for(tmp_path):
+    src = tmp_path / "midi"
+    src.mkdir()
+    write_tune(src / "a.mid", [60, 62])
+    now = time_ns()
+    assert _walked(src, now) is not None
+    assert _walked(src, now - 10**12) is None  # a file newer than the edge: not trusted
+    assert _walked(tmp_path / "missing", now) is None
+    (tmp_path / "empty").mkdir()
+    assert _walked(tmp_path / "empty", now) is None  # no file: the scan says so
+    kelvin = src / "b.\u212aAR"  # str.lower() reads it as "b.kar": scan_stat takes it
+    write_tune(kelvin, [60])
+    assert "b.\u212aAR" in scan.scan_stat(src) and _walked(src, time_ns()) is None
+    kelvin.unlink()
+    os.symlink(tmp_path / "empty", src / "folder.mid")  # a MIDI name that is no file
+    assert _walked(src, time_ns()) is None

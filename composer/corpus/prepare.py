@@ -24,7 +24,8 @@ tokens.npy and index.npy: a cache whose files do not match is refused by ``Corpu
 A file is read again only when its stat key changed since it was hashed
 (:func:`~composer.corpus.scan.trusted_stats`: ``touch``, ``cp -p``, ``rsync -a`` and tar can
 set an mtime back, never a ctime); a prepare whose every key is as last time reads no file
-at all (corpus.json's ``stat_scan``). A changed key means the file is hashed as before, and
+at all (corpus.json's ``stat_scan``), and where the C walk is built (``_walk.c``) builds no
+Python object a file either. A changed key means the file is hashed as before, and
 only parsed if its contents are new (a touched or renamed file is not).
 
 ``Corpus.open(cache_dir)`` reads it back without loading the tokens into memory. Files are
@@ -40,7 +41,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,7 @@ from composer.corpus.scan import (
     packed_stats,
     scan_stat,
     trusted_stats,
+    walked_stats,
 )
 from composer.midi.io import MIDI_SUFFIXES
 from composer.tokens.vocab import CHOICES
@@ -97,25 +99,20 @@ def prepare(midi_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     """
     config = config or CorpusConfig()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(midi_dir)
-    scanned_ns = time.time_ns()
-    stats = scan_stat(midi_dir)
-    if not stats:
-        raise ComposerError(f"no MIDI files found in {display_name(os.fspath(midi_dir))} "
-                            f"(looked for {' '.join(MIDI_SUFFIXES)})")
+    look = _Look.of(midi_dir)
     with locked_folder(cache):
         meta = _read_meta(cache)
         if config.vocabulary != "auto":
-            report = _prepare_locked(midi_dir, cache, config, stats, scanned_ns, meta, workers,
-                                     progress)
+            report = _prepare_locked(look, cache, config, meta, workers, progress)
             report.why = f"{config.vocabulary} (as asked)"
             return report
         guess = _last_choice(meta)
-        report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=guess), stats,
-                                 scanned_ns, meta, workers, progress)
+        report = _prepare_locked(look, cache, replace(config, vocabulary=guess), meta, workers,
+                                 progress)
         kind, why = choose_vocabulary(*report.grid, config.notes.steps_per_quarter)
         if kind != guess:
-            report = _prepare_locked(midi_dir, cache, replace(config, vocabulary=kind), stats,
-                                     scanned_ns, _read_meta(cache), workers, progress)
+            report = _prepare_locked(look, cache, replace(config, vocabulary=kind),
+                                     _read_meta(cache), workers, progress)
         report.why = f"{kind} ({why})"
         return report
 
@@ -138,18 +135,59 @@ def _last_choice(meta: dict | None) -> str:
     return kind if kind in CHOICES[:2] else "notes"
 
 
-def _prepare_locked(midi_dir: str | os.PathLike, cache: Path, config: CorpusConfig,
-                    stats: dict[str, os.stat_result | OSError], scanned_ns: int,
-                    meta: dict | None, workers: int | None,
+@dataclass
+class _Look:
+    """What a prepare saw of the folder: when it looked, the C walk's stat keys (None where
+    it is not built or declined) and, once needed, every file's stat (:func:`scan_stat`)."""
+
+    midi_dir: str | os.PathLike
+    scanned_ns: int
+    walked: tuple[int, bytes] | None
+    _stats: dict[str, os.stat_result | OSError] | None = None
+
+    @classmethod
+    def of(cls, midi_dir: str | os.PathLike) -> _Look:
+        scanned_ns = time.time_ns()
+        look = cls(midi_dir, scanned_ns, walked_stats(midi_dir, scanned_ns))
+        if look.walked is None:
+            look.stats()  # scanned now: a folder without MIDI files fails here
+        return look
+
+    def stats(self) -> dict[str, os.stat_result | OSError]:
+        """Relative path -> stat (or OSError) of every MIDI file, scanned the first time.
+        After the walk this comes later than the walk's keys, never earlier: a file changed
+        in between is hashed as it is now and keyed as it was, so it is read again next
+        time (the other order would key old contents by a new stat)."""
+        if self._stats is None:
+            self._stats = scan_stat(self.midi_dir)
+            if not self._stats:
+                raise ComposerError(f"no MIDI files found in "
+                                    f"{display_name(os.fspath(self.midi_dir))} "
+                                    f"(looked for {' '.join(MIDI_SUFFIXES)})")
+        return self._stats
+
+    def stamp(self, config: CorpusConfig) -> tuple[str | None, int]:
+        """(the hash of every file's stat key under ``config``, None when some file is not
+        trusted; the number of files): corpus.json's ``stat_scan``."""
+        if self.walked is not None:
+            return _digest(f"{config.to_dict()}\n", self.walked[1]), self.walked[0]
+        stats = self.stats()
+        paths = sorted(stats)
+        keys = packed_stats(stats, paths, self.scanned_ns)
+        return None if keys is None else _digest(
+            f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n", keys), len(paths)
+
+
+def _prepare_locked(look: _Look, cache: Path, config: CorpusConfig, meta: dict | None,
+                    workers: int | None,
                     progress: Callable[[int, int], None] | None) -> PrepareReport:
     """:func:`prepare` once the cache's lock is held (``meta``: its corpus.json as read)."""
-    paths = sorted(stats)
-    keys = packed_stats(stats, paths, scanned_ns)
-    stat_stamp = None if keys is None else _digest(
-        f"{config.to_dict()}\n" + "\n".join(paths) + "\n\n", keys)
-    unchanged = _unchanged(cache, meta, stat_stamp, len(paths))
+    stat_stamp, found = look.stamp(config)
+    unchanged = _unchanged(cache, meta, stat_stamp, found)
     if unchanged:
         return unchanged  # fast path: no file was added, removed or changed (by its stat)
+    midi_dir, stats, scanned_ns = look.midi_dir, look.stats(), look.scanned_ns
+    paths = sorted(stats)
     trusted = trusted_stats(stats, scanned_ns)
     manifest = read_manifest(cache, config)
     old = manifest["files"]
