@@ -13,6 +13,8 @@ from time import time_ns
 import numpy as np
 import pytest
 from helpers import write_tune
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from composer.corpus import _walk, scan
 from composer.corpus.cache import Corpus
@@ -176,3 +178,32 @@ def test_the_c_walk_declines_what_it_cannot_vouch_for(tmp_path):
     kelvin.unlink()
     os.symlink(tmp_path / "empty", src / "folder.mid")  # a MIDI name that is no file
     assert _walked(src, time_ns()) is None
+
+
+_NAME = hs.text(hs.sampled_from("aZé曲._-"), min_size=1, max_size=6).filter(
+    lambda name: name.strip("."))  # not "." or "..": the tree stays in its folder
+_SUFFIX = hs.sampled_from(["", ".mid", ".MID", ".Midi", ".kar", ".txt", ".smf", ".rmi", ".mi"])
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hs.lists(hs.tuples(hs.lists(_NAME, max_size=2), _NAME, _SUFFIX), min_size=1,
+                max_size=12))
+def test_the_c_walk_and_scan_stat_agree_on_any_tree(tmp_path_factory, entries):
+    """Random trees of names (dots, case, non-ASCII, nesting): the C walk keys exactly the
+    files scan_stat finds, or declines where scan_stat finds none."""
+    src = tmp_path_factory.mktemp("tree")
+    for folders, stem, suffix in entries:
+        path = src.joinpath(*folders, stem + suffix)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_bytes(b"MThd")
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue  # a name taken by a file and a folder at once
+    stats = scan.scan_stat(src)
+    walked = _walked(src, time_ns() + 10**12)
+    if not stats:
+        assert walked is None
+    else:
+        assert walked is not None and set(walked) == set(stats)
