@@ -135,8 +135,8 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
         Path("checkpoints") / Path(r.source).resolve().name
     init_from = base_model(r, corpus.events)
     if init_from is not None and cb.plan and r.init_from == AUTO_BASE:
-        cb.plan(f"Fine-tuning the shipped model {BASE_MODEL!r} (--init-from none: from "
-                "scratch)")
+        cb.plan(f"Fine-tuning the shipped model {BASE_MODEL!r} (--init-from none trains "
+                "from scratch)")
     run: TrainConfig | None = r.config
     if r.resume and r.steps is None and r.epochs is None and r.minutes is None:
         run = None  # the saved run's own length and budget
