@@ -47,10 +47,22 @@ def test_keys_round_trip_and_draw_by_their_shares():
     assert d["shares"] == {"D major": 0.25, "G major": 0.5, "A minor": 0.25}
     assert Keys.from_dict(json.loads(json.dumps(d))) == keys
     assert Keys.from_dict(None) is None and Guards.from_dict({}).keys is None
-    drawn = [keys.draw(np.random.default_rng(i)) for i in range(400)]
+    drawn = keys_of_rows(keys, np.array([], np.int64), 400, 0)  # unseeded: by the shares
     assert set(drawn) == {7, 2, 21} and 0.4 < drawn.count(7) / 400 < 0.6
-    assert keys.of_pitches(np.array(C_MAJOR_SCALE[:5])) is None  # too few notes
-    assert key_name(keys.of_pitches(np.array(C_MAJOR_SCALE * 2 + [60, 67]))) == "C major"
+    assert np.array_equal(keys.posterior(np.array([], np.int64)), shares)
+
+
+def test_a_seed_leans_toward_the_keys_it_fits_and_a_long_one_settles_its_own():
+    major = np.array([9, .1, 5, .1, 6, 4, .5, 8, .1, 5, .2, 3])
+    minor = np.array([9, .1, 5, 6, .1, 4, .5, 8, 4, .1, 4, .5])
+    shares = np.zeros(24)
+    shares[[7, 2, 21]] = [0.5, 0.25, 0.25]  # G major, D major, A minor
+    keys = Keys(tuple(shares), (tuple(major / major.sum()), tuple(minor / minor.sum())),
+                (55, 79))
+    few = keys.posterior(np.array([62, 66, 69]))  # D, F#, A: D major's triad
+    assert few[2] > 0.5 > shares[2] and few[[7, 2, 21]].sum() > 0.9  # still the corpus's keys
+    c_major = np.array(C_MAJOR_SCALE * 2 + [60, 64, 67] * 16)  # a key the corpus never plays
+    assert keys.posterior(c_major)[0] > 0.99 and keys_of_rows(keys, c_major, 3, 0) == [0, 0, 0]
 
 
 def test_penalties_spare_the_seven_most_played_classes():
@@ -59,10 +71,7 @@ def test_penalties_spare_the_seven_most_played_classes():
     pen = key_penalties(keys, 2)  # D major: the profile moved up a tone
     assert (pen[[2, 4, 6, 7, 9, 11, 1]] == 0).all()
     assert pen[8] == pytest.approx(np.log(0.5 / 3)) and pen[3] < pen[8] < 0  # G# rarer
-    # a seed of enough notes sets every row's key; else each row draws its own
-    assert keys_of_rows(keys, np.array(C_MAJOR_SCALE * 4), 3, 0) == [0, 0, 0]
-    assert keys_of_rows(keys, np.array(C_MAJOR_SCALE * 2), 3, 0) is None  # too few to tell
-    assert keys_of_rows(keys, np.array([], np.int64), 2, 0) == [0, 0]
+    assert keys_of_rows(keys, np.array([], np.int64), 2, 0) == [0, 0]  # its only key
 
 
 @pytest.fixture(scope="module")

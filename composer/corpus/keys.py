@@ -29,7 +29,11 @@ from composer.tokens.vocab import Events
 MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
 MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
 TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-MIN_NOTES = 8  # fewer notes than this tell no key
+MIN_NOTES = 8  # a train piece with fewer notes tells no key
+FLOOR = 1e-4  # pitch-class shares below this count as this (a class the corpus never plays)
+# Of a seeded piece's prior over keys, this share is spread evenly over the 24: a seed in a
+# key the corpus never plays can keep its key.
+PRIOR_SPREAD = 0.05
 
 
 def style_labels(paths: Sequence[str]) -> tuple[str, ...]:
@@ -73,16 +77,21 @@ class Keys:
         """(12,) the pitch-class shares of ``key`` as the corpus spreads its mode."""
         return np.roll(np.asarray(self.profiles[key // 12], np.float64), key % 12)
 
-    def draw(self, rng: np.random.Generator) -> int:
-        """A key drawn by the corpus's shares."""
-        p = np.asarray(self.shares, np.float64)
-        return int(rng.choice(24, p=p / p.sum()))
-
-    def of_pitches(self, pitches: np.ndarray) -> int | None:
-        """The key of these pitches (None: fewer than MIN_NOTES)."""
-        if len(pitches) < MIN_NOTES:
-            return None
-        return int(best_keys(np.bincount(np.asarray(pitches) % 12, minlength=12)[None])[0])
+    def posterior(self, pitches: np.ndarray) -> np.ndarray:
+        """(24,) how likely each key is given these pitches (a seed's notes): the corpus's
+        shares as the prior (once there are notes, PRIOR_SPREAD of it spread evenly), each
+        note as likely as its key's profile makes its pitch class. No notes: the shares; a
+        few notes lean toward the corpus's keys they fit; a few dozen settle their key."""
+        prior = np.asarray(self.shares, np.float64)
+        prior = prior / prior.sum()  # (24,)
+        if not len(pitches):
+            return prior
+        prior = (1 - PRIOR_SPREAD) * prior + PRIOR_SPREAD / 24
+        counts = np.bincount(np.asarray(pitches, np.int64) % 12, minlength=12)  # (12,)
+        profiles = np.stack([self.profile(k) for k in range(24)])  # (24, 12)
+        log_p = np.log(prior) + np.log(np.maximum(profiles, FLOOR)) @ counts  # (24,)
+        p = np.exp(log_p - log_p.max())
+        return p / p.sum()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: shares by key name, the two profiles, the opening pitches (numbers to

@@ -2,15 +2,17 @@
 processors built once the seed is known (beside :class:`~composer.generation.processors.
 Steering`, which holds an *asked* key).
 
-- :class:`KeyHold`: each row has a key (the seed's when it holds enough notes, else one
-  drawn from the training corpus's keys by their shares, from the row's own rng seed); a
-  note start whose pitch class the corpus rarely plays in that key loses
-  ``key_hold * log(share / in-key share)`` nats, where a pitch class's share is the corpus's
-  in that mode and the in-key share is the seventh largest (the seven most played pitch
-  classes lose nothing). Trained on short windows with transposition augmentation, a model
-  starts an unseeded piece in any of the augmented keys and wanders out of it (issue 23:
-  20 unseeded pieces of a 4-minute model, pitch-class overlap with the corpus 0.60, after
-  the best transposition 0.83); held, a piece keeps a key of the corpus's.
+- :class:`KeyHold`: each row has a key, drawn from the row's own rng seed by how likely
+  each key is given the seed's notes (:meth:`~composer.corpus.keys.Keys.posterior`: an
+  unseeded piece by the training corpus's shares of its keys; a seed of a few notes leans
+  toward the corpus's keys they fit; a long seed settles its own key); a note start whose
+  pitch class the corpus rarely plays in that key loses ``key_hold * log(share / in-key
+  share)`` nats, where a pitch class's share is the corpus's in that mode and the in-key
+  share is the seventh largest (the seven most played pitch classes lose nothing). Trained
+  on short windows with transposition augmentation, a model starts an unseeded piece in any
+  of the augmented keys and wanders out of it (issue 23: 20 unseeded pieces of a 4-minute
+  model, pitch-class overlap with the corpus 0.60, after the best transposition 0.83);
+  held, a piece keeps a key of the corpus's.
 - :class:`OpeningRange`: at an unseeded row's first onset (the first note and the chord it
   begins), starts outside the pitches the corpus's pieces sound at their first onsets are
   masked (no piece opens with a stray note far below the corpus's range).
@@ -27,15 +29,11 @@ import numpy as np
 import torch
 
 from composer.corpus.facts import Guards
-from composer.corpus.keys import Keys
+from composer.corpus.keys import FLOOR, Keys
 from composer.generation.processors import INF
 from composer.generation.track import Track, Tracker
 
-FLOOR = 1e-4  # shares below this count as this (a pitch class the corpus never plays)
 IN_KEY = 7  # the most played pitch classes of a key that lose nothing
-SEED_NOTES = 24  # a seed with fewer notes is continued without a held key (measured: held
-#                  from the first 4 s of Essen tunes, 8-12 notes, the key estimate was often
-#                  wrong: seeded overlap 0.732 -> 0.693)
 
 
 class KeyHold:
@@ -75,17 +73,14 @@ def key_penalties(keys: Keys, key: int) -> np.ndarray:
     return np.minimum(0.0, np.log(share / in_key))
 
 
-def keys_of_rows(keys: Keys, seed_pitches: np.ndarray, num: int, rng_seed: int
-                 ) -> list[int] | None:
-    """Each row's key: the seed's (all rows) when it has SEED_NOTES notes or more; none
-    (None) when it has fewer, which tell no key reliably (a few bars of a modal tune); for
-    a seed without notes, drawn per row from the corpus's shares with the row's rng seed
-    (``rng_seed + i``)."""
-    if len(seed_pitches) >= SEED_NOTES:
-        return [keys.of_pitches(seed_pitches)] * num
-    if len(seed_pitches):
-        return None
-    return [keys.draw(np.random.default_rng(rng_seed + i)) for i in range(num)]
+def keys_of_rows(keys: Keys, seed_pitches: np.ndarray, num: int, rng_seed: int) -> list[int]:
+    """Each row's key, drawn from :meth:`Keys.posterior` given the seed's pitches with the
+    row's rng seed (``rng_seed + i``). (Held only from a seed of 24 notes or more, as it was,
+    a seed of a few seconds of slow polyphony, 2-8 notes, was continued with no key: 4 s
+    seeds of the Palestrina test pieces, 5 continuations each, overlapped their own piece's
+    pitch classes 0.64; drawn from the posterior 0.77, and Essen's 0.73 -> 0.75.)"""
+    p = keys.posterior(seed_pitches)  # (24,)
+    return [int(np.random.default_rng(rng_seed + i).choice(24, p=p)) for i in range(num)]
 
 
 def keys_for(guards: Guards, plan: Any, spec: Any) -> Keys | None:
@@ -118,10 +113,8 @@ def key_processors(keys: Keys | None, tracker: Tracker, config: Any, seed: np.nd
     in_seed = (seed >= starts.start) & (seed < starts.stop)
     seed_pitches = pitches[seed[in_seed] - starts.start]  # (M,)
     out: list[Any] = []
-    chosen = None
     if config.key_hold > 0 and not asked_key:
         chosen = keys_of_rows(keys, seed_pitches, num, rng_seed)
-    if chosen is not None:
         bias = np.stack([key_penalties(keys, k)[pitches % 12] for k in chosen])  # (B, P)
         out.append(KeyHold(tracker, torch.as_tensor(config.key_hold * bias,
                                                     dtype=torch.float32, device=tracker.device)))
