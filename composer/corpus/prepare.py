@@ -156,8 +156,8 @@ class _Look:
     def stats(self) -> dict[str, os.stat_result | OSError]:
         """Relative path -> stat (or OSError) of every MIDI file, scanned the first time.
         After the walk this comes later than the walk's keys, never earlier: a file changed
-        in between is hashed as it is now and keyed as it was, so it is read again next
-        time (the other order would key old contents by a new stat)."""
+        in between is hashed as it is now while the stamp keeps its old stat, so the next
+        prepare looks again (the other order could stamp a new stat over old contents)."""
         if self._stats is None:
             self._stats = scan_stat(self.midi_dir)
             if not self._stats:
