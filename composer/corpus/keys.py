@@ -88,7 +88,7 @@ class Keys:
             return prior
         prior = (1 - PRIOR_SPREAD) * prior + PRIOR_SPREAD / 24
         counts = np.bincount(np.asarray(pitches, np.int64) % 12, minlength=12)  # (12,)
-        profiles = np.stack([self.profile(k) for k in range(24)])  # (24, 12)
+        profiles = _rotations(np.asarray(self.profiles, np.float64))  # (24, 12)
         log_p = np.log(prior) + np.log(np.maximum(profiles, FLOOR)) @ counts  # (24,)
         p = np.exp(log_p - log_p.max())
         return p / p.sum()
