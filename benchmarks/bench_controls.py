@@ -109,7 +109,7 @@ class Bench:
     """A checkpoint, its corpus and the generation settings shared by every request."""
 
     def __init__(self, checkpoint: str, corpus: str, pieces: int, seconds: float,
-                 rng_seed: int, engine: str, steer: bool = True) -> None:
+                 rng_seed: int, engine: str, steer: bool = True, recall: bool = True) -> None:
         self.ckpt = load_checkpoint(find_checkpoint(checkpoint))
         self.events, self.spec = self.ckpt.events, self.ckpt.model_config.controls
         kind = self.events.kind  # a MIDI folder is prepared with the model's vocabulary
@@ -120,7 +120,7 @@ class Bench:
         self.clock = clock_from(self.ckpt.data.get("tempo"))
         self.guards = Guards.from_dict(self.ckpt.data.get("guards"))
         self.pieces, self.seconds, self.rng_seed, self.engine = pieces, seconds, rng_seed, engine
-        self.steer = steer
+        self.steer, self.recall = steer, recall
         self.checkpoint = checkpoint
         rng = np.random.default_rng(0)
         files = np.arange(len(self.corpus.paths))
@@ -135,7 +135,7 @@ class Bench:
     def config(self, **extra) -> SampleConfig:
         gains = {} if self.steer else {"density_gain": 0.0, "scale_penalty": 0.0}
         return SampleConfig(seconds=self.seconds, max_num=max(64, self.pieces), **gains,
-                            **extra)
+                            recall=self.recall, **extra)
 
     def generate(self, flags: dict | None = None, segments: list | None = None, **extra):
         """``pieces`` continuations under control ``flags`` or a plan of ``segments`` (none:
@@ -276,16 +276,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--instruments", default=";".join(ENSEMBLES),
                     help="ensembles separated by ';'")
     ap.add_argument("--no-steer", dest="steer", action="store_false")
+    ap.add_argument("--no-recall", dest="recall", action="store_false",
+                    help="the model alone, without its recall")
     ap.add_argument("--rng-seed", type=int, default=0)
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     b = Bench(args.checkpoint, args.corpus, args.pieces, args.seconds, args.rng_seed,
-              args.engine, args.steer)
+              args.engine, args.steer, args.recall)
     if not b.spec.width:
         sys.exit(f"{args.checkpoint}: the model was trained without controls")
     result: dict = {"checkpoint": args.checkpoint, "pieces": args.pieces,
-                    "seconds": args.seconds, "steer": args.steer,
+                    "seconds": args.seconds, "steer": args.steer, "recall": args.recall,
                     "controls": b.spec.to_dict(), "load": os.getloadavg()}
     if "density" in b.spec.names:
         result["density"] = density_table(b, [float(d) for d in args.densities.split(",")])

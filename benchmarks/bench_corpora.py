@@ -10,7 +10,8 @@ prepared in the model's vocabulary, its test split scored by
 :func:`composer.evaluation.likelihood.evaluate_model` (2,048-event windows), and the
 Kneser-Ney 5-gram and unigram fitted on its train split in the same run. Prints a table of
 nats/event and nats/note and the LSTM's ratio to the 5-gram (the shipped default's model
-card figures).
+card figures); the LSTM as generation uses it (with its recall, when it has one), and the
+model alone beside it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> None:
     key = "notes" if ev.is_notes else "events"
     config = CorpusConfig(vocabulary=ev.kind, **{key: ev.config}, **ckpt.data.get("splits", {}))
     print("| corpus (style) | test files (notes) | LSTM nats/event | LSTM nats/note | "
-          "5-gram nats/note | unigram nats/note | LSTM / 5-gram |\n|---|---|---|---|---|---|---|")
+          "model alone nats/note | 5-gram nats/note | unigram nats/note | LSTM / 5-gram |\n"
+          "|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for style in styles:
             folder = Path(tmp) / style / style
@@ -49,8 +51,10 @@ def main() -> None:
             r = evaluate_model(path, cache, "test", train_corpus=cache, device="cpu")
             m = r["models"]
             lstm, ngram, uni = m["LSTM"], m["5-gram KN"], m["unigram"]
+            alone = m.get("LSTM alone", lstm)
             print(f"| {style} | {r['files']} ({r['notes']:,}) | {lstm['loss']:.4f} | "
-                  f"**{lstm['nll_per_note']:.3f}** | {ngram['nll_per_note']:.3f} | "
+                  f"**{lstm['nll_per_note']:.3f}** | {alone['nll_per_note']:.3f} | "
+                  f"{ngram['nll_per_note']:.3f} | "
                   f"{uni['nll_per_note']:.3f} | "
                   f"{lstm['nll_per_note'] / ngram['nll_per_note']:.2f} |", flush=True)
 

@@ -118,7 +118,13 @@ def nll_run(checkpoint: Path) -> dict[str, Any]:
     keep = ("loss", "nll_per_note", "nll_per_second", "events")
     return {"window": EVAL_WINDOW, "files": res["files"], "notes": res["notes"],
             "seconds": res["seconds"],
-            **{name.split()[0]: {k: r[k] for k in keep} for name, r in res["models"].items()}}
+            **{_key(name): {k: r[k] for k in keep} for name, r in res["models"].items()}}
+
+
+def _key(model: str) -> str:
+    """A results key of one of evaluate's models: "LSTM" (with its recall, when it has
+    one), "LSTM-alone" (without it), "5-gram", "unigram"."""
+    return "LSTM-alone" if model == "LSTM alone" else model.split()[0]
 
 
 def music_summary(generated: list, reference: list) -> dict[str, Any]:
@@ -239,7 +245,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     lines = ["| corpus | recipe | min | steps | tokens | tokens/s (loop) | wall s "
              "| load before/after "
              "| LSTM /event | /note | /s | 5-gram /event | /note | /s | vs 5-gram /event "
-             "| /note |", "|" + " --- |" * 16]
+             "| /note | LSTM alone /note |", "|" + " --- |" * 17]
     for r in records:
         t, e = r["train"], r["test"]
         lstm, kn = e["LSTM"], e["5-gram"]
@@ -251,7 +257,8 @@ def format_tables(records: list[dict[str, Any]]) -> str:
             f"| {_f(lstm['loss'])} | {_f(lstm['nll_per_note'])} | {_f(lstm['nll_per_second'], 2)} "
             f"| {_f(kn['loss'])} | {_f(kn['nll_per_note'])} | {_f(kn['nll_per_second'], 2)} "
             f"| {_pct(lstm['loss'], kn['loss']):+.0f}% "
-            f"| {_pct(lstm['nll_per_note'], kn['nll_per_note']):+.0f}% |")
+            f"| {_pct(lstm['nll_per_note'], kn['nll_per_note']):+.0f}% "
+            f"| {_f(e.get('LSTM-alone', lstm)['nll_per_note'])} |")
     lines += ["", "Music statistics of the generated pieces against the corpus: overlap "
               "(1 = spread like the corpus); scalars as generated / corpus mean.", "",
               "| corpus | recipe | min | set | " + " | ".join(s for _, s in FEATURES)

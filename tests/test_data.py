@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from composer.core.messages import ComposerError
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
+from composer.model.lstm import IGNORE_INDEX
 from composer.tokens.performance import (
     NOTE_OFF,
     NOTE_ON,
@@ -25,7 +26,7 @@ from composer.tokens.performance import (
 )
 from composer.training.augment import augment_tokens, transpose_range
 from composer.training.config import AugmentConfig, DataError
-from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
+from composer.training.data import WindowSampler, eval_batches
 
 T, B = 32, 16  # small windows keep the tests fast
 

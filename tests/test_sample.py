@@ -89,14 +89,14 @@ def bach_seed() -> np.ndarray:
 
 @pytest.mark.parametrize("engine", ["plain", "fused"])
 def test_seed_sets_state_and_prefix_runs_once(model, bach_seed, engine, monkeypatch):
-    forward, long_calls = ComposerLSTM.forward, []
+    features, long_calls = ComposerLSTM.features, []
 
-    def counting(self, tokens, state=None):
+    def counting(self, tokens, state=None, controls=None):
         if tokens.shape[1] > 1:
             long_calls.append(tokens.shape)
-        return forward(self, tokens, state)
+        return features(self, tokens, state, controls)
 
-    monkeypatch.setattr(ComposerLSTM, "forward", counting)
+    monkeypatch.setattr(ComposerLSTM, "features", counting)
     gen = generate(model, EC, bach_seed, 3, SampleConfig(events=40), rng_seed=1,
                    engine=engine, keep_logits=True)
     assert long_calls == [(1, len(bach_seed))]  # the seed, once, never again
@@ -119,7 +119,7 @@ def test_a_short_seed_skips_onednn_and_reads_the_same(model, bach_seed):
             tokens = torch.as_tensor(bach_seed[None, :n])
             with torch.no_grad():
                 ref, (h0, c0) = model(tokens)
-                logits, (h, c) = prime(model, tokens)
+                logits, (h, c), _ = prime(model, tokens)
             assert seen[-1] == (was and n >= ONEDNN_FROM)
             assert torch.backends.mkldnn.enabled == was
             assert torch.allclose(logits, ref, atol=1e-5) and torch.allclose(h, h0, atol=1e-5)
@@ -134,17 +134,17 @@ def test_a_short_seed_is_read_by_the_stepper(model, bach_seed, n, monkeypatch):
     stepper, every row at once, with no forward of the model (whose fp32 weights cost more
     to read than the steps take); a longer one by one forward. Either way the first draw's
     logits are the forward's, and the plain path always reads it by the forward."""
-    forward, calls = ComposerLSTM.forward, []
+    features, calls = ComposerLSTM.features, []
 
     def counting(self, tokens, state=None, controls=None):
         if tokens.shape[0] == 1:  # the seed's read (steps are of all 3 rows)
             calls.append(tuple(tokens.shape))
-        return forward(self, tokens, state, controls)
+        return features(self, tokens, state, controls)
 
     seed = bach_seed[:n]
     with torch.no_grad():
         ref = model(torch.as_tensor(seed[None]))[0][0, -1]  # (V,)
-    monkeypatch.setattr(ComposerLSTM, "forward", counting)
+    monkeypatch.setattr(ComposerLSTM, "features", counting)
     for engine in ("fused", "plain"):
         calls.clear()
         gen = generate(model, EC, seed, 3, SampleConfig(events=16), rng_seed=1,

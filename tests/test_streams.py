@@ -12,8 +12,8 @@ from helpers import copy_chorales
 from composer.controls.features import ControlSpec, corpus_controls
 from composer.corpus.cache import Corpus, CorpusConfig
 from composer.corpus.prepare import prepare
+from composer.model.lstm import IGNORE_INDEX
 from composer.training.config import AugmentConfig, DataError
-from composer.training.data import IGNORE_INDEX
 from composer.training.streams import StreamSampler, carry
 
 

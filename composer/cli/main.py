@@ -52,6 +52,7 @@ from composer.cli.report import (
     prepared_line,
     train_count,
     train_postfix,
+    train_summary,
 )
 from composer.cli.serve import serve
 from composer.core import bounds
@@ -233,11 +234,7 @@ def train(quiet: bool, **flags: Any) -> None:
         ingest.close()
         bar.close()
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
-        click.echo(f"Stopped ({result.stopped}) at step {result.step:,}; best validation "
-                   f"loss {result.best_valid_loss:.4f} nats/event; {result.skipped_steps} "
-                   "steps skipped as non-finite.")
-        click.echo(f"Checkpoints: {result.out_dir / 'best'} (best), "
-                   f"{result.out_dir / 'latest'} (latest)")
+        click.echo(train_summary(result))
     if result.stopped == "interrupted":
         raise click.exceptions.Exit(INTERRUPTED)
 
@@ -301,6 +298,10 @@ def train_request(flags: dict[str, Any]) -> TrainRequest:
 @click.option("--top-p", type=bounded(bounds.TOP_P), default=default(SAMPLE, "top_p"),
               show_default=True, help="Draw only among the most likely events holding P of "
                                       "the probability (1: off).")
+@click.option("--recall/--no-recall", default=default(SAMPLE, "recall"), show_default=True,
+              help="Mix in what the piece so far recalls (the events that followed its "
+                   "moments most like this one), as the model was scored; models fitted "
+                   "with recall only (`composer info` says); off when a density is asked.")
 @click.option("--max-silence", type=bounded(bounds.SECONDS),
               default=default(SAMPLE, "max_silence_seconds"),
               show_default=True, help="Longest silence (seconds) a continuation may hold.")
@@ -393,6 +394,7 @@ def generate_request(flags: dict[str, Any]) -> GenerateRequest:
                           max_silence_seconds=f["max_silence"], events=f["events"],
                           max_num=f["max_num"], max_seconds=f["max_length"],
                           max_polyphony=f["max_polyphony"], max_note_seconds=f["max_note"],
+                          recall=f["recall"],
                           **({} if f["length"] is None else {"seconds": f["length"]}))
     path = (lambda p: None if p is None else str(p))  # noqa: E731
     control = control_request(f)

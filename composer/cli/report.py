@@ -193,6 +193,13 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
         lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "
                      f"{metrics.get('perplexity', math.nan):.2f}, next event right "
                      f"{metrics.get('accuracy', math.nan):.1%} of the time)")
+    recall = m.get("recall") or {}
+    if recall.get("share"):  # fitted after training (composer.model.recall)
+        with_it = metrics.get("recall_loss")
+        lines.append(f"  recall       share {recall['share']:g}, sharpness "
+                     f"{recall.get('sharpness', 0):g}"
+                     + (f": valid loss {with_it:.4f} nats/event with it" if with_it else "")
+                     + " (generate --no-recall: the model alone)")
     else:
         lines.append("  valid loss   not evaluated yet")
     where = data.get("corpus") or data.get("source") or "not recorded"
@@ -357,3 +364,18 @@ def save_json(result: Any, path: str | os.PathLike, force: bool = False) -> Path
 
     check_output(path, (), force)
     return atomic_write_text(path, json.dumps(clean(result), indent=1) + "\n", replace=force)
+
+
+def train_summary(result: Any) -> str:
+    """What ``composer train`` prints when a run ends (``result``: its
+    :class:`~composer.training.config.TrainResult`)."""
+    lines = [f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
+             f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps skipped "
+             "as non-finite."]
+    if result.recall.on:
+        lines.append(f"Recall fitted on the validation split (share {result.recall.share:g}, "
+                     f"sharpness {result.recall.sharpness:g}): {result.recall_loss:.4f} "
+                     "nats/event with it.")
+    lines.append(f"Checkpoints: {result.out_dir / 'best'} (best), "
+                 f"{result.out_dir / 'latest'} (latest)")
+    return "\n".join(lines)

@@ -62,6 +62,11 @@ class ControlPlan:
         """(C,) the control vector at ``seconds`` of generated music."""
         return self.values[np.searchsorted(self.starts, seconds, "right") - 1]
 
+    def asks(self, spec: ControlSpec, name: str) -> bool:
+        """Whether the plan sets control ``name`` (of a model of ``spec``) anywhere."""
+        slot = spec.slices().get(name)
+        return slot is not None and not np.isnan(self.values[:, slot]).all()
+
 
 def parse_key(text: str) -> tuple[int, bool]:
     """``(tonic pitch class, is_minor)`` of a key name like ``D minor``, ``Bb``, ``F#m``."""

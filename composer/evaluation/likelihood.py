@@ -29,6 +29,7 @@ from composer.corpus.cache import SPLITS, Corpus, is_prepared
 from composer.corpus.sources import missing_corpus, open_or_prepare, training_corpus
 from composer.evaluation.baselines import EvalConfig, NGram, Unigram, per_amount, score
 from composer.model.checkpoint import find_checkpoint, load_checkpoint
+from composer.model.config import RecallConfig
 from composer.tokens.vocab import vocabulary_of
 from composer.training.config import TrainConfig, perplexity
 from composer.training.loop import evaluate
@@ -84,24 +85,22 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     cfg = replace(cfg, eval_seq_len=window, batch_size=config.batch_size or cfg.batch_size)
     windows = [sum(-(-max(len(s) - 1, 0) // window) for s in data.sequences(name))
                for name in splits]
-    total, done, sums = sum(-(-w // cfg.batch_size) for w in windows), [0], np.zeros(3)
+    recall = ckpt.model_config.recall
+    passes = 2 if recall.on else 1  # with recall, and the model alone
+    total, done = passes * sum(-(-w // cfg.batch_size) for w in windows), [0]
 
     def tick(*_: Any) -> None:  # a forward hook: one call per evaluation batch
         done[0] += 1
         if progress:
             progress("evaluate", done[0], total)
 
-    hook = ckpt.model.register_forward_hook(tick)
-    for name in splits:  # sums: loss sum, events, correct predictions
-        m = evaluate(ckpt.model, data, name, cfg, dev)
-        sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
-            if m["events"] else 0
+    hook = ckpt.model.head.register_forward_hook(tick)
+    lstm = {"LSTM": _score(ckpt.model, data, splits, cfg, dev, recall)}
+    if recall.on:  # what recall adds, next to the model alone
+        lstm["LSTM alone"] = _score(ckpt.model, data, splits, cfg, dev, None)
     hook.remove()
     train_seqs, vocab = fit_on.sequences("train"), events.size
-    loss = sums[0] / sums[1]
-    results = {"LSTM": {"loss": loss, "perplexity": perplexity(loss),
-                        "accuracy": sums[2] / sums[1], "events": int(sums[1]),
-                        "nll": float(sums[0])},
+    results = {**lstm,
                f"{config.order}-gram KN": score(NGram(train_seqs, vocab, config.order), sequences),
                "unigram": score(Unigram(train_seqs, vocab, config.unigram_alpha), sequences)}
     rows = np.concatenate([data.files(name) for name in splits])
@@ -112,9 +111,23 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     ahead = {name: {"loss": r["loss"] - lstm["loss"], "accuracy": lstm["accuracy"] - r["accuracy"],
                     "perplexity_ratio": r["perplexity"] / lstm["perplexity"],
                     "nll_per_note": r["nll_per_note"] - lstm["nll_per_note"]}
-             for name, r in results.items() if name != "LSTM"}
+             for name, r in results.items() if not name.startswith("LSTM")}
     return {"checkpoint": str(ckpt.path), "corpus": str(data.cache_dir), "split": split,
             "files": len(sequences), "notes": notes, "seconds": seconds,
             "train_corpus": str(fit_on.cache_dir),
             "train_events": int(sum(len(s) for s in train_seqs)), "models": results,
             "ahead": ahead}
+
+
+def _score(model: Any, data: Corpus, splits: list[str], cfg: TrainConfig, dev: Any,
+           recall: RecallConfig | None) -> dict[str, Any]:
+    """The LSTM's loss, perplexity, accuracy, events and total NLL on ``splits``, with
+    ``recall`` (None: the model alone)."""
+    sums = np.zeros(3)  # loss sum, events, correct predictions
+    for name in splits:
+        m = evaluate(model, data, name, cfg, dev, recall=recall)
+        sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
+            if m["events"] else 0
+    loss = sums[0] / sums[1]
+    return {"loss": loss, "perplexity": perplexity(loss), "accuracy": sums[2] / sums[1],
+            "events": int(sums[1]), "nll": float(sums[0])}

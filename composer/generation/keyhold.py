@@ -94,13 +94,6 @@ def keys_for(guards: Guards, plan: Any, spec: Any) -> Keys | None:
     return guards.keys
 
 
-def asks_key(plan: Any, spec: Any) -> bool:
-    """Whether a control ``plan`` asks for pitch classes (a key) anywhere."""
-    slots = spec.slices()
-    return (plan is not None and "pitch-classes" in slots
-            and not np.isnan(plan.values[:, slots["pitch-classes"]]).all())
-
-
 def key_processors(keys: Keys | None, tracker: Tracker, config: Any, seed: np.ndarray,
                    num: int, rng_seed: int, asked_key: bool) -> list[Any]:
     """The :class:`KeyHold` (with ``config.key_hold`` > 0 and no key asked) and, for an

@@ -5,12 +5,14 @@ recurrent state and the logits of the first draw, or on CPU for a seed of a few 
 stepper's own steps; the prefix is never re-run), then per step
 for all ``num`` continuations in one batch (:func:`_step`): apply the logits processors in
 order (the guards and sampling settings of :mod:`composer.generation.processors`, built once
-from the :class:`~composer.generation.config.SampleConfig`), draw (Gumbel-max with
+from the :class:`~composer.generation.config.SampleConfig`; the logits they get are already
+mixed with the model's recall of the piece so far, :mod:`composer.model.recall`, when it has
+one, as it was scored), draw (Gumbel-max with
 counter-based noise, or the argmax when greedy: :mod:`composer.generation.noise`), update
 the rows' music time (:mod:`composer.generation.track`), step the model, and stop at the
 length asked for (:class:`_Stop`). Steps run ``CHUNK`` at a time (:class:`_Chunks`), on CUDA
-captured once as a CUDA graph and replayed; the model steppers (plain, fused, int8) are
-behind one interface in :mod:`composer.model.steppers`.
+captured once as a CUDA graph and replayed (not with recall, which runs eagerly); the model
+steppers (plain, fused, int8) are behind one interface in :mod:`composer.model.steppers`.
 
 **Limits.** Before anything is allocated, ``num`` and the length are checked against
 ``SampleConfig.max_num`` / ``max_seconds`` (raised on purpose) and the memory the batch
@@ -36,13 +38,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from composer.controls.features import DENSITY, PITCH_CLASSES
 from composer.controls.plan import ControlPlan
 from composer.core.device import free_memory
 from composer.core.messages import GenerateError, check_seed
 from composer.corpus.facts import Guards
 from composer.generation.config import CHUNK, SampleConfig
 from composer.generation.ensemble import ensemble_processors
-from composer.generation.keyhold import asks_key, key_processors, keys_for
+from composer.generation.keyhold import key_processors, keys_for
 from composer.generation.noise import Sampler, row_keys
 from composer.generation.processors import (
     Processors,
@@ -54,6 +57,7 @@ from composer.generation.processors import (
 from composer.generation.track import Track, Tracker, make_tracker, replay
 from composer.model.config import MEMORY_SHARE
 from composer.model.lstm import ComposerLSTM
+from composer.model.recall import Recall
 from composer.model.steppers import (
     Stepper,
     cuda_graph,
@@ -125,6 +129,7 @@ class _Parts(NamedTuple):
     sampler: Sampler
     schedule: _Schedule | None  # the control plan's vectors (None: no plan)
     guidance: float = 0.0  # style guidance's weight (0: off; else the state has 2B rows)
+    recall: Recall | None = None  # the piece so far, recalled (None: the model alone)
 
 
 class _State(NamedTuple):
@@ -144,8 +149,12 @@ def _step(p: _Parts, s: _State, noise: torch.Tensor | None) -> tuple[_State, tor
     controls = None if p.schedule is None else p.schedule.at(track.now)  # (B or 2B, C)
     if p.guidance:  # each row and its twin without the style step together
         both, state = p.stepper.step(torch.cat([tok, tok]), s.state, controls)  # (2B, V)
-        return _State(_guided(both, p.guidance), state, track, s.step), tok
-    logits, state = p.stepper.step(tok, s.state, controls)
+        logits = _guided(both, p.guidance)
+    else:
+        logits, state = p.stepper.step(tok, s.state, controls)  # (B, V)
+    if p.recall is not None:  # this moment and the event drawn kept; the next one recalls
+        p.recall.add(tok)
+        logits = p.recall.mix(logits, p.stepper.top(state)[: len(tok)])
     return _State(logits, state, track, s.step), tok
 
 
@@ -331,15 +340,18 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
                                    sounding=not is_legacy(config, guards))  # else unread
             processors = make_processors(tracker, config, clock, guards,
                                          unseeded=not np.isin(seed, tracker.starts).any())
+            recall, spec = model.config.recall, model.config.controls
+            steered = plan is not None and plan.asks(spec, DENSITY)  # recall would hold it back
             parts = _Parts(stepper, tracker, processors,
-                           Sampler(row_keys(rng_seed, num, device), processors.greedy), None)
-            spec = model.config.controls
+                           Sampler(row_keys(rng_seed, num, device), processors.greedy), None,
+                           recall=Recall(recall, num, model.config.hidden, device)
+                           if config.recall and recall.on and not steered else None)
             free = without_style(plan, spec, config)
             state = _feed(model, parts, torch.as_tensor(seed, device=device), num, plan,
                           free, config.style_guidance)
             now0 = int(state.track.now[0])
             late = key_processors(keys_for(guards, plan, spec), tracker, config, seed, num,
-                                  rng_seed, asks_key(plan, spec))
+                                  rng_seed, plan is not None and plan.asks(spec, PITCH_CLASSES))
             late += ensemble_processors(events, config, seed, num, sps, now0, device)
             if plan is not None:
                 late += [s for s in [steering(plan, spec, tracker, config, sps, now0)] if s]
@@ -347,8 +359,9 @@ def generate(model: ComposerLSTM, event_config: EventConfig | Events,
                                        guidance=config.style_guidance * (free is not None))
             parts = parts._replace(processors=processors.with_late(late))
             stop = _Stop(config, sps, now0, progress)
-            runner, capture = _chunks(parts, state, keep_logits,
-                                      device.type == "cuda" if cuda_graph is None else cuda_graph)
+            capture = device.type == "cuda" if cuda_graph is None else cuda_graph
+            runner, capture = _chunks(parts, state, keep_logits,  # recall runs eagerly
+                                      capture and parts.recall is None)
             name = stepper.name + "+cuda-graph" * capture
             while True:
                 now = runner.run()  # CHUNK steps: process, draw, update, step the model
@@ -407,14 +420,21 @@ def _feed(model: ComposerLSTM, parts: _Parts, seed: torch.Tensor, num: int,
     if steps_seed(parts.stepper, every):
         controls = None if first is None else rows(first)  # (k num, C)
         state = parts.stepper.from_lstm(*model.init_state(k * num))
+        tops = []  # the first row's top output after each seed token
         for tok in every.unbind(1):  # (k num,) each
             last, state = parts.stepper.step(tok, state, controls)  # (k num, V)
+            tops.append(parts.stepper.top(state)[0])
+        hidden = torch.stack(tops)  # (T, H)
     else:
         ctl = None if first is None else first[:, None].expand(-1, len(seed), -1)  # (k, T, C)
-        logits, (h, c) = prime(model, seed[None].expand(k, -1), ctl)  # (k, T, V); (L, k, H)
+        logits, (h, c), out = prime(model, seed[None].expand(k, -1), ctl)  # (k, T, V); (L, k, H)
         last, state = rows(logits[:, -1]), parts.stepper.from_lstm(rows(h, 1), rows(c, 1))
+        hidden = out[0]  # (T, H)
     if free is not None:
         last = _guided(last, guidance)  # (num, V)
+    if parts.recall is not None:  # the seed's moments, then the first draw's
+        parts.recall.prime(hidden[:-1], seed[1:])
+        last = parts.recall.mix(last, hidden[-1].expand(num, -1))
     track = replay(parts.tracker, seed)
     return _State(last, state, Track(*map(rows, track)),
                   torch.zeros(1, dtype=torch.long, device=seed.device))

@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -39,9 +39,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from composer import __version__
-from composer.core.files import DiskFullError, fsync_dir, write_error
+from composer.core.files import DiskFullError, atomic_write_text, fsync_dir, write_error
 from composer.core.messages import ComposerError, GenerateError, is_int
-from composer.model.config import ModelConfig
+from composer.model.config import ModelConfig, RecallConfig
 from composer.model.lstm import ComposerLSTM, check_fits
 from composer.model.storage import (
     FORMAT,
@@ -224,6 +224,19 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {**meta, "path": str(folder), "parameters": sum(map(math.prod, shapes.values())),
             "has_train_state": has_train_state, "resumable": problem is None,
             "resume_problem": problem}
+
+
+def set_recall(path: str | os.PathLike[str], recall: RecallConfig, loss: float) -> None:
+    """Record ``recall`` in a checkpoint's model config and ``loss``, the validation loss
+    with it, as ``metrics.recall_loss`` (checkpoint.json rewritten atomically; the weights
+    and train state, which it does not change, stay)."""
+    folder = resolve_folder(path)
+    meta, model_config = _read_meta(folder)
+    meta["model"] = replace(model_config, recall=recall).to_dict()
+    meta["metrics"].pop("recall_loss", None)
+    if recall.on and math.isfinite(loss):
+        meta["metrics"]["recall_loss"] = loss
+    atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 def read_configs(path: str | os.PathLike[str]) -> tuple[ModelConfig, Events]:

@@ -25,6 +25,7 @@ from composer.core.device import free_memory as available_memory
 from composer.model.config import FORGET_BIAS, MEMORY_SHARE, ModelConfig, ModelError
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, hidden)
+IGNORE_INDEX = -100  # the target id of padding, never scored (cross_entropy's default)
 
 
 class ComposerLSTM(nn.Module):
@@ -89,6 +90,15 @@ class ComposerLSTM(nn.Module):
         for zeros; controls: (B, T, C) control vectors (NaN: unset; None: all unset), for a
         model with controls only. Returns logits (B, T, V) and the new state ``(h, c)``.
         """
+        out, state = self.features(tokens, state, controls)  # (B, T, H)
+        return self.head(self.drop(out)), state  # (B, T, V)
+
+    def features(
+        self, tokens: torch.Tensor, state: State | None = None,
+        controls: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, State]:
+        """What :meth:`forward` feeds its output layer: the top LSTM layer's outputs (B, T, H)
+        (before dropout), and the new state; the arguments as :meth:`forward`'s."""
         if tokens.dim() != 2:
             raise ModelError(f"tokens must have shape (batch, time), got {tuple(tokens.shape)}")
         x = self.embed(tokens)  # (B, T, E)
@@ -97,8 +107,7 @@ class ComposerLSTM(nn.Module):
         elif controls is not None and controls.shape[-1]:
             raise ModelError("this model takes no controls")
         out, (h, c) = self.lstm(x, state)  # out (B, T, H); h, c (L, B, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
-        return logits, (h, c)
+        return out, (h, c)
 
     def step(self, tokens: torch.Tensor, state: State | None = None,
              controls: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:

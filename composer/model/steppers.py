@@ -61,6 +61,10 @@ class Stepper(Protocol):
         """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
         ...
 
+    def top(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The top layer's output (B, H) in ``state``: what the logits were computed from."""
+        ...
+
 
 class PlainStepper:
     """``model.step`` (``nn.LSTM``) once per event. State: ``(h, c)``, each (L, B, H)."""
@@ -79,6 +83,10 @@ class PlainStepper:
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """tokens (B,) (controls (B, C)) -> logits (B, V) and the new state."""
         return self.model.step(tokens, state, controls)
+
+    def top(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The top layer's output (B, H) in ``state``."""
+        return state[0][-1]
 
 
 class FusedStepper:
@@ -144,6 +152,10 @@ class FusedStepper:
             hs.append(x)
             cs.append(c)
         return self._mm(L, x), (*hs, *cs)
+
+    def top(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The top layer's output (B, H) in ``state``."""
+        return state[self.L - 1]
 
 
 def quantize(weights: list[torch.Tensor], biases: list[torch.Tensor | None]
@@ -215,14 +227,16 @@ def inference(model: ComposerLSTM, threads: int | None) -> Iterator[None]:
 
 
 def prime(model: ComposerLSTM, tokens: torch.Tensor, controls: torch.Tensor | None = None
-          ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+          ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``model(tokens, None, controls)``: the logits (B, T, V) and LSTM state of a seed
-    (B, T), a short one on CPU through the plain kernel (see ``ONEDNN_FROM``)."""
+    (B, T), a short one on CPU through the plain kernel (see ``ONEDNN_FROM``); and the top
+    layer's outputs (B, T, H)."""
     short = tokens.device.type == "cpu" and tokens.shape[1] < ONEDNN_FROM
     backend = (torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None,
                                            fp32_precision=None) if short else nullcontext())
     with backend:
-        return model(tokens) if controls is None else model(tokens, None, controls)
+        hidden, state = model.features(tokens, None, controls)  # (B, T, H)
+        return model.head(hidden), state, hidden
 
 
 def steps_seed(stepper: Stepper, tokens: torch.Tensor) -> bool:
@@ -237,7 +251,7 @@ def step_logits(model: ComposerLSTM, stepper: Stepper, tokens: torch.Tensor,
     """Teacher-forced next-event logits (B, T, V) of tokens (B, T): the first token through
     ``model`` (one forward), then ``stepper`` one token at a time."""
     with inference(model, threads):
-        logits, (h, c) = prime(model, tokens[:, :1])
+        logits, (h, c), _ = prime(model, tokens[:, :1])
         out, state = [logits[:, 0]], stepper.from_lstm(h, c)
         for t in range(1, tokens.shape[1]):
             logits, state = stepper.step(tokens[:, t], state)

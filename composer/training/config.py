@@ -12,6 +12,7 @@ from typing import Any
 from composer.core.config import Config
 from composer.core.messages import ComposerError, check_seed, is_int, is_number, require
 from composer.corpus.cache import CorpusConfig
+from composer.model.config import RecallConfig
 
 
 class TrainingError(ComposerError):
@@ -130,6 +131,8 @@ class TrainResult:
     stopped: str  # "done", "early stop", "interrupted", "already complete" (resumed at its end)
     skipped_steps: int
     out_dir: Path
+    recall: RecallConfig = field(default_factory=RecallConfig)  # fitted at the end (off: none)
+    recall_loss: float = math.nan  # best validation loss with that recall (nats/event)
 
 
 
@@ -154,6 +157,9 @@ BASE_MODEL = "default"  # the shipped model a CPU run starts from by default
 # 0.820; benchmarks/RECIPE.md, "Starting from the shipped model").
 FINE_TUNE_PASSES = 30.0
 NO_STEP_CAP = 10**9  # the steps of a run that a time budget ends
+# Validation windows a run's recall is fitted on at its end (the shipped model's 21,907
+# validation events took 60 windows; a few seconds on a CPU).
+RECALL_FIT_WINDOWS = 128
 
 
 @dataclass(frozen=True)

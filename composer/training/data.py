@@ -48,10 +48,10 @@ from composer.controls.features import (
 )
 from composer.core.messages import check_int, require
 from composer.corpus.cache import Corpus
+from composer.model.lstm import IGNORE_INDEX
 from composer.training.augment import stretch_rows, transpose_range, transposed
 from composer.training.config import AugmentConfig, DataError
 
-IGNORE_INDEX = -100  # target id of padding in eval batches (cross_entropy's default)
 _STREAM = 0xDA7A  # mixed into the sampler's seeds so they differ from other uses of `seed`
 _SLACK = 8  # raw tokens read beyond what a stretched window needs (see _raw_len)
 

@@ -28,6 +28,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,21 @@ from composer.core.messages import ComposerError
 from composer.core.rng import get_rng_state, set_rng_state
 from composer.corpus.cache import Corpus
 from composer.corpus.sources import corpus_record
-from composer.model.checkpoint import load_checkpoint, model_name, save_checkpoint
-from composer.model.config import ModelConfig, ModelError
-from composer.model.lstm import ComposerLSTM, check_fits
+from composer.model.checkpoint import load_checkpoint, model_name, save_checkpoint, set_recall
+from composer.model.config import ModelConfig, ModelError, RecallConfig
+from composer.model.lstm import IGNORE_INDEX, ComposerLSTM, check_fits
+from composer.model.recall import fit_recall, target_log_probs
 from composer.model.storage import to_safe
 from composer.model.transfer import transfer_weights, transferable
 from composer.tokens.vocab import vocabulary_of
-from composer.training.config import TrainConfig, TrainingError, TrainResult, perplexity
-from composer.training.data import IGNORE_INDEX, WindowSampler, eval_batches
+from composer.training.config import (
+    RECALL_FIT_WINDOWS,
+    TrainConfig,
+    TrainingError,
+    TrainResult,
+    perplexity,
+)
+from composer.training.data import WindowSampler, eval_batches
 from composer.training.optim import Budget, param_groups, plan_line, regroup
 from composer.training.runs import MetricsLog, holds_run, set_aside_run, truncate_metrics
 from composer.training.streams import StreamSampler, carry
@@ -83,9 +91,11 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torc
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainConfig,
              device: torch.device, rank: int = 0, world_size: int = 1,
-             controls: Any = None) -> dict[str, float]:
+             controls: Any = None, recall: RecallConfig | None = None) -> dict[str, float]:
     """Mean loss (nats/event), perplexity and next-event accuracy on ``split`` (``controls``:
-    the corpus's control array (N, C) for a model with controls)."""
+    the corpus's control array (N, C) for a model with controls). With ``recall`` (on), the
+    loss is the model's with it (:mod:`composer.model.recall`), each window recalling its
+    own earlier events; the accuracy stays the model's alone."""
     was_training = model.training
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
@@ -95,9 +105,14 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
         if config.eval_max_batches and i >= config.eval_max_batches:
             break
         x, y = x.to(device), y.to(device)
-        logits, _ = model(x, None, *(t.to(device) for t in c))  # (B, T, V)
         real = y != IGNORE_INDEX
-        total[0] += summed_cross_entropy(logits, y)
+        if recall is not None and recall.on:
+            hidden, _ = model.features(x, None, *(t.to(device) for t in c))  # (B, T, H)
+            logits = model.head(hidden)  # (B, T, V)
+            total[0] -= target_log_probs(logits, hidden, y, recall)[real].sum()
+        else:
+            logits, _ = model(x, None, *(t.to(device) for t in c))  # (B, T, V)
+            total[0] += summed_cross_entropy(logits, y)
         total[1] += real.sum()
         total[2] += ((logits.argmax(-1) == y) & real).sum()
     if world_size > 1:
@@ -306,7 +321,25 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         log.close()
         if world > 1:
             dist.destroy_process_group()
-    return TrainResult(state["step"], state["best"], stopped, state["skipped"], out)
+    result = TrainResult(state["step"], state["best"], stopped, state["skipped"], out)
+    if rank == 0 and stopped in ("done", "early stop") and (out / "best").exists():
+        result.recall, result.recall_loss = _fit_recall(out, corpus, config, dev, table)
+    return result
+
+
+def _fit_recall(out: Path, corpus: Corpus, config: TrainConfig, dev: torch.device,
+                table: Any) -> tuple[RecallConfig, float]:
+    """Fit the best checkpoint's recall (:func:`~composer.model.recall.fit_recall`) on at
+    most ``RECALL_FIT_WINDOWS`` windows of the validation split and record it in ``best``
+    and ``latest``: the recall and the validation loss with it."""
+    model = load_checkpoint(out / "best", map_location=dev).model
+    batches = eval_batches(corpus, validation_split(corpus), config.eval_seq_len,
+                           config.batch_size, controls=table)
+    limit = -(-RECALL_FIT_WINDOWS // config.batch_size)
+    recall, _, loss = fit_recall(model, ((t.to(dev) for t in b) for b in islice(batches, limit)))
+    for name in ("best", "latest"):
+        set_recall(out / name, recall, loss)
+    return recall, loss
 
 
 def _evaluate_and_save(net, model, corpus, config, dev, rank, world, state, log, save,
@@ -351,7 +384,10 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
         raise TrainingError(f"{source} was trained on another event vocabulary than this "
                             f"corpus ({ckpt.event_config} vs {vocab})")
     weights = ckpt.model.state_dict()
-    wanted = model_config or replace(ckpt.model_config, vocab_size=events.size)
+    # recall is fitted at a run's end: a resumed run keeps its own, a fine-tune starts off
+    recall = ckpt.model_config.recall if resume else RecallConfig()
+    wanted = replace(model_config or replace(ckpt.model_config, vocab_size=events.size),
+                     recall=ckpt.model_config.recall)
     if wanted != ckpt.model_config:  # a resumed run keeps its model; a fine-tune may not
         mismatch = TrainingError(f"{source} has model {ckpt.model_config}, not {wanted}")
         if resume:
@@ -360,7 +396,7 @@ def _starting_point(out: Path, resume: bool, init_from, vocab: dict, model_confi
             weights = transfer_weights(weights, ckpt.model_config, base, wanted, events)
         except ModelError:
             raise mismatch from None
-    result.update(model_config=wanted, weights=weights,
+    result.update(model_config=replace(wanted, recall=recall), weights=weights,
                   base=ckpt.data.get("base") if resume else model_name(source))
     if resume:
         if ckpt.train_state is None:

@@ -35,9 +35,9 @@ import torch
 from composer.controls.features import ControlSpec, drop_controls, rotate_pitch_classes
 from composer.core.messages import check_int, require
 from composer.corpus.cache import Corpus
+from composer.model.lstm import IGNORE_INDEX
 from composer.training.augment import transpose_range, transposed
 from composer.training.config import AugmentConfig, DataError
-from composer.training.data import IGNORE_INDEX
 
 _STREAM = 0x57EA  # mixed into the seeds so they differ from other uses of `seed`
 
