@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--key-hold", type=float, nargs="+", default=[0.0, SampleConfig.key_hold])
+    ap.add_argument("--no-recall", dest="recall", action="store_false",
+                    help="sample the model alone, without its recall")
     args = ap.parse_args()
     ck = load_checkpoint(find_checkpoint(args.checkpoint))
     ev = ck.events
@@ -95,7 +97,8 @@ def main() -> None:
                       **figures(ref_notes, reference), "first_pitch_outside": sum(
                           not low <= first_pitch(n) <= high for n in ref_notes)}))
     for hold in args.key_hold:
-        config = SampleConfig(seconds=args.seconds, max_num=max(64, args.pieces), key_hold=hold)
+        config = SampleConfig(seconds=args.seconds, max_num=max(64, args.pieces), key_hold=hold,
+                              recall=args.recall)
         gen = generate(ck.model, ev, None, args.pieces, config, 0, clock=clock, guards=guards)
         rows = [n for n in (ev.decode(r[gen.seed_len:], clock).notes for r in gen.tokens)
                 if len(n)]
@@ -109,7 +112,8 @@ def main() -> None:
             if len(notes):
                 seeded.append(overlap(histogram(notes), reference))
         print(json.dumps({
-            "checkpoint": args.checkpoint, "key_hold": hold, "pieces": [len(rows), len(seeded)],
+            "checkpoint": args.checkpoint, "key_hold": hold, "recall": args.recall,
+            "pieces": [len(rows), len(seeded)],
             **figures(rows, reference), "seeded": float(np.mean(seeded)),
             "opening_silence_max_s": max(float(n["start"].min()) for n in rows),
             "first_pitch_outside": sum(not low <= first_pitch(n) <= high for n in rows)}))

@@ -96,7 +96,8 @@ def test_generation_draws_from_the_scored_mix(engine, seed_len):
     it, so the seed's moments, the order of mix and add, the moments too recent to recall,
     and the short (stepped) and long (one forward) seed paths all agree; with a span of 24,
     the ring buffer past it too."""
-    for recall in (RECALL, replace(RECALL, span=24), replace(RECALL, span=24, gap=1)):
+    for recall in (RECALL, replace(RECALL, span=24), replace(RECALL, span=24, gap=1),
+                   replace(RECALL, span=16, gap=3)):
         model = tiny(recall)
         seed = np.random.default_rng(0).integers(0, V, seed_len)
         gen = generate(model, EC, seed, 3, SampleConfig(events=48), rng_seed=2, engine=engine,

@@ -11,6 +11,10 @@ the model's own:
 
     p(next) = (1 - share) * softmax(logits) + share * sum_i w_i [event after moment i]
 
+over the moments ``gap`` to ``span`` events back (:class:`~composer.model.config.RecallConfig`:
+16 to 512; the nearest ones are the LSTM state's own, and recalling them let a sampled
+piece loop on one event).
+
 Nothing is trained: ``sharpness`` and ``share`` (a :class:`~composer.model.config.RecallConfig`
 in the model config) are fitted on the validation split after training
 (:func:`fit_recall`), and a model keeps recall off when it does not help there. The same
@@ -34,13 +38,12 @@ def unit(h: torch.Tensor) -> torch.Tensor:
     return h / h.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
-def _recalled(similarity: torch.Tensor, nexts: torch.Tensor, hits: torch.Tensor,
+def _recalled(similarity: torch.Tensor, allowed: torch.Tensor, hits: torch.Tensor,
               sharpness: float) -> torch.Tensor:
     """The recalled probability of each target: ``similarity`` (T, T) cosines of moment t
-    (row) with moment i (column), ``hits`` (T, T) whether the event after i is t's target
-    and i may be recalled at t (else False), ``nexts`` (T, T) whether i may be recalled at
-    all -> (T,)."""
-    weights = torch.softmax((similarity * sharpness).masked_fill(~nexts, -torch.inf), -1)
+    (row) with moment i (column), ``allowed`` (T, T) whether i may be recalled at t,
+    ``hits`` (T, T) whether it may and the event after i is t's target -> (T,)."""
+    weights = torch.softmax((similarity * sharpness).masked_fill(~allowed, -torch.inf), -1)
     return torch.nan_to_num(weights).mul(hits).sum(-1)  # rows with nothing to recall: 0
 
 
@@ -64,9 +67,9 @@ def _row_parts(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor
     similarity = keys @ keys.t()  # (T, T)
     t = torch.arange(T, device=targets.device)
     i, now = t[None], t[:, None]  # moment i recalled at moment now
-    nexts = (i <= now - gap) & (i >= now - span) & real[None]  # (T, T)
-    hits = nexts & (safe[None] == safe[:, None])  # (T, T)
-    return p_model, similarity, nexts, hits, nexts.any(-1)
+    allowed = (i <= now - gap) & (i >= now - span) & real[None]  # (T, T)
+    hits = allowed & (safe[None] == safe[:, None])  # (T, T)
+    return p_model, similarity, allowed, hits, allowed.any(-1)
 
 
 def target_log_probs(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor,
@@ -76,9 +79,9 @@ def target_log_probs(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.
     targets (B, T) (``IGNORE_INDEX``: padding, never recalled) -> (B, T)."""
     rows = []
     for lg, h, y in zip(logits, hidden, targets, strict=True):
-        p_model, similarity, nexts, hits, any_before = _row_parts(lg, h, y, recall.span,
-                                                                  recall.gap)
-        p_recall = _recalled(similarity, nexts, hits, recall.sharpness)
+        p_model, similarity, allowed, hits, any_before = _row_parts(lg, h, y, recall.span,
+                                                                    recall.gap)
+        p_recall = _recalled(similarity, allowed, hits, recall.sharpness)
         rows.append(_mix(p_model, p_recall, any_before, recall.share))
     return torch.stack(rows)  # (B, T)
 
@@ -102,10 +105,11 @@ def fit_recall(model: ComposerLSTM, batches: Iterable[tuple[torch.Tensor, ...]],
             logits = model.head(hidden)  # (B, T, V)
             for lg, h, t in zip(logits, hidden, y, strict=True):
                 real = t != IGNORE_INDEX
-                p_model, similarity, nexts, hits, any_before = _row_parts(lg, h, t, span, gap)
+                p_model, similarity, allowed, hits, any_before = _row_parts(lg, h, t, span,
+                                                                            gap)
                 sums[0] -= p_model.clamp_min(1e-30).log()[real].sum().item()
                 for sharpness in RECALL_SHARPNESS:
-                    p_recall = _recalled(similarity, nexts, hits, sharpness)
+                    p_recall = _recalled(similarity, allowed, hits, sharpness)
                     for share in RECALL_SHARES:
                         k = 1 + grid.index((sharpness, share))
                         mixed = _mix(p_model, p_recall, any_before, share)
@@ -139,7 +143,8 @@ class Recall:
     def prime(self, hidden: torch.Tensor, nexts: torch.Tensor) -> None:
         """The seed's moments, the same in every row: hidden (T, H) outputs of the seed's
         tokens but the last, nexts (T,) the seed's tokens after them."""
-        for t in range(len(nexts)):
+        self.n = max(0, len(nexts) - self.config.span)  # those before are out of reach
+        for t in range(self.n, len(nexts)):
             self.query = unit(hidden[t].float())[None]  # (1, H), broadcast to the rows
             self.add(nexts[t].expand(self.nexts.shape[0]))
 
