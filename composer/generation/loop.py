@@ -420,11 +420,12 @@ def _feed(model: ComposerLSTM, parts: _Parts, seed: torch.Tensor, num: int,
     if steps_seed(parts.stepper, every):
         controls = None if first is None else rows(first)  # (k num, C)
         state = parts.stepper.from_lstm(*model.init_state(k * num))
-        tops = []  # the first row's top output after each seed token
+        tops = []  # for recall: the first row's top output after each seed token
         for tok in every.unbind(1):  # (k num,) each
             last, state = parts.stepper.step(tok, state, controls)  # (k num, V)
-            tops.append(parts.stepper.top(state)[0])
-        hidden = torch.stack(tops)  # (T, H)
+            if parts.recall is not None:
+                tops.append(parts.stepper.top(state)[0])
+        hidden = torch.stack(tops) if tops else None  # (T, H)
     else:
         ctl = None if first is None else first[:, None].expand(-1, len(seed), -1)  # (k, T, C)
         logits, (h, c), out = prime(model, seed[None].expand(k, -1), ctl)  # (k, T, V); (L, k, H)
