@@ -1,4 +1,5 @@
-"""Shared test helpers: the bundled corpus location and a tiny MIDI writer."""
+"""Shared test helpers: the bundled corpus location, a small prepared corpus of it and a tiny
+MIDI writer."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def small_corpus(root: Path, files: int = 12):
+    """A performance-event corpus of the first ``files`` chorales prepared under ``root``
+    (20% validation, 10% test), opened."""
+    from composer.corpus.cache import Corpus, CorpusConfig
+    from composer.corpus.prepare import prepare
+
+    copy_chorales(root / "midi", files)
+    prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
+    return Corpus.open(root / "cache")

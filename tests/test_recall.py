@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import copy_chorales
+from helpers import small_corpus
 
 from composer.cli.main import main
 from composer.controls.features import ControlSpec
 from composer.controls.plan import make_plan
-from composer.corpus.cache import Corpus, CorpusConfig
-from composer.corpus.prepare import prepare
+from composer.corpus.cache import Corpus
 from composer.evaluation.likelihood import evaluate_model
 from composer.generation.config import SampleConfig
 from composer.generation.loop import generate
@@ -124,10 +123,7 @@ def test_no_recall_is_the_model_alone():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, one_thread) -> Corpus:
-    root = tmp_path_factory.mktemp("recall")
-    copy_chorales(root / "midi", 12)
-    prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
-    return Corpus.open(root / "cache")
+    return small_corpus(tmp_path_factory.mktemp("recall"))
 
 
 def test_fit_picks_the_best_of_its_grid(corpus):

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import copy_chorales
+from helpers import small_corpus
 
 from composer.cli.main import main
 from composer.core.files import DiskFullError, FolderBusy, locked_folder
-from composer.corpus.cache import Corpus, CorpusConfig
-from composer.corpus.prepare import prepare
+from composer.corpus.cache import Corpus
 from composer.generation import output as sample_mod
 from composer.generation.config import GenerateRequest, SampleConfig
 from composer.generation.output import compose
@@ -34,10 +33,7 @@ FAST = TrainConfig(steps=10, batch_size=8, seq_len=32, eval_seq_len=64, eval_eve
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, one_thread) -> Corpus:
-    root = tmp_path_factory.mktemp("runs")
-    copy_chorales(root / "midi", 12)
-    prepare(root / "midi", root / "cache", CorpusConfig(valid_fraction=0.2, test_fraction=0.1))
-    return Corpus.open(root / "cache")
+    return small_corpus(tmp_path_factory.mktemp("runs"))
 
 
 def test_a_second_run_into_a_live_runs_folder_is_refused(corpus, tmp_path):
