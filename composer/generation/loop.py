@@ -268,11 +268,13 @@ def memory_needed(model: ComposerLSTM, num: int, config: SampleConfig,
                   keep_logits: bool = False) -> int:
     """Bytes a generation of ``num`` rows is planned to need at most (an estimate, on the
     side of too much): the drawn tokens three times over (chunks, joined, rows), the
-    per-chunk noise and logits, the recurrent state, and the kept logits if asked for."""
+    per-chunk noise and logits, the recurrent state, recall's moments, and the kept logits if
+    asked for."""
     V, cfg = model.config.vocab_size, model.config
     per_row = (3 * 8 * config.events_per_row()  # int64 tokens
                + 4 * 8 * CHUNK * V  # noise hash (int64) and logits (float) of one chunk
-               + 8 * 4 * cfg.layers * cfg.hidden)  # h, c and the fused steps' gates
+               + 8 * 4 * cfg.layers * cfg.hidden  # h, c and the fused steps' gates
+               + (4 * cfg.hidden + 8) * cfg.recall.span * cfg.recall.on)  # outputs, events
     if keep_logits:
         per_row += 2 * 4 * config.events_per_row() * V
     return num * per_row + 8 * 4 * V * (cfg.embed_dim + cfg.hidden)  # + the fused tables
