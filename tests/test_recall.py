@@ -185,6 +185,12 @@ def test_info_and_generate_say_and_obey_recall(tmp_path):
                     metrics={"loss": 2.0, "recall_loss": 1.5}, data={})
     r = CliRunner().invoke(main, ["info", str(path)])
     assert r.exit_code == 0 and "recall       share 0.35, sharpness 25" in r.output, r.output
+    assert "valid loss   2.0000" in r.output and "not evaluated" not in r.output
+    alone = tmp_path / "alone"
+    save_checkpoint(alone, tiny(RecallConfig()), TINY, EC.to_dict(), train_config={}, step=1,
+                    metrics={"loss": 2.0}, data={})
+    r = CliRunner().invoke(main, ["info", str(alone)])
+    assert r.exit_code == 0 and "recall" not in r.output and "not evaluated" not in r.output
     for flag in ("--recall", "--no-recall"):
         r = CliRunner().invoke(main, ["generate", "--checkpoint", str(path), "--events", "20",
                                       "--out", str(tmp_path / flag), "-q", "--rng-seed", "0",

@@ -193,6 +193,8 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
         lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "
                      f"{metrics.get('perplexity', math.nan):.2f}, next event right "
                      f"{metrics.get('accuracy', math.nan):.1%} of the time)")
+    else:
+        lines.append("  valid loss   not evaluated yet")
     recall = m.get("recall") or {}
     if recall.get("share"):  # fitted after training (composer.model.recall)
         with_it = metrics.get("recall_loss")
@@ -200,8 +202,6 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
                      f"{recall.get('sharpness', 0):g}"
                      + (f": valid loss {with_it:.4f} nats/event with it" if with_it else "")
                      + " (generate --no-recall: the model alone)")
-    else:
-        lines.append("  valid loss   not evaluated yet")
     where = data.get("corpus") or data.get("source") or "not recorded"
     files = data.get("files") or {}
     counts = ", ".join(f"{n:,} {s}" for s, n in files.items())

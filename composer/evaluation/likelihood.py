@@ -95,12 +95,12 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
             progress("evaluate", done[0], total)
 
     hook = ckpt.model.head.register_forward_hook(tick)
-    lstm = {"LSTM": _score(ckpt.model, data, splits, cfg, dev, recall)}
+    lstms = {"LSTM": _score(ckpt.model, data, splits, cfg, dev, recall)}
     if recall.on:  # what recall adds, next to the model alone
-        lstm["LSTM alone"] = _score(ckpt.model, data, splits, cfg, dev, None)
+        lstms["LSTM alone"] = _score(ckpt.model, data, splits, cfg, dev, None)
     hook.remove()
     train_seqs, vocab = fit_on.sequences("train"), events.size
-    results = {**lstm,
+    results = {**lstms,
                f"{config.order}-gram KN": score(NGram(train_seqs, vocab, config.order), sequences),
                "unigram": score(Unigram(train_seqs, vocab, config.unigram_alpha), sequences)}
     rows = np.concatenate([data.files(name) for name in splits])
