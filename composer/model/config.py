@@ -34,7 +34,7 @@ class ModelError(ComposerError):
 # What fitting a model's recall tries (composer.model.recall.fit_recall): each sharpness with
 # each share, on the validation split, after training; the best pair is kept if it beats
 # the model alone. Measured on the shipped model and 4-minute models of two unbundled
-# corpora: the best sharpness 40-80, share 0.2-0.25.
+# corpora: the best sharpness 40-80, share 0.05-0.25.
 RECALL_SHARPNESS = (10.0, 20.0, 40.0, 80.0)
 RECALL_SHARES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 
