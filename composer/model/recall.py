@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 
 from composer.model.config import RECALL_SHARES, RECALL_SHARPNESS, RecallConfig
 from composer.model.lstm import IGNORE_INDEX, ComposerLSTM
@@ -35,7 +36,7 @@ from composer.model.lstm import IGNORE_INDEX, ComposerLSTM
 
 def unit(h: torch.Tensor) -> torch.Tensor:
     """``h`` (..., H) scaled to unit length (the zero vector stays zero)."""
-    return h / h.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    return F.normalize(h, dim=-1, eps=1e-6)
 
 
 def _recalled(similarity: torch.Tensor, allowed: torch.Tensor, hits: torch.Tensor,
