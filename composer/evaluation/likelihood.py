@@ -85,9 +85,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
     cfg = replace(cfg, eval_seq_len=window, batch_size=config.batch_size or cfg.batch_size)
     windows = [sum(-(-max(len(s) - 1, 0) // window) for s in data.sequences(name))
                for name in splits]
-    recall = ckpt.model_config.recall
-    passes = 2 if recall.on else 1  # with recall, and the model alone
-    total, done = passes * sum(-(-w // cfg.batch_size) for w in windows), [0]
+    total, done = sum(-(-w // cfg.batch_size) for w in windows), [0]
 
     def tick(*_: Any) -> None:  # a forward hook: one call per evaluation batch
         done[0] += 1
@@ -95,9 +93,7 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
             progress("evaluate", done[0], total)
 
     hook = ckpt.model.head.register_forward_hook(tick)
-    lstms = {"LSTM": _score(ckpt.model, data, splits, cfg, dev, recall)}
-    if recall.on:  # what recall adds, next to the model alone
-        lstms["LSTM alone"] = _score(ckpt.model, data, splits, cfg, dev, None)
+    lstms = _scores(ckpt.model, data, splits, cfg, dev, ckpt.model_config.recall)
     hook.remove()
     train_seqs, vocab = fit_on.sequences("train"), events.size
     results = {**lstms,
@@ -119,15 +115,19 @@ def evaluate_model(checkpoint: str | os.PathLike, corpus: Any = None, split: str
             "ahead": ahead}
 
 
-def _score(model: Any, data: Corpus, splits: list[str], cfg: TrainConfig, dev: Any,
-           recall: RecallConfig | None) -> dict[str, Any]:
-    """The LSTM's loss, perplexity, accuracy, events and total NLL on ``splits``, with
-    ``recall`` (None: the model alone)."""
-    sums = np.zeros(3)  # loss sum, events, correct predictions
+def _scores(model: Any, data: Corpus, splits: list[str], cfg: TrainConfig, dev: Any,
+            recall: RecallConfig) -> dict[str, dict[str, Any]]:
+    """The LSTM's loss, perplexity, accuracy, events and total NLL on ``splits``: "LSTM"
+    (with ``recall`` when it is on) and, when it is, "LSTM alone" (from the same forward)."""
+    sums = np.zeros(4)  # loss sum, events, correct predictions, loss sum alone
     for name in splits:
         m = evaluate(model, data, name, cfg, dev, recall=recall)
-        sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"]] \
-            if m["events"] else 0
-    loss = sums[0] / sums[1]
-    return {"loss": loss, "perplexity": perplexity(loss), "accuracy": sums[2] / sums[1],
-            "events": int(sums[1]), "nll": float(sums[0])}
+        sums += [m["loss"] * m["events"], m["events"], m["accuracy"] * m["events"],
+                 m.get("loss_alone", m["loss"]) * m["events"]] if m["events"] else 0
+
+    def row(nll: float) -> dict[str, Any]:
+        loss = nll / sums[1]
+        return {"loss": loss, "perplexity": perplexity(loss), "accuracy": sums[2] / sums[1],
+                "events": int(sums[1]), "nll": float(nll)}
+
+    return {"LSTM": row(sums[0]), **({"LSTM alone": row(sums[3])} if recall.on else {})}

@@ -95,10 +95,11 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     """Mean loss (nats/event), perplexity and next-event accuracy on ``split`` (``controls``:
     the corpus's control array (N, C) for a model with controls). With ``recall`` (on), the
     loss is the model's with it (:mod:`composer.model.recall`), each window recalling its
-    own earlier events; the accuracy stays the model's alone."""
+    own earlier events, and ``loss_alone`` the model's without it, from the same forward;
+    the accuracy stays the model's alone."""
     was_training = model.training
     model.eval()
-    total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, count, correct
+    total = torch.zeros(4, dtype=torch.float64, device=device)  # loss, count, correct, alone
     batches = eval_batches(corpus, split, config.eval_seq_len, config.batch_size, rank,
                            world_size, controls)
     for i, (x, y, *c) in enumerate(batches):
@@ -112,7 +113,7 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
             total[0] -= target_log_probs(logits, hidden, y, recall)[real].sum()
         else:
             logits, _ = model(x, None, *(t.to(device) for t in c))  # (B, T, V)
-            total[0] += summed_cross_entropy(logits, y)
+        total[3] += summed_cross_entropy(logits, y)
         total[1] += real.sum()
         total[2] += ((logits.argmax(-1) == y) & real).sum()
     if world_size > 1:
@@ -121,9 +122,12 @@ def evaluate(model: torch.nn.Module, corpus: Corpus, split: str, config: TrainCo
     if total[1] == 0:
         return {"loss": float("nan"), "perplexity": float("nan"), "accuracy": float("nan"),
                 "events": 0}
-    loss = float(total[0] / total[1])
+    recalled = recall is not None and recall.on
+    alone = float(total[3] / total[1])
+    loss = float(total[0] / total[1]) if recalled else alone
     return {"loss": loss, "perplexity": perplexity(loss),
-            "accuracy": float(total[2] / total[1]), "events": int(total[1])}
+            "accuracy": float(total[2] / total[1]), "events": int(total[1]),
+            **({"loss_alone": alone} if recalled else {})}
 
 
 @contextlib.contextmanager
