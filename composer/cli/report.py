@@ -188,6 +188,11 @@ def checkpoint_summary(meta: dict[str, Any], resumable: str) -> str:
     else:
         planned = f" of {tr['steps']:,} planned" if isinstance(tr.get("steps"), int) else ""
     base = f", fine-tuned from {data['base']}" if data.get("base") else ""
+    seeds = metrics.get("soup") or []
+    if len(seeds) > 1:  # composer.training.soup
+        base += f"; the average of the runs of seeds {', '.join(map(str, seeds))}"
+    elif seeds:
+        base += f"; the run of seed {seeds[0]}"
     lines.append(f"  trained      {meta.get('step', 0):,} steps{planned}{base}")
     if "loss" in metrics:
         lines.append(f"  valid loss   {metrics['loss']:.4f} nats/event (perplexity "
@@ -372,6 +377,13 @@ def train_summary(result: Any) -> str:
     lines = [f"Stopped ({result.stopped}) at step {result.step:,}; best validation loss "
              f"{result.best_valid_loss:.4f} nats/event; {result.skipped_steps} steps skipped "
              "as non-finite."]
+    if result.soup:
+        seeds = ", ".join(map(str, result.soup))
+        what = (f"the average of the fine-tunes of seeds {seeds}" if len(result.soup) > 1
+                else f"the fine-tune of seed {seeds}")
+        lines.append(f"The best is {what} (the runs after the first: "
+                     f"{result.out_dir / 'soup'}), {result.best_valid_loss:.4f} nats/event on "
+                     "the validation split.")
     if result.recall.on:
         lines.append(f"Recall fitted on the validation split (share {result.recall.share:g}, "
                      f"sharpness {result.recall.sharpness:g}): {result.recall_loss:.4f} "

@@ -133,6 +133,8 @@ class TrainResult:
     out_dir: Path
     recall: RecallConfig = field(default_factory=RecallConfig)  # fitted at the end (off: none)
     recall_loss: float = math.nan  # best validation loss with that recall (nats/event)
+    # the seeds of the fine-tunes averaged into best (composer.training.soup; (): the run's own)
+    soup: tuple[int, ...] = ()
 
 
 

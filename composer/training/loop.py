@@ -157,8 +157,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
           init_from: str | os.PathLike | None = None, force: bool = False,
           progress: Callable[[int, int, dict[str, float]], None] | None = None,
-          notify: Callable[[str], None] | None = None, threads: int | None = None
-          ) -> TrainResult:
+          notify: Callable[[str], None] | None = None, threads: int | None = None,
+          recall: bool = True) -> TrainResult:
     """Train on ``corpus``'s train split, validating on its valid split; see module docs.
 
     ``resume`` continues ``OUT/latest`` with its saved settings (only ``config.steps`` is
@@ -170,6 +170,8 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
 
     ``threads``: torch's CPU threads (None: as torch has them; ``composer train`` gives
     :func:`~composer.core.bounds.free_cpus`).
+    ``recall``: fit the best checkpoint's recall when the run ends done or early-stopped
+    (:func:`fit_run_recall`; False: the caller does, as a fine-tune's soup does).
     ``notify(line)`` gets the plan line before the first step. ``progress(step, total, info)``
     is called after every step (info: loss, lr, tokens/s,
     fraction done, seconds left in the budget, last and best validation loss).
@@ -326,12 +328,12 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         if world > 1:
             dist.destroy_process_group()
     result = TrainResult(state["step"], state["best"], stopped, state["skipped"], out)
-    if rank == 0 and stopped in ("done", "early stop") and (out / "best").exists():
-        result.recall, result.recall_loss = _fit_recall(out, corpus, config, dev, table)
+    if recall and rank == 0 and stopped in ("done", "early stop") and (out / "best").exists():
+        result.recall, result.recall_loss = fit_run_recall(out, corpus, config, dev, table)
     return result
 
 
-def _fit_recall(out: Path, corpus: Corpus, config: TrainConfig, dev: torch.device,
+def fit_run_recall(out: Path, corpus: Corpus, config: TrainConfig, dev: torch.device,
                 table: Any) -> tuple[RecallConfig, float]:
     """Fit the best checkpoint's recall (:func:`~composer.model.recall.fit_recall`) on at
     most ``RECALL_FIT_WINDOWS`` windows of the validation split and record it in ``best``

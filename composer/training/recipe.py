@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from composer.training.config import (
     TrainResult,
 )
 from composer.training.loop import train, validation_split
+from composer.training.soup import cook
 
 # ---------------------------------------------------------------------------------- train
 
@@ -161,6 +164,18 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
     threads = r.threads
     if threads is None and resolve_device(r.device).type == "cpu":
         threads = free_cpus()
-    return train(corpus, out, model_config, run, device=r.device, resume=r.resume,
-                 force=r.force, init_from=init_from, progress=cb.progress, notify=cb.plan,
-                 threads=threads)
+    # a fine-tune capped at its passes may leave time for more runs, averaged (soup.py)
+    capped = init_from is not None and run is not None and run.minutes > 0 \
+        and run.steps < NO_STEP_CAP and int(os.environ.get("WORLD_SIZE", "1")) <= 1
+
+    def train_into(folder: Path, config: TrainConfig | None, **first: Any) -> TrainResult:
+        return train(corpus, folder, model_config, config, device=r.device,
+                     init_from=init_from, progress=cb.progress, threads=threads,
+                     recall=not capped, **first)
+
+    start = time.perf_counter()
+    result = train_into(out, run, resume=r.resume, force=r.force, notify=cb.plan)
+    if not capped or result.stopped not in ("done", "early stop"):
+        return result
+    return cook(corpus, out, result, time.perf_counter() - start, train_into, run,
+                model_config.controls, r.device, cb.plan)

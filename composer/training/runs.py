@@ -1,7 +1,8 @@
 """A training run's output folder: what it holds, setting an old run aside, metrics.jsonl.
 
 ``OUT/latest`` and ``OUT/best`` (checkpoints), ``OUT/metrics.jsonl`` (one JSON object per
-logged step and evaluation) and ``OUT/tb`` (TensorBoard, when installed) make up one run
+logged step and evaluation), ``OUT/tb`` (TensorBoard, when installed) and ``OUT/soup`` (a
+fine-tune's further runs: :mod:`composer.training.soup`) make up one run
 (:data:`RUN_FILES`). A new run never silently mixes with an old one: :func:`set_aside_run`
 refuses, or moves the old run into ``OUT/previous-N`` (nothing is deleted); after a resume,
 :func:`truncate_metrics` drops the lines logged past the checkpoint resumed from.
@@ -29,7 +30,8 @@ from composer.model.checkpoint import read_info
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RUN_FILES = ("latest", "best", ".latest.bak", ".best.bak", "metrics.jsonl", "tb")  # one run
+# one run (soup: a fine-tune's further runs, composer.training.soup)
+RUN_FILES = ("latest", "best", ".latest.bak", ".best.bak", "metrics.jsonl", "tb", "soup")
 
 
 def find_run(out: Path) -> str | None:
