@@ -40,16 +40,16 @@ def test_average_is_the_mean_of_each_weight():
     assert all(torch.all(t == 3.0) for t in mean.values())
 
 
-def test_greedy_adds_a_run_only_when_the_average_validates_better():
-    runs, validate = [filled(1.0), filled(2.0), filled(9.0)], distance_to(1.6)
+def test_the_average_is_kept_only_when_it_validates_better_than_every_run():
+    runs, validate = [filled(1.0), filled(2.0), filled(9.0)], distance_to(4.0)
     losses = [validate(r) for r in runs]
-    model, kept, loss = soup.greedy(runs, losses, validate)
-    assert kept == [1, 0]  # 2.0 first (closest), then 1.0: their mean 1.5 is closer still
-    assert model is not runs[0] and model is not runs[1]
-    assert all(torch.allclose(p, torch.tensor(1.5)) for p in model.parameters())
+    model, kept, loss = soup.choose(runs, losses, validate)  # their mean 4.0 is closest
+    assert kept == [0, 1, 2] and all(model is not r for r in runs)
+    assert all(torch.allclose(p, torch.tensor(4.0)) for p in model.parameters())
     assert loss == pytest.approx(validate(model)) and loss < min(losses)
-    alone, kept, _ = soup.greedy(runs, losses, distance_to(2.0))  # no average is closer
-    assert alone is runs[1] and kept == [1]
+    near_two = distance_to(2.0)  # the mean 4.0 is worse than the run of 2.0
+    alone, kept, loss = soup.choose(runs, [near_two(r) for r in runs], near_two)
+    assert alone is runs[1] and kept == [1] and loss == 0.0
 
 
 def test_a_fine_tune_at_its_pass_cap_averages_further_runs(tmp_path, monkeypatch):
@@ -61,15 +61,15 @@ def test_a_fine_tune_at_its_pass_cap_averages_further_runs(tmp_path, monkeypatch
                  device="cpu")
     monkeypatch.setattr(soup, "SOUP_MEMBERS", 3)  # a minute leaves time for many more
     given: list = []
-    real_greedy = soup.greedy
+    real_choose = soup.choose
 
-    def every_run(models, losses, validate):  # the plumbing, whatever greedy would keep
-        given.append((models, real_greedy(models, losses, validate)[1]))
+    def every_run(models, losses, validate):  # the plumbing, whichever choose would keep
+        given.append((models, real_choose(models, losses, validate)[1]))
         net = ComposerLSTM(models[0].config).eval()
         net.load_state_dict(soup.average(models))
         return net, [0, 1, 2], validate(net)
 
-    monkeypatch.setattr(soup, "greedy", every_run)
+    monkeypatch.setattr(soup, "choose", every_run)
     notes: list[str] = []
     request = TrainRequest(str(corpus.cache_dir), str(tmp_path / "run"), config=config,
                            minutes=1.0, init_from=str(base.out_dir / "best"), device="cpu",

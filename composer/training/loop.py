@@ -334,7 +334,7 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
 
 
 def fit_run_recall(out: Path, corpus: Corpus, config: TrainConfig, dev: torch.device,
-                table: Any) -> tuple[RecallConfig, float]:
+                   table: Any) -> tuple[RecallConfig, float]:
     """Fit the best checkpoint's recall (:func:`~composer.model.recall.fit_recall`) on at
     most ``RECALL_FIT_WINDOWS`` windows of the validation split and record it in ``best``
     and ``latest``: the recall and the validation loss with it."""

@@ -127,7 +127,9 @@ def train_model(request: TrainRequest, callbacks: TrainCallbacks | None = None
     sizes, conditioned on ``request.controls``:
     :func:`~composer.controls.features.choose_spec`), set the run's length
     (:func:`run_length`) and the CPU threads (None:
-    :func:`~composer.core.bounds.free_cpus`, the cores not kept busy by other work), train."""
+    :func:`~composer.core.bounds.free_cpus`, the cores not kept busy by other work), train.
+    A fine-tune that ends at its pass cap with time left trains more runs and averages them
+    (:func:`~composer.training.soup.cook`)."""
     r, cb = request, callbacks or TrainCallbacks()
     corpus = open_or_prepare(r.source, r.corpus, workers=r.workers, progress=cb.ingest,
                              report=cb.prepared)
