@@ -72,12 +72,13 @@ def test_a_fine_tune_at_its_pass_cap_averages_further_runs(tmp_path, monkeypatch
     monkeypatch.setattr(soup, "choose", every_run)
     notes: list[str] = []
     request = TrainRequest(str(corpus.cache_dir), str(tmp_path / "run"), config=config,
-                           minutes=1.0, init_from=str(base.out_dir / "best"), device="cpu",
+                           minutes=1.0, init_from=str(base.out_dir / "best"), device="auto",
                            threads=1)
     result = train_model(request, soup_callbacks(notes))
     first = load_checkpoint(tmp_path / "run" / "latest")
     assert result.stopped == "done" and result.step == first.train_config["steps"]  # the cap
     assert len(notes) == 2 and "fine-tuning again (seed 1)" in notes[0]
+    assert notes[1].startswith("Fine-tuning again (seed 2;")
     runs = [tmp_path / "run" / "soup" / k / "best" for k in "12"]
     assert not (tmp_path / "run" / "soup" / "3").exists()
     assert [load_checkpoint(r).train_config["seed"] for r in runs] == [1, 2]
@@ -108,4 +109,4 @@ def test_a_fine_tune_at_its_pass_cap_averages_further_runs(tmp_path, monkeypatch
 def soup_callbacks(notes: list[str]):
     from composer.training.recipe import TrainCallbacks
 
-    return TrainCallbacks(plan=lambda line: notes.append(line) if "again" in line else None)
+    return TrainCallbacks(plan=lambda line: notes.append(line) if "again (seed" in line else None)

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from composer.controls.features import ControlSpec, open_controls
+from composer.core.device import resolve_device
 from composer.core.messages import ComposerError
 from composer.corpus.cache import Corpus
 from composer.model.checkpoint import load_checkpoint, save_checkpoint
@@ -81,7 +82,9 @@ def cook(corpus: Corpus, out: Path, first: TrainResult, spent: float,
         k = len(members)
         if notify is not None:
             notify(f"The fine-tune ended at its pass cap with {left / 60:.1f} minutes left: "
-                   f"fine-tuning again (seed {config.seed + k}) to average the runs")
+                   f"fine-tuning again (seed {config.seed + k}) to average the runs" if k == 1
+                   else f"Fine-tuning again (seed {config.seed + k}; {left / 60:.1f} minutes "
+                        "left)")
         start = time.perf_counter()
         try:
             result = train_member(out / SOUP_DIR / str(k), dataclasses.replace(
@@ -96,7 +99,7 @@ def cook(corpus: Corpus, out: Path, first: TrainResult, spent: float,
         if result.stopped not in ("done", "early stop"):
             break
         members.append(out / SOUP_DIR / str(k) / "best")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     table = open_controls(corpus, spec) if spec.width else None
     interrupted = results[-1].stopped == "interrupted"
     if len(members) > 1 and not interrupted:
