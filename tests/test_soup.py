@@ -11,7 +11,7 @@ from helpers import small_corpus
 
 from composer.cli.main import main
 from composer.cli.report import train_summary
-from composer.model.checkpoint import load_checkpoint
+from composer.model.checkpoint import load_checkpoint, save_checkpoint
 from composer.model.config import ModelConfig
 from composer.model.lstm import ComposerLSTM
 from composer.training import soup
@@ -102,6 +102,12 @@ def test_a_fine_tune_at_its_pass_cap_averages_further_runs(tmp_path, monkeypatch
     again = train_model(dataclasses.replace(request, resume=True, minutes=None,
                                             init_from="auto"), soup_callbacks(notes))
     assert again.stopped == "already complete" and len(notes) == 2  # no more runs
+    more = train_model(dataclasses.replace(request, resume=True, minutes=None, init_from="auto",
+                                           steps=result.step + 40), soup_callbacks(notes))
+    assert more.step == result.step + 40 and len(notes) == 2
+    after = load_checkpoint(tmp_path / "run" / "best")  # replaced only by a better model
+    assert after.metrics["loss"] <= best.metrics["loss"]
+    assert ("soup" in after.metrics) == (after.metrics["loss"] == best.metrics["loss"])
     train_model(dataclasses.replace(request, force=True, minutes=0.001), soup_callbacks([]))
     assert (tmp_path / "run" / "previous-1" / "soup" / "1").exists()  # set aside whole
 
@@ -110,3 +116,19 @@ def soup_callbacks(notes: list[str]):
     from composer.training.recipe import TrainCallbacks
 
     return TrainCallbacks(plan=lambda line: notes.append(line) if "again (seed" in line else None)
+
+
+def test_a_resumed_run_replaces_best_only_with_a_better_model(tmp_path):
+    corpus = small_corpus(tmp_path / "data")
+    config = TrainConfig(steps=6, batch_size=8, seq_len=32, eval_seq_len=64, eval_every=3,
+                         warmup_steps=1, eval_max_batches=2)
+    train(corpus, tmp_path / "run", dataclasses.replace(TINY, vocab_size=corpus.events.size),
+          config, device="cpu")
+    b = load_checkpoint(tmp_path / "run" / "best")  # as if an average of runs beat the run
+    save_checkpoint(tmp_path / "run" / "best", b.model, b.model_config, b.event_config,
+                    train_config=b.train_config, step=b.step, data=b.data,
+                    metrics={**b.metrics, "loss": 0.1 * b.metrics["loss"], "soup": [0, 1]})
+    train(corpus, tmp_path / "run", None, dataclasses.replace(config, steps=12), device="cpu",
+          resume=True)
+    assert load_checkpoint(tmp_path / "run" / "latest").step == 12
+    assert load_checkpoint(tmp_path / "run" / "best").metrics["soup"] == [0, 1]

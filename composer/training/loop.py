@@ -5,7 +5,7 @@ schedule -> eval/checkpoint -> forward/backward -> clip -> step -> log.
 
 - Checkpoints (see :mod:`composer.model.checkpoint`): ``OUT/latest`` every eval interval (with the
   optimizer, scheduler position, RNG and data-sampler state, so ``resume`` continues exactly
-  where it stopped) and ``OUT/best`` whenever validation loss improves.
+  where it stopped) and ``OUT/best`` whenever validation loss improves on the best saved.
 - ``OUT/metrics.jsonl``: one JSON object per logged train step and per evaluation; also
   TensorBoard (``OUT/tb``) when the ``tensorboard`` package is installed.
 - A new run into an OUT that already holds one is refused (``force`` moves the old run to
@@ -43,7 +43,13 @@ from composer.core.messages import ComposerError
 from composer.core.rng import get_rng_state, set_rng_state
 from composer.corpus.cache import Corpus
 from composer.corpus.sources import corpus_record
-from composer.model.checkpoint import load_checkpoint, model_name, save_checkpoint, set_recall
+from composer.model.checkpoint import (
+    load_checkpoint,
+    model_name,
+    read_info,
+    save_checkpoint,
+    set_recall,
+)
 from composer.model.config import ModelConfig, ModelError, RecallConfig
 from composer.model.lstm import IGNORE_INDEX, ComposerLSTM, check_fits
 from composer.model.recall import fit_recall, target_log_probs
@@ -226,6 +232,9 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
         carried = tuple(t.to(dev) for t in ts["carried"]) if ts.get("carried") else None
         set_rng_state(ts["rng"])
         state.update(ts["progress"])
+        # OUT/best may hold a better model than this run's own best (an average of runs:
+        # composer.training.soup); only a better one replaces it
+        state["best"] = min(state["best"], _saved_loss(out / "best"))
     data_info = corpus_record(corpus)
     if start["base"]:  # the model a fine-tune started from
         data_info["base"] = start["base"]
@@ -331,6 +340,15 @@ def train(corpus: Corpus, out_dir: str | os.PathLike, model_config: ModelConfig 
     if recall and rank == 0 and stopped in ("done", "early stop") and (out / "best").exists():
         result.recall, result.recall_loss = fit_run_recall(out, corpus, config, dev, table)
     return result
+
+
+def _saved_loss(path: Path) -> float:
+    """The validation loss a checkpoint records (inf when it has none or cannot be read)."""
+    try:
+        loss = read_info(path)["metrics"].get("loss")
+    except ComposerError:
+        return float("inf")
+    return float(loss) if isinstance(loss, (int, float)) else float("inf")
 
 
 def fit_run_recall(out: Path, corpus: Corpus, config: TrainConfig, dev: torch.device,

@@ -18,7 +18,8 @@ averaged alike 2.628; of runs of 15 passes, the one it kept 2.650, four alike 2.
 ``OUT/best`` becomes the average if it validates better than every run alone, else
 the best run (a later one's, when it beat the first); its metrics record ``soup``: the
 seeds of the runs in it.
-``OUT/latest`` stays the first run's, and a resumed run trains no more. Weights only: the
+``OUT/latest`` stays the first run's; a resumed run trains no more runs, and
+replaces the average only with a better model. Weights only: the
 runs share one config, vocabulary and controls.
 """
 
