@@ -81,6 +81,7 @@ def cook(corpus: Corpus, out: Path, first: TrainResult, spent: float,
     their validation loss when they beat the first run, stopped "interrupted" when a run
     was."""
     left, members, results = config.minutes * 60 - spent, [out / "best"], [first]
+    interrupted = False
     while len(members) < SOUP_MEMBERS and left >= SOUP_MARGIN * spent:
         k = len(members)
         if notify is not None:
@@ -98,25 +99,26 @@ def cook(corpus: Corpus, out: Path, first: TrainResult, spent: float,
                        "runs before it")
             break
         left -= time.perf_counter() - start
-        results.append(result)
         if result.stopped not in ("done", "early stop"):
+            interrupted = result.stopped == "interrupted"
             break
         members.append(out / SOUP_DIR / str(k) / "best")
+        results.append(result)
     dev = resolve_device(device)
     table = open_controls(corpus, spec) if spec.width else None
-    interrupted = results[-1].stopped == "interrupted"
     if len(members) > 1 and not interrupted:
         ckpts = [load_checkpoint(m, map_location=dev) for m in members]
-        split = validation_split(corpus)
+        split, scored = validation_split(corpus), {}
 
-        def validate(model: ComposerLSTM) -> float:
-            return evaluate(model, corpus, split, config, dev, controls=table)["loss"]
+        def validate(model: ComposerLSTM) -> float:  # choose validates the average only
+            scored.update(evaluate(model, corpus, split, config, dev, controls=table))
+            return scored["loss"]
 
         model, kept, loss = choose([c.model for c in ckpts],
-                                   [r.best_valid_loss for r in results[: len(ckpts)]], validate)
+                                   [r.best_valid_loss for r in results], validate)
         if kept != [0]:  # the average, or a later run alone, beat the first run's best
             head, seeds = ckpts[0], sorted(config.seed + k for k in kept)
-            metrics = {**evaluate(model, corpus, split, config, dev, controls=table),
+            metrics = {**(scored if len(kept) > 1 else ckpts[kept[0]].metrics),
                        "split_used": split, "soup": seeds}
             save_checkpoint(out / "best", model, head.model_config, head.event_config,
                             train_config=head.train_config, step=head.step, metrics=metrics,
